@@ -1,0 +1,550 @@
+"""Load and validate an inventory file into frozen, typed objects.
+
+An inventory describes one cluster: its nodes and how to reach them, the K3s
+install, the Flux bootstrap, the secrets to restore, what must exist after a
+rebuild, and the time budget. It is parsed once, at the edge; everything
+inside drtool takes these objects, never raw dicts.
+
+Every problem becomes ``BadInput(file, field_path, problem)`` so the task
+layer can print one line such as
+``inventory/homelab.yaml: nodes[1].role: expected server or agent``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from drtool.errors import BadInput
+
+# ---------------------------------------------------------------------------
+# Small value types
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _seconds(value: Any) -> float:
+    """Accept 90, 90.5, "90s", "15m", "1h" (bools and negatives are errors)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90, '90s', '15m' or '1h'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError("expected a duration such as 90, '90s', '15m' or '1h'")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+
+# Kubernetes label keys/values and taint syntax, as the API server validates them.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+_TAINT = re.compile(rf"^(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>NoSchedule|PreferNoSchedule|NoExecute)$")
+_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_FLUX_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._:-]*[A-Za-z0-9])?$")
+# A K3s token looks like K10<hash>::server:<secret> or a free-form string; a literal in the
+# inventory is refused whatever it looks like, but this catches the common paste.
+_LOOKS_LIKE_TOKEN = re.compile(r"^K10[0-9a-f]{20,}::")
+
+
+class _Model(BaseModel):
+    """Frozen, strict about unknown keys (typos are errors, not silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# ---------------------------------------------------------------------------
+# Sections
+
+
+class Cluster(_Model):
+    name: str
+    """Cluster name; typed by the operator to confirm a rebuild, and the lock's name."""
+    context: str | None = None
+    """kubeconfig context name written for this cluster (defaults to ``name``)."""
+    api_endpoint: str
+    """URL the operator reaches the API at, e.g. ``https://192.168.1.10:6443``; also a TLS SAN."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NODE_NAME.match(v):
+            raise ValueError("expected a DNS-style name (lowercase letters, digits, '-' and '.')")
+        return v
+
+    @field_validator("api_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$", v):
+            raise ValueError("expected https://HOST[:PORT]")
+        return v.rstrip("/")
+
+    @property
+    def context_name(self) -> str:
+        return self.context or self.name
+
+    @property
+    def api_host(self) -> str:
+        host = self.api_endpoint.removeprefix("https://")
+        if host.startswith("["):
+            return host[1 : host.index("]")]
+        return host.split(":")[0]
+
+
+class Node(_Model):
+    name: str
+    """Kubernetes node name (also the hostname K3s registers)."""
+    host: str | None = None
+    """Address or ``~/.ssh/config`` alias; defaults to ``name``."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """SSH port; ``~/.ssh/config`` or 22 when unset."""
+    user: str | None = None
+    """SSH user; ``~/.ssh/config`` or the local user when unset."""
+    role: Literal["server", "agent"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Node labels, passed at install as ``--node-label k=v``."""
+    taints: tuple[str, ...] = ()
+    """Taints as ``key=value:Effect``, passed as ``--node-taint``."""
+    ssh_key: Path | None = None
+    """Private key file; relative paths are resolved against the inventory's folder."""
+    sudo: bool = True
+    """Run privileged commands with ``sudo -n`` (False when the SSH user is root)."""
+    protected_paths: tuple[str, ...] = ()
+    """Absolute paths a wipe must never touch (data outside K3s's dirs)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NODE_NAME.match(v):
+            raise ValueError("expected a DNS-style node name (lowercase letters, digits, '-' and '.')")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is not None and not _HOST.match(v):
+            raise ValueError("expected an address or an ssh alias (letters, digits, '.', '-', ':')")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[a-z_][a-z0-9_-]*\$?$", v):
+            raise ValueError("expected a POSIX user name")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not _LABEL_KEY.match(key):
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+            if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+                raise ValueError(f"label {key!r} has an invalid value (63 chars of [A-Za-z0-9-_.])")
+        return v
+
+    @field_validator("taints")
+    @classmethod
+    def _taints(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for taint in v:
+            m = _TAINT.match(taint)
+            if not m or not _LABEL_KEY.match(m.group("key")):
+                raise ValueError(f"taint {taint!r} is not key=value:Effect (NoSchedule, PreferNoSchedule, NoExecute)")
+        return v
+
+    @field_validator("protected_paths")
+    @classmethod
+    def _protected(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not p.startswith("/") or p.rstrip("/") in ("", "/etc", "/var", "/usr", "/var/lib"):
+                raise ValueError(f"protected path {p!r} must be an absolute, specific path")
+        return v
+
+    @property
+    def address(self) -> str:
+        return self.host or self.name
+
+
+class TokenSource(_Model):
+    """Where the K3s cluster token comes from: never a literal in the inventory."""
+
+    token_file: Path | None = None
+    token_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "TokenSource":
+        if (self.token_file is None) == (self.token_env is None):
+            raise ValueError("set exactly one of token_file or token_env")
+        if self.token_env is not None and not _ENV_NAME.match(self.token_env):
+            raise ValueError("token_env must be an environment variable name")
+        return self
+
+
+class Install(_Model):
+    method: Literal["online", "airgap"] = "online"
+    script_url: str = "https://get.k3s.io"
+    """Install script URL for online installs (fetched on the node)."""
+    script: Path | None = None
+    """Air-gapped: local install script to upload."""
+    binary: Path | None = None
+    """Air-gapped: local k3s binary to upload to /usr/local/bin/k3s."""
+    images: Path | None = None
+    """Air-gapped: images tarball uploaded to /var/lib/rancher/k3s/agent/images/."""
+
+    @model_validator(mode="after")
+    def _airgap(self) -> "Install":
+        if self.method == "airgap" and (self.script is None or self.binary is None):
+            raise ValueError("an airgap install needs script and binary")
+        if self.method == "online" and not self.script_url.startswith("https://"):
+            raise ValueError("script_url must be an https:// URL")
+        return self
+
+
+class K3s(_Model):
+    version: str
+    """Pinned K3s release, e.g. v1.31.4+k3s1 (required: an unpinned rebuild is not reproducible)."""
+    channel: str | None = None
+    server_args: tuple[str, ...] = ()
+    agent_args: tuple[str, ...] = ()
+    token: TokenSource | None = None
+    """Cluster token source; when unset a fresh token is generated and kept in the run's backup dir."""
+    install: Install = Field(default_factory=Install)
+    data_dir: str = "/var/lib/rancher/k3s"
+    kubeconfig_mode: str = "0600"
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _no_literal(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError("a literal token is not allowed; use token_file or token_env")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not _K3S_VERSION.match(v):
+            raise ValueError("expected a pinned release such as v1.31.4+k3s1")
+        return v
+
+    @field_validator("server_args", "agent_args")
+    @classmethod
+    def _args(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in v:
+            if _LOOKS_LIKE_TOKEN.match(arg) or arg.startswith("--token=") or arg == "--token":
+                raise ValueError("a token must not be written in args; use k3s.token.token_file or token_env")
+        return v
+
+    @field_validator("kubeconfig_mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if not re.match(r"^0?[0-7]{3}$", str(v)):
+            raise ValueError("expected an octal file mode such as 0600")
+        return str(v)
+
+
+class Flux(_Model):
+    cli: str = "flux"
+    """Path (or name on PATH) of the flux CLI; relative paths resolve against the inventory's folder."""
+    version: str
+    """Pinned flux CLI version, e.g. v2.4.0; preflight checks it."""
+    provider: Literal["github", "gitlab", "git"]
+    owner: str | None = None
+    repository: str | None = None
+    branch: str = "main"
+    path: str
+    personal: bool = False
+    url: str | None = None
+    """git provider: repository URL (ssh:// or https://)."""
+    private_key_file: Path | None = None
+    token_env: str | None = None
+    """Environment variable holding the Git token (default GITHUB_TOKEN / GITLAB_TOKEN)."""
+    timeout: Seconds = 300.0
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not _FLUX_VERSION.match(v):
+            raise ValueError("expected a pinned version such as v2.4.0")
+        return v if v.startswith("v") else "v" + v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/") or not re.match(r"^[A-Za-z0-9._/-]+$", v):
+            raise ValueError("expected a relative path inside the repository, such as clusters/homelab")
+        return v
+
+    @field_validator("owner", "repository", "branch")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9._/-]+$", v):
+            raise ValueError("expected letters, digits, '.', '_', '-' or '/'")
+        return v
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError("expected an environment variable name")
+        return v
+
+    @model_validator(mode="after")
+    def _provider(self) -> "Flux":
+        if self.provider in ("github", "gitlab"):
+            if not self.owner or not self.repository:
+                raise ValueError(f"bootstrap {self.provider} needs owner and repository")
+        elif not self.url:
+            raise ValueError("bootstrap git needs url")
+        return self
+
+    @property
+    def token_variable(self) -> str | None:
+        """The env var bootstrap reads the token from (None for ssh-key git bootstrap)."""
+        if self.token_env:
+            return self.token_env
+        return {"github": "GITHUB_TOKEN", "gitlab": "GITLAB_TOKEN"}.get(self.provider)
+
+
+class SecretSpec(_Model):
+    """A Secret kept out of Git, restored into the cluster before bootstrap."""
+
+    name: str
+    namespace: str = "flux-system"
+    from_file: Path
+    """Local file holding the key (e.g. the SOPS age key); read at restore time."""
+    key: str | None = None
+    """Data key in the Secret (default: the file's name, e.g. age.agekey)."""
+
+    @property
+    def data_key(self) -> str:
+        return self.key or self.from_file.name
+
+
+class HelmReleaseExpectation(_Model):
+    namespace: str
+    name: str
+    version: str | None = None
+    """Chart version that must be installed."""
+
+
+class Expectations(_Model):
+    kustomizations: tuple[str, ...] = ()
+    """Kustomizations that must exist and be Ready, as ``namespace/name`` (namespace defaults to flux-system)."""
+    helmreleases: tuple[HelmReleaseExpectation, ...] = ()
+
+    @field_validator("kustomizations")
+    @classmethod
+    def _ks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(k if "/" in k else f"flux-system/{k}" for k in v)
+
+
+class Timeouts(_Model):
+    """Per-phase time bounds; a phase over its bound fails with a partial report."""
+
+    ssh_connect: Seconds = 10.0
+    command: Seconds = 600.0
+    preflight: Seconds = 60.0
+    backup: Seconds = 600.0
+    teardown: Seconds = 300.0
+    install_servers: Seconds = 300.0
+    join_agents: Seconds = 300.0
+    nodes_ready: Seconds = 300.0
+    bootstrap: Seconds = 600.0
+    converge: Seconds = 1800.0
+
+
+class Converge(_Model):
+    ignore_namespaces: tuple[str, ...] = ()
+    crashloop_restarts: int = Field(default=3, ge=0)
+    unschedulable_grace: Seconds = 30.0
+
+
+class Backup(_Model):
+    archive_volumes: bool = False
+    """Archive local-path volume dirs under the K3s data dir (they are deleted by uninstall)."""
+    keep_runs: int = Field(default=20, ge=1)
+
+
+class HttpCheck(_Model):
+    name: str
+    url: str
+    status: int = Field(default=200, ge=100, le=599)
+    retries: int = Field(default=10, ge=0, le=1000)
+    delay: Seconds = 2.0
+    timeout: Seconds = 5.0
+
+
+class Webhook(_Model):
+    name: str
+    type: Literal["json", "slack", "discord", "ntfy", "alertmanager"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Seconds = 5.0
+
+
+class Drill(_Model):
+    enabled: bool = False
+    """Drills wipe the cluster: they run only where this is explicitly true."""
+    http_checks: tuple[HttpCheck, ...] = ()
+    verify_protected: bool = True
+    """Checksum the protected paths before and after and fail when they changed."""
+    regression_margin: float = Field(default=0.25, ge=0)
+    window: str | None = None
+    """Allowed start window ``HH:MM-HH:MM`` for scheduled drills."""
+    notify: tuple[Webhook, ...] = ()
+    textfile_dir: Path | None = None
+    """node_exporter textfile collector dir for ``drtool_drill.prom``."""
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", v):
+            raise ValueError("expected HH:MM-HH:MM")
+        return v
+
+
+class Ssh(_Model):
+    known_hosts: Path | None = None
+    """known_hosts file to verify host keys against (default ~/.ssh/known_hosts)."""
+    config: Path | None = None
+    """ssh_config file for aliases, keys and ProxyJump (default ~/.ssh/config)."""
+
+
+class Inventory(_Model):
+    path: Path = Field(default=Path("inventory.yaml"), exclude=True)
+    cluster: Cluster
+    nodes: tuple[Node, ...]
+    k3s: K3s
+    flux: Flux
+    secrets: tuple[SecretSpec, ...] = ()
+    expectations: Expectations = Field(default_factory=Expectations)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    converge: Converge = Field(default_factory=Converge)
+    backup: Backup = Field(default_factory=Backup)
+    objective: Seconds | None = None
+    """Recovery-time objective: the rebuild must be all-ready within this."""
+    drill: Drill = Field(default_factory=Drill)
+    ssh: Ssh = Field(default_factory=Ssh)
+
+    @model_validator(mode="after")
+    def _nodes(self) -> "Inventory":
+        seen: set[str] = set()
+        for i, node in enumerate(self.nodes):
+            if node.name in seen:
+                raise _FieldError(f"nodes[{i}].name", f"duplicate node name {node.name!r}")
+            seen.add(node.name)
+        if not any(n.role == "server" for n in self.nodes):
+            raise _FieldError("nodes", "at least one node must have role server")
+        return self
+
+    # Convenience views -----------------------------------------------------
+    @property
+    def servers(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "server")
+
+    @property
+    def agents(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "agent")
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def resolve(self, p: Path | str | None) -> Path | None:
+        """A path from the inventory, resolved against the inventory file's folder."""
+        if p is None:
+            return None
+        p = Path(os.path.expanduser(str(p)))
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+
+class _FieldError(ValueError):
+    """Raised inside model validators to point at a precise field path."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(problem)
+        self.field, self.problem = field, problem
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after[_one()]", "function-after[_airgap()]") or str(part).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _first_error(source: str, exc: ValidationError) -> BadInput:
+    err = exc.errors(include_url=False)[0]
+    ctx_err = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, _FieldError):
+        return BadInput(source, ctx_err.field, ctx_err.problem)
+    field = _loc(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return BadInput(source, field, "unknown key (check the spelling)")
+    if kind == "missing":
+        return BadInput(source, field, "required field is missing")
+    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "literal_error":
+        msg = "expected " + msg.removeprefix("Input should be ").replace("'", "")
+    return BadInput(source, field, msg)
+
+
+def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
+    """Validate already-loaded YAML data. Raises BadInput naming the field."""
+    if not isinstance(data, dict):
+        raise BadInput(str(source), "", "expected a mapping at the top level")
+    try:
+        return Inventory.model_validate({**data, "path": Path(source)})
+    except ValidationError as exc:
+        raise _first_error(str(source), exc) from None
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read and validate an inventory file; every problem is a one-line BadInput."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BadInput(str(path), "", "file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise BadInput(str(path), "", f"cannot read: {exc.__class__.__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise BadInput(str(path), where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_inventory(data, path)

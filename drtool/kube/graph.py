@@ -1,0 +1,173 @@
+"""Who waits on whom: the dependency graph behind failure chains and the critical path.
+
+An edge ``A -> B`` means "A cannot be Ready before B is". Edges come from what Flux and
+Kubernetes actually wait on:
+
+- Kustomization: ``spec.dependsOn``, ``spec.sourceRef``, ``spec.healthChecks`` and, with
+  ``spec.wait``, every object it applied (kustomize-controller labels them
+  ``kustomize.toolkit.fluxcd.io/name|namespace``).
+- HelmRelease: ``spec.dependsOn``, the chart source, and the objects of its release
+  (helm-controller labels them ``helm.toolkit.fluxcd.io/name|namespace``; Helm's
+  ``app.kubernetes.io/instance`` is the fallback) because Helm waits for them.
+- Deployment/StatefulSet/DaemonSet/Job: their pods (Deployments own pods through a
+  ReplicaSet named ``<deployment>-<pod-template-hash>``).
+
+Input is trimmed objects (see ``drtool.kube.watcher.trim``); everything here is pure.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Mapping
+
+Edges = dict[str, set[str]]
+
+_FLUX_SYSTEM = "flux-system"
+
+
+def object_id(kind: str, namespace: str | None, name: str) -> str:
+    """``Kind/namespace/name`` (``Kind/name`` for cluster-scoped objects)."""
+    return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+
+
+def _meta(obj: Mapping) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+def build_edges(objects: Iterable[Mapping]) -> Edges:
+    """``{id: {ids it waits on}}`` for the given objects."""
+    objects = list(objects)
+    edges: Edges = defaultdict(set)
+    applied_by: dict[tuple[str, str], list[str]] = defaultdict(list)   # kustomization -> ids
+    released_by: dict[tuple[str, str], list[str]] = defaultdict(list)  # helmrelease -> ids
+    instance_of: dict[tuple[str, str], list[str]] = defaultdict(list)  # (ns, helm instance) -> ids
+    by_id: dict[str, Mapping] = {}
+    for obj in objects:
+        kind = obj.get("kind") or ""
+        ns, name = _meta(obj)
+        oid = object_id(kind, ns, name)
+        by_id[oid] = obj
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        ks = labels.get("kustomize.toolkit.fluxcd.io/name")
+        if ks:
+            applied_by[(labels.get("kustomize.toolkit.fluxcd.io/namespace") or ns, ks)].append(oid)
+        hr = labels.get("helm.toolkit.fluxcd.io/name")
+        if hr:
+            released_by[(labels.get("helm.toolkit.fluxcd.io/namespace") or ns, hr)].append(oid)
+        elif labels.get("app.kubernetes.io/instance") and kind != "Pod":
+            instance_of[(ns, labels["app.kubernetes.io/instance"])].append(oid)
+
+    workloads = {k: set() for k in ("Deployment", "StatefulSet", "DaemonSet", "Job")}
+    for oid, obj in by_id.items():
+        if obj.get("kind") in workloads:
+            workloads[obj["kind"]].add(oid)
+
+    for oid, obj in by_id.items():
+        kind = obj.get("kind") or ""
+        ns, name = _meta(obj)
+        spec = obj.get("spec") or {}
+        deps = edges[oid]
+        if kind == "Kustomization":
+            for dep in spec.get("dependsOn") or ():
+                deps.add(object_id("Kustomization", dep.get("namespace") or ns, dep.get("name", "")))
+            src = spec.get("sourceRef") or {}
+            if src.get("name"):
+                deps.add(object_id(src.get("kind") or "GitRepository", src.get("namespace") or ns, src["name"]))
+            for hc in spec.get("healthChecks") or ():
+                deps.add(object_id(hc.get("kind", ""), hc.get("namespace") or ns, hc.get("name", "")))
+            if spec.get("wait"):
+                deps.update(applied_by.get((ns, name), ()))
+        elif kind == "HelmRelease":
+            for dep in spec.get("dependsOn") or ():
+                deps.add(object_id("HelmRelease", dep.get("namespace") or ns, dep.get("name", "")))
+            src = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or spec.get("chartRef") or {}
+            if src.get("name"):
+                deps.add(object_id(src.get("kind") or "HelmRepository", src.get("namespace") or ns, src["name"]))
+            released = released_by.get((ns, name))
+            if not released:
+                target = spec.get("targetNamespace") or ns
+                release = spec.get("releaseName") or (f"{target}-{name}" if spec.get("targetNamespace") else name)
+                released = instance_of.get((target, release), ())
+            deps.update(released)
+        elif kind == "Pod":
+            for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+                owner_kind, owner = ref.get("kind"), ref.get("name") or ""
+                if owner_kind == "ReplicaSet" and "-" in owner:
+                    owner_kind, owner = "Deployment", owner.rsplit("-", 1)[0]
+                owner_id = object_id(owner_kind, ns, owner)
+                if owner_kind in workloads and owner_id in workloads[owner_kind]:
+                    edges[owner_id].add(oid)
+        deps.discard(oid)
+    return dict(edges)
+
+
+def dependents(edges: Edges) -> Edges:
+    """The reverse graph: ``{id: {ids waiting on it}}``."""
+    rev: Edges = defaultdict(set)
+    for src, targets in edges.items():
+        for t in targets:
+            rev[t].add(src)
+    return dict(rev)
+
+
+def blocked_chain(edges: Edges, failed: str, max_depth: int = 50) -> list[str]:
+    """The longest chain of objects waiting (transitively) on ``failed``, nearest first."""
+    rev = dependents(edges)
+    memo: dict[str, list[str]] = {}
+
+    def longest(node: str, stack: frozenset, depth: int) -> list[str]:
+        if node in memo:
+            return memo[node]
+        best: list[str] = []
+        if depth < max_depth:
+            for parent in sorted(rev.get(node, ())):
+                if parent in stack:
+                    continue  # a cycle: ignore that edge
+                chain = [parent] + longest(parent, stack | {parent}, depth + 1)
+                if len(chain) > len(best):
+                    best = chain
+        memo[node] = best
+        return best
+
+    return longest(failed, frozenset({failed}), 0)
+
+
+def short_name(oid: str) -> str:
+    """How a chain names an object: Kustomizations in flux-system by name, others ``Kind ns/name``."""
+    parts = oid.split("/")
+    if len(parts) == 3 and parts[0] == "Kustomization" and parts[1] == _FLUX_SYSTEM:
+        return parts[2]
+    return f"{parts[0]} {'/'.join(parts[1:])}"
+
+
+def describe_chain(failed: str, chain: list[str]) -> str:
+    """E.g. ``workloads waits on infrastructure which waits on HelmRelease logging/loki``."""
+    if not chain:
+        return ""
+    names = [short_name(x) for x in reversed(chain)] + [short_name(failed)]
+    return names[0] + " waits on " + " which waits on ".join(names[1:])
+
+
+def critical_path(edges: Edges, ready_at: Mapping[str, float], end: str | None = None) -> list[dict]:
+    """The chain of waits that decided when ``end`` became Ready, earliest first.
+
+    ``end`` defaults to the last object to become Ready. Each step waits on the dependency that
+    became Ready last. Entries: ``{"id", "ready_at", "waits_on"}``.
+    """
+    if end is None:
+        if not ready_at:
+            return []
+        end = max(ready_at, key=lambda k: (ready_at[k], k))
+    path: list[str] = [end]
+    seen = {end}
+    node = end
+    while True:
+        candidates = [d for d in edges.get(node, ()) if d in ready_at and d not in seen]
+        if not candidates:
+            break
+        node = max(candidates, key=lambda k: (ready_at[k], k))
+        path.append(node)
+        seen.add(node)
+    path.reverse()
+    return [{"id": oid, "ready_at": ready_at[oid], "waits_on": path[i - 1] if i else None}
+            for i, oid in enumerate(path)]

@@ -1,0 +1,202 @@
+"""Backup: keep what the wipe would destroy, before anything is destroyed.
+
+From each server: the K3s token, a consistent datastore copy (SQLite backup API,
+or an etcd snapshot with embedded etcd) and the kubeconfig; from the old cluster,
+when it still answers, the Flux secrets that are not in Git; from every node, the
+list of local-path volumes (archived when the inventory asks). Everything goes
+to ``runs/<id>/backup/`` (0700 dir, 0600 files) with a SHA-256 manifest that is
+read back and verified. Any failure here stops the run before the wipe.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from drtool.errors import DrtoolError, PermanentError
+from drtool.inventory import Node
+from drtool.phases.context import Context
+from drtool.remote import k3s
+from drtool.remote.runner import failures, q
+from drtool.secret import Secret
+
+NAME = "backup"
+FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)
+
+
+def _fetch_binary(ctx: Context, node: Node, remote: str, local: Path, step: str) -> None:
+    """Copy a root-only remote file here: base64 over the SSH channel (no temp copies left on the node)."""
+    import base64
+
+    res = ctx.runner.run(node, f"base64 {q(remote)}", sudo=True, step=step)
+    _write(local, base64.b64decode(res.stdout))
+
+
+def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
+    inv, runner = ctx.inv, ctx.runner
+    info: dict = {"node": node.name, "role": node.role, "files": [], "volumes": []}
+    units = runner.run(node, k3s.installed_units_command(), sudo=True, step="backup").stdout.split()
+    info["installed"] = units
+    if node.role == "server" and "k3s" in units:
+        srv = k3s.server_dir(inv)
+        with ctx.step(node, "token"):
+            token = runner.run(node, f"cat {q(srv)}/token", sudo=True, step="backup", check=False)
+            if token.ok and token.stdout.strip():
+                Secret(token.stdout.strip(), "old-k3s-token")  # registers it with the redactor
+                _write(dest / node.name / "token", token.stdout.encode())
+                info["files"].append("token")
+        with ctx.step(node, "datastore"):
+            etcd = runner.run(node, f"test -d {q(srv)}/db/etcd", sudo=True, check=False, step="backup").ok
+            if etcd:
+                name = f"drtool-{ctx.run.record['run_id']}"
+                snap = runner.run(node, k3s.etcd_snapshot_command(inv, name), sudo=True, step="backup").stdout.strip()
+                if not snap:
+                    raise PermanentError(f"{node.name}: etcd snapshot produced no file")
+                _fetch_binary(ctx, node, snap, dest / node.name / "etcd-snapshot", "backup")
+                info["files"].append("etcd-snapshot")
+                info["datastore"] = "etcd-snapshot"
+            else:
+                tmp = f"/var/tmp/drtool-state-{ctx.run.record['run_id']}.db"
+                method = runner.run(node, k3s.datastore_backup_command(inv, tmp), sudo=True, step="backup").stdout
+                if "drtool-datastore: none" not in method:
+                    try:
+                        _fetch_binary(ctx, node, tmp, dest / node.name / "state.db", "backup")
+                    finally:
+                        runner.run(node, f"rm -f {q(tmp)}", sudo=True, check=False, step="backup")
+                    info["files"].append("state.db")
+                info["datastore"] = method.strip().split(": ")[-1] if method.strip() else "none"
+        with ctx.step(node, "kubeconfig"):
+            kc = runner.run(node, f"cat {q(k3s.KUBECONFIG)}", sudo=True, check=False, step="backup")
+            if kc.ok:
+                _write(dest / node.name / "k3s.yaml", kc.stdout.encode())
+                info["files"].append("k3s.yaml")
+    vols = runner.run(node, k3s.volumes_command(inv), sudo=True, step="backup").stdout
+    for line in vols.splitlines():
+        size, _, path = line.partition("\t")
+        if path:
+            info["volumes"].append({"path": path, "kib": int(size) if size.isdigit() else None})
+    if inv.backup.archive_volumes and info["volumes"]:
+        with ctx.step(node, "volumes"):
+            tmp = f"/var/tmp/drtool-volumes-{ctx.run.record['run_id']}.tgz"
+            runner.run(node, f"umask 077; tar -czf {q(tmp)} -C {q(inv.k3s.data_dir)} storage", sudo=True, step="backup")
+            try:
+                _fetch_binary(ctx, node, tmp, dest / node.name / "volumes.tgz", "backup")
+            finally:
+                runner.run(node, f"rm -f {q(tmp)}", sudo=True, check=False, step="backup")
+            info["files"].append("volumes.tgz")
+    return info
+
+
+def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[str]:
+    """Save the Flux secrets from the old cluster, when it answers (one short attempt)."""
+    import yaml
+
+    for info in servers_info:
+        kc_file = dest / info["node"] / "k3s.yaml"
+        if not kc_file.exists():
+            continue
+        node = ctx.inv.node(info["node"])
+        cfg = yaml.safe_load(kc_file.read_text())
+        for cluster in cfg.get("clusters", []):
+            server = cluster.get("cluster", {}).get("server", "")
+            cluster["cluster"]["server"] = server.replace("127.0.0.1", node.address).replace("localhost", node.address)
+        tmp = dest / ".old-kubeconfig"
+        _write(tmp, yaml.safe_dump(cfg).encode())
+        try:
+            from kubernetes import client as kclient
+            from kubernetes.client.exceptions import ApiException
+
+            from drtool.kube.client import api_client_from_kubeconfig
+
+            api = kclient.CoreV1Api(api_client_from_kubeconfig(str(tmp)))
+            saved = []
+            for name in FLUX_SECRETS:
+                try:
+                    secret = api.read_namespaced_secret(name, "flux-system", _request_timeout=(3, 5))
+                except ApiException as exc:
+                    if exc.status == 404:
+                        continue
+                    raise
+                obj = api.api_client.sanitize_for_serialization(secret)
+                for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+                    obj.get("metadata", {}).pop(k, None)
+                _write(dest / "flux-secrets" / f"{name}.json", json.dumps(obj).encode())
+                saved.append(name)
+            return saved
+        except Exception as exc:  # the old cluster may be half dead: that is exactly why we rebuild
+            ctx.progress.print(f"    old cluster did not answer for Flux secrets ({type(exc).__name__}); continuing")
+            return []
+        finally:
+            tmp.unlink(missing_ok=True)
+    return []
+
+
+def write_manifest(dest: Path) -> Path:
+    """SHA-256 of every backup file, then read back and verified."""
+    entries = {}
+    for path in sorted(dest.rglob("*")):
+        if path.is_file() and path.name != "manifest.json" and not path.name.startswith("."):
+            entries[str(path.relative_to(dest))] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+    manifest = dest / "manifest.json"
+    _write(manifest, json.dumps({"created_at": time.time(), "files": entries}, indent=2).encode())
+    verify_manifest(dest)
+    return manifest
+
+
+def verify_manifest(dest: Path) -> int:
+    """Check every file against the manifest; returns the count, raises on mismatch."""
+    data = json.loads((dest / "manifest.json").read_text())
+    for rel, meta in data["files"].items():
+        digest = hashlib.sha256((dest / rel).read_bytes()).hexdigest()
+        if digest != meta["sha256"]:
+            raise PermanentError(f"backup verification failed: {rel} does not match its SHA-256")
+    return len(data["files"])
+
+
+def run(ctx: Context) -> str:
+    if ctx.options.skip_backup:
+        ctx.run.record["flags"]["skip_backup"] = True
+        return "skipped (--skip-backup): nothing was saved before the wipe"
+    try:
+        dest = ctx.run.backup_dir
+        probe = dest / ".write-test"
+        _write(probe, b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PermanentError(f"backup directory {ctx.run.dir / 'backup'} is not writable: {exc.strerror}") from None
+    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest))
+    bad = failures(results)
+    if bad:
+        first = next(iter(bad.values()))
+        raise DrtoolError(f"backup failed on {', '.join(bad)}: {first}")
+    infos = [r for r in results.values() if isinstance(r, dict)]
+    servers = [i for i in infos if i["role"] == "server"]
+    saved = _flux_secrets(ctx, dest, servers)
+    _write(dest / "nodes.json", json.dumps(infos, indent=2).encode())
+    manifest = write_manifest(dest)
+    ctx.state["backup_manifest"] = str(manifest)
+    count = verify_manifest(dest)
+    vols = sum(len(i["volumes"]) for i in infos)
+    return f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed"
+
+
+def plan(ctx: Context) -> list[tuple[str, str]]:
+    if ctx.options.skip_backup:
+        return [("local", "skip backup (--skip-backup)")]
+    steps = []
+    for n in ctx.inv.servers:
+        steps += [(n.name, f"read {k3s.server_dir(ctx.inv)}/token"), (n.name, k3s.datastore_backup_command(ctx.inv, "/var/tmp/drtool-state.db")),
+                  (n.name, f"read {k3s.KUBECONFIG}")]
+    steps += [(n.name, k3s.volumes_command(ctx.inv)) for n in ctx.inv.nodes]
+    steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} if the old cluster answers; write and verify manifest.json"))
+    return steps

@@ -1,0 +1,142 @@
+"""What every phase receives: the inventory, the runner, the run and its options.
+
+Phases talk to nodes only through ``ctx.runner`` and record per-node step times
+through ``ctx.step``; long waits poll ``ctx.check_stop()`` so SIGINT/SIGTERM
+stops the run at a safe point.
+"""
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from drtool.errors import BadInput, Interrupted
+from drtool.inventory import Inventory, Node
+from drtool.remote.runner import Runner
+from drtool.run import Run
+from drtool.secret import Secret
+
+
+@dataclass(frozen=True)
+class Options:
+    yes: bool = False
+    dry_run: bool = False
+    skip_backup: bool = False
+    merge_kubeconfig: bool = False
+    keep_waiting: bool = False
+    quiet: bool = False
+    accept_new_host_keys: bool = False
+    trigger: str = "manual"
+
+
+class Progress:
+    """Live progress lines (rich); silent with --quiet."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(quiet=quiet, highlight=False, soft_wrap=True)
+        self.t0 = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _stamp(self) -> str:
+        return f"[dim]{time.monotonic() - self.t0:7.1f}s[/]"
+
+    def print(self, text: str) -> None:
+        with self._lock:
+            self.console.print(f"{self._stamp()} {text}")
+
+    def phase_start(self, name: str) -> None:
+        self.print(f"[bold]▶ {name}[/]")
+
+    def phase_end(self, name: str, outcome: str, duration: float, message: str = "") -> None:
+        colour = {"ok": "green", "noop": "green", "skipped": "yellow", "failed": "red", "interrupted": "red"}.get(outcome, "white")
+        self.print(f"[{colour}]{'✔' if outcome in ('ok', 'noop') else '•' if outcome == 'skipped' else '✘'} {name}[/] {outcome} in {duration:.1f}s{(' — ' + message) if message else ''}")
+
+    def step(self, node: str, step: str, duration: float, ok: bool = True, note: str = "") -> None:
+        self.print(f"    {node:<12} {step:<18} {'[green]ok[/]' if ok else '[red]failed[/]'} {duration:5.1f}s {note}")
+
+
+@dataclass
+class Context:
+    inv: Inventory
+    runner: Runner
+    run: Run
+    options: Options
+    progress: Progress
+    stop: threading.Event = field(default_factory=threading.Event)
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    phase_name: str = ""
+
+    # -- stopping -----------------------------------------------------------
+    def check_stop(self) -> None:
+        """Raise Interrupted at a safe point when SIGINT/SIGTERM arrived."""
+        if self.stop.is_set():
+            raise Interrupted(f"interrupted during {self.phase_name or 'the run'}")
+
+    def sleep(self, seconds: float) -> None:
+        """A sleep that wakes up (and stops) on SIGINT/SIGTERM."""
+        if self.stop.wait(seconds):
+            self.check_stop()
+
+    # -- timing -------------------------------------------------------------
+    @contextmanager
+    def step(self, node: Node | str, step: str) -> Iterator[None]:
+        """Time a per-node step and record it in the journal."""
+        name = node if isinstance(node, str) else node.name
+        start = time.time()
+        code: int | None = 0
+        try:
+            yield
+        except BaseException:
+            code = None
+            raise
+        finally:
+            end = time.time()
+            self.run.node_step(self.phase_name, name, step, start, end, code)
+            self.progress.step(name, step, end - start, ok=code == 0)
+
+    # -- values shared across phases ---------------------------------------
+    @property
+    def state(self) -> dict:
+        return self.run.state
+
+    def cluster_token(self) -> Secret:
+        """The K3s token: from the inventory's secret source, or generated once per run (0600)."""
+        source = self.inv.k3s.token
+        if source is not None and source.token_env:
+            value = self.environ.get(source.token_env, "")
+            if not value:
+                raise BadInput(str(self.inv.path), "k3s.token.token_env", f"{source.token_env} is not set")
+            return Secret(value.strip(), "k3s-token")
+        if source is not None and source.token_file:
+            path = self.inv.resolve(source.token_file)
+            try:
+                return Secret(path.read_text().strip(), "k3s-token")
+            except OSError as exc:
+                raise BadInput(str(self.inv.path), "k3s.token.token_file", f"cannot read {path}: {exc.strerror}") from None
+        path = self.run.backup_dir / "k3s-token.new"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(pysecrets.token_hex(32) + "\n")
+            self.state["generated_token"] = str(path)
+        return Secret(path.read_text().strip(), "k3s-token")
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.run.dir / "kubeconfig"
+
+    def api_client(self):
+        """A kubernetes ApiClient for the rebuilt cluster (from the run's kubeconfig)."""
+        from drtool.kube.client import api_client_from_kubeconfig
+
+        return api_client_from_kubeconfig(str(self.kubeconfig_path), context=self.inv.cluster.context_name)
+
+    def deadline(self, phase: str) -> float:
+        return float(getattr(self.inv.timeouts, phase))

@@ -1,0 +1,72 @@
+"""Converge: wait until every Flux object, workload and pod is ready (the convergence engine).
+
+Fails fast on errors that will not fix themselves (Stalled HelmRelease,
+CrashLoopBackOff, image pull errors, long Unschedulable, decryption failures)
+unless ``--keep-waiting``; the result (per-object timings, critical path,
+failures) goes into the run record for the report.
+"""
+from __future__ import annotations
+
+from drtool.errors import NotConverged
+from drtool.phases.context import Context
+
+NAME = "converge"
+
+
+def options_for(ctx: Context):
+    from drtool.converge import ConvergeOptions
+
+    inv = ctx.inv
+    return ConvergeOptions(
+        deadline_s=inv.timeouts.converge,
+        ignore_namespaces=tuple(inv.converge.ignore_namespaces),
+        crashloop_restarts=inv.converge.crashloop_restarts,
+        unschedulable_grace_s=inv.converge.unschedulable_grace,
+        keep_waiting=ctx.options.keep_waiting,
+        expected_kustomizations=tuple(inv.expectations.kustomizations),
+        expected_helmreleases=tuple((h.namespace, h.name, h.version) for h in inv.expectations.helmreleases),
+    )
+
+
+def run(ctx: Context) -> str:
+    from drtool.converge import Converger
+
+    client = ctx.api_client()
+    last = {"line": ""}
+
+    def on_progress(snap) -> None:
+        line = getattr(snap, "summary", None) or str(snap)
+        if callable(line):
+            line = line()
+        if line != last["line"]:
+            last["line"] = line
+            ctx.progress.print(f"    {line}")
+
+    try:
+        converger = Converger(client, options_for(ctx), on_progress=on_progress, stop_event=ctx.stop)
+        result = converger.run()
+    finally:
+        client.close()
+    data = result.to_dict()
+    ctx.run.record["converge"] = data
+    for obj in data.get("objects", []):
+        if obj.get("kind") == "GitRepository" and obj.get("revision"):
+            ctx.run.record["git_revision"] = obj["revision"]
+    ctx.check_stop()
+    if not data.get("converged"):
+        failures = data.get("failures") or []
+        if failures:
+            f = failures[0]
+            chain = f" (blocks {' → '.join(f['blocks'])})" if f.get("blocks") else ""
+            raise NotConverged(f"{f['object']}: {f['reason']}: {f['message']}{chain}")
+        pending = data.get("pending") or []
+        raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(map(str, pending[:10]))}")
+    n = len(data.get("objects", []))
+    return f"{n} objects ready"
+
+
+def plan(ctx: Context) -> list[tuple[str, str]]:
+    exp = ctx.inv.expectations
+    return [("local", f"watch Kustomizations, HelmReleases, workloads and pods until all ready (≤ {ctx.inv.timeouts.converge:g}s); "
+                      f"expect Kustomizations {', '.join(exp.kustomizations) or '-'} and "
+                      f"HelmReleases {', '.join(f'{h.namespace}/{h.name}@{h.version}' for h in exp.helmreleases) or '-'}")]

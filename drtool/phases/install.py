@@ -1,0 +1,120 @@
+"""Install servers: the pinned K3s on each server, first one first (HA: --cluster-init).
+
+Air-gapped installs upload the script, binary and images; online installs fetch
+the script on the node. The token reaches the installer on stdin. Each server is
+then waited on (bounded, tenacity) until its API answers /readyz.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from drtool.errors import DrtoolError, RetryableError
+from drtool.inventory import Node
+from drtool.kubeconfig import dump, rewrite
+from drtool.phases.context import Context
+from drtool.remote import k3s
+from drtool.remote.runner import failures
+
+NAME = "install_servers"
+
+
+def upload_artifacts(ctx: Context, node: Node) -> None:
+    if ctx.inv.k3s.install.method != "airgap":
+        return
+    with ctx.step(node, "upload"):
+        for attr, remote, mode in k3s.airgap_uploads(ctx.inv):
+            ctx.runner.put(node, ctx.inv.resolve(getattr(ctx.inv.k3s.install, attr)), remote, mode=mode, step="upload")
+
+
+def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Node | None, cluster_init: bool) -> None:
+    upload_artifacts(ctx, node)
+    ctx.check_stop()
+    cmd = k3s.install_command(ctx.inv, node, server_url=server_url, first_server=first, cluster_init=cluster_init)
+    with ctx.step(node, "install"):
+        ctx.runner.run(node, cmd, sudo=True, stdin=ctx.cluster_token().reveal() + "\n", step="install",
+                       timeout=ctx.deadline("install_servers"))
+
+
+def wait_ready(ctx: Context, node: Node, deadline_s: float) -> None:
+    """Wait for the kubeconfig file, then for /readyz through the API (bounded)."""
+    import time
+
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+    start = time.monotonic()
+    with ctx.step(node, "wait kubeconfig"):
+        for attempt in Retrying(stop=stop_after_delay(deadline_s), wait=wait_exponential(0.1, max=2),
+                                retry=retry_if_exception_type(RetryableError), reraise=True):
+            with attempt:
+                ctx.check_stop()
+                res = ctx.runner.run(node, k3s.wait_file_command(k3s.KUBECONFIG), sudo=True, check=False, step="wait")
+                if not res.ok:
+                    raise RetryableError(f"{node.name}: {k3s.KUBECONFIG} not written yet")
+    text = ctx.runner.read(node, k3s.KUBECONFIG, step="wait")
+    cfg = rewrite(text, f"https://{node.address}:6443", ctx.inv.cluster.context_name)
+    tmp = ctx.run.dir / f".kubeconfig-{node.name}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(dump(cfg))
+    try:
+        with ctx.step(node, "wait readyz"):
+            _wait_readyz(ctx, tmp, deadline_s - (time.monotonic() - start))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _wait_readyz(ctx: Context, kubeconfig: Path, deadline_s: float) -> None:
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+    from drtool.kube.client import api_client_from_kubeconfig
+
+    client = api_client_from_kubeconfig(str(kubeconfig))
+    try:
+        for attempt in Retrying(stop=stop_after_delay(max(deadline_s, 1)), wait=wait_exponential(0.1, max=2),
+                                retry=retry_if_exception_type(RetryableError), reraise=True):
+            with attempt:
+                ctx.check_stop()
+                try:
+                    method, url, headers, _, _ = client.param_serialize(
+                        "GET", "/readyz", auth_settings=["BearerToken"], header_params={})
+                    resp = client.call_api(method, url, header_params=headers, _request_timeout=(2, 3))
+                    body = resp.response.data.decode(errors="replace")
+                except Exception as exc:
+                    raise RetryableError(f"API not answering yet: {type(exc).__name__}") from None
+                if resp.status != 200 or body.strip() != "ok":
+                    raise RetryableError(f"/readyz answered {resp.status}: {body.strip()[:80]!r}")
+    finally:
+        client.close()
+
+
+def run(ctx: Context) -> str:
+    servers = ctx.inv.servers
+    first, rest = servers[0], servers[1:]
+    ha = bool(rest)
+    deadline = ctx.deadline("install_servers")
+    install_node(ctx, first, server_url=None, first=None, cluster_init=ha)
+    wait_ready(ctx, first, deadline)
+    if rest:
+        def one(node: Node) -> None:
+            install_node(ctx, node, server_url=None, first=first, cluster_init=False)
+            wait_ready(ctx, node, deadline)
+
+        bad = failures(ctx.runner.fan_out(rest, one))
+        if bad:
+            raise DrtoolError("server install failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    ctx.run.record["versions"]["k3s"] = ctx.inv.k3s.version
+    return f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
+
+
+def plan(ctx: Context) -> list[tuple[str, str]]:
+    steps = []
+    first = ctx.inv.servers[0]
+    for i, node in enumerate(ctx.inv.servers):
+        if ctx.inv.k3s.install.method == "airgap":
+            steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})") for a, r, m in k3s.airgap_uploads(ctx.inv)]
+        cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=None if i == 0 else first,
+                                  cluster_init=len(ctx.inv.servers) > 1 and i == 0)
+        steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))
+        steps.append((node.name, f"wait for {k3s.KUBECONFIG}, then GET https://{node.address}:6443/readyz"))
+    return steps

@@ -1,0 +1,47 @@
+"""Kubeconfig: fetch k3s.yaml with sudo, point it at the API endpoint, name it, write it 0600.
+
+``--merge-kubeconfig`` merges it into ~/.kube/config (or $KUBECONFIG's first
+file), replacing the old cluster's CA and credentials under the same names.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from drtool.kubeconfig import dump, merge, rewrite
+from drtool.phases.context import Context
+from drtool.remote import k3s
+from drtool.run import atomic_write
+
+NAME = "kubeconfig"
+
+
+def user_kubeconfig(environ: dict[str, str]) -> Path:
+    first = (environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def run(ctx: Context) -> str:
+    server = ctx.inv.servers[0]
+    with ctx.step(server, "fetch kubeconfig"):
+        text = ctx.runner.read(server, k3s.KUBECONFIG, step=NAME)
+    cfg = rewrite(text, ctx.inv.cluster.api_endpoint, ctx.inv.cluster.context_name)
+    atomic_write(ctx.kubeconfig_path, dump(cfg), mode=0o600)
+    ctx.state["kubeconfig"] = str(ctx.kubeconfig_path)
+    msg = f"wrote {ctx.kubeconfig_path} (context {ctx.inv.cluster.context_name})"
+    if ctx.options.merge_kubeconfig:
+        target = user_kubeconfig(ctx.environ)
+        existing = yaml.safe_load(target.read_text()) if target.exists() else None
+        atomic_write(target, dump(merge(existing, cfg)), mode=0o600)
+        msg += f"; merged into {target}"
+    return msg
+
+
+def plan(ctx: Context) -> list[tuple[str, str]]:
+    steps = [(ctx.inv.servers[0].name, f"sudo cat {k3s.KUBECONFIG}"),
+             ("local", f"rewrite server to {ctx.inv.cluster.api_endpoint}, rename default to {ctx.inv.cluster.context_name}, write runs/<id>/kubeconfig (0600)")]
+    if ctx.options.merge_kubeconfig:
+        steps.append(("local", f"merge into {user_kubeconfig(ctx.environ)} replacing the old {ctx.inv.cluster.context_name} entries"))
+    return steps

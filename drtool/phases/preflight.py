@@ -1,0 +1,183 @@
+"""Preflight: everything that can be checked before anything is destroyed.
+
+Node checks run in parallel (one SSH connection and two commands per node);
+local checks look at the flux CLI, tokens (presence only, never values),
+secret files and install artifacts. Any ``fail`` blocks a rebuild.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from drtool.errors import DrtoolError, HostKeyError
+from drtool.inventory import Inventory, Node
+from drtool.remote.facts import facts_command, parse_facts
+from drtool.remote.runner import Runner
+
+State = Literal["pass", "warn", "fail"]
+MIN_FREE_GIB = 2.0
+MAX_SKEW_WARN_S = 2.0
+MAX_SKEW_FAIL_S = 30.0
+SUPPORTED_ARCH = {"x86_64", "aarch64", "armv7l", "s390x"}
+
+
+@dataclass(frozen=True)
+class Check:
+    target: str
+    """Node name, or ``local`` for this machine."""
+    name: str
+    state: State
+    detail: str
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    checks: tuple[Check, ...]
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.state == "fail" for c in self.checks)
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.state == "fail"]
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "duration_s": round(self.duration, 3), "checks": [asdict(c) for c in self.checks]}
+
+
+def _node_checks(runner: Runner, inv: Inventory, node: Node) -> list[Check]:
+    checks: list[Check] = []
+
+    def add(name: str, state: State, detail: str) -> None:
+        checks.append(Check(node.name, name, state, detail))
+
+    try:
+        runner.connection(node)
+    except HostKeyError as exc:
+        add("ssh", "fail", str(exc))
+        return checks
+    except DrtoolError as exc:
+        add("ssh", "fail", str(exc))
+        return checks
+    add("ssh", "pass", f"connected to {node.address}")
+    add("host key", "pass", f"verified against {runner.known_hosts}")
+
+    if node.sudo:
+        res = runner.run(node, "sudo -n true", check=False, step="preflight", timeout=inv.timeouts.ssh_connect * 2)
+        if res.ok:
+            add("sudo", "pass", "passwordless sudo works")
+        else:
+            why = "asks for a password" if "password" in (res.stderr + res.stdout) else res.tail(1) or f"exit {res.exit_code}"
+            add("sudo", "fail", f"sudo -n failed: {why}; drtool needs NOPASSWD sudo")
+
+    sent = time.time()
+    res = runner.run(node, facts_command(inv.k3s.data_dir, node.protected_paths), check=False, step="preflight")
+    received = time.time()
+    facts = parse_facts(res.stdout)
+    add("os", "pass" if facts.os == "Linux" else "fail", f"{facts.distro} ({facts.os})")
+    add("arch", "pass" if facts.arch in SUPPORTED_ARCH else "fail", facts.arch)
+    if facts.disk_free_kb is None:
+        add("disk", "warn", f"could not read free space at {facts.disk_path}")
+    else:
+        gib = facts.disk_free_kb / 1024 / 1024
+        add("disk", "pass" if gib >= MIN_FREE_GIB else "fail", f"{gib:.1f} GiB free at {facts.disk_path}")
+    # The node's clock is compared with the midpoint of the round trip.
+    skew = abs(facts.clock - (sent + received) / 2) if facts.clock else None
+    if skew is None:
+        add("clock", "warn", "could not read the node's clock")
+    else:
+        state: State = "pass" if skew <= MAX_SKEW_WARN_S else "warn" if skew <= MAX_SKEW_FAIL_S else "fail"
+        add("clock", state, f"skew {skew:.2f}s")
+    for path, exists in facts.protected.items():
+        add("protected path", "pass" if exists else "fail", f"{path} {'exists' if exists else 'is missing'}")
+    if set(facts.k3s_units) == {"k3s", "k3s-agent"}:
+        add("k3s units", "warn", "both k3s and k3s-agent units exist: uninstall would skip the data wipe; teardown handles it")
+    return checks
+
+
+def _flux_version(cli: str, timeout: float) -> str | None:
+    try:
+        out = subprocess.run([cli, "version", "--client"], capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"flux:\s*(v?\d+\.\d+\.\d+)", out.stdout + out.stderr)
+    return (m.group(1) if m.group(1).startswith("v") else "v" + m.group(1)) if m else None
+
+
+def flux_cli(inv: Inventory) -> str:
+    """The flux CLI to run: a path relative to the inventory, or a name on PATH."""
+    cli = inv.flux.cli
+    if "/" in cli:
+        return str(inv.resolve(cli))
+    return cli
+
+
+def local_checks(inv: Inventory, environ: dict[str, str] | None = None) -> list[Check]:
+    env = os.environ if environ is None else environ
+    checks: list[Check] = []
+
+    def add(name: str, state: State, detail: str) -> None:
+        checks.append(Check("local", name, state, detail))
+
+    cli = flux_cli(inv)
+    version = _flux_version(cli, timeout=inv.timeouts.ssh_connect * 2)
+    if version is None:
+        add("flux cli", "fail", f"{cli} not found or not runnable")
+    elif version != inv.flux.version:
+        add("flux cli", "fail", f"{cli} is {version}, the inventory pins {inv.flux.version}")
+    else:
+        add("flux cli", "pass", f"{cli} {version}")
+
+    var = inv.flux.token_variable
+    if var:
+        add("git token", "pass" if env.get(var) else "fail", f"{var} is {'set' if env.get(var) else 'not set'}")
+    if inv.flux.private_key_file is not None:
+        key = inv.resolve(inv.flux.private_key_file)
+        add("git key", "pass" if key and os.access(key, os.R_OK) else "fail", f"{key} {'readable' if key and os.access(key, os.R_OK) else 'not readable'}")
+    if inv.flux.provider == "git" and inv.flux.url and not re.match(r"^(ssh|https?)://", inv.flux.url):
+        add("gitops repo", "fail", "url must start with ssh://, https:// or http://")
+    else:
+        where = inv.flux.url or f"{inv.flux.provider}:{inv.flux.owner}/{inv.flux.repository}"
+        add("gitops repo", "pass", f"{where} branch {inv.flux.branch} path {inv.flux.path}")
+
+    token = inv.k3s.token
+    if token is None:
+        add("k3s token", "pass", "a new token will be generated and kept in the run's backup dir")
+    elif token.token_env:
+        add("k3s token", "pass" if env.get(token.token_env) else "fail", f"{token.token_env} is {'set' if env.get(token.token_env) else 'not set'}")
+    else:
+        path = inv.resolve(token.token_file)
+        add("k3s token", "pass" if path and os.access(path, os.R_OK) else "fail", f"{path} {'readable' if path and os.access(path, os.R_OK) else 'not readable'}")
+
+    for i, secret in enumerate(inv.secrets):
+        path = inv.resolve(secret.from_file)
+        readable = path is not None and path.is_file() and os.access(path, os.R_OK)
+        add("secret file", "pass" if readable else "fail", f"{secret.namespace}/{secret.name} from {path} {'readable' if readable else 'not readable'}")
+
+    if inv.k3s.install.method == "airgap":
+        for what in ("script", "binary", "images"):
+            p = inv.resolve(getattr(inv.k3s.install, what))
+            if p is None:
+                continue
+            add("airgap artifact", "pass" if p.is_file() else "fail", f"{what} {p} {'present' if p.is_file() else 'missing'}")
+    return checks
+
+
+def run_preflight(inv: Inventory, runner: Runner) -> PreflightResult:
+    """Run every check; never raises for a failing check (the caller decides)."""
+    start = time.monotonic()
+    per_node = runner.fan_out(inv.nodes, lambda n: _node_checks(runner, inv, n))
+    checks: list[Check] = []
+    for node in inv.nodes:
+        res = per_node[node.name]
+        if isinstance(res, DrtoolError):
+            checks.append(Check(node.name, "ssh", "fail", str(res).splitlines()[0]))
+        else:
+            checks.extend(res)
+    checks.extend(local_checks(inv))
+    return PreflightResult(tuple(checks), time.monotonic() - start)

@@ -1,0 +1,63 @@
+"""Restore secrets: create flux-system and the inventory's out-of-Git Secrets before bootstrap.
+
+Kustomizations that decrypt with SOPS fail with ``Secret "sops-age" not found``
+until this exists, and the key is never in Git: it comes from the operator's file.
+Existing Secrets are replaced, so a re-run converges on the file's content.
+"""
+from __future__ import annotations
+
+import base64
+
+from drtool.errors import BadInput, PermanentError
+from drtool.phases.context import Context
+from drtool.secret import Secret
+
+NAME = "restore_secrets"
+
+
+def secret_manifest(name: str, namespace: str, key: str, value: bytes) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "drtool"}},
+            "data": {key: base64.b64encode(value).decode()}}
+
+
+def run(ctx: Context) -> str:
+    from kubernetes import client as kclient
+    from kubernetes.client.exceptions import ApiException
+
+    api_client = ctx.api_client()
+    core = kclient.CoreV1Api(api_client)
+    created = []
+    try:
+        namespaces = {"flux-system"} | {s.namespace for s in ctx.inv.secrets}
+        for ns in sorted(namespaces):
+            try:
+                core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, _request_timeout=(5, 10))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise PermanentError(f"creating namespace {ns}: HTTP {exc.status} {exc.reason}") from None
+        for i, spec in enumerate(ctx.inv.secrets):
+            ctx.check_stop()
+            path = ctx.inv.resolve(spec.from_file)
+            try:
+                value = path.read_bytes()
+            except OSError as exc:
+                raise BadInput(str(ctx.inv.path), f"secrets[{i}].from_file", f"cannot read {path}: {exc.strerror}") from None
+            Secret(value.decode(errors="replace").strip(), spec.name)  # registered with the redactor
+            body = secret_manifest(spec.name, spec.namespace, spec.data_key, value)
+            try:
+                core.create_namespaced_secret(spec.namespace, body, _request_timeout=(5, 10))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise PermanentError(f"creating Secret {spec.namespace}/{spec.name}: HTTP {exc.status} {exc.reason}") from None
+                core.replace_namespaced_secret(spec.name, spec.namespace, body, _request_timeout=(5, 10))
+            created.append(f"{spec.namespace}/{spec.name}")
+    finally:
+        api_client.close()
+    return f"restored {', '.join(created) or 'no secrets (none in the inventory)'}"
+
+
+def plan(ctx: Context) -> list[tuple[str, str]]:
+    steps = [("local", "create namespace flux-system")]
+    steps += [("local", f"create Secret {s.namespace}/{s.name} key {s.data_key} from {ctx.inv.resolve(s.from_file)} (value ***)") for s in ctx.inv.secrets]
+    return steps

@@ -1,0 +1,192 @@
+"""K3s operations as pure command builders and output parsers.
+
+Nothing here does I/O: each function returns the shell text a phase hands to
+the runner (and ``--dry-run`` prints), so builders are table-tested without SSH.
+Every inventory value is shell-quoted; the cluster token never appears here: it
+reaches the installer on stdin (``read -r K3S_TOKEN``), so it is in no argv,
+no process list and no log.
+"""
+from __future__ import annotations
+
+import shlex
+
+from drtool.inventory import Inventory, Node
+from drtool.remote.runner import q
+
+BIN = "/usr/local/bin"
+INSTALL_SCRIPT = "/usr/local/share/drtool/k3s-install.sh"
+KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+NODE_PASSWORD = "/etc/rancher/node/password"
+UNIT_DIR = "/etc/systemd/system"
+# What the uninstall scripts delete (DOMAIN.md): protected paths must not live under these.
+WIPED_DIRS = ("/etc/rancher/k3s", "/run/k3s", "/var/lib/kubelet", "/var/lib/rancher/k3s")
+
+
+def server_dir(inv: Inventory) -> str:
+    return f"{inv.k3s.data_dir}/server"
+
+
+def exec_args(inv: Inventory, node: Node, *, first_server: Node | None, cluster_init: bool) -> list[str]:
+    """The INSTALL_K3S_EXEC words for a node: role, inventory args, labels, taints, TLS SAN, HA flags."""
+    if node.role == "server":
+        words = ["server", *inv.k3s.server_args, "--tls-san", inv.cluster.api_host]
+        if cluster_init:
+            words.append("--cluster-init")
+        elif first_server is not None:
+            words += ["--server", f"https://{first_server.address}:6443"]
+    else:
+        words = ["agent", *inv.k3s.agent_args]
+    words += ["--node-name", node.name]
+    for key, value in sorted(node.labels.items()):
+        words += ["--node-label", f"{key}={value}"]
+    for taint in node.taints:
+        words += ["--node-taint", taint]
+    return words
+
+
+def install_command(
+    inv: Inventory,
+    node: Node,
+    *,
+    server_url: str | None,
+    first_server: Node | None = None,
+    cluster_init: bool = False,
+) -> str:
+    """The install command; expects the token as the first line of stdin.
+
+    ``server_url`` set makes it an agent join (K3S_URL); a joining HA server gets
+    ``--server`` in its exec args instead.
+    """
+    env = {
+        "INSTALL_K3S_VERSION": inv.k3s.version,
+        "INSTALL_K3S_EXEC": shlex.join(exec_args(inv, node, first_server=first_server, cluster_init=cluster_init)),
+        "K3S_KUBECONFIG_MODE": inv.k3s.kubeconfig_mode,
+    }
+    if inv.k3s.channel:
+        env["INSTALL_K3S_CHANNEL"] = inv.k3s.channel
+    if server_url and node.role == "agent":
+        env["K3S_URL"] = server_url
+    if inv.k3s.install.method == "airgap":
+        env["INSTALL_K3S_SKIP_DOWNLOAD"] = "true"
+        fetch = ""
+    else:
+        fetch = f"mkdir -p {q(INSTALL_SCRIPT.rsplit('/', 1)[0])} && curl -sfL {q(inv.k3s.install.script_url)} -o {q(INSTALL_SCRIPT)} && "
+    assignments = " ".join(f"{k}={q(v)}" for k, v in env.items())
+    # The token is read from stdin into the environment: never in argv or a log.
+    return (
+        "IFS= read -r K3S_TOKEN && export K3S_TOKEN && "
+        f"{fetch}env {assignments} sh {q(INSTALL_SCRIPT)}"
+    )
+
+
+def airgap_uploads(inv: Inventory) -> list[tuple[str, str, str]]:
+    """(inventory attribute, remote path, mode) for an air-gapped install."""
+    items = [("script", INSTALL_SCRIPT, "0755"), ("binary", f"{BIN}/k3s", "0755")]
+    if inv.k3s.install.images is not None:
+        items.append(("images", f"{inv.k3s.data_dir}/agent/images/k3s-airgap-images.tar", "0644"))
+    return items
+
+
+def teardown_script(node: Node, *, full_wipe: bool = True) -> str:
+    """Uninstall whatever K3s is on the node, then report what is left.
+
+    Prints ``drtool-teardown: noop`` when nothing was installed. When both the
+    server and agent units exist, the real uninstall scripts skip the data wipe:
+    the unit of the other role is disabled and removed first so the wipe happens.
+    """
+    script = f"""
+set -u
+srv={UNIT_DIR}/k3s.service; agt={UNIT_DIR}/k3s-agent.service
+if [ -f "$srv" ] && [ -f "$agt" ]; then
+  echo "drtool-teardown: both units present, removing the stale one first"
+  if [ -x {BIN}/k3s-uninstall.sh ]; then stale=k3s-agent; else stale=k3s; fi
+  systemctl stop "$stale" 2>/dev/null; systemctl disable "$stale" 2>/dev/null
+  rm -f "{UNIT_DIR}/$stale.service" "{UNIT_DIR}/$stale.service.env"
+fi
+if [ -x {BIN}/k3s-uninstall.sh ]; then
+  echo "drtool-teardown: running k3s-uninstall.sh"; {BIN}/k3s-uninstall.sh
+elif [ -x {BIN}/k3s-agent-uninstall.sh ]; then
+  echo "drtool-teardown: running k3s-agent-uninstall.sh"; {BIN}/k3s-agent-uninstall.sh
+elif [ -e {BIN}/k3s ] || [ -d /var/lib/rancher/k3s ] || [ -d /etc/rancher/k3s ]; then
+  echo "drtool-teardown: leftovers without an uninstall script"
+  [ -x {BIN}/k3s-killall.sh ] && {BIN}/k3s-killall.sh
+  rm -rf {' '.join(WIPED_DIRS)} {BIN}/k3s
+else
+  echo "drtool-teardown: noop"
+fi
+"""
+    if full_wipe:
+        # A leftover node password makes a fresh server reject this node (DOMAIN.md).
+        script += f"rm -f {NODE_PASSWORD}\n"
+    return script.strip() + "\n" + verify_clean_command()
+
+
+def verify_clean_command() -> str:
+    """Prints ``drtool-left: <what>`` for each leftover; exits 3 when anything is left."""
+    dirs = " ".join(WIPED_DIRS)
+    return (
+        "left=0; "
+        "for p in $(pgrep -f '(^|/)k3s (server|agent)' 2>/dev/null); do echo drtool-left: process $p; left=1; done; "
+        f"for d in {dirs} {BIN}/k3s; do [ -e \"$d\" ] && {{ echo drtool-left: $d; left=1; }}; done; "
+        "[ $left = 0 ] || exit 3"
+    )
+
+
+def parse_teardown(output: str) -> tuple[bool, list[str]]:
+    """(was it a no-op, leftovers)."""
+    noop = "drtool-teardown: noop" in output
+    left = [line.split("drtool-left:", 1)[1].strip() for line in output.splitlines() if "drtool-left:" in line]
+    return noop, left
+
+
+def protected_conflicts(node: Node) -> list[str]:
+    """Protected paths that the uninstall would delete: refuse before wiping."""
+    bad = []
+    for p in node.protected_paths:
+        norm = p.rstrip("/")
+        if any(norm == d or norm.startswith(d + "/") for d in WIPED_DIRS):
+            bad.append(p)
+    return bad
+
+
+def installed_units_command() -> str:
+    return f"for u in k3s k3s-agent; do [ -f {UNIT_DIR}/$u.service ] && echo $u; done; true"
+
+
+def wait_file_command(path: str) -> str:
+    return f"test -s {q(path)}"
+
+
+def datastore_backup_command(inv: Inventory, dest: str) -> str:
+    """Consistent copy of the SQLite datastore to ``dest`` (prints the method used).
+
+    Prefers SQLite's online backup API (sqlite3 CLI, then python3), which is
+    consistent while K3s runs; falls back to copying the db and its WAL.
+    """
+    db = f"{server_dir(inv)}/db/state.db"
+    py = (
+        "import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); "
+        "s.backup(d); d.close(); s.close()"
+    )
+    return (
+        f"umask 077; db={q(db)}; out={q(dest)}; rm -f \"$out\"; "
+        "if [ ! -f \"$db\" ]; then echo drtool-datastore: none; exit 0; fi; "
+        "if command -v sqlite3 >/dev/null 2>&1 && sqlite3 \"$db\" \".backup '$out'\" 2>/dev/null; then echo drtool-datastore: sqlite3-backup; "
+        f"elif command -v python3 >/dev/null 2>&1 && python3 -c {q(py)} \"$db\" \"$out\" 2>/dev/null; then echo drtool-datastore: python-backup; "
+        "else cp \"$db\" \"$out\" && echo drtool-datastore: copy; fi"
+    )
+
+
+def etcd_snapshot_command(inv: Inventory, name: str) -> str:
+    """Take an etcd snapshot and print its path (embedded etcd only)."""
+    snaps = f"{server_dir(inv)}/db/snapshots"
+    return (
+        f"k3s etcd-snapshot save --name {q(name)} >/dev/null && "
+        f"ls -t {q(snaps)}/{q(name)}* 2>/dev/null | head -n 1"
+    )
+
+
+def volumes_command(inv: Inventory) -> str:
+    """List local-path volume dirs with sizes (KiB): ``<kib>\\t<path>`` lines."""
+    storage = f"{inv.k3s.data_dir}/storage"
+    return f"[ -d {q(storage)} ] && du -sk {q(storage)}/* 2>/dev/null; true"

@@ -1,0 +1,316 @@
+"""The one place where remote commands run.
+
+Every command drtool sends to a node goes through ``Runner``: it connects with
+Fabric (honouring ``~/.ssh/config`` aliases, keys and ProxyJump), verifies host
+keys strictly against known_hosts, runs privileged commands with ``sudo -n``
+(never prompting), bounds every command in time, logs node/duration/exit code
+with secrets redacted, and raises drtool's own errors. Secrets never travel in
+argv: they go on the command's stdin.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shlex
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+from drtool.errors import ConnectError, DrtoolError, HostKeyError, RemoteError
+from drtool.inventory import Inventory, Node
+from drtool.secret import Secret, redact
+
+log = logging.getLogger("drtool.remote")
+T = TypeVar("T")
+
+TAIL_LINES = 15
+
+
+def q(value: object) -> str:
+    """Shell-quote a value for a POSIX shell. Every inventory value reaching a shell goes through this."""
+    return shlex.quote(str(value))
+
+
+@dataclass(frozen=True)
+class Result:
+    node: str
+    command: str
+    """The command as logged (secrets redacted)."""
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).rstrip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class CommandLog:
+    """Appends one JSON line per command (node, command, duration, exit code) to a file."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, **entry: object) -> None:
+        entry = {"at": round(time.time(), 3), **entry}
+        line = redact(json.dumps(entry, default=str))
+        log.debug(line)
+        if self.path is None:
+            return
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+class _AcceptNewPolicy:
+    """Records an unknown host key in the known_hosts file (like StrictHostKeyChecking=accept-new)."""
+
+    def __init__(self, known_hosts: Path):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):  # paramiko's policy interface
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.known_hosts, "a", encoding="utf-8") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        log.warning("recorded new host key for %s in %s", hostname, self.known_hosts)
+
+
+class Runner:
+    """Runs commands on the inventory's nodes over SSH.
+
+    One SSH connection per node, reused by every command (paramiko multiplexes
+    channels over it); ``fan_out`` runs a function per node in parallel.
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        command_log: CommandLog | None = None,
+        accept_new_host_keys: bool = False,
+        dry_run: bool = False,
+    ):
+        self.inventory = inventory
+        self.log = command_log or CommandLog(None)
+        self.accept_new_host_keys = accept_new_host_keys
+        self.dry_run = dry_run
+        self.planned: list[tuple[str, str]] = []
+        self._conns: dict[str, object] = {}
+        self._locks: dict[str, threading.Lock] = {n.name: threading.Lock() for n in inventory.nodes}
+
+    # -- connections --------------------------------------------------------
+    @property
+    def known_hosts(self) -> Path:
+        return self.inventory.resolve(self.inventory.ssh.known_hosts) or Path.home() / ".ssh" / "known_hosts"
+
+    def _config(self):
+        from fabric import Config
+
+        ssh_config = self.inventory.resolve(self.inventory.ssh.config)
+        if ssh_config is not None:
+            return Config(runtime_ssh_path=str(ssh_config))
+        return Config()
+
+    def connection(self, node: Node):
+        """An open Fabric connection to the node (cached), host key verified."""
+        with self._locks[node.name]:
+            conn = self._conns.get(node.name)
+            if conn is not None and conn.is_connected:
+                return conn
+            conn = self._connect(node)
+            self._conns[node.name] = conn
+            return conn
+
+    def _connect(self, node: Node):
+        import paramiko
+        from fabric import Connection
+
+        timeout = self.inventory.timeouts.ssh_connect
+        kwargs: dict[str, object] = {"timeout": timeout, "banner_timeout": timeout, "auth_timeout": timeout}
+        key = self.inventory.resolve(node.ssh_key)
+        if key is not None:
+            kwargs["key_filename"] = [str(key)]
+            kwargs["look_for_keys"] = False
+            kwargs["allow_agent"] = False
+        conn = Connection(
+            node.address, user=node.user, port=node.port, config=self._config(),
+            connect_timeout=timeout, connect_kwargs=kwargs,
+        )
+        client = conn.client
+        # Fabric defaults to AutoAddPolicy; drtool verifies host keys strictly instead.
+        client.get_host_keys().clear()
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(
+            _AcceptNewPolicy(self.known_hosts) if self.accept_new_host_keys else paramiko.RejectPolicy()
+        )
+        where = f"{node.name} ({node.address}{':' + str(node.port) if node.port else ''})"
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                f"{where}: the SSH host key CHANGED (a reimaged node, or someone in the middle). "
+                f"If the node was reinstalled, remove the old entry with "
+                f"`ssh-keygen -R {q(exc.hostname)} -f {q(self.known_hosts)}` and rerun with --accept-new-host-keys."
+            ) from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyError(
+                    f"{where}: host key unknown (not in {self.known_hosts}); verify it and rerun with "
+                    f"--accept-new-host-keys to record it"
+                ) from None
+            if isinstance(exc, paramiko.AuthenticationException):
+                raise ConnectError(f"{where}: SSH authentication failed for user {node.user or '(default)'}") from None
+            raise ConnectError(f"{where}: SSH failed: {exc}") from None
+        except (socket.timeout, TimeoutError):
+            raise ConnectError(f"{where}: SSH connect timed out after {timeout:g}s") from None
+        except OSError as exc:
+            raise ConnectError(f"{where}: SSH connect failed: {exc.strerror or exc}") from None
+        return conn
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            try:
+                conn.close()
+            except Exception:  # closing a dead connection must never mask the real error
+                pass
+        self._conns.clear()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands -----------------------------------------------------------
+    def wrap(self, node: Node, command: str, sudo: bool) -> str:
+        """The full command line: ``sudo -n`` when needed, so sudo never prompts."""
+        if sudo and node.sudo:
+            return f"sudo -n -- sh -c {q(command)}"
+        return command
+
+    def run(
+        self,
+        node: Node,
+        command: str,
+        *,
+        sudo: bool = False,
+        timeout: float | None = None,
+        stdin: str | Secret | None = None,
+        check: bool = True,
+        step: str | None = None,
+    ) -> Result:
+        """Run ``command`` on ``node``; raise RemoteError on non-zero exit when ``check``.
+
+        ``stdin`` (for secrets) is fed to the command and never logged.
+        """
+        full = self.wrap(node, command, sudo)
+        shown = redact(full)
+        if self.dry_run:
+            self.planned.append((node.name, shown))
+            return Result(node.name, shown, 0, "", "", 0.0)
+        from invoke.exceptions import CommandTimedOut
+
+        timeout = timeout or self.inventory.timeouts.command
+        conn = self.connection(node)
+        data = stdin.reveal() if isinstance(stdin, Secret) else stdin
+        start = time.monotonic()
+        try:
+            res = conn.run(
+                full, hide=True, warn=True, timeout=timeout, pty=False,
+                in_stream=io.StringIO(data) if data is not None else False,
+            )
+            code, out, err = res.exited, res.stdout, res.stderr
+        except CommandTimedOut as exc:
+            duration = time.monotonic() - start
+            self.log.write(node=node.name, step=step, command=shown, duration=round(duration, 3), exit_code=None, error="timeout")
+            tail = redact((exc.result.stdout + exc.result.stderr).strip())
+            raise RemoteError(node.name, shown, None, "\n".join(tail.splitlines()[-TAIL_LINES:]),
+                              reason=f"timed out after {timeout:g}s") from None
+        except (OSError, EOFError) as exc:
+            self._conns.pop(node.name, None)
+            self.log.write(node=node.name, step=step, command=shown, duration=round(time.monotonic() - start, 3), exit_code=None, error="connection lost")
+            raise ConnectError(f"{node.name}: connection lost while running `{shown}`: {exc}") from None
+        except Exception as exc:
+            # paramiko raises SSHException subclasses when the transport drops mid-command.
+            import paramiko
+
+            if isinstance(exc, paramiko.SSHException):
+                self._conns.pop(node.name, None)
+                raise ConnectError(f"{node.name}: connection lost while running `{shown}`: {exc}") from None
+            raise
+        duration = time.monotonic() - start
+        result = Result(node.name, shown, code, redact(out), redact(err), duration)
+        self.log.write(node=node.name, step=step, command=shown, duration=round(duration, 3), exit_code=code)
+        if check and code != 0:
+            if sudo and code == 1 and "a password is required" in err:
+                raise RemoteError(node.name, shown, code, "sudo asks for a password; drtool needs NOPASSWD sudo (or set sudo: false and connect as root)")
+            raise RemoteError(node.name, shown, code, result.tail())
+        return result
+
+    def put(self, node: Node, local: Path | str | bytes, remote: str, *, mode: str = "0644", sudo: bool = True, step: str | None = None) -> None:
+        """Upload a file (or bytes) to ``remote`` with ``mode``; via a private temp file then ``install`` when sudo."""
+        label = "<bytes>" if isinstance(local, bytes) else str(local)
+        if self.dry_run:
+            self.planned.append((node.name, f"upload {label} -> {remote} (mode {mode})"))
+            return
+        conn = self.connection(node)
+        start = time.monotonic()
+        tmp = f"/tmp/.drtool-{int(time.time() * 1000)}-{threading.get_ident()}"
+        sftp = conn.sftp()
+        try:
+            if isinstance(local, bytes):
+                with sftp.open(tmp, "wb") as fh:
+                    sftp.chmod(tmp, 0o600)
+                    fh.write(local)
+            else:
+                sftp.put(str(local), tmp)
+                sftp.chmod(tmp, 0o600)
+        except OSError as exc:
+            raise RemoteError(node.name, f"sftp put {label} {remote}", None, reason=str(exc)) from None
+        self.log.write(node=node.name, step=step, command=f"sftp put {label} -> {tmp}", duration=round(time.monotonic() - start, 3), exit_code=0)
+        parent = remote.rsplit("/", 1)[0] or "/"
+        self.run(node, f"mkdir -p {q(parent)} && install -m {q(mode)} {q(tmp)} {q(remote)}; rc=$?; rm -f {q(tmp)}; exit $rc",
+                 sudo=sudo, step=step)
+
+    def read(self, node: Node, remote: str, *, sudo: bool = True, step: str | None = None) -> str:
+        """The text of a remote file (read with sudo when needed). Not logged."""
+        if self.dry_run:
+            self.planned.append((node.name, f"read {remote}"))
+            return ""
+        res = self.run(node, f"cat {q(remote)}", sudo=sudo, step=step)
+        return res.stdout
+
+    def fan_out(self, nodes: Iterable[Node], fn: Callable[[Node], T], max_workers: int = 32) -> dict[str, T | DrtoolError]:
+        """Run ``fn(node)`` for every node in parallel: ``{node name: result or DrtoolError}``.
+
+        Non-drtool exceptions are programming errors and propagate.
+        """
+        nodes = list(nodes)
+        if not nodes:
+            return {}
+
+        def call(node: Node):
+            try:
+                return fn(node)
+            except DrtoolError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(nodes))) as pool:
+            futures = {n.name: pool.submit(call, n) for n in nodes}
+            return {name: f.result() for name, f in futures.items()}
+
+
+def failures(results: dict[str, object]) -> dict[str, DrtoolError]:
+    """Only the per-node errors of a fan-out."""
+    return {k: v for k, v in results.items() if isinstance(v, DrtoolError)}

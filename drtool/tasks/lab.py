@@ -1,0 +1,56 @@
+"""`inv lab.*`: the local lab (real sshd nodes, simulated K3s and Flux on loopback)."""
+from __future__ import annotations
+
+from invoke import task
+
+from drtool.tasks._cli import guarded
+
+
+def _lab():
+    from drtool.lab.nodes import Lab
+
+    return Lab()
+
+
+@task(help={"nodes": "number of nodes (default: the lab's current count, or 2)",
+            "gitops": "a local Git repo or directory laid out for Flux to use instead of the fixture",
+            "path": "cluster path inside --gitops (default clusters/homelab)",
+            "scenario": "scenario name or YAML file (default homelab)"})
+@guarded
+def up(c, nodes=None, gitops=None, path=None, scenario=None):
+    """Start the lab nodes (127.0.0.1X:2222) and lay out the K3s artifacts, flux CLI and GitOps repo."""
+    from drtool.lab.setup import lab_up
+
+    lab = _lab()
+    state = lab_up(lab, int(nodes) if nodes else None, gitops=gitops, path=path, scenario=scenario)
+    names = ", ".join(f"{n.name}@{n.address}:{n.ssh_port}" for n in state.nodes)
+    print(f"lab up in {lab.root}: {names} (started {len(state.started)} in {state.start_seconds:.2f}s)")
+
+
+@task(help={"purge": "also delete the node dirs (their /etc, /var/lib and /mnt data)"})
+@guarded
+def down(c, purge=False):
+    """Stop every lab node; leaves no process or mount behind."""
+    lab = _lab()
+    lab.down(purge=purge)
+    print(f"lab down ({lab.root})")
+
+
+@task
+@guarded
+def status(c):
+    """Show each lab node: running, pid, address."""
+    lab = _lab()
+    for st in lab.status():
+        print(st.line() if hasattr(st, "line") else st)
+
+
+@task(name="critical-path", help={"scenario": "scenario name or YAML file (default homelab)"})
+@guarded
+def critical_path(c, scenario=None):
+    """Print the scenario's critical path: the least possible install-to-all-ready time."""
+    from drtool.lab.scenarios import critical_path as cp, load_scenario
+    from drtool.lab.setup import scenario_path
+
+    path = scenario_path(scenario)
+    print(f"{cp(load_scenario(path)):.2f}s")
