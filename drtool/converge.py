@@ -190,10 +190,12 @@ class ConvergeResult:
         """One line for the CLI."""
         if self.converged:
             return f"converged in {self.elapsed_s:.1f}s ({len(self.objects)} objects)"
-        if self.failures:
-            return "not converged: " + "; ".join(f.describe() for f in self.failures[:3])
+        problems = "; ".join(f.describe() for f in self.failures[:3])
+        if self.outcome == "failed":
+            return "not converged: " + problems
         more = f" (+{len(self.pending) - 5} more)" if len(self.pending) > 5 else ""
-        return f"not converged after {self.elapsed_s:.0f}s; pending: " + ", ".join(self.pending[:5]) + more
+        text = f"not converged after {self.elapsed_s:.0f}s; pending: " + ", ".join(self.pending[:5]) + more
+        return text + (f"; problems: {problems}" if problems else "")
 
     def raise_for_status(self) -> "ConvergeResult":
         """Return self when converged, else raise ``NotConverged`` with the summary."""

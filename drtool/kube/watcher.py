@@ -337,10 +337,12 @@ class Watcher:
             if st.version is None:
                 self._discover(st)
             self._list(st)
-        except NotFound as exc:
+        except (NotFound, _Absent) as exc:
             st.version = None
             with self._lock:
                 st.absent, st.synced = True, False
+            if isinstance(exc, _Absent):
+                raise
             raise _Absent(str(exc)) from exc
         with self._lock:
             st.absent = False
@@ -419,7 +421,8 @@ class Watcher:
                 events = self._retrying()(self._connect, st)
             except RetryableError as exc:
                 st.last_error = str(exc)
-                log.warning("giving up watching %s: %s", st.spec.kind, exc)
+                if not self._stop.is_set():
+                    log.warning("giving up watching %s: %s", st.spec.kind, exc)
                 return
             except RetryError:
                 return

@@ -37,6 +37,9 @@ OVERMOUNTED = ("/run", "/etc", "/var/lib", "/root", "/home", "/usr/local/bin", "
 SUDOERS_DROPIN = "/etc/sudoers.d/lab"
 """Where inside the node the lab user's sudo rule lives."""
 
+AUTHORIZED_KEYS = "/etc/ssh/lab_authorized_keys"
+"""Inside the node: a copy of the lab's public key, made at every start, that sshd accepts."""
+
 
 @dataclass(frozen=True)
 class InitPaths:
@@ -48,6 +51,8 @@ class InitPaths:
     """The node's own sshd config file."""
     sshd: str
     """The sshd binary."""
+    authorized_keys: str
+    """The lab user's public key (``LAB/keys/id_ed25519.pub``), copied into the node at start."""
     keep_visible: tuple[str, ...] = ()
     """Host paths under an overmounted dir that must stay visible, live, inside the node."""
 
@@ -123,6 +128,9 @@ def init_script(name: str, address: str, paths: InitPaths) -> str:
         f"rmdir {node}" + "".join(f" {stage}/keep{i}" for i in range(len(paths.keep_visible))) + f" {stage}",
         "mkdir -p -m 0755 /run/sshd",
         f"printf '%s\\n' {q(name)} > /etc/hostname",
+        # sshd reads authorized keys as the user, who may not traverse the lab dir's parents.
+        f"cp {q(paths.authorized_keys)} {AUTHORIZED_KEYS}",
+        f"chmod 0644 {AUTHORIZED_KEYS}",
         f"printf '%s' {q(hosts_file(name, address))} > /etc/hosts",
         f"if ! grep -q '^{LAB_USER}:' /etc/passwd; then",
         f"    useradd --create-home --shell /bin/bash --password '*' {LAB_USER}",
@@ -145,7 +153,7 @@ def _cfg_quote(value: str) -> str:
     return value
 
 
-def sshd_config(address: str, port: int, host_key: str, authorized_keys: str) -> str:
+def sshd_config(address: str, port: int, host_key: str, authorized_keys: str = AUTHORIZED_KEYS) -> str:
     """sshd settings for one node: key-only login as the lab user, sftp, room for parallel sessions."""
     return "\n".join(
         [
@@ -159,7 +167,7 @@ def sshd_config(address: str, port: int, host_key: str, authorized_keys: str) ->
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
             f"AuthorizedKeysFile {_cfg_quote(authorized_keys)}",
-            # The lab key may live below a world-writable dir (e.g. a test's /tmp dir).
+            # The lab's files may live below a world-writable dir (e.g. a test's /tmp dir).
             "StrictModes no",
             "PermitRootLogin no",
             f"AllowUsers {LAB_USER}",

@@ -446,11 +446,12 @@ class Lab:
         config = d / "sshd_config"
         _write_text(
             config,
-            node_init.sshd_config(spec.address, spec.ssh_port, str(self.host_key_path(spec.name)),
-                                  str(self.key_path.with_name("id_ed25519.pub"))),
+            node_init.sshd_config(spec.address, spec.ssh_port, str(self.host_key_path(spec.name))),
         )
         init = d / "init.sh"
-        paths = node_init.InitPaths(str(d), str(config), sshd, self._keep_visible())
+        paths = node_init.InitPaths(
+            str(d), str(config), sshd, str(self.key_path.with_name("id_ed25519.pub")), self._keep_visible()
+        )
         _write_text(init, node_init.init_script(spec.name, spec.address, paths), 0o755)
         return init
 

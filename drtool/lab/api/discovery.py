@@ -60,3 +60,39 @@ def api_resource_list(kinds: KindRegistry, group: str, version: str) -> dict[str
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
             "resources": [e for info in infos for e in _resource_entries(info)]}
+
+
+# ----------------------------------------------------------------- OpenAPI v3 (minimal)
+#
+# kubectl create/apply download OpenAPI v3 to learn whether the server validates
+# fields itself (the ``fieldValidation`` query parameter of each kind's PATCH
+# operation). Advertising it makes kubectl rely on the server instead of needing
+# full schemas; the lab accepts and ignores the parameter.
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_v3_root(kinds: KindRegistry, version_tag: str) -> dict[str, Any]:
+    """``GET /openapi/v3``: one document per group-version."""
+    gvs = {(i.group, v) for i in kinds.all() for v in i.versions}
+    return {"paths": {_gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}?hash={version_tag}"}
+                      for g, v in sorted(gvs)}}
+
+
+def openapi_v3_doc(kinds: KindRegistry, group: str, version: str, version_tag: str) -> dict[str, Any] | None:
+    """``GET /openapi/v3/<gv>``: PATCH operations that declare ``fieldValidation``; no schemas."""
+    infos = kinds.in_group_version(group, version)
+    if not infos:
+        return None
+    paths: dict[str, Any] = {}
+    for info in infos:
+        base = f"/{_gv_path(group, version)}/" + ("namespaces/{namespace}/" if info.namespaced else "")
+        op = {"operationId": f"patch{info.kind}",
+              "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": info.kind},
+              "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                             {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}],
+              "responses": {"200": {"description": "OK"}}}
+        paths[base + info.plural + "/{name}"] = {"patch": op}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": version_tag},
+            "paths": paths, "components": {"schemas": {}}}

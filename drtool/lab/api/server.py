@@ -259,6 +259,8 @@ class LabApiServer:
         parts = [p for p in path.split("/") if p]
         if path in ANONYMOUS_PATHS:
             return self._nonresource(path, request)
+        if parts[:2] == ["openapi", "v3"]:
+            return self._openapi_v3(parts[2:])
         if parts[:1] == ["api"]:
             if len(parts) == 1:
                 self.request_counts[("get", "/api")] += 1
@@ -275,6 +277,21 @@ class LabApiServer:
                 return _json(body)
             return await self._group_path(parts[1], parts[2], parts[3:], request)
         raise NotFound("the server could not find the requested resource")
+
+    def _openapi_v3(self, rest: list[str]) -> web.Response:
+        self.request_counts[("get", "/openapi/v3")] += 1
+        kinds = self.store.kinds
+        if not rest:
+            return _json(discovery.openapi_v3_root(kinds, self.version))
+        if rest[0] == "api" and len(rest) == 2:
+            doc = discovery.openapi_v3_doc(kinds, "", rest[1], self.version)
+        elif rest[0] == "apis" and len(rest) == 3:
+            doc = discovery.openapi_v3_doc(kinds, rest[1], rest[2], self.version)
+        else:
+            doc = None
+        if doc is None:
+            raise NotFound("the server could not find the requested resource")
+        return _json(doc)
 
     def _nonresource(self, path: str, request: web.Request) -> web.Response:
         self.request_counts[("get", path)] += 1

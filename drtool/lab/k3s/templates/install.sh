@@ -18,7 +18,6 @@ set -e
 set -o noglob
 
 R="${DRTOOL_LAB_ROOT:-}"
-LAB_K3S_VERSION='@K3S_VERSION@'
 
 info() { echo '[INFO] ' "$@"; }
 warn() { echo '[WARN] ' "$@" >&2; }
@@ -33,7 +32,11 @@ quote_indent() {
 }
 
 escape() { printf '%s' "$@" | sed -e 's/\([][!#$%&()*;<=>?\_`{|}]\)/\\\1/g;'; }
-escape_dq() { printf '%s' "$@" | sed -e 's/"/\\"/g'; }
+quote() {
+    for arg in "$@"; do
+        printf "'%s' " "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"
+    done
+}
 
 verify_system() {
     if [ -x "$R/sbin/openrc-run" ]; then
@@ -216,7 +219,7 @@ service_enable_and_start() {
 }
 
 # Like the upstream script: INSTALL_K3S_EXEC words come first, then the script's arguments.
-eval set -- $(escape "${INSTALL_K3S_EXEC}") $(for a in "$@"; do printf '"%s" ' "$(escape_dq "$a")"; done)
+eval set -- $(escape "${INSTALL_K3S_EXEC}") $(quote "$@")
 
 verify_system
 setup_env "$@"

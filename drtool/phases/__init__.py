@@ -1,0 +1,1 @@
+"""Rebuild phases: one module each, run in order by drtool.pipeline."""

@@ -1,0 +1,1 @@
+"""Remote execution: the SSH runner, and pure K3s command builders and parsers."""

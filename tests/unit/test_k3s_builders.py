@@ -1,0 +1,86 @@
+"""Pure K3s command builders: quoting, flags, and that the token never appears in a command."""
+from __future__ import annotations
+
+import copy
+import shlex
+from pathlib import Path
+
+import yaml
+
+from drtool.inventory import load_inventory, parse_inventory
+from drtool.remote import k3s
+from drtool.remote.facts import facts_command, parse_facts
+
+REPO = Path(__file__).resolve().parents[2]
+INV = load_inventory(REPO / "inventory" / "lab.yaml")
+
+
+def test_server_install_command_flags():
+    node1 = INV.node("node1")
+    cmd = k3s.install_command(INV, node1, server_url=None)
+    assert cmd.startswith("IFS= read -r K3S_TOKEN && export K3S_TOKEN && ")
+    assert "INSTALL_K3S_SKIP_DOWNLOAD=true" in cmd
+    assert "INSTALL_K3S_VERSION=v1.31.4+k3s1" in cmd
+    words = shlex.split(cmd.split("env ", 1)[1])
+    exec_words = shlex.split(next(w.split("=", 1)[1] for w in words if w.startswith("INSTALL_K3S_EXEC=")))
+    assert exec_words[:3] == ["server", "--disable", "traefik"]
+    assert "--tls-san" in exec_words and exec_words[exec_words.index("--tls-san") + 1] == "127.0.0.11"
+    assert "K3S_URL" not in cmd and "--cluster-init" not in exec_words
+
+
+def test_agent_install_has_labels_taints_and_url():
+    node2 = INV.node("node2")
+    cmd = k3s.install_command(INV, node2, server_url="https://127.0.0.11:6443")
+    assert "K3S_URL=https://127.0.0.11:6443" in cmd
+    exec_value = next(w.split("=", 1)[1] for w in shlex.split(cmd.split("env ", 1)[1]) if w.startswith("INSTALL_K3S_EXEC="))
+    assert shlex.split(exec_value) == ["agent", "--node-name", "node2", "--node-label", "hardware=heavy",
+                                       "--node-taint", "heavy=true:NoSchedule"]
+
+
+def test_ha_first_server_cluster_init_then_server_flag():
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["nodes"].append({"name": "node3", "host": "127.0.0.13", "port": 2222, "user": "lab", "role": "server"})
+    inv = parse_inventory(data, REPO / "inventory" / "lab.yaml")
+    first, third = inv.node("node1"), inv.node("node3")
+    assert "--cluster-init" in k3s.install_command(inv, first, server_url=None, cluster_init=True)
+    cmd = k3s.install_command(inv, third, server_url=None, first_server=first)
+    assert "--server https://127.0.0.11:6443" in shlex.split(cmd.split("env ", 1)[1])[1].replace("'", "") or \
+        "--server https://127.0.0.11:6443" in cmd
+
+
+def test_metacharacters_in_inventory_values_are_quoted():
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["nodes"][1]["labels"] = {"team": "a-b"}
+    data["k3s"]["server_args"] = ["--node-label", "x=$(touch /tmp/pwned)"]
+    data["nodes"][1]["protected_paths"] = ["/mnt/data; rm -rf /"]
+    inv = parse_inventory(data, REPO / "inventory" / "lab.yaml")
+    cmd = k3s.install_command(inv, inv.node("node1"), server_url=None)
+    # The whole exec value is one quoted word: the shell never sees $( ) unquoted.
+    tokens = shlex.split(cmd.split("env ", 1)[1])
+    assert any("$(touch /tmp/pwned)" in t for t in tokens)
+    assert "$(touch" not in cmd.replace("'", "").split("INSTALL_K3S_EXEC")[0]
+    facts = facts_command("/var/lib/rancher/k3s", inv.node("node2").protected_paths)
+    assert "'/mnt/data; rm -rf /'" in facts
+
+
+def test_teardown_script_and_parser():
+    script = k3s.teardown_script(INV.node("node2"))
+    assert "k3s-agent-uninstall.sh" in script and "rm -f /etc/rancher/node/password" in script
+    assert "/mnt" not in script
+    assert k3s.parse_teardown("drtool-teardown: noop\n") == (True, [])
+    assert k3s.parse_teardown("drtool-teardown: running k3s-uninstall.sh\ndrtool-left: /var/lib/rancher/k3s\n") == (False, ["/var/lib/rancher/k3s"])
+
+
+def test_protected_path_under_wiped_dir_is_a_conflict():
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["nodes"][1]["protected_paths"] = ["/var/lib/rancher/k3s/storage/pvc-1", "/mnt/k8s-storage"]
+    inv = parse_inventory(data, "x.yaml")
+    assert k3s.protected_conflicts(inv.node("node2")) == ["/var/lib/rancher/k3s/storage/pvc-1"]
+
+
+def test_parse_facts():
+    out = "os=Linux\narch=x86_64\ndistro=Ubuntu 24.04 LTS\nclock=1764200000.5\ndiskpath=/var/lib\ndisk=1048576\nunit=k3s\nprotected=yes:/mnt/k8s-storage\nprotected=no:/mnt/x\n"
+    f = parse_facts(out)
+    assert (f.os, f.arch, f.distro, f.disk_free_kb, f.k3s_units) == ("Linux", "x86_64", "Ubuntu 24.04 LTS", 1048576, ("k3s",))
+    assert f.protected == {"/mnt/k8s-storage": True, "/mnt/x": False}
+    assert abs(f.clock - 1764200000.5) < 1e-6

@@ -1,0 +1,67 @@
+"""Kubeconfig rewrite/merge and the flux bootstrap command."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from drtool.flux import bootstrap_argv, is_permanent, parse_version
+from drtool.inventory import load_inventory
+from drtool.kubeconfig import merge, rewrite
+
+REPO = Path(__file__).resolve().parents[2]
+K3S_YAML = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: TkVXQ0E=
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context: {cluster: default, user: default}
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user: {client-certificate-data: TkVXQ0VSVA==, client-key-data: TkVXS0VZ}
+"""
+
+
+def test_rewrite_points_at_endpoint_and_renames():
+    cfg = rewrite(K3S_YAML, "https://192.168.1.10:6443", "homelab")
+    assert cfg["clusters"][0] == {"name": "homelab", "cluster": {"certificate-authority-data": "TkVXQ0E=", "server": "https://192.168.1.10:6443"}}
+    assert cfg["current-context"] == "homelab"
+    assert cfg["contexts"][0]["context"] == {"cluster": "homelab", "user": "homelab"}
+
+
+def test_merge_replaces_old_ca_and_credentials_keeps_others():
+    old = {"apiVersion": "v1", "kind": "Config",
+           "clusters": [{"name": "homelab", "cluster": {"certificate-authority-data": "T0xEQ0E=", "server": "https://x"}},
+                        {"name": "work", "cluster": {"server": "https://work"}}],
+           "users": [{"name": "homelab", "user": {"client-key-data": "T0xES0VZ"}}, {"name": "work", "user": {}}],
+           "contexts": [{"name": "homelab", "context": {}}, {"name": "work", "context": {}}], "current-context": "work"}
+    new = rewrite(K3S_YAML, "https://192.168.1.10:6443", "homelab")
+    merged = merge(old, new)
+    text = yaml.safe_dump(merged)
+    assert "T0xEQ0E=" not in text and "T0xES0VZ" not in text
+    assert [c["name"] for c in merged["clusters"]] == ["work", "homelab"]
+    assert merged["current-context"] == "homelab"
+
+
+def test_bootstrap_argv_github():
+    inv = load_inventory(REPO / "inventory" / "homelab.yaml")
+    argv = bootstrap_argv(inv, "flux", "/tmp/kc")
+    assert argv[:3] == ["flux", "bootstrap", "github"]
+    assert "--owner=my-github-user" in argv and "--repository=k8s-slm-log-agent" in argv and "--personal" in argv
+    assert "--path=clusters/homelab" in argv and "--context=homelab" in argv
+    assert not any("token" in a.lower() for a in argv)
+
+
+def test_failure_classification_and_version():
+    assert is_permanent("✗ GET https://api.github.com/repos/x/y: 401 Bad credentials")
+    assert is_permanent("✗ GITHUB_TOKEN environment variable not set")
+    assert not is_permanent("✗ context deadline exceeded")
+    assert parse_version("flux: v2.4.0\n") == "v2.4.0"
+    assert parse_version("flux: 2.3.1") == "v2.3.1"
+    assert parse_version("nothing") is None
