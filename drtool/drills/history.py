@@ -36,11 +36,15 @@ PHASE_NAMES: tuple[str, ...] = (
     "post_checks",
 )
 
-#: Phase outcomes that mean "the phase ran to completion"; only those durations say
-#: anything about speed. A failed phase may have stopped early or hit a deadline.
-SUCCESS_OUTCOMES = frozenset({"ok", "pass", "passed", "success", "succeeded", "done", "completed"})
-#: Outcomes of phases that did no work in this run (resumed or skipped): no duration to compare.
-SKIPPED_OUTCOMES = frozenset({"skipped", "skip", "resumed", "not-run", "not_run", "cached"})
+#: Phase outcomes that mean "the phase ran to completion" (the pipeline writes ``ok``, or
+#: ``noop`` when there was nothing to do, e.g. teardown of already clean nodes).
+SUCCESS_OUTCOMES = frozenset({"ok", "noop", "pass", "passed", "success", "succeeded", "done", "completed"})
+#: Completed, but did no work: a 0.3 s ``noop`` teardown would drag the median down and
+#: make the next real teardown look like a regression, so these are never compared.
+NO_WORK_OUTCOMES = frozenset({"noop"})
+#: Outcomes of phases that did not run in this run (skipped, resumed, never reached).
+#: Anything else (``failed``, ``interrupted``, ``running``...) is a failure.
+SKIPPED_OUTCOMES = frozenset({"skipped", "skip", "resumed", "pending", "not-run", "not_run", "cached"})
 
 
 def normalize_phase(name: str) -> str:
@@ -58,7 +62,7 @@ def phase_skipped(phase: Mapping[str, Any]) -> bool:
     return str(phase.get("outcome", "")).lower() in SKIPPED_OUTCOMES
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A finite float, or None for missing/garbage values in hand-edited or old reports."""
     try:
         f = float(value)
@@ -70,21 +74,35 @@ def _number(value: Any) -> float | None:
 def report_time(report: Mapping[str, Any]) -> float:
     """When a run started (epoch s); falls back to its end, then 0 so sorting never fails."""
     for key in ("started_at", "ended_at"):
-        t = _number(report.get(key))
+        t = as_number(report.get(key))
         if t is not None:
             return t
     return 0.0
 
 
+def phase_duration(phase: Mapping[str, Any]) -> float | None:
+    """``duration_s``, else ``ended_at - started_at`` (journal-shaped entries); None if unknown."""
+    d = as_number(phase.get("duration_s"))
+    if d is None:
+        start, end = as_number(phase.get("started_at")), as_number(phase.get("ended_at"))
+        d = end - start if start is not None and end is not None else None
+    return d
+
+
 def phase_durations(report: Mapping[str, Any], *, completed_only: bool = True) -> dict[str, float]:
-    """``{phase_key: duration_s}`` for a report; a phase listed twice (a retried run) keeps the last."""
+    """``{phase_key: duration_s}`` of the phases that ran. ``completed_only`` (for speed
+    comparisons) keeps only phases that completed and did real work. A phase listed twice
+    (a resumed run) keeps the last entry."""
     out: dict[str, float] = {}
     for phase in report.get("phases") or []:
         if not isinstance(phase, Mapping) or "name" not in phase:
             continue
-        if phase_skipped(phase) or (completed_only and not phase_succeeded(phase)):
+        if phase_skipped(phase):
             continue
-        d = _number(phase.get("duration_s"))
+        if completed_only and (not phase_succeeded(phase)
+                               or str(phase.get("outcome", "")).lower() in NO_WORK_OUTCOMES):
+            continue
+        d = phase_duration(phase)
         if d is not None and d >= 0:
             out[normalize_phase(phase["name"])] = d
     return out
@@ -299,8 +317,8 @@ def history_table(
             started_at=report_time(report),
             date=_fmt_date(report_time(report)),
             verdict=str(report.get("verdict", "incomplete")),
-            recovery_s=_number(report.get("recovery_s")),
-            objective_s=_number(report.get("objective_s")),
+            recovery_s=as_number(report.get("recovery_s")),
+            objective_s=as_number(report.get("objective_s")),
             phases=cells,
             regressions=regs,
         ))

@@ -28,7 +28,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from drtool.drills.history import Regression, normalize_phase, phase_skipped, phase_succeeded, report_time
+from drtool.drills.history import (
+    Regression,
+    normalize_phase,
+    phase_duration,
+    phase_skipped,
+    phase_succeeded,
+    report_time,
+)
 from drtool.secret import redact
 
 # XML 1.0 forbids most C0 controls even escaped; ANSI colour codes from tools are common.
@@ -126,12 +133,13 @@ def _add_drill(root: ET.Element, report: Mapping[str, Any], regs: Sequence[Regre
         name = f"phase.{normalize_phase(phase.get('name', '?'))}"
         message = str(phase.get("message") or "")
         outcome = str(phase.get("outcome", "")).lower()
+        duration = phase_duration(phase)
         if phase_succeeded(phase):
-            suite.case(name, phase.get("duration_s"), output=message)
+            suite.case(name, duration, output=message)
         elif phase_skipped(phase):
-            suite.case(name, phase.get("duration_s"), skipped=message or outcome)
+            suite.case(name, duration, skipped=message or outcome)
         else:
-            suite.case(name, phase.get("duration_s"),
+            suite.case(name, duration,
                        failure=message or f"phase {outcome or 'did not finish'}", failure_type=outcome or "failure")
 
     for check in report.get("post_checks") or []:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import urllib.error
 import urllib.parse
@@ -31,7 +30,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from drtool.drills.history import Regression
+from drtool.drills.history import Regression, as_number, phase_duration, phase_skipped, phase_succeeded
 from drtool.errors import BadInput
 from drtool.secret import MASK, Secret, redact
 
@@ -157,6 +156,7 @@ class DrillSummary:
     report_location: str = ""             #: report URL or path on the drill host
     host: str = ""
     trigger: str = ""
+    phases: tuple[Mapping[str, Any], ...] = ()  #: ``{name, duration_s, outcome}`` in run order
 
     @property
     def ok(self) -> bool:
@@ -186,26 +186,23 @@ class DrillSummary:
             "verdict": self.verdict, "ok": self.ok, "recovery_s": self.recovery_s,
             "objective_s": self.objective_s, "started_at": self.started_at, "ended_at": self.ended_at,
             "host": self.host, "trigger": self.trigger, "failed": list(self.failed),
+            "phases": [dict(p) for p in self.phases],
             "regressions": [r.to_dict() for r in self.regressions],
             "report": self.report_location, "summary": self.headline(),
         }
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def summarize(report: Mapping[str, Any], regressions: Sequence[Regression] = (),
               report_location: str | None = None) -> DrillSummary:
     """Build the summary from a ``report.json`` dict. ``report_location`` defaults to the
     report's own HTML/JSON path (``paths``/``report_paths``) or ``runs/<run-id>/``."""
-    failed = []
+    failed, phases = [], []
     for ph in report.get("phases") or []:
-        if isinstance(ph, Mapping) and str(ph.get("outcome", "")).lower() in ("failed", "fail", "error", "timeout"):
+        if not isinstance(ph, Mapping):
+            continue
+        phases.append({"name": str(ph.get("name", "?")), "duration_s": phase_duration(ph),
+                       "outcome": str(ph.get("outcome", ""))})
+        if not phase_succeeded(ph) and not phase_skipped(ph):
             failed.append(f"{ph.get('name')}: {ph.get('message') or ph.get('outcome')}")
     for chk in report.get("post_checks") or []:
         if isinstance(chk, Mapping) and not chk.get("ok"):
@@ -213,9 +210,9 @@ def summarize(report: Mapping[str, Any], regressions: Sequence[Regression] = (),
     return DrillSummary(
         cluster=str(report.get("cluster", "")), run_id=str(report.get("run_id", "")),
         verdict=str(report.get("verdict", "incomplete")),
-        recovery_s=_num(report.get("recovery_s")), objective_s=_num(report.get("objective_s")),
-        started_at=_num(report.get("started_at")), ended_at=_num(report.get("ended_at")),
-        failed=tuple(redact(f) for f in failed), regressions=tuple(regressions),
+        recovery_s=as_number(report.get("recovery_s")), objective_s=as_number(report.get("objective_s")),
+        started_at=as_number(report.get("started_at")), ended_at=as_number(report.get("ended_at")),
+        failed=tuple(redact(f) for f in failed), regressions=tuple(regressions), phases=tuple(phases),
         report_location=report_location or _report_location(report),
         host=str(report.get("host") or ""), trigger=str(report.get("trigger") or ""),
     )

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from drtool.drills.history import PHASE_NAMES, Regression, normalize_phase, phase_durations, report_time
+from drtool.drills.history import PHASE_NAMES, Regression, as_number, phase_durations, report_time
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def drill_samples(
     """The samples one drill contributes, all labelled with its cluster."""
     cluster = str(report.get("cluster", ""))
     lab = {"cluster": cluster}
-    ended = _num(report.get("ended_at"))
+    ended = as_number(report.get("ended_at"))
     run_ts = ended if ended is not None else report_time(report)
     passed = report.get("verdict") == "pass"
     out: list[Sample] = []
@@ -123,7 +123,7 @@ def drill_samples(
     out.append(("drtool_drill_success", lab, 1.0 if passed else 0.0))
     for key, name in (("recovery_s", "drtool_drill_recovery_seconds"),
                       ("objective_s", "drtool_drill_objective_seconds")):
-        v = _num(report.get(key))
+        v = as_number(report.get(key))
         if v is not None:
             out.append((name, lab, v))
     # Every phase that ran, failed ones included: a failing converge that hit its
@@ -138,14 +138,6 @@ def drill_samples(
         log.debug("phases not exported (not in the fixed label set): %s", sorted(unknown))
     out.append(("drtool_drill_regressions", lab, float(len(list(regressions)))))
     return out
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def render_textfile(

@@ -568,6 +568,12 @@ class Lab:
 
             pids = {name: self._pid(by_name[name]) for name in wanted}
             to_start = [name for name in wanted if pids[name] is None]
+            # Readiness is judged by the socket table, so a port someone else holds must be caught here.
+            listening = _listening()
+            busy = [by_name[name] for name in to_start if (by_name[name].address, by_name[name].ssh_port) in listening]
+            if busy:
+                where = ", ".join(f"{s.name} ({s.address}:{s.ssh_port})" for s in busy)
+                raise LabError(f"already in use, another lab or sshd on this subnet? {where}")
             t0 = time.monotonic()
             for name in to_start:
                 pids[name] = self._spawn(by_name[name], inits[name], tools["unshare"]).pid

@@ -1,8 +1,8 @@
 """Fixtures for tests that run against real lab nodes (sshd in Linux namespaces).
 
 Every test under tests/lab is marked ``lab``; ``lab`` tests are skipped unless this runs as
-root with sshd and unshare installed. Labs made here live in pytest's temp dirs and on their
-own loopback subnets (127.0.200.x and up), so they never clash with an operator's ``.lab/``
+root with sshd and unshare installed. Labs made here live in fresh ``/tmp/drtool-lab-*`` dirs
+(removed afterwards) and on their own loopback subnets (127.0.200.x and up), so they never clash with an operator's ``.lab/``
 on 127.0.0.x.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,18 +75,31 @@ class RunningLab(Lab):
             client.close()
 
 
-def _start(root: Path, n: int, subnet: str) -> RunningLab:
-    lab = RunningLab(root, subnet=subnet)
+def _lab_dir() -> Path:
+    # Not under pytest's basetemp: that is 0700, and the lab user inside a node must be able
+    # to reach the lab's files (the simulated k3s, artifacts) as on a real machine.
+    path = Path(tempfile.mkdtemp(prefix="drtool-lab-"))
+    path.chmod(0o755)
+    return path
+
+
+def _start(n: int, subnet: str) -> RunningLab:
+    lab = RunningLab(_lab_dir(), subnet=subnet)
     try:
         lab.up(n)
     except BaseException:
-        lab.down(purge=True)
+        _remove(lab)
         raise
     return lab
 
 
+def _remove(lab: RunningLab) -> None:
+    lab.down(purge=True)
+    shutil.rmtree(lab.root)
+
+
 @pytest.fixture(scope="session")
-def lab_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+def lab_nodes() -> Iterator[RunningLab]:
     """A 3-node lab (node1..node3 on 127.0.200.11-13:2222) shared by the session.
 
     Tests must leave it as they found it; tests that break nodes use ``make_lab``.
@@ -93,18 +107,18 @@ def lab_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     reason = lab_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    lab = _start(tmp_path_factory.mktemp("lab"), 3, SESSION_SUBNET)
+    lab = _start(3, SESSION_SUBNET)
     yield lab
-    lab.down(purge=True)
+    _remove(lab)
 
 
 @pytest.fixture
-def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int], RunningLab]]:
+def make_lab() -> Iterator[Callable[[int], RunningLab]]:
     """Factory: ``make_lab(n)`` starts a private n-node lab on its own subnet; all are torn down after the test."""
     made: list[RunningLab] = []
 
     def factory(n: int = 1) -> RunningLab:
-        lab = _start(tmp_path_factory.mktemp("lab"), n, next(_FACTORY_SUBNETS))
+        lab = _start(n, next(_FACTORY_SUBNETS))
         made.append(lab)
         return lab
 
@@ -112,7 +126,7 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int
     errors = []
     for lab in made:
         try:
-            lab.down(purge=True)
+            _remove(lab)
         except Exception as exc:  # tear down every lab even if one fails
             errors.append(exc)
     if errors:

@@ -229,14 +229,26 @@ def test_down_leaves_no_process_mount_or_host_user(make_lab):
     assert not (lab.root / "nodes").exists()
 
 
-def test_a_node_that_cannot_listen_fails_up_with_its_log(make_lab, tmp_path):
+def test_a_second_lab_on_a_taken_address_is_refused(make_lab, tmp_path):
     taken = make_lab(1)
     spec = taken.node("node1")
     clash = Lab(tmp_path / "clash", subnet=spec.address.rsplit(".", 1)[0])
-    with pytest.raises(LabError, match="node1.*(exited|listen)(?s:.*)Address already in use"):
+    with pytest.raises(LabError, match=rf"already in use.*node1 \({spec.address}:2222\)"):
         clash.up(1)
     clash.down(purge=True)
     assert [s.running for s in taken.status()] == [True]
+
+
+def test_a_node_whose_sshd_dies_fails_up_with_its_log(tmp_path):
+    lab = Lab(tmp_path / "broken", subnet="127.0.199")
+    lab.up(1)
+    lab.stop_node("node1")
+    lab.host_key_path("node1").write_text("not a key\n")
+    try:
+        with pytest.raises(LabError, match=r"node1 exited while starting(?s:.*)(no hostkeys|host key)"):
+            lab.up(1)
+    finally:
+        lab.down(purge=True)
 
 
 @pytest.mark.slow

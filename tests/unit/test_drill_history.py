@@ -206,3 +206,16 @@ def test_html_lists_latest_regressions_and_handles_empty_history():
     assert "Regressions in the latest drill" in page
     assert "converge 400.0s vs median 205.0s (+95%, 2 drills)" in page
     assert "No drills recorded yet" in render_history_html([], "homelab")
+
+
+def test_noop_phases_pass_but_are_never_compared():
+    # Teardown of already clean nodes is a 0.3 s "noop": it must not drag the median down.
+    prev = [drill("r1", 0, BASE), drill("r2", 1, {**BASE, "teardown": 0.3}, outcome={"teardown": "noop"}),
+            drill("r3", 2, {**BASE, "teardown": 0.3}, outcome={"teardown": "noop"})]
+    cur = drill("cur", 3, {**BASE, "teardown": 21.0})
+    assert regressions(cur, prev) == []
+    # Journal-shaped entries (start/end, no duration_s) are measured too.
+    j = drill("j", 4, BASE)
+    for ph in j["phases"]:
+        ph["started_at"], ph["ended_at"] = 100.0, 100.0 + ph.pop("duration_s") * 2
+    assert [r.phase for r in regressions(j, prev)] == ["preflight", "install_servers", "bootstrap", "converge"]

@@ -20,10 +20,13 @@ def report(run_id="01HX", verdict="fail", cluster="homelab"):
         "phases": [
             {"name": "preflight", "duration_s": 2.0, "outcome": "ok", "message": "all good"},
             {"name": "backup", "duration_s": 0, "outcome": "skipped", "message": "resumed run"},
+            {"name": "teardown", "started_at": T0 + 2, "ended_at": T0 + 2.5, "outcome": "noop",
+             "message": "nothing to wipe"},
             {"name": "converge", "duration_s": 300.0, "outcome": "ok", "message": ""},
             # a retried phase appears twice
             {"name": "converge", "duration_s": 298.25, "outcome": "failed",
              "message": "HelmRelease logging/loki: \x1b[31mRetriesExceeded\x1b[0m\x00 install failed"},
+            {"name": "post_checks", "outcome": "pending"},  # never reached
         ],
         "post_checks": [
             {"name": "pods-ready", "ok": True, "message": "42 pods", "duration_s": 1.5},
@@ -44,8 +47,11 @@ def test_one_failed_drill():
     assert suite.get("timestamp") == "2026-09-21T14:13:20"
     assert suite.get("hostname") == "ops1" and suite.get("time") == "620.500"
     tc = cases(suite)
-    assert list(tc) == ["phase.preflight", "phase.backup", "phase.converge", "phase.converge #2",
-                        "post_check.pods-ready", "post_check.llm-on-node2", "recovery_objective"]
+    assert list(tc) == ["phase.preflight", "phase.backup", "phase.teardown", "phase.converge",
+                        "phase.converge #2", "phase.post_checks", "post_check.pods-ready",
+                        "post_check.llm-on-node2", "recovery_objective"]
+    assert tc["phase.teardown"].find("failure") is None and tc["phase.teardown"].get("time") == "0.500"
+    assert tc["phase.post_checks"].find("skipped") is not None
     assert {t.get("classname") for t in tc.values()} == {"drtool.drill.homelab"}
     assert tc["phase.converge #2"].get("time") == "298.250"
     fail = tc["phase.converge #2"].find("failure")
@@ -57,10 +63,10 @@ def test_one_failed_drill():
     assert tc["post_check.llm-on-node2"].find("failure").get("message") == "pod Pending: Unschedulable"
     assert "verdict fail" in tc["recovery_objective"].find("failure").get("message")
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == \
-        ("7", "3", "1", "0")
+        ("9", "3", "2", "0")
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["verdict"] == "fail" and props["versions.k3s"] == "v1.30.4+k3s1" and props["regressions"] == "0"
-    assert root.get("tests") == "7" and root.get("failures") == "3"
+    assert root.get("tests") == "9" and root.get("failures") == "3"
 
 
 def test_regressions_are_failed_testcases_or_properties():

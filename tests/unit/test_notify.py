@@ -96,6 +96,7 @@ def test_each_payload_format_arrives(receiver):
     assert generic["regressions"][0]["phase"] == "converge" and generic["cluster"] == "homelab"
     assert generic["report"] == "https://ops.example/runs/01HXDRILL/report.html"
     assert generic["failed"] == ["converge: HelmRelease logging/loki RetriesExceeded"]
+    assert generic["phases"] == [{"name": "converge", "duration_s": 300.0, "outcome": "failed"}]
 
     slack = json.loads(got["/services/T0/B0/slacktoken1234"]["body"])
     assert slack["text"].startswith(":rotating_light: DR drill homelab: FAIL in 690s (objective 900s)")

@@ -148,7 +148,7 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
     proc.info(f"Node {cfg.node_name} registered with server https://{client.host}:{client.port}")
     proc.sd_notify("READY=1")
 
-    never_ready = cfg.node_name in scenario.fail_nodes
+    never_ready = cfg.node_name in scenario.never_ready
     ready_at = time.monotonic() + scenario.delay_for(cfg.node_name)
     reported_ready = False
     while not stopping:

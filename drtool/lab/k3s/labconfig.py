@@ -7,6 +7,7 @@ K3s programs must also run in tests without a lab. The scenario loader proper li
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,18 +25,21 @@ class LabNode:
 
 @dataclass(frozen=True)
 class K3sScenario:
-    """The scenario fields that shape K3s behaviour."""
+    """The scenario fields that shape K3s behaviour (schema: ``drtool.lab.scenarios.Scenario``)."""
 
-    ready_delay: dict[str, float] = field(default_factory=dict)     # node -> seconds until Ready
-    fail_nodes: tuple[str, ...] = ()                                 # nodes whose kubelet never gets Ready
-    api_refuse_after_start: float = 0.0                              # seconds the API refuses connections
-    api_unavailable_after_start: float = 0.0                         # seconds the API answers 503
-    system_pods_delay: float = 0.2                                   # kube-system pods become Ready after
-    node_monitor_grace: float = 15.0                                 # no heartbeat for this long -> NotReady
+    default_ready_delay: float = DEFAULT_READY_DELAY                 # defaults.node_ready
+    ready_delay: dict[str, float] = field(default_factory=dict)     # nodes.<name>.ready_delay
+    never_ready: tuple[str, ...] = ()                                # nodes.<name>.never_ready
+    api_refuse_after_start: float = 0.0                              # api.refuse_after_start
+    api_503_window: tuple[float, float] | None = None                # api.http_503 (start, duration)
+    api_expire_watch_at: float | None = None                         # api.expire_watch_at
+    # Not scenario fields: timings of the simulation itself, overridable by environment for tests.
+    system_pods_delay: float = 0.2                                   # kube-system pods Ready after
+    node_monitor_grace: float = 15.0                                 # no heartbeat this long -> Unknown
     join_timeout: float = 10.0                                       # agent gives up joining after
 
     def delay_for(self, node: str) -> float:
-        return self.ready_delay.get(node, DEFAULT_READY_DELAY)
+        return self.ready_delay.get(node, self.default_ready_delay)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class LabConfig:
 
     root: Path | None = None
     nodes: tuple[LabNode, ...] = ()
-    scenario: K3sScenario = K3sScenario()
+    scenario: K3sScenario = field(default_factory=K3sScenario)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def address_of(self, name: str) -> str:
@@ -75,31 +79,39 @@ def _seconds(value: Any, default: float) -> float:
     return _float(value, default)
 
 
-def scenario_from_dict(data: Any) -> K3sScenario:
+def scenario_from_dict(data: Any, env: dict[str, str] | None = None) -> K3sScenario:
     """Pick the K3s fields out of a scenario mapping; anything malformed falls back to defaults."""
+    env = os.environ if env is None else env
+    base = K3sScenario()
+    timing = dict(
+        system_pods_delay=_seconds(env.get("LAB_K3S_SYSTEM_PODS_DELAY"), base.system_pods_delay),
+        node_monitor_grace=_seconds(env.get("LAB_K3S_NODE_MONITOR_GRACE"), base.node_monitor_grace),
+        join_timeout=_seconds(env.get("LAB_K3S_JOIN_TIMEOUT"), base.join_timeout),
+    )
     if not isinstance(data, dict):
-        return K3sScenario()
+        return K3sScenario(**timing)
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
     delays: dict[str, float] = {}
-    failing: list[str] = []
+    never: list[str] = []
     for name, spec in nodes.items():
         if not isinstance(spec, dict):
             continue
-        if "ready_delay" in spec:
+        if spec.get("ready_delay") is not None:
             delays[str(name)] = _seconds(spec["ready_delay"], DEFAULT_READY_DELAY)
-        if spec.get("never_ready") or spec.get("fail"):
-            failing.append(str(name))
+        if spec.get("never_ready"):
+            never.append(str(name))
     api = data.get("api") if isinstance(data.get("api"), dict) else {}
-    k3s = data.get("k3s") if isinstance(data.get("k3s"), dict) else {}
-    base = K3sScenario()
+    window = api.get("http_503") if isinstance(api.get("http_503"), dict) else None
+    expire = api.get("expire_watch_at")
     return K3sScenario(
+        default_ready_delay=_seconds(defaults.get("node_ready"), DEFAULT_READY_DELAY),
         ready_delay=delays,
-        fail_nodes=tuple(failing),
+        never_ready=tuple(never),
         api_refuse_after_start=_seconds(api.get("refuse_after_start"), 0.0),
-        api_unavailable_after_start=_seconds(api.get("unavailable_after_start", api.get("503_after_start")), 0.0),
-        system_pods_delay=_seconds(k3s.get("system_pods_delay"), base.system_pods_delay),
-        node_monitor_grace=_seconds(k3s.get("node_monitor_grace"), base.node_monitor_grace),
-        join_timeout=_seconds(k3s.get("join_timeout"), base.join_timeout),
+        api_503_window=(_seconds(window.get("start"), 0.0), _seconds(window.get("duration"), 0.0)) if window else None,
+        api_expire_watch_at=_seconds(expire, 0.0) if expire is not None else None,
+        **timing,
     )
 
 
@@ -113,19 +125,19 @@ def _read_yaml(path: Path) -> Any:
 def load_lab_config(lab_dir: str | Path | None) -> LabConfig:
     """Read ``<lab_dir>/lab.json`` and its scenario; defaults for whatever is missing."""
     if not lab_dir:
-        return LabConfig()
+        return LabConfig(scenario=scenario_from_dict(None))
     root = Path(lab_dir)
     try:
         raw = json.loads((root / "lab.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return LabConfig(root=root)
+        return LabConfig(root=root, scenario=scenario_from_dict(None))
     if not isinstance(raw, dict):
         return LabConfig(root=root)
     nodes = tuple(
         LabNode(str(n["name"]), str(n["address"]))
         for n in raw.get("nodes") or [] if isinstance(n, dict) and n.get("name") and n.get("address")
     )
-    scenario = K3sScenario()
+    scenario = scenario_from_dict(None)
     if raw.get("scenario"):
         scenario = scenario_from_dict(_read_yaml(Path(raw["scenario"])))
     return LabConfig(root=root, nodes=nodes, scenario=scenario, raw=raw)
