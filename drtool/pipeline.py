@@ -100,12 +100,13 @@ class Pipeline:
     """Runs phases for one inventory; ``run()`` returns the exit code and always writes a report."""
 
     def __init__(self, inv: Inventory, options: Options, *, kind: str = "rebuild", start: str | None = None,
-                 stop: str | None = None, resume: str | None = None, extra_phases: tuple = ()):
+                 stop: str | None = None, resume: str | None = None, phases: list | None = None):
         self.inv = inv
         self.options = options
         self.kind = kind
         self.resume = resume
-        self.phases = select_phases(start, stop) + list(extra_phases)
+        # A resumed run continues the whole pipeline; --from/--to slice a new one.
+        self.phases = phases if phases is not None else select_phases(None if resume else start, None if resume else stop)
         self.start, self.stop_at = start, stop
         self.progress = Progress(options.quiet)
         self.stop_event = threading.Event()
@@ -141,7 +142,7 @@ class Pipeline:
         if not self.resume:
             return self.phases
         done = {p["name"] for p in run.record["phases"] if p["outcome"] in ("ok", "noop", "skipped")}
-        return [p for p in PHASES if p.NAME not in done] + [p for p in self.phases if p not in PHASES]
+        return [p for p in self.phases if p.NAME not in done]
 
     def run(self) -> int:
         run = self._open_run()

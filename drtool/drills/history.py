@@ -243,6 +243,7 @@ class PhaseCell:
     duration_s: float | None   #: None when the phase did not complete in that drill
     median_s: float | None     #: median over the drills before it; None for the first
     regressed: bool
+    failed_s: float | None = None  #: time spent before the phase failed (then duration_s is None)
 
     @property
     def delta_pct(self) -> float | None:
@@ -252,9 +253,9 @@ class PhaseCell:
         return (self.duration_s / self.median_s - 1) * 100
 
     def text(self) -> str:
-        """``61.2s (+12%)``, ``61.2s`` or ``-``."""
+        """``61.2s (+12%)``, ``61.2s``, ``41.0s failed`` or ``-``."""
         if self.duration_s is None:
-            return "-"
+            return f"{self.failed_s:.1f}s failed" if self.failed_s is not None else "-"
         pct = self.delta_pct
         return f"{self.duration_s:.1f}s" + (f" ({pct:+.0f}%)" if pct is not None else "")
 
@@ -280,6 +281,11 @@ class HistoryTable:
     cluster: str
     phases: tuple[str, ...]
     rows: tuple[HistoryRow, ...]
+
+
+def _failed(report: Mapping[str, Any], phase: str) -> bool:
+    return any(isinstance(x, Mapping) and normalize_phase(x.get("name", "")) == phase
+               and not phase_succeeded(x) and not phase_skipped(x) for x in report.get("phases") or [])
 
 
 def _fmt_date(epoch: float) -> str:
@@ -310,7 +316,9 @@ def history_table(
         regs = tuple(regressions(report, earlier, margin=margin, min_delta_s=min_delta_s))
         regressed = {r.phase for r in regs}
         durations = phase_durations(report)
-        cells = {p: PhaseCell(durations.get(p), medians.get(p, (None, 0))[0], p in regressed)
+        ran = phase_durations(report, completed_only=False)
+        cells = {p: PhaseCell(durations.get(p), medians.get(p, (None, 0))[0], p in regressed,
+                              ran.get(p) if p not in durations and _failed(report, p) else None)
                  for p in columns}
         rows.append(HistoryRow(
             run_id=str(report.get("run_id", "?")),

@@ -20,9 +20,12 @@ from drtool.drills.history import PHASE_NAMES, HistoryRow, HistoryTable, history
 from drtool.secret import redact
 
 _VERDICT_COLOR = {"pass": "#2e7d32", "over-objective": "#ef6c00", "fail": "#c62828", "incomplete": "#6a1b9a"}
-# One colour per pipeline phase (colour-blind friendly order); unknown phases cycle through.
-_PALETTE = ("#4e79a7", "#f28e2b", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-            "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d4a6c8", "#a0cbe8")
+# Verdicts whose recovery time measures a rebuild; others are marked, not drawn on the line
+# (a drill that failed after 60 s is not a fast recovery).
+_RECOVERED = ("pass", "over-objective")
+# One distinct colour per pipeline phase, neighbours contrasting; no red (red means regression).
+_PALETTE = ("#4e79a7", "#a0cbe8", "#f28e2b", "#59a14f", "#8cd17d", "#b6992d",
+            "#edc948", "#b07aa1", "#9c755f", "#76b7b2", "#bab0ac", "#d4a6c8")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#222}
@@ -35,6 +38,7 @@ td.reg{background:#fde0e0;color:#b71c1c;font-weight:bold}
 .legend span{display:inline-block;margin-right:1rem;font-size:.8rem}
 .legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
 svg{max-width:100%;height:auto;border:1px solid #eee}
+.scroll{overflow-x:auto}
 """
 
 
@@ -85,13 +89,13 @@ def recovery_svg(rows: Sequence[HistoryRow], width: int = 760, height: int = 260
         pts = " ".join(f"{x:.1f},{y(v):.1f}" for x, v in obj)
         parts.append(f'<polyline class="objective" points="{pts}" fill="none" stroke="#c62828" '
                      f'stroke-dasharray="6 4" stroke-width="1.5"><title>objective</title></polyline>')
-    rec = [(x, r) for x, r in zip(xs, rows) if r.recovery_s is not None]
+    rec = [(x, r) for x, r in zip(xs, rows) if r.recovery_s is not None and r.verdict in _RECOVERED]
     if rec:
         pts = " ".join(f"{x:.1f},{y(r.recovery_s):.1f}" for x, r in rec)
         parts.append(f'<polyline class="recovery" points="{pts}" fill="none" stroke="#1f4e79" stroke-width="2"/>')
     for x, r in zip(xs, rows):
         label = f"{r.date} {r.run_id}: {r.verdict}"
-        if r.recovery_s is not None:
+        if r.recovery_s is not None and r.verdict in _RECOVERED:
             color = _VERDICT_COLOR.get(r.verdict, "#555")
             ring = ' stroke="#b71c1c" stroke-width="2.5"' if r.regressions else ""
             parts.append(f'<circle cx="{x:.1f}" cy="{y(r.recovery_s):.1f}" r="4.5" fill="{color}"{ring}>'
@@ -105,10 +109,10 @@ def recovery_svg(rows: Sequence[HistoryRow], width: int = 760, height: int = 260
 
 
 def _x_labels(rows: Sequence[HistoryRow], xs: Sequence[float], base: float) -> list[str]:
-    every = max(1, len(rows) // 10)  # at most ~10 labels stay readable
+    every = max(1, -(-len(rows) // 8))  # at most 8 date labels fit without overlapping
     out = []
     for i, (x, r) in enumerate(zip(xs, rows)):
-        if i % every == 0 or i == len(rows) - 1:
+        if (len(rows) - 1 - i) % every == 0:  # counted from the newest drill, always labelled
             out.append(f'<text x="{x:.1f}" y="{base + 16:.1f}" font-size="10" text-anchor="middle">'
                        f'{_e(r.date[:10])}</text>')
     return out
@@ -119,7 +123,7 @@ def phases_svg(table: HistoryTable, width: int = 760, height: int = 300) -> str:
     rows, cols = table.rows, table.phases
     left, right, top, bottom = 56, 16, 16, 48
     pw, ph = width - left - right, height - top - bottom
-    totals = [sum(c.duration_s or 0 for c in r.phases.values()) for r in rows]
+    totals = [sum(c.duration_s or c.failed_s or 0 for c in r.phases.values()) for r in rows]
     ymax = _nice_max(max(totals)) if totals and max(totals) > 0 else 60.0
     slot = pw / max(len(rows), 1)
     bw = max(min(slot * 0.6, 40), 2)
@@ -135,11 +139,14 @@ def phases_svg(table: HistoryTable, width: int = 760, height: int = 300) -> str:
         base = top + ph
         for p in cols:
             cell = r.phases[p]
-            if not cell.duration_s:
+            secs = cell.duration_s or cell.failed_s
+            if not secs:
                 continue
-            h = ph * cell.duration_s / ymax
+            h = ph * secs / ymax
             base -= h
-            stroke = ' stroke="#b71c1c" stroke-width="2.5" class="regressed"' if cell.regressed else ""
+            stroke = (' stroke="#b71c1c" stroke-width="2.5" class="regressed"' if cell.regressed else
+                      ' fill-opacity="0.45" stroke="#c62828" stroke-dasharray="3 2" class="failed"'
+                      if cell.duration_s is None else "")
             tip = f"{r.run_id} {p}: {cell.text()}" + (" REGRESSION" if cell.regressed else "")
             parts.append(f'<rect x="{x - bw / 2:.1f}" y="{base:.1f}" width="{bw:.1f}" height="{h:.1f}" '
                          f'fill="{_phase_color(p, cols)}"{stroke}><title>{_e(tip)}</title></rect>')
@@ -193,8 +200,9 @@ def render_history_html(
     out.append(phases_svg(table))
     out.append('<div class="legend">' + "".join(
         f'<span><i style="background:{_phase_color(p, table.phases)}"></i>{_e(p)}</span>' for p in table.phases)
-        + '<span><i style="border:2px solid #b71c1c;box-sizing:border-box"></i>regression</span></div>')
-    out.append("<h2>Drills</h2><table><thead><tr><th>date (UTC)</th><th>run</th><th>verdict</th>"
+        + '<span><i style="border:2px solid #b71c1c;box-sizing:border-box"></i>regression</span>'
+        + '<span><i style="border:2px dashed #c62828;box-sizing:border-box"></i>failed</span></div>')
+    out.append("<h2>Drills</h2><div class=\"scroll\"><table><thead><tr><th>date (UTC)</th><th>run</th><th>verdict</th>"
                "<th>recovery</th><th>objective</th>"
                + "".join(f"<th>{_e(p)}</th>" for p in table.phases) + "</tr></thead><tbody>")
     for r in reversed(rows):  # newest first: that is what a reader looks for
@@ -208,7 +216,7 @@ def render_history_html(
             tip = f' title="median {c.median_s:.1f}s"' if c.median_s is not None else ""
             cells.append(f"<td{cls}{tip}>{_e(c.text())}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     out.append("<p><small>Phase cells compare with the median of the drills before each one; "
                f"red: slower by more than {margin:.0%} and {min_delta_s:g}s.</small></p>")
     out.append("</body></html>")

@@ -413,6 +413,8 @@ def send(req: OutgoingRequest, hook: Webhook, *, tries: int = 3, backoff_s: floa
                 detail = exc.read(300).decode("utf-8", "replace").strip()
             except Exception:  # the body is a courtesy; the status is what matters
                 pass
+            finally:
+                exc.close()
             error = f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else "")
             retry = _retryable_status(exc.code)
         except urllib.error.URLError as exc:

@@ -19,7 +19,7 @@ Why the init script looks the way it does:
   which sshd rejects when PAM is off, so the password field is ``*`` (no password, not locked).
 - The sudoers drop-in is written only when missing: a fault such as "sudo asks for a password"
   is a change to the node's configuration and survives a node restart, like on a real machine.
-- Shell builtins (``printf >``, ``umask``) are used where possible: a node must start in a few
+- Shell builtins (``printf >``, ``read``, ``umask``) are used where possible: a node must start in a few
   tens of milliseconds, and every external command is a fork and exec.
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ class InitPaths:
     """The node's own sshd config file."""
     sshd: str
     """The sshd binary."""
-    authorized_keys: str
-    """The lab user's public key (``LAB/keys/id_ed25519.pub``), copied into the node at start."""
+    authorized_key: str
+    """The lab user's public key line (``LAB/keys/id_ed25519.pub``), written into the node at start."""
     keep_visible: tuple[str, ...] = ()
     """Host paths under an overmounted dir that must stay visible, live, inside the node."""
 
@@ -105,7 +105,7 @@ def init_script(name: str, address: str, paths: InitPaths) -> str:
         "export PATH",
         f"printf '%s\\n' {q(name)} > /proc/sys/kernel/hostname",
         "mount -t tmpfs -o mode=0755,nosuid,nodev,size=64m tmpfs /run",
-        f"mkdir -p {node}" + "".join(f" {stage}/keep{i}" for i in range(len(paths.keep_visible))),
+        f"mkdir -p {node} /run/sshd" + "".join(f" {stage}/keep{i}" for i in range(len(paths.keep_visible))),
         f"mount --bind {q(paths.node_dir)} {node}",
     ]
     for i, kept in enumerate(paths.keep_visible):
@@ -120,19 +120,22 @@ def init_script(name: str, address: str, paths: InitPaths) -> str:
             f"workdir={node}/work/{upper} {target}"
         )
     lines.append("mount -t tmpfs -o mode=1777,nosuid,nodev,size=256m tmpfs /tmp")
+    if paths.keep_visible:
+        lines.append("mkdir -p " + " ".join(q(k) for k in paths.keep_visible))
     for i, kept in enumerate(paths.keep_visible):
-        lines += [f"mkdir -p {q(kept)}", f"mount --move {stage}/keep{i} {q(kept)}"]
+        lines.append(f"mount --move {stage}/keep{i} {q(kept)}")
     lines += [
         # The overlays and binds hold their own references; the staging mount is not needed.
         f"umount {node}",
         f"rmdir {node}" + "".join(f" {stage}/keep{i}" for i in range(len(paths.keep_visible))) + f" {stage}",
-        "mkdir -p -m 0755 /run/sshd",
+        "umask 0022",
         f"printf '%s\\n' {q(name)} > /etc/hostname",
-        # sshd reads authorized keys as the user, who may not traverse the lab dir's parents.
-        f"cp {q(paths.authorized_keys)} {AUTHORIZED_KEYS}",
-        f"chmod 0644 {AUTHORIZED_KEYS}",
         f"printf '%s' {q(hosts_file(name, address))} > /etc/hosts",
-        f"if ! grep -q '^{LAB_USER}:' /etc/passwd; then",
+        # sshd reads authorized keys as the user, who may not be able to reach the lab dir.
+        f"printf '%s\\n' {q(paths.authorized_key.strip())} > {AUTHORIZED_KEYS}",
+        "found=",
+        f"while IFS=: read -r user _; do [ \"$user\" = {LAB_USER} ] && found=1 && break; done < /etc/passwd",
+        'if [ -z "$found" ]; then',
         f"    useradd --create-home --shell /bin/bash --password '*' {LAB_USER}",
         "fi",
         f"if [ ! -e {SUDOERS_DROPIN} ]; then",

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -119,7 +119,6 @@ class LabState:
     """Nodes this call started (the others were already running)."""
     start_seconds: float = 0.0
     """Wall time from the first node's start to the last sshd listening."""
-    extra: Mapping = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -450,7 +449,7 @@ class Lab:
         )
         init = d / "init.sh"
         paths = node_init.InitPaths(
-            str(d), str(config), sshd, str(self.key_path.with_name("id_ed25519.pub")), self._keep_visible()
+            str(d), str(config), sshd, self.key_path.with_name("id_ed25519.pub").read_text(), self._keep_visible()
         )
         _write_text(init, node_init.init_script(spec.name, spec.address, paths), 0o755)
         return init
@@ -522,18 +521,30 @@ class Lab:
             time.sleep(_POLL)
 
     def _stop_pids(self, pids: Mapping[str, int], timeout: float = STOP_TIMEOUT) -> None:
-        """Signal each node's process group, then make sure every pid is gone (SIGKILL if needed)."""
+        """Signal each node's process group, then make sure none of its processes is left.
+
+        SIGTERM reaches sshd (the ``unshare`` parent ignores it); sshd is the node's PID 1, so
+        its exit ends every process inside, sessions that left the group included. SIGKILL
+        follows if that takes longer than ``timeout``.
+        """
+        if not pids:
+            return
+        table = _process_table()
+        inside = {name: [pid, *_descendants(pid, table)] for name, pid in pids.items()}
+
+        def left() -> list[str]:
+            return sorted(name for name, ps in inside.items() if any(_alive(p) for p in ps))
+
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids.values():
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, sig)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+            while left() and time.monotonic() < deadline:
                 time.sleep(_POLL)
-            if not any(_alive(p) for p in pids.values()):
+            if not left():
                 return
-        left = sorted(n for n, p in pids.items() if _alive(p))
-        raise LabError(f"lab nodes still running after SIGKILL: {', '.join(left)}")
+        raise LabError(f"lab nodes still have processes after SIGKILL: {', '.join(left())}")
 
     # -- public API ----------------------------------------------------------------------
 
@@ -543,14 +554,15 @@ class Lab:
         names: Sequence[str] | None = None,
         *,
         extra_bin: Mapping[str, str] | None = None,
-        timeout: float = START_TIMEOUT,
+        timeout: float | None = None,
     ) -> LabState:
         """Start the lab's nodes (``node1..nodeN``, or ``names``); running nodes are left running.
 
         With neither ``n`` nor ``names``, the nodes lab.json lists (or two) are started.
         ``extra_bin`` maps a program name to its text, written 0755 into every started or
         running node's ``/usr/local/bin``. Returns once every wanted sshd listens, or raises
-        LabError naming the nodes that did not (with their log tail) after ``timeout`` seconds.
+        LabError naming the nodes that did not (with their log tail) after ``timeout`` seconds
+        (default: 5 s plus 0.1 s per node started, for a busy machine).
         """
         tools = self.check_prerequisites()
         with self._locked():
@@ -574,6 +586,8 @@ class Lab:
             if busy:
                 where = ", ".join(f"{s.name} ({s.address}:{s.ssh_port})" for s in busy)
                 raise LabError(f"already in use, another lab or sshd on this subnet? {where}")
+            if timeout is None:
+                timeout = START_TIMEOUT + 0.1 * len(to_start)
             t0 = time.monotonic()
             for name in to_start:
                 pids[name] = self._spawn(by_name[name], inits[name], tools["unshare"]).pid
@@ -653,7 +667,7 @@ class Lab:
             if pid is not None:
                 self._stop_pids({name: pid})
 
-    def start_node(self, name: str, timeout: float = START_TIMEOUT) -> None:
+    def start_node(self, name: str, timeout: float | None = None) -> None:
         """Start one node lab.json lists (no-op when running); returns once its sshd listens."""
         self.node(name)
         self.up(names=[name], timeout=timeout)

@@ -58,11 +58,11 @@ def lab_up(lab: Lab, n: int | None = None, *, gitops: str | None = None, path: s
     """Start (or keep) the nodes and lay out everything a lab rebuild needs."""
     from drtool.lab.flux import flux_program
     from drtool.lab.gitops_repo import prepare_gitops
-    from drtool.lab.k3s.artifacts import build_artifacts, systemctl_program
+    from drtool.lab.k3s.artifacts import build_artifacts, node_os_programs
 
     python = str(lab.python)
     lab.root.mkdir(parents=True, exist_ok=True)
-    state = lab.up(n, extra_bin={"systemctl": systemctl_program(lab.root, python)})
+    state = lab.up(n, extra_bin=node_os_programs(lab.root, python))
     build_artifacts(lab.root, python)
     flux = lab.root / "bin" / "flux"
     flux.parent.mkdir(parents=True, exist_ok=True)

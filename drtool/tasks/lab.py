@@ -49,8 +49,18 @@ def status(c):
 @guarded
 def critical_path(c, scenario=None):
     """Print the scenario's critical path: the least possible install-to-all-ready time."""
+    import json
+
+    from drtool.lab.nodes import Lab
     from drtool.lab.scenarios import critical_path as cp, load_scenario
     from drtool.lab.setup import scenario_path
 
-    path = scenario_path(scenario)
-    print(f"{cp(load_scenario(path)):.2f}s")
+    lab = Lab()
+    gitops = json.loads(lab.lab_json_path.read_text()).get("gitops", {}) if lab.lab_json_path.exists() else {}
+    repo = gitops.get("default")
+    if not repo:
+        from drtool.lab.gitops_repo import fixture_dir
+
+        repo = fixture_dir()
+    seconds = cp(load_scenario(scenario_path(scenario)), repo, gitops.get("path", "clusters/homelab"))
+    print(f"{seconds:.2f}s")

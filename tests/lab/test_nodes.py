@@ -94,6 +94,15 @@ def test_sftp_upload_lands_on_one_node_only(lab_nodes, tmp_path):
     assert lab_nodes.run("node2", f"test -e {remote}")[0] == 1
 
 
+@pytest.mark.parametrize("sudo", ["", "sudo -n "])
+def test_lab_python_and_lab_dir_are_usable_inside_a_node(lab_nodes, sudo):
+    # The simulated k3s runs this way: the venv's python (its base install may sit under the
+    # node's own /root) reading lab.json from the lab dir (here under the node's own /tmp).
+    script = f"import json, yaml; print(json.load(open('{lab_nodes.lab_json_path}'))['root'])"
+    rc, out, err = lab_nodes.run("node1", f"{sudo}{lab_nodes.python} -c \"{script}\"")
+    assert (rc, out.strip()) == (0, str(lab_nodes.root)), err
+
+
 def test_lab_files_follow_the_layout_contract(lab_nodes):
     data = json.loads((lab_nodes.root / "lab.json").read_text())
     assert data["root"] == str(lab_nodes.root)

@@ -145,6 +145,7 @@ def test_history_table_rows_compare_with_earlier_drills():
     assert d3.phases["converge"].median_s == 205.0 and d3.phases["converge"].regressed
     assert [r.phase for r in d3.regressions] == ["converge"]
     assert d4.phases["install_servers"].duration_s is None  # failed: not a duration to compare
+    assert d4.phases["install_servers"].text() == "41.0s failed"
     assert d4.phases["converge"].text() == "-"
 
 
@@ -193,9 +194,10 @@ def test_html_page_is_self_contained_and_escapes_untrusted_text(tmp_path):
     assert not [a for a in parsed.attrs if a[0] in ("src", "href")]
     assert parsed.tags.count("svg") == 2
     # Trend picture: one point per drill with a recovery time, the objective line, a regressed bar.
-    assert page.count("<circle") == 4
+    # The failed drill's 64 s is not a recovery: marked on the axis, not drawn on the line.
+    assert page.count("<circle") == 3 and page.count("&#x2715;") == 1
     assert 'class="objective"' in page
-    assert page.count('class="regressed"') == 1
+    assert page.count('class="regressed"') == 1 and page.count('class="failed"') == 1
     assert "Regressions in the latest drill" not in page  # latest drill (d4) failed, no regression
     assert '<td class="reg"' in page  # d3's converge
 
@@ -218,4 +220,35 @@ def test_noop_phases_pass_but_are_never_compared():
     j = drill("j", 4, BASE)
     for ph in j["phases"]:
         ph["started_at"], ph["ended_at"] = 100.0, 100.0 + ph.pop("duration_s") * 2
-    assert [r.phase for r in regressions(j, prev)] == ["preflight", "install_servers", "bootstrap", "converge"]
+    assert [r.phase for r in regressions(j, prev)] == ["preflight", "teardown", "install_servers", "bootstrap",
+                                                       "converge"]
+
+
+def test_publish_drill_writes_every_output_and_survives_a_broken_one(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from drtool.drills import publish_drill
+
+    runs = tmp_path / "runs"
+    for i in range(3):
+        write_run(runs, drill(f"d{i}", i, BASE))
+    cur = drill("d9", 9, {**BASE, "converge": 320.0})
+    write_run(runs, cur)  # the drill's own report is already on disk: it must not be its own baseline
+    prom = tmp_path / "textfile"
+    prom.mkdir()
+    out = publish_drill(cur, runs, junit_path=tmp_path / "junit.xml", textfile_dir=prom,
+                        history_html_path=tmp_path / "missing-dir" / "history.html")
+    assert [r.phase for r in out.regressions] == ["converge"] and out.history_size == 3
+    assert ET.parse(out.junit_path).getroot().find("testsuite/testcase[@name='regression.converge']") is not None
+    metrics = {s.name: s.value for f in text_string_to_metric_families(out.textfile_path.read_text())
+               for s in f.samples}
+    assert metrics["drtool_drill_regressions"] == 1
+    # The history page could not be written; that is reported, not raised.
+    assert out.history_html_path is None
+    assert len(out.errors) == 1 and "history page" in out.errors[0]
+    assert out.to_dict()["regressions"][0]["median_s"] == 200.0
+
+    ok = publish_drill(cur, runs, history_html_path=tmp_path / "history.html")
+    assert ok.errors == () and "d9" in ok.history_html_path.read_text()

@@ -153,9 +153,10 @@ class Systemd:
     def _environment(self, unit: Unit) -> dict[str, str]:
         # systemd starts services with a clean environment, not the caller's.
         env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "INVOCATION_ID": os.urandom(16).hex()}
-        for key in (ROOT_ENV, HOSTNAME_ENV):
-            if os.environ.get(key):
-                env[key] = os.environ[key]
+        # The lab's own knobs (relocated root, test timings) do pass through.
+        for key, value in os.environ.items():
+            if key in (ROOT_ENV, HOSTNAME_ENV) or key.startswith("LAB_K3S_"):
+                env[key] = value
         if self.fs.relocated:
             # Tests: the relocated node's bin dir comes first, as /usr/local/bin does on a node.
             env["PATH"] = f"{self.fs.path('/usr/local/bin')}:{DEFAULT_PATH}"

@@ -1,0 +1,164 @@
+"""A drill: the full rebuild, unattended, then post-checks, judged against the objective.
+
+Allowed only where the inventory says ``drill: enabled: true`` (so a stray timer
+never wipes production). Before the wipe the protected paths are checksummed;
+after convergence the post-checks verify HTTP endpoints, HelmRelease versions and
+that the protected data is byte-identical. Recovery time runs until the post-checks
+pass. The drill's outputs (history regressions, JUnit, textfile, notifications)
+are published afterwards and never change the verdict.
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+from drtool.errors import DrtoolError, Refused
+from drtool.inventory import Inventory, Node
+from drtool.phases.context import Context
+from drtool.remote.runner import failures, q
+
+
+def require_enabled(inv: Inventory) -> None:
+    if not inv.drill.enabled:
+        raise Refused(f"{inv.path}: drill.enabled is not true: drills wipe the cluster and run only where the inventory allows it")
+
+
+def digest_command(paths: tuple[str, ...]) -> str:
+    """sha256 of every file under the paths, sorted, one ``<sha>  <path>`` line each."""
+    quoted = " ".join(q(p) for p in paths)
+    return f"for p in {quoted}; do [ -e \"$p\" ] && find \"$p\" -type f -print0; done | sort -z | xargs -0 -r sha256sum"
+
+
+def protected_digests(ctx: Context) -> dict[str, str]:
+    nodes = [n for n in ctx.inv.nodes if n.protected_paths]
+
+    def one(node: Node) -> str:
+        return ctx.runner.run(node, digest_command(node.protected_paths), sudo=True, step="checksum").stdout
+
+    results = ctx.runner.fan_out(nodes, one)
+    bad = failures(results)
+    if bad:
+        raise DrtoolError("checksumming protected paths failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    return {name: str(out) for name, out in results.items()}
+
+
+class ProtectSnapshot:
+    """Checksums of the protected paths before anything is wiped."""
+
+    NAME = "protect_snapshot"
+
+    @staticmethod
+    def run(ctx: Context) -> str:
+        if not ctx.inv.drill.verify_protected:
+            return "skipped (drill.verify_protected is false)"
+        digests = protected_digests(ctx)
+        ctx.state["protected_before"] = digests
+        files = sum(len(v.splitlines()) for v in digests.values())
+        return f"{files} protected file(s) checksummed on {len(digests)} node(s)"
+
+    @staticmethod
+    def plan(ctx: Context) -> list[tuple[str, str]]:
+        return [(n.name, digest_command(n.protected_paths)) for n in ctx.inv.nodes if n.protected_paths]
+
+
+def _http_check(check, ctx: Context) -> tuple[bool, str]:
+    last = ""
+    for attempt in range(check.retries + 1):
+        ctx.check_stop()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(check.url, method="GET"), timeout=check.timeout) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            status, last = None, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if status == check.status:
+            return True, f"HTTP {status} after {attempt + 1} attempt(s)"
+        if status is not None:
+            last = f"HTTP {status}, expected {check.status}"
+        if attempt < check.retries:
+            ctx.sleep(check.delay)
+    return False, f"{last} after {check.retries + 1} attempt(s)"
+
+
+def _helm_versions(ctx: Context) -> list[dict]:
+    from drtool.kube.client import KubeTransport
+
+    wanted = [h for h in ctx.inv.expectations.helmreleases if h.version]
+    if not wanted:
+        return []
+    client = ctx.api_client()
+    try:
+        transport = KubeTransport(client)
+        items = transport.get_json("/apis/helm.toolkit.fluxcd.io/v2/helmreleases").get("items", [])
+    finally:
+        client.close()
+    from drtool.kube.readiness import helmrelease_chart_version
+
+    have = {(o["metadata"]["namespace"], o["metadata"]["name"]): helmrelease_chart_version(o) for o in items}
+    out = []
+    for h in wanted:
+        got = have.get((h.namespace, h.name))
+        out.append({"name": f"helmrelease {h.namespace}/{h.name}", "ok": got == h.version,
+                    "message": f"chart {got or 'missing'}" + ("" if got == h.version else f", expected {h.version}")})
+    return out
+
+
+class PostChecks:
+    """After convergence: HTTP endpoints, HelmRelease versions, protected data unchanged."""
+
+    NAME = "post_checks"
+
+    @staticmethod
+    def run(ctx: Context) -> str:
+        checks: list[dict] = []
+        for check in ctx.inv.drill.http_checks:
+            t0 = time.monotonic()
+            ok, message = _http_check(check, ctx)
+            checks.append({"name": f"http {check.name}", "ok": ok, "message": message, "duration_s": round(time.monotonic() - t0, 3)})
+        t0 = time.monotonic()
+        for c in _helm_versions(ctx):
+            checks.append({**c, "duration_s": round(time.monotonic() - t0, 3)})
+        before = ctx.state.get("protected_before")
+        if before is not None:
+            t0 = time.monotonic()
+            after = protected_digests(ctx)
+            for node, digest in before.items():
+                same = after.get(node) == digest
+                changed = sorted(set(digest.splitlines()) ^ set(after.get(node, "").splitlines()))
+                checks.append({"name": f"protected data {node}", "ok": same, "duration_s": round(time.monotonic() - t0, 3),
+                               "message": f"{len(digest.splitlines())} file(s) unchanged" if same else f"changed: {', '.join(l.split('  ', 1)[-1] for l in changed[:5])}"})
+        ctx.run.record["post_checks"] = checks
+        failed = [c for c in checks if not c["ok"]]
+        if failed:
+            raise DrtoolError("post-checks failed: " + "; ".join(f"{c['name']}: {c['message']}" for c in failed))
+        return f"{len(checks)} post-check(s) passed"
+
+    @staticmethod
+    def plan(ctx: Context) -> list[tuple[str, str]]:
+        steps = [("local", f"GET {c.url} expecting {c.status} (≤ {c.retries + 1} tries)") for c in ctx.inv.drill.http_checks]
+        steps.append(("local", "verify HelmRelease chart versions; checksum protected paths and compare"))
+        return steps
+
+
+def drill_phases() -> list:
+    from drtool.pipeline import PHASES
+
+    return [PHASES[0], ProtectSnapshot, *PHASES[1:], PostChecks]
+
+
+def publish(inv: Inventory, run_dir, junit: str | None, textfile_dir: str | None, history_html: str | None):
+    """Publish the drill's outputs from its report.json; returns DrillOutputs (never raises)."""
+    from drtool.drills import publish_drill
+    from drtool.drills.notify import load_webhooks
+    from drtool.run import runs_dir
+
+    report = json.loads((run_dir / "report.json").read_text())
+    hooks = load_webhooks([h.model_dump() for h in inv.drill.notify], f"{inv.path}: drill.notify")
+    tf_dir = textfile_dir or (str(inv.resolve(inv.drill.textfile_dir)) if inv.drill.textfile_dir else None)
+    outputs = publish_drill(report, runs_dir(), margin=inv.drill.regression_margin, junit_path=junit or run_dir / "junit.xml",
+                            textfile_dir=tf_dir, history_html_path=history_html or run_dir / "history.html", webhooks=hooks)
+    (run_dir / "drill-outputs.json").write_text(json.dumps(outputs.to_dict(), indent=2))
+    return report, outputs

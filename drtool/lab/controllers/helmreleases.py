@@ -1,0 +1,241 @@
+"""Simulated helm-controller: "install" a HelmRelease as one Deployment or StatefulSet.
+
+The release waits for its chart source (HelmRepository) and its ``dependsOn`` releases,
+then installs after the scenario's delay and waits for the workload like ``helm install
+--wait`` (Flux's default), before turning ``Ready=True`` reason ``InstallSucceeded``.
+Scenario faults: ``fail_times: N`` fails N installs (``InstallFailed``) then succeeds;
+``retries_exceeded`` stalls the release (``Stalled=True`` reason ``RetriesExceeded``).
+
+Status carries the fields of both API shapes the lab serves (v2 ``history``,
+``lastAttemptedRevision``; v2beta1 ``lastAppliedRevision``, ``helmChart``), since all
+served versions are one stored object.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from drtool.lab.api.objects import clone, now_rfc3339
+from drtool.lab.api.status import ApiError
+
+from .conditions import flux_not_ready, flux_progressing, flux_ready, is_ready, set_condition, status_copy
+from .durations import format_duration, parse_duration
+from .health import CURRENT, health
+from .runtime import DONE, WAIT, Key, Result, Runtime, key_of
+
+GROUP = "helm.toolkit.fluxcd.io"
+SOURCE_GROUP = "source.toolkit.fluxcd.io"
+DEFAULT_TIMEOUT = 300.0
+
+
+def _chart(spec: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(chart name, version, sourceRef) from ``spec.chart.spec`` or ``spec.chartRef``."""
+    chart_spec = (spec.get("chart") or {}).get("spec") or {}
+    if chart_spec:
+        return (str(chart_spec.get("chart") or "chart"), str(chart_spec.get("version") or "1.0.0"),
+                chart_spec.get("sourceRef") or {})
+    ref = spec.get("chartRef") or {}
+    return str(ref.get("name") or "chart"), "1.0.0", ref
+
+
+def _first(values: dict[str, Any], *paths: str) -> Any:
+    for path in paths:
+        cur: Any = values
+        for part in path.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if cur is not None:
+            return cur
+    return None
+
+
+def workload_for(release: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+    """The Deployment/StatefulSet the chart "renders" for ``release`` (pure).
+
+    Values honoured: ``replicas``/``replicaCount``/``deployment.replicas``/
+    ``singleBinary.replicas``, ``nodeSelector``, ``tolerations``, ``image.repository``/
+    ``image.tag`` and the lab convention ``workloadKind`` (Deployment or StatefulSet).
+    """
+    meta, spec = release["metadata"], release.get("spec") or {}
+    values = spec.get("values") or {}
+    chart, version, _ = _chart(spec)
+    kind = kind or str(values.get("workloadKind") or "Deployment")
+    namespace = spec.get("targetNamespace") or meta.get("namespace") or "default"
+    name = spec.get("releaseName") or (f"{spec['targetNamespace']}-{meta['name']}" if spec.get("targetNamespace")
+                                       else meta["name"])
+    replicas = _first(values, "replicas", "replicaCount", "deployment.replicas", "singleBinary.replicas")
+    image_repo = _first(values, "image.repository") or f"docker.io/lab/{chart}"
+    image_tag = _first(values, "image.tag") or version.lstrip("v")
+    selector = {"app.kubernetes.io/name": chart, "app.kubernetes.io/instance": name}
+    labels = dict(selector, **{
+        "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/version": version.lstrip("v"),
+        "helm.sh/chart": f"{chart}-{version.lstrip('v')}",
+        "helm.toolkit.fluxcd.io/name": meta["name"],
+        "helm.toolkit.fluxcd.io/namespace": meta.get("namespace") or "default",
+    })
+    pod_spec: dict[str, Any] = {"containers": [{"name": chart, "image": f"{image_repo}:{image_tag}",
+                                                "ports": [{"containerPort": 8080, "name": "http"}]}]}
+    if isinstance(values.get("nodeSelector"), dict):
+        pod_spec["nodeSelector"] = {str(k): str(v) for k, v in values["nodeSelector"].items()}
+    if isinstance(values.get("tolerations"), list):
+        pod_spec["tolerations"] = clone(values["tolerations"])
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "annotations": {"meta.helm.sh/release-name": name,
+                                     "meta.helm.sh/release-namespace": namespace}},
+        "spec": {"replicas": int(replicas) if isinstance(replicas, (int, float, str)) and str(replicas).isdigit()
+                 else 1,
+                 "selector": {"matchLabels": selector},
+                 "template": {"metadata": {"labels": dict(selector)}, "spec": pod_spec}},
+    }
+    if kind == "StatefulSet":
+        body["spec"]["serviceName"] = f"{name}-headless"
+    return body
+
+
+class HelmReleaseReconciler:
+    component = "helm-controller"
+    owns = ((GROUP, "HelmRelease"),)
+    watches = ((SOURCE_GROUP, "HelmRepository"), (SOURCE_GROUP, "HelmChart"), (SOURCE_GROUP, "OCIRepository"),
+               (GROUP, "HelmRelease"), ("apps", "Deployment"))
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self._failures: dict[tuple[Key, Any], int] = {}
+
+    def forget(self, key: Key) -> None:
+        self._failures = {k: v for k, v in self._failures.items() if k[0] != key}
+
+    async def reconcile(self, obj: dict[str, Any]) -> Result:
+        spec, meta = obj.get("spec") or {}, obj["metadata"]
+        if spec.get("suspend"):
+            return DONE
+        if not self.rt.controller_available(self.component):
+            return WAIT
+        key, gen = key_of(obj), int(meta.get("generation") or 1)
+        ns, name = meta.get("namespace") or "default", meta["name"]
+        status = status_copy(obj)
+        chart, version, source_ref = _chart(spec)
+        faults = self.rt.scenario.faults("HelmRelease", ns, name)
+
+        if is_ready(obj) and status.get("lastAttemptedGeneration") == gen:
+            return DONE
+        stalled = any(c.get("type") == "Stalled" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if stalled and status.get("lastAttemptedGeneration") == gen:
+            return DONE
+
+        # 1. chart source
+        src_kind = source_ref.get("kind") or "HelmRepository"
+        src_ns = source_ref.get("namespace") or ns
+        source = self.rt.store.peek(SOURCE_GROUP, src_kind, src_ns, source_ref.get("name", "")) \
+            if self.rt.store.kinds.by_kind(SOURCE_GROUP, src_kind) is not None else None
+        if not is_ready(source):
+            what = "not found" if source is None else "is not ready"
+            return self._blocked(obj, status, gen, "ArtifactFailed",
+                                 f"HelmChart '{src_ns}/{ns}-{name}' is not ready: {src_kind} "
+                                 f"'{src_ns}/{source_ref.get('name')}' {what}")
+
+        # 2. dependencies
+        for dep in spec.get("dependsOn") or []:
+            dep_ns = dep.get("namespace") or ns
+            if not is_ready(self.rt.store.peek(GROUP, "HelmRelease", dep_ns, dep.get("name", ""))):
+                return self._blocked(obj, status, gen, "DependencyNotReady",
+                                     f"dependency '{dep_ns}/{dep.get('name')}' is not ready")
+
+        # 3. install (after the scenario's delay), with the scenario's failures
+        values_hash = hashlib.sha256(json.dumps(spec.get("values") or {}, sort_keys=True).encode()).hexdigest()[:8]
+        token = (gen, version, values_hash)
+        attempt = self._failures.get((key, token), 0)
+        delay = self.rt.scenario.delay("HelmRelease", ns, name, self.rt.scenario.defaults.helm_release)
+        history = status.get("history") or []
+        action = "upgrade" if history else "install"
+        Action = action.capitalize()
+        timeout = parse_duration((spec.get(action) or {}).get("timeout"), parse_duration(spec.get("timeout"),
+                                                                                            DEFAULT_TIMEOUT))
+        left = self.rt.remaining(key, (token, attempt), delay)
+        status["lastAttemptedRevision"] = version
+        status["lastAttemptedGeneration"] = gen
+        status["lastAttemptedValuesChecksum"] = values_hash
+        status["helmChart"] = f"{src_ns}/{ns}-{name}"
+        if left > 0:
+            flux_progressing(status, gen, f"Running '{action}' action with timeout of {format_duration(timeout)}")
+            self.rt.write_status(obj, status)
+            return Result(requeue_after=left)
+        release = f"{ns}/{name}"
+        if faults.retries_exceeded or attempt < faults.fail_times:
+            self._failures[(key, token)] = attempt + 1
+            message = (f"Helm {action} failed for release {release} with chart {chart}@{version}: "
+                       "context deadline exceeded")
+            status["failures"] = int(status.get("failures") or 0) + 1
+            status["installFailures" if action == "install" else "upgradeFailures"] = attempt + 1
+            set_condition(status, "Released", "False", f"{Action}Failed", message, gen)
+            if faults.retries_exceeded:
+                flux_not_ready(status, gen, f"{Action}Failed", message, stalled=True,
+                               stalled_reason="RetriesExceeded")
+                set_condition(status, "Stalled", "True", "RetriesExceeded",
+                              f"Failed to {action} after {attempt + 1} attempt(s)", gen)
+            else:
+                flux_not_ready(status, gen, f"{Action}Failed", message)
+            self.rt.write_status(obj, status)
+            self.rt.emit(obj, f"{Action}Failed", message, self.component, "Warning")
+            if faults.retries_exceeded:
+                return DONE
+            return Result(requeue_after=self.rt.scenario.defaults.retry_interval)
+
+        # 4. the workload, then wait for it like `helm install --wait`
+        kind = faults.workload_kind or None
+        workload = workload_for(obj, kind)
+        try:
+            self.rt.store.apply(workload)
+        except ApiError as exc:
+            message = f"Helm {action} failed for release {release} with chart {chart}@{version}: {exc.message}"
+            flux_not_ready(status, gen, f"{Action}Failed", message)
+            self.rt.write_status(obj, status)
+            return Result(requeue_after=self.rt.scenario.defaults.retry_interval * 4)
+        w_meta = workload["metadata"]
+        current = self.rt.store.peek("apps", workload["kind"], w_meta["namespace"], w_meta["name"])
+        h = health(current)
+        if h.status != CURRENT:
+            waited = self.rt.elapsed(key, ("wait", token))
+            if waited < timeout:
+                flux_progressing(status, gen, f"Running '{action}' action with timeout of {format_duration(timeout)}")
+                self.rt.write_status(obj, status)
+                return Result(requeue_after=timeout - waited, wait=True)
+            message = (f"Helm {action} failed for release {release} with chart {chart}@{version}: "
+                       f"timed out waiting for the condition: {workload['kind']}/{w_meta['namespace']}/"
+                       f"{w_meta['name']} {h.message}")
+            set_condition(status, "Released", "False", f"{Action}Failed", message, gen)
+            flux_not_ready(status, gen, f"{Action}Failed", message)
+            self.rt.write_status(obj, status)
+            return Result(wait=True)
+
+        digest = hashlib.sha256(f"{release}{version}{values_hash}".encode()).hexdigest()
+        entry = {"name": name, "namespace": w_meta["namespace"], "version": len(history) + 1,
+                 "status": "deployed", "chartName": chart, "chartVersion": version.lstrip("v"),
+                 "appVersion": version.lstrip("v"), "configDigest": f"sha256:{digest}",
+                 "digest": f"sha256:{digest[::-1]}", "firstDeployed": now_rfc3339(), "lastDeployed": now_rfc3339()}
+        for old in history:
+            if old.get("status") == "deployed":
+                old["status"] = "superseded"
+        status["history"] = [entry] + history[:4]
+        status["lastAppliedRevision"] = version
+        status["lastReleaseRevision"] = entry["version"]
+        status.pop("failures", None)
+        status.pop("installFailures", None)
+        status.pop("upgradeFailures", None)
+        message = (f"Helm {action} succeeded for release {release}.v{entry['version']} with chart "
+                   f"{chart}@{version}")
+        set_condition(status, "Released", "True", f"{Action}Succeeded", message, gen)
+        flux_ready(status, gen, f"{Action}Succeeded", message)
+        self.rt.write_status(obj, status)
+        self.rt.emit(obj, f"{Action}Succeeded", message, self.component)
+        return DONE
+
+    def _blocked(self, obj: dict[str, Any], status: dict[str, Any], gen: int, reason: str, message: str) -> Result:
+        before = clone(status.get("conditions") or [])
+        flux_not_ready(status, gen, reason, message)
+        written = self.rt.write_status(obj, status)
+        if written is not None and before != status.get("conditions"):
+            self.rt.emit(obj, reason, message, self.component)
+        return WAIT

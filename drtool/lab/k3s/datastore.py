@@ -1,0 +1,161 @@
+"""Where a K3s server keeps its state, and etcd snapshots of it.
+
+A single server without ``--cluster-init`` uses SQLite at ``server/db/state.db``; with
+embedded etcd the data lives under ``server/db/etcd/``. The lab stores the same JSON
+document in both (the lab API store's persistence file); what matters to drtool is which
+path holds it and that ``etcd-snapshot`` only works with etcd.
+
+A snapshot holds the datastore plus the cluster CAs, bound to the token's hash: restoring
+it (``k3s server --cluster-reset --cluster-reset-restore-path``) needs the original
+token, as real K3s's encrypted bootstrap data does.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from drtool.lab.k3s.rootfs import RootFS
+
+SQLITE_FILE = "server/db/state.db"
+ETCD_DIR = "server/db/etcd"
+ETCD_FILE = "server/db/etcd/member/snap/db"
+SNAPSHOT_DIR = "server/db/snapshots"
+CA_FILES = ("server-ca.crt", "server-ca.key", "client-ca.crt", "client-ca.key")
+
+
+class SnapshotError(Exception):
+    """The message reads like the real binary's fatal error."""
+
+
+def state_path(fs: RootFS, data_dir: str, etcd: bool) -> Path:
+    return fs.path(data_dir) / (ETCD_FILE if etcd else SQLITE_FILE)
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(f"k3s-lab-bootstrap:{secret}".encode()).hexdigest()
+
+
+def _etcd_state(fs: RootFS, data_dir: str) -> Path:
+    base = fs.path(data_dir)
+    if (base / ETCD_DIR).is_dir():
+        return base / ETCD_FILE
+    if (base / SQLITE_FILE).exists():
+        raise SnapshotError("see server log for details: etcd datastore disabled")
+    raise SnapshotError(f"etcd database not found in {data_dir}/server")
+
+
+def snapshot_dir(fs: RootFS, data_dir: str, override: str = "") -> Path:
+    return fs.path(override) if override else fs.path(data_dir) / SNAPSHOT_DIR
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    location: str          # file:// URL as the node sees it
+    size: int
+    created: str
+
+
+def save_snapshot(fs: RootFS, data_dir: str, node: str, secret: str, name: str = "on-demand",
+                  override_dir: str = "", now: float | None = None) -> SnapshotInfo:
+    """Write ``<name>-<node>-<unix time>`` into the snapshot dir; returns its description."""
+    state = _etcd_state(fs, data_dir)
+    try:
+        data = json.loads(state.read_text(encoding="utf-8")) if state.exists() else {"objects": []}
+    except ValueError as exc:
+        raise SnapshotError(f"failed to read etcd database: {exc}") from exc
+    tls = fs.path(data_dir) / "server/tls"
+    data["k3sBootstrap"] = {
+        "tokenHash": token_hash(secret),
+        "files": {f: base64.b64encode((tls / f).read_bytes()).decode() for f in CA_FILES if (tls / f).exists()},
+    }
+    stamp = int(now if now is not None else time.time())
+    directory = snapshot_dir(fs, data_dir, override_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{node}-{stamp}"
+    tmp = path.with_name(path.name + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+    os.replace(tmp, path)
+    return _info(fs, path)
+
+
+def _node_path(fs: RootFS, path: Path) -> str:
+    if fs.relocated:
+        return "/" + str(path.relative_to(fs.root))
+    return str(path)
+
+
+def _info(fs: RootFS, path: Path) -> SnapshotInfo:
+    st = path.stat()
+    created = _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return SnapshotInfo(path.name, f"file://{_node_path(fs, path)}", st.st_size, created)
+
+
+def list_snapshots(fs: RootFS, data_dir: str, override_dir: str = "") -> list[SnapshotInfo]:
+    """Snapshots in the local snapshot dir, oldest first."""
+    _etcd_state(fs, data_dir)
+    directory = snapshot_dir(fs, data_dir, override_dir)
+    if not directory.is_dir():
+        return []
+    files = [p for p in directory.iterdir() if p.is_file() and not p.name.endswith(".part")]
+    return [_info(fs, p) for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
+
+
+def delete_snapshots(fs: RootFS, data_dir: str, names: list[str], override_dir: str = "") -> list[str]:
+    """Delete the named snapshots; returns the names that were not found."""
+    _etcd_state(fs, data_dir)
+    directory = snapshot_dir(fs, data_dir, override_dir)
+    missing = []
+    for name in names:
+        target = directory / os.path.basename(name)
+        if target.is_file():
+            target.unlink()
+        else:
+            missing.append(name)
+    return missing
+
+
+def prune_snapshots(fs: RootFS, data_dir: str, retention: int, name: str = "on-demand",
+                    override_dir: str = "") -> list[str]:
+    """Delete all but the newest ``retention`` snapshots whose name starts with ``name``."""
+    mine = [s for s in list_snapshots(fs, data_dir, override_dir) if s.name.startswith(f"{name}-")]
+    doomed = mine[: max(0, len(mine) - retention)]
+    delete_snapshots(fs, data_dir, [s.name for s in doomed], override_dir)
+    return [s.name for s in doomed]
+
+
+def restore_snapshot(fs: RootFS, data_dir: str, snapshot: str, secret: str) -> None:
+    """Replace the etcd datastore and the cluster CAs with the snapshot's (token must match)."""
+    path = fs.path(snapshot)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SnapshotError(f"failed to restore etcd snapshot: open {snapshot}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise SnapshotError(f"failed to restore etcd snapshot {snapshot}: not a snapshot") from exc
+    boot = data.pop("k3sBootstrap", None) or {}
+    if boot.get("tokenHash") != token_hash(secret):
+        raise SnapshotError("starting kubernetes: preparing server: bootstrap data already found and "
+                            "encrypted with different token")
+    base = fs.path(data_dir)
+    state = base / ETCD_FILE
+    state.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state.with_name(".restore.tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    os.replace(tmp, state)
+    tls = base / "server/tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    for name, b64 in (boot.get("files") or {}).items():
+        if name in CA_FILES:
+            target = tls / name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(base64.b64decode(b64))

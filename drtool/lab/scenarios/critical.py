@@ -1,0 +1,208 @@
+"""The critical path of a scenario: least seconds from K3s install start to all-ready.
+
+It replays the simulated controllers' rules on the dependency graph, with no faults and
+no processing overhead: t=0 is when the API answers and ``flux bootstrap`` applies the
+Flux components and sync objects; nodes turn Ready after their ``ready_delay``; a pod
+runs ``delay`` after both its creation and a fitting node's readiness; the Flux
+controllers run once their pods do; then sources, Kustomizations (``dependsOn``,
+``wait``/``healthChecks``), HelmRepositories and HelmReleases (source, ``dependsOn``,
+install delay, then ``--wait`` for their workload) follow. The answer is the latest
+ready time of everything. Measured rebuilds can only be slower: this is the bound
+benchmarks compare drtool's recovery time against.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from drtool.errors import BadInput
+from drtool.lab.controllers.helmreleases import _chart, workload_for
+from drtool.lab.controllers.kustomize import CLUSTER_SCOPED, BuildError, build
+from drtool.lab.controllers.scheduler import schedule
+
+from . import Scenario
+
+Ref = tuple[str, str, str]          # (kind, namespace, name)
+INF = math.inf
+DEFAULT_NODES: dict[str, dict[str, Any]] = {
+    "node1": {"labels": {}, "taints": []},
+    "node2": {"labels": {"hardware": "heavy"},
+              "taints": [{"key": "heavy", "value": "true", "effect": "NoSchedule"}]},
+}
+FLUX_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
+
+
+def _ref(obj: dict[str, Any], default_ns: str | None = None) -> Ref:
+    meta = obj.get("metadata") or {}
+    kind = str(obj.get("kind"))
+    ns = "" if kind in CLUSTER_SCOPED else (meta.get("namespace") or default_ns or "default")
+    return kind, ns, str(meta.get("name"))
+
+
+class _Plan:
+    def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]]):
+        self.sc, self.repo = scenario, repo
+        self.nodes = []
+        for name, info in nodes.items():
+            delay = scenario.node_ready_delay(name)
+            self.nodes.append(({"metadata": {"name": name, "labels": dict(info.get("labels") or {})},
+                                "spec": {"taints": list(info.get("taints") or [])},
+                                "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                               INF if delay is None else delay))
+        self.objects: dict[Ref, tuple[dict[str, Any], Ref | None]] = {}
+        self.memo: dict[tuple[str, Ref], float] = {}
+        self.active: set[tuple[str, Ref]] = set()
+
+    # -- discovery --
+
+    def discover(self, ks: dict[str, Any], parent: Ref | None) -> None:
+        ref = _ref(ks)
+        if ref in self.objects and ref[0] == "Kustomization" and self.objects[ref][1] is not None:
+            return
+        self.objects[ref] = (ks, parent)
+        spec = ks.get("spec") or {}
+        try:
+            manifests = build(self.repo, spec.get("path") or "./")
+        except BuildError as exc:
+            raise BadInput(str(self.repo), f"Kustomization/{ref[1]}/{ref[2]}", str(exc)) from None
+        target_ns = spec.get("targetNamespace")
+        for m in manifests:
+            child = m.obj
+            child_ref = _ref(child, target_ns)
+            if target_ns and child_ref[1]:
+                child_ref = (child_ref[0], target_ns, child_ref[2])
+            if child_ref == ref:
+                continue
+            if child_ref[0] == "Kustomization":
+                child = dict(child, metadata=dict(child["metadata"], namespace=child_ref[1]))
+                self.discover(child, ref)
+            elif child_ref not in self.objects:
+                self.objects[child_ref] = (child, ref)
+
+    # -- times --
+
+    def _memo(self, what: str, ref: Ref, fn: Callable[[], float]) -> float:
+        key = (what, ref)
+        if key in self.memo:
+            return self.memo[key]
+        if key in self.active:            # a dependency cycle never converges
+            return INF
+        self.active.add(key)
+        try:
+            self.memo[key] = value = fn()
+        finally:
+            self.active.discard(key)
+        return value
+
+    def created(self, ref: Ref) -> float:
+        entry = self.objects.get(ref)
+        if entry is None:
+            return INF
+        parent = entry[1]
+        return 0.0 if parent is None else self.applied(parent)
+
+    def pods_ready(self, pod_spec: dict[str, Any], created: float, delay: float, replicas: int,
+                   ordered: bool) -> float:
+        """When ``replicas`` pods of ``pod_spec`` are Ready (one after another when ``ordered``)."""
+        fitting = [ready for node, ready in self.nodes if schedule(pod_spec, [node]).node is not None]
+        if not fitting or replicas < 0:
+            return INF
+        start = max(created, min(fitting))
+        if replicas == 0:
+            return created
+        return start + delay * (replicas if ordered else 1)
+
+    def controller(self, name: str) -> float:
+        delay = self.sc.delay("Deployment", "flux-system", name, self.sc.defaults.flux_controllers)
+        return self.pods_ready({}, 0.0, delay, 1, False)
+
+    def ready(self, ref: Ref) -> float:
+        return self._memo("ready", ref, lambda: self._ready(ref))
+
+    def applied(self, ref: Ref) -> float:
+        return self._memo("applied", ref, lambda: self._applied(ref))
+
+    def _source_ready(self, kind: str, ns: str, name: str) -> float:
+        ref = (kind, ns, name)
+        if ref in self.objects:
+            return self.ready(ref)
+        if kind == "GitRepository" and (ns, name) == ("flux-system", "flux-system"):
+            return self.controller("source-controller") + self.sc.defaults.git_repository
+        return INF
+
+    def _applied(self, ref: Ref) -> float:
+        ks = self.objects[ref][0]
+        spec = ks.get("spec") or {}
+        src = spec.get("sourceRef") or {}
+        start = max(self.created(ref), self.controller("kustomize-controller"),
+                    self._source_ready(src.get("kind", "GitRepository"), src.get("namespace") or ref[1],
+                                       src.get("name", "")))
+        for dep in spec.get("dependsOn") or []:
+            start = max(start, self.ready(("Kustomization", dep.get("namespace") or ref[1], dep.get("name", ""))))
+        return start + self.sc.delay("Kustomization", ref[1], ref[2], self.sc.defaults.kustomization)
+
+    def _ready(self, ref: Ref) -> float:
+        kind, ns, name = ref
+        if ref not in self.objects:
+            return INF
+        obj, _ = self.objects[ref]
+        spec = obj.get("spec") or {}
+        created = self.created(ref)
+        if kind == "Kustomization":
+            applied = self.applied(ref)
+            if spec.get("wait"):
+                checked = [r for r, (_, parent) in self.objects.items() if parent == ref]
+            else:
+                checked = []
+                for hc in spec.get("healthChecks") or []:
+                    checked.append((hc.get("kind", ""), hc.get("namespace") or "", hc.get("name", "")))
+            return max([applied] + [self.ready(r) for r in checked])
+        if kind == "GitRepository":
+            return max(created, self.controller("source-controller")) + self.sc.delay(
+                kind, ns, name, self.sc.defaults.git_repository)
+        if kind in ("HelmRepository", "OCIRepository", "HelmChart", "Bucket"):
+            return max(created, self.controller("source-controller")) + self.sc.delay(
+                kind, ns, name, self.sc.defaults.helm_repository)
+        if kind == "HelmRelease":
+            _, _, source_ref = _chart(spec)
+            start = max(created, self.controller("helm-controller"),
+                        self._source_ready(source_ref.get("kind") or "HelmRepository",
+                                           source_ref.get("namespace") or ns, source_ref.get("name", "")))
+            for dep in spec.get("dependsOn") or []:
+                start = max(start, self.ready(("HelmRelease", dep.get("namespace") or ns, dep.get("name", ""))))
+            installed = start + self.sc.delay(kind, ns, name, self.sc.defaults.helm_release)
+            workload = workload_for(dict(obj, metadata=dict(obj["metadata"], namespace=ns)),
+                                    self.sc.faults(kind, ns, name).workload_kind)
+            return self._workload_ready(workload, installed)
+        if kind in ("Deployment", "StatefulSet"):
+            return self._workload_ready(dict(obj, metadata=dict(obj["metadata"], namespace=ns)), created)
+        return created
+
+    def _workload_ready(self, workload: dict[str, Any], created: float) -> float:
+        meta, spec = workload["metadata"], workload.get("spec") or {}
+        delay = self.sc.delay(workload["kind"], meta.get("namespace"), meta["name"], self.sc.defaults.pod)
+        pod_spec = (spec.get("template") or {}).get("spec") or {}
+        return self.pods_ready(pod_spec, created, delay, int(spec.get("replicas", 1)),
+                               workload["kind"] == "StatefulSet")
+
+    def total(self) -> float:
+        times = [self.controller(c) for c in FLUX_CONTROLLERS]
+        times += [self.ready(ref) for ref in self.objects]
+        return max(times)
+
+
+def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
+                          nodes: dict[str, dict[str, Any]] | None = None) -> float:
+    """See ``drtool.lab.scenarios.critical_path``. ``math.inf`` when something can never be ready."""
+    plan = _Plan(scenario, repo, dict(nodes or DEFAULT_NODES))
+    root = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "flux-system", "namespace": "flux-system"},
+            "spec": {"path": "./" + cluster_path.strip("/").removeprefix("./"), "prune": True,
+                     "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}}
+    # What bootstrap creates exists from t=0, whatever the repo's flux-system/ also declares.
+    from drtool.lab.flux.manifests import components, sync_objects
+    for obj in components() + sync_objects("lab", "main", cluster_path)[:1]:
+        plan.objects[_ref(obj)] = (obj, None)
+    plan.discover(root, None)
+    return plan.total()

@@ -1,0 +1,340 @@
+"""The timed rebuild report (``drtool.report/v1``): what it holds and how it is computed.
+
+``build_report`` turns a run record (``drtool.run/v1``, see ``record.py``) into the
+``report.json`` document. It is a pure function of the record and the time it is asked,
+so a report can be rebuilt from an old journal at any time and gives the same answer.
+The renderers (Markdown, HTML) and ``compare`` read only the report, never the record:
+report.json is the contract, documented field by field in docs/report-schema.md.
+
+Recovery time, the number the verdict is about, runs from the start of the first
+destructive phase (``teardown``: before it the old cluster still works) to the moment the
+converge phase saw everything Ready. Post-deploy checks run after that and do not count
+toward it, but a failing check fails the verdict.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drtool.report.record import ObjectRecord, PhaseRecord, RunRecord, parse_record
+from drtool.secret import redact
+
+REPORT_SCHEMA = "drtool.report/v1"
+
+#: Phases that destroy the running cluster; recovery time starts when the first one starts.
+DESTRUCTIVE_PHASES: tuple[str, ...] = ("teardown",)
+
+Verdict = Literal["pass", "fail", "over-objective", "incomplete"]
+ObjectOutcome = Literal["ready", "failed", "pending"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class StepTiming(_Frozen):
+    step: str
+    started_at: float | None
+    ended_at: float | None
+    offset_s: float | None
+    """Seconds from run start to the step's start."""
+    duration_s: float | None
+    exit_code: int | None
+
+
+class PhaseTiming(_Frozen):
+    name: str
+    outcome: str
+    message: str
+    started_at: float | None
+    ended_at: float | None
+    offset_s: float | None
+    """Seconds from run start to the phase's start."""
+    duration_s: float | None
+    """None while the phase has not ended (interrupted runs)."""
+    nodes: dict[str, list[StepTiming]] = Field(default_factory=dict)
+
+
+class HistoryEntry(_Frozen):
+    at: float
+    t_s: float
+    """Seconds since recovery start."""
+    state: str
+    reason: str
+    message: str
+
+
+class ObjectTiming(_Frozen):
+    id: str
+    kind: str
+    namespace: str
+    name: str
+    outcome: ObjectOutcome
+    state: str
+    reason: str
+    message: str
+    first_seen_at: float | None
+    ready_at: float | None
+    first_seen_s: float | None
+    """Seconds since recovery start when the object was first seen."""
+    ready_s: float | None
+    """Seconds since recovery start when it became Ready; None if it never did."""
+    wait_s: float | None
+    """Seconds from first seen to Ready: how slow the object itself was."""
+    critical: bool
+    """On the critical path."""
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+
+class CriticalStep(_Frozen):
+    id: str
+    ready_at: float | None
+    ready_s: float | None
+    waits_on: str | None
+    added_s: float | None
+    """Seconds between the object it waits on becoming Ready and this one becoming Ready."""
+
+
+class FailureInfo(_Frozen):
+    object: str
+    reason: str
+    message: str
+    events: list[str]
+    blocks: list[str]
+    chain: str
+
+
+class PostCheckResult(_Frozen):
+    name: str
+    ok: bool
+    message: str
+    duration_s: float | None
+
+
+class ConvergeSummary(_Frozen):
+    converged: bool
+    outcome: str
+    started_at: float | None
+    ended_at: float | None
+    duration_s: float | None
+    objects_total: int
+    objects_ready: int
+    objects_failed: int
+
+
+class ErrorInfo(_Frozen):
+    phase: str | None
+    type: str
+    message: str
+    exit_code: int | None
+
+
+class Report(_Frozen):
+    """report.json; see docs/report-schema.md."""
+
+    schema_: str = Field(REPORT_SCHEMA, alias="schema")
+    generated_at: float
+    run_id: str
+    kind: str
+    inventory: str
+    cluster: str
+    host: str
+    trigger: str
+    versions: dict[str, str | None]
+    git_revision: str | None
+    flags: dict[str, Any]
+    status: str
+    partial: bool
+    stopped_at: str | None
+    error: ErrorInfo | None
+    started_at: float
+    ended_at: float | None
+    duration_s: float | None
+    recovery_start_at: float
+    recovery_start_phase: str | None
+    """``teardown``, or None when recovery time is counted from the run's start."""
+    recovery_end_at: float | None
+    recovery_s: float | None
+    objective_s: float | None
+    objective_margin_s: float | None
+    """objective_s - recovery_s: negative when over the objective."""
+    verdict: Verdict
+    verdict_reason: str
+    phases: list[PhaseTiming]
+    converge: ConvergeSummary | None
+    objects: list[ObjectTiming]
+    critical_path: list[CriticalStep]
+    failures: list[FailureInfo]
+    pending: list[str]
+    post_checks: list[PostCheckResult]
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+def load_report(report: dict[str, Any]) -> Report:
+    """A report.json dict as a typed ``Report`` (what the renderers work from)."""
+    return Report.model_validate(report)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _diff(end: float | None, start: float | None) -> float | None:
+    return None if end is None or start is None else round(end - start, 3)
+
+
+def recovery_start(rec: RunRecord) -> tuple[float, str | None]:
+    """(epoch seconds, phase name) where recovery time starts: the first destructive phase
+    that actually ran, else the run's own start (nothing was destroyed, or a dry run)."""
+    for phase in rec.phases:
+        if phase.name in DESTRUCTIVE_PHASES and phase.started_at is not None \
+                and phase.outcome not in ("skipped", "pending", "noop"):
+            return phase.started_at, phase.name
+    return rec.started_at, None
+
+
+def where_stopped(rec: RunRecord) -> str | None:
+    """The phase a run that did not finish stopped in (None for a finished run)."""
+    if rec.status == "succeeded":
+        return None
+    if rec.stopped_at:
+        return rec.stopped_at
+    if rec.error and rec.error.phase:
+        return rec.error.phase
+    for phase in rec.phases:
+        if phase.outcome in ("failed", "interrupted"):
+            return phase.name
+    started = [p for p in rec.phases if p.started_at is not None]
+    if started and started[-1].ended_at is None:
+        return started[-1].name
+    return started[-1].name if started else None
+
+
+def decide_verdict(rec: RunRecord, recovery_s: float | None, stopped_at: str | None) -> tuple[Verdict, str]:
+    """The verdict and a one-sentence reason a person can act on.
+
+    - ``incomplete``: the run did not get to judge recovery (still running, interrupted,
+      a dry run, or stopped by ``--to`` before convergence);
+    - ``fail``: a phase failed, the cluster did not converge, or a post-deploy check failed;
+    - ``over-objective``: recovered, but slower than the objective;
+    - ``pass``: recovered, within the objective (or no objective was set).
+    """
+    where = f" in {stopped_at}" if stopped_at else ""
+    if rec.status in ("running", "interrupted"):
+        word = "still running" if rec.status == "running" else "interrupted"
+        return "incomplete", f"run {word}{where}; recovery not measured"
+    if rec.status == "failed":
+        err = rec.error
+        detail = f": {err.type + ': ' if err and err.type else ''}{err.message}" if err and err.message else ""
+        return "fail", f"run failed{where}{detail}"
+    if rec.status != "succeeded":
+        return "incomplete", f"run status {rec.status!r}; recovery not measured"
+    conv = rec.converge
+    if conv is not None and not conv.converged:
+        n = len(conv.failures) or len(conv.pending)
+        return "fail", f"cluster did not converge ({conv.outcome or 'not ready'}; {n} object(s) not ready)"
+    bad = [c.name for c in rec.post_checks if not c.ok]
+    if bad:
+        return "fail", "post-deploy check(s) failed: " + ", ".join(bad)
+    if recovery_s is None:
+        if rec.flags.get("dry_run"):
+            return "incomplete", "dry run: nothing was changed, recovery not measured"
+        return "incomplete", "the run ended before the cluster converged; recovery not measured"
+    if rec.objective_s is not None and recovery_s > rec.objective_s:
+        return "over-objective", f"recovered in {recovery_s:.0f}s, over the {rec.objective_s:.0f}s objective"
+    if rec.objective_s is None:
+        return "pass", f"recovered in {recovery_s:.0f}s (no objective set)"
+    return "pass", f"recovered in {recovery_s:.0f}s, within the {rec.objective_s:.0f}s objective"
+
+
+def _phase(p: PhaseRecord, t0: float) -> PhaseTiming:
+    return PhaseTiming(
+        name=p.name, outcome=p.outcome, message=p.message,
+        started_at=_r(p.started_at), ended_at=_r(p.ended_at),
+        offset_s=_diff(p.started_at, t0), duration_s=_diff(p.ended_at, p.started_at),
+        nodes={node: [StepTiming(step=s.step, started_at=_r(s.started_at), ended_at=_r(s.ended_at),
+                                 offset_s=_diff(s.started_at, t0), duration_s=_diff(s.ended_at, s.started_at),
+                                 exit_code=s.exit_code) for s in steps]
+               for node, steps in p.nodes.items()})
+
+
+def _object(o: ObjectRecord, t0: float, failed: set[str], critical: set[str]) -> ObjectTiming:
+    if o.ready_at is not None:
+        outcome: ObjectOutcome = "ready"
+    elif o.id in failed or o.state.lower() == "failed":
+        outcome = "failed"
+    else:
+        outcome = "pending"
+    return ObjectTiming(
+        id=o.id, kind=o.kind, namespace=o.namespace, name=o.name, outcome=outcome,
+        state=o.state, reason=o.reason, message=o.message,
+        first_seen_at=_r(o.first_seen), ready_at=_r(o.ready_at),
+        first_seen_s=_diff(o.first_seen, t0), ready_s=_diff(o.ready_at, t0),
+        wait_s=_diff(o.ready_at, o.first_seen), critical=o.id in critical,
+        history=[HistoryEntry(at=_r(h.at), t_s=_diff(h.at, t0), state=h.state, reason=h.reason,
+                              message=h.message) for h in o.history])
+
+
+def _redact_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v) for v in value]
+    return value
+
+
+def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
+    """The ``report.json`` content (schema ``drtool.report/v1``) for a run record.
+
+    Works for any stage of a run: a record of a run still going or interrupted gives
+    ``partial: true`` and ``stopped_at``. ``now`` (epoch seconds, default the current
+    time) is recorded as ``generated_at``. Every string is passed through the redactor.
+    Raises ``BadInput`` if the record is not a ``drtool.run/v1`` record.
+    """
+    rec = parse_record(record)
+    generated = time.time() if now is None else now
+    t_rec, start_phase = recovery_start(rec)
+    conv = rec.converge
+    end_at = conv.ended if conv is not None and conv.converged else None
+    recovery_s = _diff(end_at, t_rec)
+    stopped = where_stopped(rec)
+    verdict, reason = decide_verdict(rec, recovery_s, stopped)
+
+    failed_ids = {f.object for f in conv.failures} if conv else set()
+    path = conv.critical_path if conv else []
+    objects = [_object(o, t_rec, failed_ids, {s.id for s in path}) for o in (conv.objects if conv else [])]
+    objects.sort(key=lambda o: (o.first_seen_at if o.first_seen_at is not None else float("inf"), o.id))
+    ready_by_id = {s.id: s.ready_at for s in path}
+    critical = [CriticalStep(id=s.id, ready_at=_r(s.ready_at), ready_s=_diff(s.ready_at, t_rec),
+                             waits_on=s.waits_on,
+                             added_s=_diff(s.ready_at, ready_by_id.get(s.waits_on) if s.waits_on else t_rec))
+                for s in path]
+
+    report = Report(
+        generated_at=round(generated, 3),
+        run_id=rec.run_id, kind=rec.kind, inventory=rec.inventory, cluster=rec.cluster, host=rec.host,
+        trigger=rec.trigger, versions=dict(rec.versions), git_revision=rec.git_revision, flags=dict(rec.flags),
+        status=rec.status, partial=rec.status != "succeeded" or rec.ended_at is None, stopped_at=stopped,
+        error=ErrorInfo(**rec.error.model_dump()) if rec.error else None,
+        started_at=_r(rec.started_at), ended_at=_r(rec.ended_at), duration_s=_diff(rec.ended_at, rec.started_at),
+        recovery_start_at=_r(t_rec), recovery_start_phase=start_phase, recovery_end_at=_r(end_at),
+        recovery_s=recovery_s, objective_s=rec.objective_s,
+        objective_margin_s=_r(rec.objective_s - recovery_s) if rec.objective_s is not None and recovery_s is not None else None,
+        verdict=verdict, verdict_reason=reason,
+        phases=[_phase(p, rec.started_at) for p in rec.phases],
+        converge=ConvergeSummary(
+            converged=conv.converged, outcome=conv.outcome or ("converged" if conv.converged else ""),
+            started_at=_r(conv.started), ended_at=_r(conv.ended), duration_s=_diff(conv.ended, conv.started),
+            objects_total=len(objects), objects_ready=sum(o.outcome == "ready" for o in objects),
+            objects_failed=sum(o.outcome == "failed" for o in objects)) if conv else None,
+        objects=objects, critical_path=critical,
+        failures=[FailureInfo(**f.model_dump()) for f in (conv.failures if conv else [])],
+        pending=list(conv.pending) if conv else [],
+        post_checks=[PostCheckResult(**c.model_dump()) for c in rec.post_checks],
+    )
+    return _redact_tree(report.model_dump(mode="json", by_alias=True))
