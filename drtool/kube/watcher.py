@@ -17,6 +17,7 @@ bounded backoff; they count as "absent", not as failed.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import Counter
@@ -136,14 +137,25 @@ KEPT_SPEC = {
 _CONDITION_FIELDS = ("type", "status", "reason", "message", "lastTransitionTime")
 
 
-def _trim_conditions(conditions) -> list[dict]:
-    return [{k: c[k] for k in _CONDITION_FIELDS if k in c} for c in conditions or () if isinstance(c, dict)]
+def _i(value):
+    """Intern short strings: thousands of objects repeat "True", "Ready", "Running"..."""
+    return sys.intern(value) if isinstance(value, str) and len(value) <= 64 else value
+
+
+def _trim_conditions(conditions, only_types: frozenset | None = None) -> list[dict]:
+    return [{k: _i(c[k]) for k in _CONDITION_FIELDS if k in c} for c in conditions or ()
+            if isinstance(c, dict) and (only_types is None or c.get("type") in only_types)]
+
+
+# The pod conditions the rules read; the others (Initialized, ContainersReady...) are dropped.
+_POD_CONDITIONS = frozenset({"Ready", "PodScheduled"})
 
 
 def _trim_container(cs: dict) -> dict:
-    out = {k: cs[k] for k in ("name", "ready", "restartCount") if k in cs}
+    out = {k: _i(cs[k]) for k in ("name", "ready", "restartCount") if k in cs}
     state = cs.get("state") or {}
-    out["state"] = {k: {f: v for f, v in (state.get(k) or {}).items() if f in ("reason", "message", "exitCode")}
+    out["state"] = {_i(k): {_i(f): _i(v) for f, v in (state.get(k) or {}).items()
+                            if f in ("reason", "message", "exitCode")}
                     for k in state}
     terminated = (cs.get("lastState") or {}).get("terminated")
     if terminated:
@@ -154,14 +166,14 @@ def _trim_container(cs: dict) -> dict:
 def trim(kind: str, obj: Mapping) -> dict:
     """A copy of ``obj`` with only the fields drtool reads (memory matters with 10,000 pods)."""
     meta = obj.get("metadata") or {}
-    small_meta = {k: meta[k] for k in ("name", "namespace", "generation", "deletionTimestamp") if k in meta}
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
+    small_meta = {k: _i(meta[k]) for k in ("name", "namespace", "generation", "deletionTimestamp") if k in meta}
+    labels = {_i(k): _i(v) for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
     if labels:
         small_meta["labels"] = labels
-    owners = [{"kind": r.get("kind"), "name": r.get("name")} for r in meta.get("ownerReferences") or ()]
+    owners = [{"kind": _i(r.get("kind")), "name": _i(r.get("name"))} for r in meta.get("ownerReferences") or ()]
     if owners:
         small_meta["ownerReferences"] = owners
-    out = {"apiVersion": obj.get("apiVersion", ""), "kind": kind, "metadata": small_meta}
+    out = {"apiVersion": _i(obj.get("apiVersion", "")), "kind": kind, "metadata": small_meta}
     spec = obj.get("spec") or {}
     kept = {k: spec[k] for k in KEPT_SPEC.get(kind, ()) if k in spec}
     if kind == "HelmRelease" and isinstance(kept.get("chart"), dict):
@@ -172,11 +184,13 @@ def trim(kind: str, obj: Mapping) -> dict:
     status = obj.get("status")
     if isinstance(status, dict):
         if kind == "Pod":
-            small = {k: status[k] for k in ("phase", "reason", "message") if k in status}
-            small["conditions"] = _trim_conditions(status.get("conditions"))
+            small = {k: _i(status[k]) for k in ("phase", "reason", "message") if k in status}
+            small["conditions"] = _trim_conditions(status.get("conditions"), _POD_CONDITIONS)
             for field in ("initContainerStatuses", "containerStatuses"):
-                if status.get(field):
-                    small[field] = [_trim_container(cs) for cs in status[field]]
+                # Ready containers tell the rules nothing; most pods end up with none kept.
+                kept = [_trim_container(cs) for cs in status.get(field) or () if not cs.get("ready")]
+                if kept:
+                    small[field] = kept
         else:
             small = {k: v for k, v in status.items() if k not in ("inventory", "conditions", "history", "artifact")}
             small["conditions"] = _trim_conditions(status.get("conditions"))
@@ -350,7 +364,7 @@ class Watcher:
     def _list(self, st: _KindState) -> None:
         seen: dict[tuple[str, str], dict] = {}
         token = None
-        body: dict = {}
+        first_rv = None
         for _ in range(MAX_LIST_PAGES):
             query = {"limit": self.page_size}
             if token:
@@ -359,6 +373,11 @@ class Watcher:
             for item in body.get("items") or ():
                 meta = item.get("metadata") or {}
                 seen[(meta.get("namespace") or "", meta.get("name") or "")] = trim(st.spec.kind, item)
+            if first_rv is None:
+                # Watch from the first page's version: a server whose later pages are not a
+                # consistent snapshot may have changed earlier pages meanwhile; replaying those
+                # changes is harmless, missing them is not.
+                first_rv = (body.get("metadata") or {}).get("resourceVersion")
             token = (body.get("metadata") or {}).get("continue")
             if not token:
                 break
@@ -368,7 +387,7 @@ class Watcher:
         for obj in seen.values():
             self._upsert(st, obj, now, trimmed=True)
         with self._lock:
-            st.resource_version = (body.get("metadata") or {}).get("resourceVersion")
+            st.resource_version = first_rv
             st.synced = True
             st.relists += 1
         if self.on_change:

@@ -11,8 +11,8 @@ Why the init script looks the way it does:
   simulated ``k3s``), are bind-mounted into ``/run/.lab`` first. Later mounts take their
   sources from there, so mounting over ``/tmp``, ``/root`` or ``/home`` cannot hide them,
   whatever directory the lab lives in.
-- ``/etc``, ``/var/lib``, ``/root`` and ``/home`` are overlays: the host's files show through,
-  a node's writes land in its own upper dir. ``/usr/local/bin`` and ``/mnt`` are plain binds
+- ``/etc``, ``/var/lib``, ``/var/log``, ``/root`` and ``/home`` are overlays: the host's files
+  show through, a node's writes land in its own upper dir (sshd's login records included). ``/usr/local/bin`` and ``/mnt`` are plain binds
   of per-node dirs (node-local programs, data that survives a K3s uninstall). ``/run`` and
   ``/tmp`` are tmpfs, as on most real machines.
 - sshd refuses to start without ``/run/sshd``; ``useradd`` leaves an account locked (``!``),
@@ -31,7 +31,10 @@ from pathlib import PurePosixPath
 LAB_USER = "lab"
 """The account drtool logs in as on every lab node (NOPASSWD sudo unless a fault says otherwise)."""
 
-OVERMOUNTED = ("/run", "/etc", "/var/lib", "/root", "/home", "/usr/local/bin", "/mnt", "/tmp")
+OVERLAYS = (("/etc", "etc"), ("/var/lib", "varlib"), ("/var/log", "varlog"), ("/root", "root"), ("/home", "home"))
+"""(node path, upper dir prefix): host files show through, the node's writes stay in ``<prefix>-upper``."""
+
+OVERMOUNTED = ("/run", "/usr/local/bin", "/mnt", "/tmp", *(target for target, _ in OVERLAYS))
 """Host directories a node replaces with its own view; host paths below them need re-binding."""
 
 SUDOERS_DROPIN = "/etc/sudoers.d/lab"
@@ -114,7 +117,7 @@ def init_script(name: str, address: str, paths: InitPaths) -> str:
         f"mount --bind {node}/bin /usr/local/bin",
         f"mount --bind {node}/mnt /mnt",
     ]
-    for target, upper in (("/etc", "etc"), ("/var/lib", "varlib"), ("/root", "root"), ("/home", "home")):
+    for target, upper in OVERLAYS:
         lines.append(
             f"mount -t overlay overlay -o lowerdir={target},upperdir={node}/{upper}-upper,"
             f"workdir={node}/work/{upper} {target}"
@@ -136,7 +139,7 @@ def init_script(name: str, address: str, paths: InitPaths) -> str:
         "found=",
         f"while IFS=: read -r user _; do [ \"$user\" = {LAB_USER} ] && found=1 && break; done < /etc/passwd",
         'if [ -z "$found" ]; then',
-        f"    useradd --create-home --shell /bin/bash --password '*' {LAB_USER}",
+        f"    useradd --create-home --no-log-init --shell /bin/bash --password '*' {LAB_USER}",
         "fi",
         f"if [ ! -e {SUDOERS_DROPIN} ]; then",
         f"    umask 0337; printf '%s' {q(sudoers_rule())} > {SUDOERS_DROPIN}; umask 0022",

@@ -432,9 +432,11 @@ class Lab:
 
     def _prepare_node(self, spec: NodeSpec, sshd: str, extra_bin: Mapping[str, str]) -> Path:
         d = spec.dir
-        for sub in ("etc-upper", "varlib-upper", "root-upper", "home-upper", "bin", "mnt",
-                    "work/etc", "work/varlib", "work/root", "work/home"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
+        for _, upper in node_init.OVERLAYS:
+            (d / f"{upper}-upper").mkdir(parents=True, exist_ok=True)
+            (d / "work" / upper).mkdir(parents=True, exist_ok=True)
+        for sub in ("bin", "mnt"):
+            (d / sub).mkdir(exist_ok=True)
         machine_id = d / "etc-upper" / "machine-id"
         if not machine_id.exists():
             _write_text(machine_id, uuid.uuid4().hex + "\n", 0o444)

@@ -28,23 +28,51 @@ def options_for(ctx: Context):
     )
 
 
+def _run_stoppable(ctx: Context, converger):
+    """Run the converger in a worker so SIGINT/SIGTERM can stop the wait at once."""
+    import threading
+
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = converger.run()
+        except BaseException as exc:  # re-raised in the calling thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="converge", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+        if ctx.stop.is_set():
+            stop = getattr(converger, "stop", None)
+            if callable(stop):
+                stop()
+            ctx.check_stop()
+    if "error" in box:
+        raise box["error"]
+    if "result" not in box:
+        raise NotConverged("the convergence engine stopped without a result")
+    return box["result"]
+
+
 def run(ctx: Context) -> str:
     from drtool.converge import Converger
 
     client = ctx.api_client()
     last = {"line": ""}
 
-    def on_progress(snap) -> None:
-        line = getattr(snap, "summary", None) or str(snap)
-        if callable(line):
-            line = line()
+    def on_progress(p) -> None:
+        counts = ", ".join(f"{kind} {done}/{total}" for kind, (done, total) in sorted(p.counts.items()))
+        pending = f"; pending: {', '.join(p.pending[:4])}{' …' if len(p.pending) > 4 else ''}" if p.pending else ""
+        line = f"{counts}{pending}"
         if line != last["line"]:
             last["line"] = line
             ctx.progress.print(f"    {line}")
 
     try:
-        converger = Converger(client, options_for(ctx), on_progress=on_progress, stop_event=ctx.stop)
-        result = converger.run()
+        converger = Converger(client, options_for(ctx), on_progress=on_progress)
+        result = _run_stoppable(ctx, converger)
     finally:
         client.close()
     data = result.to_dict()

@@ -143,6 +143,9 @@ def sample_record(variant: str = "complete", t0: float = T0) -> dict[str, Any]:
                 o["history"] = o["history"][:-1] if o["history"][-1]["state"] == "Current" else o["history"]
                 last = o["history"][-1]
                 o.update(state=last["state"], reason=last["reason"], message=last["message"])
+        # Objects that would only have appeared after the wait gave up were never seen.
+        conv["objects"] = [o for o in conv["objects"] if o["first_seen"] <= c0 + 96.0]
+        stuck &= {o["id"] for o in conv["objects"]}
         loki = next(o for o in conv["objects"] if o["id"] == "HelmRelease/logging/loki")
         msg = "install retries exhausted: context deadline exceeded"
         loki["history"].append({"at": c0 + 95.0, "state": "Failed", "reason": "RetriesExceeded", "message": msg})

@@ -25,7 +25,7 @@ COLOURS = {
 }
 NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
 
-WIDTH, LABEL_W, RIGHT_PAD, AXIS_H, ROW_H, BAR_H, SECTION_H = 1160, 310, 24, 34, 20, 13, 24
+WIDTH, LABEL_W, RIGHT_PAD, AXIS_H, ROW_H, BAR_H, SECTION_H = 1160, 310, 24, 46, 20, 13, 24
 
 
 def _e(x: object) -> str:
@@ -111,10 +111,10 @@ def render_timeline(report: Report) -> str:
     while n * step <= span + 1e-6 and n < 200:
         tx = x(t0 + n * step)
         out.append(f'<line x1="{tx:.1f}" y1="{AXIS_H - 6}" x2="{tx:.1f}" y2="{grid_bottom}" stroke="#e6e8eb"/>')
-        out.append(f'<text x="{tx:.1f}" y="{AXIS_H - 12}" class="tick" text-anchor="middle">'
+        out.append(f'<text x="{tx:.1f}" y="{AXIS_H - 10}" class="tick" text-anchor="middle">'
                    f'{_e(fmt.offset(n * step))}</text>')
         n += 1
-    out.append(f'<text x="8" y="{AXIS_H - 12}" class="tick">time since run start ({_e(fmt.clock(t0))})</text>')
+    out.append(f'<text x="8" y="{AXIS_H - 10}" class="tick">time since run start ({_e(fmt.clock(t0))})</text>')
 
     y = AXIS_H
     for row in rows:
@@ -124,6 +124,7 @@ def render_timeline(report: Report) -> str:
             y += SECTION_H
             continue
         _, label, start, end, colour, critical, tip, marks = row
+        end = max(end, start)
         bx, bw = x(start), max(x(end) - x(start), 2.0)
         by = y + (ROW_H - BAR_H) / 2
         fill = "url(#pend)" if colour == COLOURS["pending-object"] else colour
@@ -162,7 +163,7 @@ def render_timeline(report: Report) -> str:
         out.append(f'<text x="{lx:.1f}" y="{grid_bottom + 14 + 13 * (i % 2)}" class="marker" fill="{colour}" '
                    f'text-anchor="{anchor}">{_e(text)}</text>')
     if report.objective_s is not None and report.recovery_start_at + report.objective_s > t1:
-        out.append(f'<text x="{WIDTH - RIGHT_PAD}" y="{AXIS_H - 24}" class="marker" fill="#d64545" text-anchor="end">'
+        out.append(f'<text x="{WIDTH - RIGHT_PAD}" y="14" class="marker" fill="#d64545" text-anchor="end">'
                    f'objective {_e(fmt.duration(report.objective_s))} ends '
                    f'{_e(fmt.duration(report.recovery_start_at + report.objective_s - t1))} past the right edge</text>')
     out.append("</svg>")

@@ -53,7 +53,7 @@ def test_lab_user_exists_only_inside_nodes_and_is_not_locked(lab_nodes):
     assert lab_line not in Path("/etc/passwd").read_text().splitlines()
 
 
-@pytest.mark.parametrize("directory", ["/etc", "/var/lib", "/root", "/home", "/usr/local/bin", "/mnt", "/tmp"])
+@pytest.mark.parametrize("directory", ["/etc", "/var/lib", "/var/log", "/root", "/home", "/usr/local/bin", "/mnt", "/tmp"])
 def test_files_written_on_a_node_stay_on_that_node(lab_nodes, directory):
     name = _unique()
     path = f"{directory}/{name}"

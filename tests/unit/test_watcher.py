@@ -164,6 +164,7 @@ def test_trim_keeps_what_rules_need_and_drops_bulk():
     assert "inventory" not in small["status"]
     assert small["status"]["conditions"][0]["reason"] == "ReconciliationSucceeded"
     assert small["spec"]["sourceRef"]["name"] == "flux-system"
-    p = trim("Pod", pod("a", ready=True, restarts=2))
+    p = trim("Pod", pod("a", ready=False, restarts=2))
     assert "managedFields" not in p["metadata"] and "spec" not in p
     assert p["status"]["containerStatuses"][0]["restartCount"] == 2
+    assert "containerStatuses" not in trim("Pod", pod("a", ready=True))["status"]

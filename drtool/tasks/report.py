@@ -1,0 +1,49 @@
+"""`inv report*`: re-render a run's report, and compare two runs."""
+from __future__ import annotations
+
+import json
+
+from invoke import task
+
+from drtool.tasks._cli import bad_arg, guarded
+
+
+def _run_dir(run_id: str):
+    from drtool.run import runs_dir
+
+    d = runs_dir() / run_id
+    if not (d / "journal.json").is_file():
+        raise bad_arg("RUN_ID", f"no run {run_id!r} under {runs_dir()}")
+    return d
+
+
+@task(default=True, help={"run_id": "a run directory name under runs/"})
+@guarded
+def render(c, run_id):
+    """Re-render report.json, report.md and report.html of a run from its journal."""
+    from drtool.report import write_reports
+
+    d = _run_dir(run_id)
+    paths = write_reports(d, json.loads((d / "journal.json").read_text()))
+    for p in paths.values():
+        print(p)
+
+
+@task(help={"run_a": "older run id", "run_b": "newer run id", "output": "write the Markdown here too"})
+@guarded
+def compare(c, run_a, run_b, output=None):
+    """Per-phase and per-object time deltas between two runs."""
+    from drtool.report import build_report
+    from drtool.report.compare import compare as cmp, render_compare_md
+
+    reports = []
+    for rid in (run_a, run_b):
+        d = _run_dir(rid)
+        rp = d / "report.json"
+        reports.append(json.loads(rp.read_text()) if rp.exists() else build_report(json.loads((d / "journal.json").read_text())))
+    text = render_compare_md(cmp(*reports))
+    print(text)
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(text)
