@@ -359,12 +359,11 @@ class Converger:
                 fatal = self._fatal_now(now)
                 if fatal and not self.options.keep_waiting:
                     return self._result("failed", now, fatal)
-                pending = self._pending()
-                if not pending:
+                if not self._has_pending():
                     return self._result("converged", now, {})
                 if self.on_progress and now - last_progress >= self.progress_interval_s:
                     last_progress = now
-                    self._emit_progress(now, pending)
+                    self._emit_progress(now, self._pending())
                 if now >= deadline:
                     return self._result("deadline", now, fatal)
         finally:
@@ -380,13 +379,21 @@ class Converger:
                     fatal[oid] = (reason, message)
         return fatal
 
-    def _pending(self) -> list[str]:
+    def _waiting_kinds(self) -> list[str]:
         synced, absent = self.watcher.synced(), self.watcher.absent()
-        waiting_kinds = [k for k, ok in synced.items()
-                         if not ok and (k not in absent or k in _required_kinds(self.options))]
+        return [k for k, ok in synced.items() if not ok and (k not in absent or k in _required_kinds(self.options))]
+
+    def _has_pending(self) -> bool:
+        """The per-tick check: cheap even with thousands of objects pending."""
+        with self._lock:
+            if self._not_done:
+                return True
+        return bool(self._waiting_kinds() or unmet_expectations(self.watcher.get, self.options))
+
+    def _pending(self) -> list[str]:
         with self._lock:
             pending = sorted(self._not_done)
-        pending += [f"{k} (not listed yet)" for k in waiting_kinds]
+        pending += [f"{k} (not listed yet)" for k in self._waiting_kinds()]
         pending += unmet_expectations(self.watcher.get, self.options)
         return pending
 

@@ -239,7 +239,7 @@ class Watcher:
                  on_change: Callable[[ObjectRecord | None, bool], None] | None = None,
                  page_size: int = 500, watch_timeout_s: int = 60,
                  backoff_initial_s: float = 0.1, backoff_max_s: float = 2.0,
-                 connect_attempts: int = 100_000):
+                 absent_retry_s: float = 5.0, connect_attempts: int = 100_000):
         self.transport = transport
         self.clock = clock
         self.on_change = on_change
@@ -247,12 +247,15 @@ class Watcher:
         self.watch_timeout_s = watch_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self.absent_retry_s = absent_retry_s
         self.connect_attempts = connect_attempts
         self._kinds = {spec.kind: _KindState(spec) for spec in kinds}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._group_versions: dict[str, str | None] = {}
+        # Lists run one at a time: each page becomes a large transient structure, and parallel
+        # lists in ten threads multiply the peak memory (and malloc's per-thread arenas keep it).
+        self._list_lock = threading.Lock()
 
     # -- public reading API --
 
@@ -362,6 +365,10 @@ class Watcher:
             st.absent = False
 
     def _list(self, st: _KindState) -> None:
+        with self._list_lock:
+            self._list_locked(st)
+
+    def _list_locked(self, st: _KindState) -> None:
         seen: dict[tuple[str, str], dict] = {}
         token = None
         first_rv = None
@@ -424,10 +431,18 @@ class Watcher:
             raise _Absent(str(exc)) from exc
 
     def _retrying(self) -> Retrying:
+        backoff = wait_exponential_jitter(initial=self.backoff_initial_s, max=self.backoff_max_s,
+                                          jitter=self.backoff_initial_s)
+
+        def wait(retry_state) -> float:
+            # A CRD that is not installed is polled slowly: it appears once, not every second.
+            if isinstance(retry_state.outcome.exception(), _Absent):
+                return max(backoff(retry_state), self.absent_retry_s)
+            return backoff(retry_state)
+
         return Retrying(
             retry=retry_if_exception_type(RetryableError),
-            wait=wait_exponential_jitter(initial=self.backoff_initial_s, max=self.backoff_max_s,
-                                         jitter=self.backoff_initial_s),
+            wait=wait,
             stop=stop_any(stop_after_attempt(self.connect_attempts), lambda _rs: self._stop.is_set()),
             sleep=self._stop.wait,
             before_sleep=None,

@@ -85,8 +85,9 @@ def resolve_repo(url_map: Mapping[str, str], url: str) -> Path | None:
 
 
 def provider_urls(owner: str, repository: str) -> list[str]:
-    """How Flux spells a GitHub repo: HTTPS (token auth) and SSH (deploy key)."""
-    return [f"https://github.com/{owner}/{repository}", f"ssh://git@github.com/{owner}/{repository}"]
+    """How Flux spells the repo on GitHub and GitLab: HTTPS (token auth) and SSH (deploy key)."""
+    return [f"{scheme}{host}/{owner}/{repository}" for host in ("github.com", "gitlab.com")
+            for scheme in ("https://", "ssh://git@")]
 
 
 def _copy_tree(src: Path, dest: Path) -> None:

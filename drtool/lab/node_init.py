@@ -12,9 +12,9 @@ Why the init script looks the way it does:
   sources from there, so mounting over ``/tmp``, ``/root`` or ``/home`` cannot hide them,
   whatever directory the lab lives in.
 - ``/etc``, ``/var/lib``, ``/var/log``, ``/root`` and ``/home`` are overlays: the host's files
-  show through, a node's writes land in its own upper dir (sshd's login records included). ``/usr/local/bin`` and ``/mnt`` are plain binds
-  of per-node dirs (node-local programs, data that survives a K3s uninstall). ``/run`` and
-  ``/tmp`` are tmpfs, as on most real machines.
+  show through, a node's writes land in its own upper dir (sshd's login records included).
+  ``/usr/local/bin`` and ``/mnt`` are plain binds of per-node dirs (node-local programs, data
+  that survives a K3s uninstall). ``/run`` and ``/tmp`` are tmpfs, as on most real machines.
 - sshd refuses to start without ``/run/sshd``; ``useradd`` leaves an account locked (``!``),
   which sshd rejects when PAM is off, so the password field is ``*`` (no password, not locked).
 - The sudoers drop-in is written only when missing: a fault such as "sudo asks for a password"

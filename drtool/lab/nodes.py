@@ -6,7 +6,7 @@ The init script (built by ``drtool.lab.node_init``) gives the node its hostname 
 then execs sshd, which becomes PID 1 of the node. Nodes share the host's network namespace and
 listen on their own loopback address (node i on ``<subnet>.(10+i):2222``).
 
-Why it is run this way (measured, see docs/LAB.md):
+Why it is run this way (each point was measured):
 - the ``unshare`` parent ignores SIGTERM, so a node is stopped by signalling its process group;
 - ``--kill-child`` plus the PID namespace end every process of the node, even sessions that
   called setsid, when sshd (PID 1) or the ``unshare`` parent goes;
@@ -409,7 +409,8 @@ class Lab:
             return
         public = self.host_key_path(spec.name).with_name("ssh_host_ed25519_key.pub").read_text()
         kept = [ln for ln in lines if ln.split(" ", 1)[0] != host]
-        _write_text(self.known_hosts_path, "".join(kept) + node_init.known_hosts_line(spec.address, spec.ssh_port, public))
+        entry = node_init.known_hosts_line(spec.address, spec.ssh_port, public)
+        _write_text(self.known_hosts_path, "".join(kept) + entry)
 
     def _ensure_host_key(self, spec: NodeSpec) -> None:
         path = self.host_key_path(spec.name)
@@ -615,6 +616,8 @@ class Lab:
         ``purge`` also removes the nodes' files (their /etc, /var/lib, /mnt... data), host keys,
         known_hosts, ssh_config and the node list in lab.json; other lab files are left alone.
         """
+        if not self.root.exists():
+            return
         with self._locked():
             specs = list(self.nodes)
             if (self.root / "nodes").is_dir():
@@ -630,7 +633,8 @@ class Lab:
                 raise LabError(f"mounts left under {self.root} on the host: {', '.join(mounts)}")
             if purge:
                 for path in (self.root / "nodes", self.root / "hostkeys"):
-                    shutil.rmtree(path, ignore_errors=True)
+                    if path.exists():
+                        shutil.rmtree(path)
                 for path in (self.known_hosts_path, self.ssh_config_path):
                     path.unlink(missing_ok=True)
                 data = self._read_lab_json()
@@ -660,6 +664,11 @@ class Lab:
                 pid=pid, sshd_pid=self._sshd_pid(pid) if pid else None,
             ))
         return out
+
+    def node_pids(self, name: str) -> list[int]:
+        """Host pids of every process of a running node: ``unshare``, sshd, sessions, commands."""
+        pid = self._pid(self.node(name))
+        return [pid, *_descendants(pid, _process_table())] if pid else []
 
     def stop_node(self, name: str) -> None:
         """Stop one node (every process in it); its port then refuses. Files are kept."""

@@ -14,6 +14,8 @@ from drtool.report.timeline import COLOURS, legend_html, render_timeline
 from drtool.secret import redact
 
 SLOWEST = 10
+MAX_TABLE_ROWS = 1000
+"""Rows in the "all objects" and "state history" tables; report.json always has everything."""
 
 VERDICT_COLOURS = {"pass": "#2e9d5b", "fail": "#d64545", "over-objective": "#e8913a", "incomplete": "#6b7280"}
 
@@ -177,12 +179,16 @@ def _objects(r: Report) -> str:
     slow = sorted((o for o in r.objects if o.wait_s is not None), key=lambda o: -o.wait_s)[:SLOWEST]
     out = (f"<h2>Slowest objects</h2><p class='muted'>The {len(slow)} that took longest from first seen to Ready; "
            "times since recovery start.</p>" + _table(_OBJ_HEADER, _object_rows(slow)))
+    history = [(o, h) for o in r.objects for h in o.history]
     history_rows = [[f"<code>{_e(o.id)}</code>", _e(fmt.offset(h.t_s)), _e(h.state), _e(h.reason), _e(h.message)]
-                    for o in r.objects for h in o.history]
-    out += (f"<details><summary>All {len(r.objects)} objects</summary>" + _table(_OBJ_HEADER, _object_rows(r.objects))
-            + "</details>")
+                    for o, h in history[:MAX_TABLE_ROWS]]
+
+    def cut(n: int) -> str:
+        return f" (first {MAX_TABLE_ROWS}; report.json has all {n})" if n > MAX_TABLE_ROWS else ""
+    out += (f"<details><summary>All {len(r.objects)} objects{cut(len(r.objects))}</summary>"
+            + _table(_OBJ_HEADER, _object_rows(r.objects[:MAX_TABLE_ROWS])) + "</details>")
     if history_rows:
-        out += ("<details><summary>State history</summary>"
+        out += (f"<details><summary>State history{cut(len(history))}</summary>"
                 + _table([("Object", ""), ("At", "num"), ("State", ""), ("Reason", ""), ("Message", "")], history_rows)
                 + "</details>")
     return out
@@ -229,11 +235,11 @@ def render_html(report: Report) -> str:
 <div class="reason">{_e(r.verdict_reason)}</div>
 {banners}
 {_cards(r)}
+{_failures(r)}
 {_facts(r)}
 {timeline}
 <h2>Phases</h2>
 {_phases(r)}
-{_failures(r)}
 {_critical(r)}
 {_objects(r)}
 {_checks(r)}

@@ -32,7 +32,7 @@ def task_text(text: str, limit: int = 60) -> str:
     clean = " ".join(_UNSAFE.sub("-", text).split()) or "unnamed"
     if len(clean) > limit:
         clean = clean[: limit - 3].rstrip() + "..."
-    first = clean.split(" ", 1)[0].lower()
+    first = re.match(r"[A-Za-z]*", clean).group(0).lower()
     if first in _KEYWORDS or re.match(r"\d{4}-\d\d-\d\d", clean):
         clean = "- " + clean
     return clean

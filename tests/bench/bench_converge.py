@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -183,8 +182,14 @@ def bench_latency(lab: Lab, count: int = 40, gap_s: float = 0.1) -> dict:
 
 
 CLIENT = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[2])
+
+def peak_rss_mb():
+    # VmHWM, not getrusage: ru_maxrss survives exec and would include the parent's lab server.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
 from drtool.converge import ConvergeOptions, Converger
 from drtool.kube.client import api_client_from_kubeconfig
 conv = Converger(api_client_from_kubeconfig(sys.argv[1]), ConvergeOptions(deadline_s=float(sys.argv[3])))
@@ -195,13 +200,13 @@ t.start()
 while not all(conv.watcher.synced()[k] for k in ("Pod", "HelmRelease", "Kustomization")):
     time.sleep(0.05)
 print("SYNCED", json.dumps({**conv.transport.requests,
-      "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}), flush=True)
+      "rss_mb": peak_rss_mb()}), flush=True)
 t.join()
 r = box["r"]
 print(json.dumps({"outcome": r.outcome, "ended_mono": time.monotonic(), "requests": r.api_requests,
                   "failures": [f.object + ": " + f.reason for f in r.failures],
                   "objects": len(r.objects),
-                  "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}), flush=True)
+                  "maxrss_mb": peak_rss_mb()}), flush=True)
 """
 
 

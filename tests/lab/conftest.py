@@ -2,8 +2,8 @@
 
 Every test under tests/lab is marked ``lab``; ``lab`` tests are skipped unless this runs as
 root with sshd and unshare installed. Labs made here live in fresh ``/tmp/drtool-lab-*`` dirs
-(removed afterwards) and on their own loopback subnets (127.0.200.x and up), so they never clash with an operator's ``.lab/``
-on 127.0.0.x.
+(removed afterwards) and on their own loopback subnets (127.0.200.x and up), so they never
+clash with an operator's ``.lab/`` on 127.0.0.x.
 """
 from __future__ import annotations
 

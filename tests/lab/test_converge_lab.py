@@ -13,7 +13,8 @@ import time
 import pytest
 
 from drtool.converge import ConvergeOptions, Converger, snapshot
-from drtool.kube.client import api_client_from_kubeconfig
+from drtool.errors import PermanentError, RetryableError
+from drtool.kube.client import KubePermanent, api_client_from_kubeconfig
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -219,3 +220,27 @@ def test_snapshot_lists_once(lab):
     snap = snapshot(client, ConvergeOptions(deadline_s=1))
     assert snap.ok and snap.counts["Pod"] == (1, 1)
     assert "watch" not in snap.api_requests
+
+
+def test_api_errors_are_wrapped(lab, tmp_path):
+    import socket
+    import yaml
+    config = yaml.safe_load(lab.kubeconfig.read_text())
+    with socket.socket() as s:                         # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        free_port = s.getsockname()[1]
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port}"
+    refused = tmp_path / "refused.yaml"
+    refused.write_text(yaml.safe_dump(config))
+    with pytest.raises(RetryableError):
+        snapshot(api_client_from_kubeconfig(str(refused)), ConvergeOptions(deadline_s=1))
+    config = yaml.safe_load(lab.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": "not-a-valid-token"}
+    bad_auth = tmp_path / "bad-auth.yaml"
+    bad_auth.write_text(yaml.safe_dump(config))
+    with pytest.raises(KubePermanent) as info:
+        snapshot(api_client_from_kubeconfig(str(bad_auth)), ConvergeOptions(deadline_s=1))
+    assert isinstance(info.value, PermanentError) and info.value.status == 401
+    assert "not-a-valid-token" not in str(info.value)
+    with pytest.raises(PermanentError, match="cannot load kubeconfig"):
+        api_client_from_kubeconfig(str(tmp_path / "missing.yaml"))

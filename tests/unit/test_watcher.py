@@ -61,6 +61,7 @@ def api():
 def make(api, kinds=PODS, clock=None, **kw):
     kw.setdefault("backoff_initial_s", 0.01)
     kw.setdefault("backoff_max_s", 0.05)
+    kw.setdefault("absent_retry_s", 0.05)
     return Watcher(api, kinds, clock=clock or FakeClock(), **kw)
 
 

@@ -13,6 +13,7 @@ so the unit (and the install script that started it) fails.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
 import signal
@@ -79,9 +80,13 @@ class SupervisorClient:
     def trust(self, ca_pem: bytes) -> None:
         self._ctx = ssl.create_default_context(cadata=ca_pem.decode())
 
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
+    def get(self, path: str) -> tuple[int, dict]:
+        return self.post(path, None)
+
+    def post(self, path: str, body: dict | None) -> tuple[int, dict]:
+        """``(status, JSON body)`` of a request verified against the trusted CA (GET when body is None)."""
         assert self._ctx is not None, "call trust() first"
-        status, data = self._request("POST", path, body, self._ctx)
+        status, data = self._request("POST" if body is not None else "GET", path, body, self._ctx)
         try:
             payload = json.loads(data) if data else {}
         except ValueError:
@@ -129,7 +134,7 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
                   "Use the full token from the server's node-token file to enable Cluster CA validation.")
     password = proc.read_or_create_secret_file(fs.path(NODE_PASSWORD), new_password)
     address = cfg.node_ip or lab.address_of(cfg.node_name) or "127.0.0.1"
-    cfg = AgentConfig(**{**cfg.__dict__, "node_ip": address})
+    cfg = dataclasses.replace(cfg, node_ip=address)
     client = SupervisorClient(cfg.server_url, token.username, token.password)
     scenario = lab.scenario
 

@@ -68,8 +68,10 @@ class K3sApiServer(LabApiServer):
 class ClusterState:
     """Node registration, heartbeats and node passwords, over the store."""
 
-    def __init__(self, store: Store, pki: LabPki, token: Token, agent_secret: str, scenario: K3sScenario):
-        self.store, self.pki, self.token, self.agent_secret = store, pki, token, agent_secret
+    def __init__(self, store: Store, pki: LabPki, pki_dir: Path, token: Token, agent_secret: str,
+                 scenario: K3sScenario):
+        self.store, self.pki, self.pki_dir = store, pki, pki_dir
+        self.token, self.agent_secret = token, agent_secret
         self.scenario = scenario
         self._last_seen: dict[str, float] = {}
         now = time.monotonic()
@@ -90,10 +92,8 @@ class ClusterState:
         return None
 
     def bootstrap_files(self) -> dict[str, str]:
-        tls = Path(self.pki_dir)
-        return {name: base64.b64encode((tls / name).read_bytes()).decode() for name in datastore.CA_FILES}
-
-    pki_dir: str = ""
+        """The cluster CAs a joining server needs (base64 by file name)."""
+        return {name: base64.b64encode((self.pki_dir / name).read_bytes()).decode() for name in datastore.CA_FILES}
 
     def join(self, spec: nodes.NodeSpec, password: str, node_args: str = "") -> nodes.JoinVerdict:
         """Register (or re-register) ``spec`` if its node password is right."""
@@ -267,7 +267,7 @@ def _fetch_cluster_cas(cfg: ServerConfig, tls_dir: Path) -> None:
         if mismatch:
             raise StartupError(mismatch)
         client.trust(ca)
-        conn_status, payload = _get_json(client, "/v1-k3s/lab/bootstrap")
+        conn_status, payload = client.get("/v1-k3s/lab/bootstrap")
     except (TokenError, JoinRejected, Unreachable, ValueError) as exc:
         raise StartupError(f"failed to get bootstrap data from {cfg.server_url}: {exc}") from exc
     if conn_status != 200:
@@ -277,11 +277,6 @@ def _fetch_cluster_cas(cfg: ServerConfig, tls_dir: Path) -> None:
         if name in datastore.CA_FILES:
             (tls_dir / name).write_bytes(base64.b64decode(b64))
             os.chmod(tls_dir / name, 0o600)
-
-
-def _get_json(client, path: str) -> tuple[int, dict]:
-    status, data = client._request("GET", path, None, client._ctx)
-    return status, json.loads(data) if status == 200 else {}
 
 
 async def _proxy_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int) -> None:
@@ -374,12 +369,12 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
             tasks.append(asyncio.create_task(_join_as_server(cfg, spec, token, password, lab, stop)))
         else:
             store = Store(persist_path=str(state_file))
-            cluster = ClusterState(store, pki, token, agent_secret, lab.scenario)
-            cluster.pki_dir = str(tls_dir)
+            cluster = ClusterState(store, pki, tls_dir, token, agent_secret, lab.scenario)
             api = K3sApiServer(address, cfg.https_port, store=store, pki=pki, version=K3S_VERSION, cluster=cluster)
             await api.start()
             proc.info(f"Running kube-apiserver on https://{address}:{cfg.https_port}")
             _ensure_base_objects(store)
+            store.flush()           # the datastore file exists from the start, as K3s's does
             verdict = cluster.join(spec, password, json.dumps(["server", *cfg.disable]))
             node_ready = asyncio.Event()
             if verdict.accepted:
@@ -399,7 +394,7 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
         import yaml
         _write_private(kubeconfig, yaml.safe_dump(pki.kubeconfig(kubeconfig_server), sort_keys=False), mode)
         proc.info(f"Wrote kubeconfig {cfg.kubeconfig_path}")
-        proc.info(f"k3s is up and running")
+        proc.info("k3s is up and running")
         proc.sd_notify("READY=1")
         if api is not None:
             _schedule_faults(api, lab.scenario, tasks)

@@ -94,13 +94,14 @@ class Systemd:
         state_dir = self.fs.path(UNIT_STATE_DIR)
         state_dir.mkdir(parents=True, exist_ok=True)
         env = self._environment(unit)
-        notify_path = self.state_file(name, "notify")
         notify = None
         if unit.type == "notify":
-            notify_path.unlink(missing_ok=True)
+            # An abstract socket: no path length limit, nothing left behind. Lab nodes share
+            # the host's network namespace, hence the random name.
+            address = f"lab-systemd-{name}-{os.urandom(8).hex()}"
             notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            notify.bind(str(notify_path))
-            env["NOTIFY_SOCKET"] = str(notify_path)
+            notify.bind("\0" + address)
+            env["NOTIFY_SOCKET"] = "@" + address
         argv = list(unit.exec_start)
         host_program = self.fs.path(argv[0])
         if host_program.exists():
@@ -125,7 +126,6 @@ class Systemd:
             return self._wait_ready(unit, proc, notify)
         finally:
             notify.close()
-            notify_path.unlink(missing_ok=True)
 
     def _wait_ready(self, unit: Unit, proc: subprocess.Popen, notify: socket.socket) -> int:
         cap = float(os.environ.get(START_CAP_ENV, DEFAULT_START_CAP))
@@ -327,7 +327,7 @@ def systemctl_main(argv: list[str]) -> int:
     if verb in ("list-unit-files", "list-units"):
         return sd.list_unit_files(words[1] if len(words) > 1 else "")
     if not names:
-        print(f"Too few arguments.", file=sys.stderr)
+        print("Too few arguments.", file=sys.stderr)
         return 1
     for name in names:
         try:
@@ -398,6 +398,8 @@ def journalctl_main(argv: list[str]) -> int:
             units.append(unit_name(arg.partition("=")[2]))
         elif arg.startswith("-u") and len(arg) > 2:
             units.append(unit_name(arg[2:]))
+        elif arg.startswith("-") and not arg.startswith("--") and arg.endswith("u"):
+            units.append(unit_name(next(it, "")))       # combined short flags: -xeu k3s
         elif arg in ("-n", "--lines"):
             value = next(it, "10")
             lines = int(value) if value.isdigit() else 10

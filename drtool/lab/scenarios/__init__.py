@@ -174,13 +174,18 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        problem = err["msg"]
+        # An unknown key is usually the typo behind the other errors: report it first.
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        problem, field = err["msg"], _field_path(err["loc"])
         if err["type"] == "extra_forbidden":
             problem = "unknown key"
         elif problem.startswith("Value error, "):
             problem = problem[len("Value error, "):]
-        raise BadInput(source, _field_path(err["loc"]), problem) from None
+            # Cross-field checks say which field they are about: "objects.X: ...".
+            named = re.match(r"^([A-Za-z_][\w./-]*): (.*)$", problem, re.S)
+            if named and not field:
+                field, problem = named.group(1), named.group(2)
+        raise BadInput(source, field, problem) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -1,0 +1,294 @@
+"""``flux bootstrap github|gitlab|git`` against the lab: the steps and output of the real CLI.
+
+1. authenticate to the Git provider (token from the environment; the scenario's bad
+   tokens get a 401, its ``bootstrap_fail_times`` a transient 502);
+2. clone the repo (a local one, found through lab.json's URL map), commit
+   ``<path>/flux-system/{gotk-components,gotk-sync,kustomization}.yaml`` when they are
+   missing or stale, and push;
+3. install the components (Namespace, CRDs, controller Deployments) and wait for them;
+4. create the source Secret (deploy key, or token credentials with ``--token-auth``);
+5. apply the sync objects and wait until GitRepository and Kustomization ``flux-system``
+   are Ready, bounded by ``--timeout``.
+
+Every run is idempotent. Secrets (tokens, private keys) are never printed.
+"""
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from drtool.lab.gitops_repo import GitError, git, resolve_repo
+
+from . import manifests
+from .kube import Kube, KubeError
+from .labenv import LabEnv
+
+POLL = 0.1
+GITHUB_KNOWN_HOSTS = ("github.com ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEe"
+                      "zOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=")
+
+
+class BootstrapError(Exception):
+    """Bootstrap failed; ``str()`` is the line printed after ``✗``."""
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    """The parsed command line of one bootstrap."""
+
+    provider: str                    # github | gitlab | git
+    repo_url: str                    # as the provider names it (https://github.com/O/R)
+    sync_url: str                    # what the GitRepository fetches
+    host: str
+    branch: str
+    path: str
+    token_env: str | None
+    token: str | None
+    token_auth: bool
+    private_key_file: str | None
+    password: str | None
+    username: str
+    silent: bool
+    components_extra: tuple[str, ...]
+    version: str
+    namespace: str
+    timeout: float
+    kubeconfig: str | None
+    context: str | None
+
+
+def say(symbol: str, text: str) -> None:
+    """Flux writes its progress to stderr."""
+    print(f"{symbol} {text}", file=sys.stderr, flush=True)
+
+
+class Bootstrap:
+    def __init__(self, spec: BootstrapSpec, lab: LabEnv, stdin: Callable[[], str] = lambda: sys.stdin.readline()):
+        self.spec, self.lab, self.stdin = spec, lab, stdin
+        self.deadline = time.monotonic() + spec.timeout
+
+    # ------------------------------------------------------------------ provider
+
+    def authenticate(self) -> None:
+        s = self.spec
+        if s.provider in ("github", "gitlab"):
+            if not s.token:
+                raise BootstrapError(f"{s.token_env} environment variable not set")
+            if s.token in self.lab.flux.bad_tokens:
+                api = "https://api.github.com/user" if s.provider == "github" else "https://gitlab.com/api/v4/user"
+                raise BootstrapError(f"failed to get Git repository \"{s.repo_url}\": provider error: "
+                                     f"GET {api}: 401 Bad credentials []")
+        elif s.private_key_file:
+            try:
+                Path(s.private_key_file).read_bytes()
+            except OSError as exc:
+                raise BootstrapError(f"failed to open private key file: {exc.strerror}: {s.private_key_file}") from None
+        elif s.password is None and s.sync_url.startswith("ssh://"):
+            raise BootstrapError("for SSH URLs --private-key-file is required unless a deploy key is generated; "
+                                 "use --silent to accept the generated key")
+        if self.lab.flux.bootstrap_fail_times and self.lab.bump("bootstrap_attempts") < self.lab.flux.bootstrap_fail_times:
+            raise BootstrapError(f"failed to clone repository: unexpected client error: unexpected requirement: "
+                                 f"502 Bad Gateway ({s.repo_url})")
+
+    def repo_path(self) -> Path:
+        repo = resolve_repo(self.lab.url_map, self.spec.repo_url)
+        if repo is None or not repo.exists():
+            raise BootstrapError(f"failed to clone repository: repository not found: {self.spec.repo_url}")
+        return repo
+
+    # ------------------------------------------------------------------ git
+
+    def sync_repo(self, repo: Path) -> None:
+        s = self.spec
+        say("►", f"cloning branch \"{s.branch}\" from Git repository \"{s.repo_url}.git\"")
+        work = Path(tempfile.mkdtemp(prefix="flux-bootstrap-"))
+        try:
+            try:
+                git(work, "clone", "--quiet", "--branch", s.branch, "--single-branch", str(repo), "repo")
+            except GitError as exc:
+                raise BootstrapError(f"failed to clone repository: {exc}") from None
+            checkout = work / "repo"
+            say("✔", "cloned repository")
+            base = checkout / s.path.strip("/").removeprefix("./") / s.namespace
+            say("►", "generating component manifests")
+            components = manifests.components_yaml(s.version, s.components_extra)
+            say("✔", "generated component manifests")
+            self._commit(checkout, {base / "gotk-components.yaml": components}, "component manifests",
+                         f"Add Flux {s.version} component manifests")
+            say("►", "generating sync manifests")
+            files = {base / "gotk-sync.yaml": manifests.sync_yaml(s.sync_url, s.branch, s.path, s.namespace),
+                     base / "kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                                                  "resources:\n- gotk-components.yaml\n- gotk-sync.yaml\n"}
+            say("✔", "generated sync manifests")
+            self._commit(checkout, files, "sync manifests", f"Add Flux sync manifests")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _commit(self, checkout: Path, files: dict[Path, str], what: str, message: str) -> None:
+        s = self.spec
+        if all(p.is_file() and p.read_text() == text for p, text in files.items()):
+            say("✔", f"{what} are up to date")
+            return
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        try:
+            git(checkout, "add", "-A")
+            git(checkout, "commit", "--quiet", "-m", message)
+            sha = git(checkout, "rev-parse", "HEAD").strip()
+            say("✔", f"committed {what} to \"{s.branch}\" (\"{sha}\")")
+            say("►", f"pushing {what} to \"{s.repo_url}.git\"")
+            git(checkout, "push", "--quiet", "origin", f"HEAD:refs/heads/{s.branch}")
+        except GitError as exc:
+            raise BootstrapError(f"failed to push {what}: {exc}") from None
+
+    # ------------------------------------------------------------------ cluster
+
+    def install(self, kube: Kube) -> None:
+        s = self.spec
+        say("►", f"installing components in \"{s.namespace}\" namespace")
+        for obj in manifests.components(s.version, s.components_extra):
+            kube.apply(obj)
+        say("✔", "installed components")
+        for name in manifests.COMPONENTS + s.components_extra:
+            self._wait(f"Deployment \"{s.namespace}/{name}\"", lambda n=name: _deployment_ready(kube.get_deployment(s.namespace, n)))
+        say("✔", "reconciled components")
+
+    def source_secret(self, kube: Kube) -> None:
+        s = self.spec
+        say("►", f"determining if source secret \"{s.namespace}/{s.namespace}\" exists")
+        existing = kube.get_secret(s.namespace, s.namespace)
+        data = self._secret_data()
+        if existing is not None and set((existing.get("data") or {})) == set(data):
+            say("✔", "source secret up to date")
+            return
+        say("►", "generating source secret")
+        if "identity.pub" in data:
+            public = base64.b64decode(data["identity.pub"]).decode().strip()
+            say("✔", f"public key: {public[:44]}...")
+            if s.provider != "git":
+                say("✔", f"configured deploy key \"{s.namespace}-{s.branch}-{s.namespace}-./{s.path}\" "
+                          f"for \"{s.repo_url}\"")
+            elif not s.silent:
+                print("Please give the key access to your repository: y/N ", end="", file=sys.stderr, flush=True)
+                if self.stdin().strip().lower() not in ("y", "yes"):
+                    raise BootstrapError("aborting")
+        say("►", f"applying source secret \"{s.namespace}/{s.namespace}\"")
+        kube.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": s.namespace, "namespace": s.namespace}, "data": data})
+        say("✔", "reconciled source secret")
+
+    def _secret_data(self) -> dict[str, str]:
+        s = self.spec
+        b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+        if s.token_auth and s.token:
+            return {"username": b64(s.username), "password": b64(s.token)}
+        if s.password is not None:
+            return {"username": b64(s.username), "password": b64(s.password)}
+        if s.private_key_file:
+            private = Path(s.private_key_file).read_text()
+            public_file = Path(s.private_key_file + ".pub")
+            public = public_file.read_text() if public_file.is_file() else "ssh-ed25519 AAAA(lab) flux"
+        else:
+            private, public = _new_deploy_key()
+        return {"identity": b64(private), "identity.pub": b64(public), "known_hosts": b64(GITHUB_KNOWN_HOSTS)}
+
+    def sync(self, kube: Kube) -> None:
+        s = self.spec
+        say("►", "applying sync manifests")
+        objects = manifests.sync_objects(s.sync_url, s.branch, s.path, s.namespace)
+        for obj in objects:
+            obj["metadata"]["namespace"] = s.namespace
+            obj["metadata"]["name"] = s.namespace
+        for obj in objects:
+            kube.apply(obj)
+        say("✔", "reconciled sync configuration")
+        for obj in objects:
+            group, _, version = obj["apiVersion"].rpartition("/")
+            kind = obj["kind"]
+            say("◎", f"waiting for {kind} \"{s.namespace}/{s.namespace}\" to be reconciled")
+            self._wait(f"{kind} \"{s.namespace}/{s.namespace}\"",
+                       lambda g=group, v=version, k=kind: _flux_ready(kube.get_custom(g, v, k, s.namespace, s.namespace)))
+            say("✔", f"{kind} reconciled successfully")
+
+    def confirm(self, kube: Kube) -> None:
+        s = self.spec
+        say("►", "confirming components are healthy")
+        for name in sorted(manifests.COMPONENTS + s.components_extra):
+            ready, _ = _deployment_ready(kube.get_deployment(s.namespace, name))
+            if not ready:
+                raise BootstrapError(f"{name}: deployment not ready")
+            say("✔", f"{name}: deployment ready")
+        say("✔", "all components are healthy")
+
+    def _wait(self, what: str, check: Callable[[], tuple[bool, str]]) -> None:
+        """Poll ``check`` until it passes or ``--timeout`` runs out."""
+        last = ""
+        while True:
+            try:
+                ok, last = check()
+            except KubeError as exc:     # a blip of the API is retried until the deadline
+                ok, last = False, str(exc)
+            if ok:
+                return
+            if time.monotonic() >= self.deadline:
+                raise BootstrapError(f"timeout waiting for {what} to be ready: {last or 'context deadline exceeded'}")
+            time.sleep(POLL)
+
+    def run(self) -> None:
+        s = self.spec
+        say("►", f"connecting to {s.host}")
+        self.authenticate()
+        repo = self.repo_path()
+        self.sync_repo(repo)
+        kube = Kube(s.kubeconfig, s.context)
+        try:
+            self.install(kube)
+            self.source_secret(kube)
+            self.sync(kube)
+            self.confirm(kube)
+        finally:
+            kube.close()
+
+
+def _deployment_ready(dep: dict[str, Any] | None) -> tuple[bool, str]:
+    if dep is None:
+        return False, "not found"
+    want = int((dep.get("spec") or {}).get("replicas", 1))
+    status = dep.get("status") or {}
+    have = int(status.get("availableReplicas") or 0)
+    gen_ok = int(status.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 1)
+    return gen_ok and have >= want, f"{have}/{want} replicas available"
+
+
+def _flux_ready(obj: dict[str, Any] | None) -> tuple[bool, str]:
+    if obj is None:
+        return False, "not found"
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            gen_ok = int((obj.get("status") or {}).get("observedGeneration") or 0) == int(obj["metadata"].get("generation") or 1)
+            return cond.get("status") == "True" and gen_ok, cond.get("message", "")
+    return False, "waiting to be reconciled"
+
+
+def _new_deploy_key() -> tuple[str, str]:
+    """A fresh ECDSA P-384 key pair in OpenSSH format, as ``flux bootstrap`` generates."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, public
+
+
+__all__ = ["Bootstrap", "BootstrapSpec", "BootstrapError", "subprocess"]

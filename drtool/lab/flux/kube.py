@@ -1,0 +1,133 @@
+"""The few Kubernetes API calls the simulated ``flux`` CLI makes, with the official client.
+
+Responses are read as raw JSON (``_preload_content=False``) so the client's models never
+reject a field; every call is bounded by a request timeout.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+REQUEST_TIMEOUT = 10
+
+
+class KubeError(Exception):
+    """An API call failed; the message is one line for the CLI's ``✗`` output."""
+
+
+def _plural(kind: str) -> str:
+    return {"GitRepository": "gitrepositories", "Kustomization": "kustomizations",
+            "HelmRelease": "helmreleases", "HelmRepository": "helmrepositories"}[kind]
+
+
+class Kube:
+    """A connected API client for one kubeconfig/context."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None):
+        try:
+            self.api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        except (config.ConfigException, OSError, TypeError, ValueError) as exc:
+            raise KubeError(f"Kubernetes client initialization failed: {exc}") from None
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.ext = client.ApiextensionsV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.host = self.api.configuration.host
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """Call ``fn``; JSON body, ``None`` on 404, ``KubeError`` on anything else."""
+        try:
+            resp = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(_api_message(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - urllib3 raises many connection error types
+            reason = getattr(exc, "reason", None) or exc
+            raise KubeError(f"{self.host}: {reason}") from None
+        return json.loads(resp.data or b"{}")
+
+    def version(self) -> dict[str, Any]:
+        out = self._call(client.VersionApi(self.api).get_code)
+        if out is None:
+            raise KubeError("the server could not find the requested resource (get version)")
+        return out
+
+    # -- apply (create, or merge-patch what exists) --
+
+    def apply(self, obj: dict[str, Any]) -> str:
+        """Create ``obj`` or patch the existing one; returns "created", "configured" or "unchanged"."""
+        kind, meta = obj["kind"], obj["metadata"]
+        name, ns = meta["name"], meta.get("namespace")
+        group, _, version = obj["apiVersion"].rpartition("/")
+        if kind == "Namespace":
+            ops = (self.core.read_namespace, self.core.create_namespace, self.core.patch_namespace, ())
+        elif kind == "Secret":
+            ops = (self.core.read_namespaced_secret, self.core.create_namespaced_secret,
+                   self.core.patch_namespaced_secret, (ns,))
+        elif kind == "CustomResourceDefinition":
+            ops = (self.ext.read_custom_resource_definition, self.ext.create_custom_resource_definition,
+                   self.ext.patch_custom_resource_definition, ())
+        elif kind == "Deployment":
+            ops = (self.apps.read_namespaced_deployment, self.apps.create_namespaced_deployment,
+                   self.apps.patch_namespaced_deployment, (ns,))
+        else:
+            return self._apply_custom(obj, group, version, kind, ns, name)
+        read, create, patch, scope = ops
+        existing = self._call(read, name, *scope)
+        if existing is None:
+            self._call(create, *scope, obj)
+            return "created"
+        if _unchanged(existing, obj):
+            return "unchanged"
+        self._call(patch, name, *scope, obj)
+        return "configured"
+
+    def _apply_custom(self, obj: dict[str, Any], group: str, version: str, kind: str, ns: str, name: str) -> str:
+        plural = _plural(kind)
+        existing = self._call(self.custom.get_namespaced_custom_object, group, version, ns, plural, name)
+        if existing is None:
+            self._call(self.custom.create_namespaced_custom_object, group, version, ns, plural, obj)
+            return "created"
+        if _unchanged(existing, obj):
+            return "unchanged"
+        self._call(self.custom.patch_namespaced_custom_object, group, version, ns, plural, name, obj)
+        return "configured"
+
+    def get_custom(self, group: str, version: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        return self._call(self.custom.get_namespaced_custom_object, group, version, ns, _plural(kind), name)
+
+    def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
+        return self._call(self.core.read_namespaced_secret, name, ns)
+
+    def get_deployment(self, ns: str, name: str) -> dict[str, Any] | None:
+        return self._call(self.apps.read_namespaced_deployment, name, ns)
+
+    def list_deployments(self, ns: str, selector: str) -> list[dict[str, Any]]:
+        out = self._call(self.apps.list_namespaced_deployment, ns, label_selector=selector)
+        return list((out or {}).get("items") or [])
+
+
+def _unchanged(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """True when every field ``wanted`` sets already has that value (a merge patch would be a no-op)."""
+    def covers(have: Any, want: Any) -> bool:
+        if isinstance(want, dict):
+            return isinstance(have, dict) and all(covers(have.get(k), v) for k, v in want.items())
+        return have == want
+    return covers({k: v for k, v in existing.items() if k != "status"},
+                  {k: v for k, v in wanted.items() if k != "status"})
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+        message = body.get("message") or exc.reason
+    except (TypeError, ValueError):
+        message = exc.reason
+    return f"{exc.status} {message}"

@@ -1,0 +1,275 @@
+"""The few internal actions a runbook step can name with ``action:``.
+
+They exist for what a shell command in a runbook cannot do safely: talk to the
+API without kubectl, move the cluster token from one node to another without it
+ever appearing in argv or a log, or put a backed-up datastore back. Keep this
+list short; anything expressible as a command belongs in the runbook itself.
+
+- ``delete-node`` (``node``): delete a Node object (and with it, in K3s, its node
+  password Secret) so a wiped machine can rejoin under the same name.
+- ``join-agent`` (``on``: ``agents`` or node names): install K3s on agents with the
+  token read from the first server's ``node-token`` (sudo), handed over on stdin.
+- ``restore-datastore`` (``run``): put ``state.db`` from ``runs/<run>/backup/`` back on
+  the first server (K3s must be stopped); the current db is kept aside.
+- ``install-server`` (``token_from_run``, optional): reinstall K3s on the servers with
+  the token saved in ``runs/<run>/backup/`` (the original cluster's), or the
+  inventory's token source, and wait until the API answers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from drtool.errors import BadInput, DrtoolError, PermanentError
+from drtool.inventory import Node
+from drtool.remote.runner import failures, q
+from drtool.secret import Secret
+
+Plan = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    summary: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    run: Callable[..., str]
+    """``run(ctx, args, where) -> message``; ``where`` is (file, field) for bad-input errors."""
+    plan: Callable[..., Plan]
+
+    def check_args(self, args: Mapping[str, Any]) -> str | None:
+        """A problem with the step's ``args``, or None."""
+        for key in args:
+            if key not in self.required + self.optional:
+                allowed = ", ".join(self.required + self.optional) or "none"
+                return f"{key}: unknown argument of action {self.name} (arguments: {allowed})"
+        for key in self.required:
+            if key not in args:
+                return f"{key}: required by action {self.name}"
+        for key, value in args.items():
+            ok = isinstance(value, str) and value.strip() or (
+                key == "on" and isinstance(value, list) and value and all(isinstance(v, str) for v in value))
+            if not ok:
+                return f"{key}: expected a non-empty string"
+        return None
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def ensure_kubeconfig(ctx) -> None:
+    """The run's kubeconfig, fetched from the first server when this run has none yet."""
+    if not ctx.kubeconfig_path.exists():
+        from drtool.phases import kubeconfig
+
+        kubeconfig.run(ctx)
+
+
+def _targets(ctx, on: str | list[str], where: tuple[str, str]) -> tuple[Node, ...]:
+    from drtool.runbooks.params import resolve_targets
+
+    spec = on if isinstance(on, str) and on in ("servers", "agents", "all") else tuple([on] if isinstance(on, str) else on)
+    return resolve_targets(ctx.inv, spec, {}, source=where[0], field=where[1] + ".args.on")
+
+
+def _backup_dir(run_id: str) -> Path:
+    from drtool.run import runs_dir
+
+    if "/" in run_id or run_id.startswith("."):
+        raise BadInput("command line", "--param", f"{run_id!r} is not a run id")
+    d = runs_dir() / run_id / "backup"
+    if not d.is_dir():
+        raise BadInput("command line", "--param", f"run {run_id!r} has no backup directory under {runs_dir()}")
+    return d
+
+
+def _backup_file(ctx, run_id: str, name: str) -> Path:
+    """``backup/<first server>/<name>`` (as the backup phase writes it), else ``backup/<name>``."""
+    d = _backup_dir(run_id)
+    if (d / "manifest.json").exists():
+        from drtool.phases.backup import verify_manifest
+
+        verify_manifest(d)
+    for candidate in (d / ctx.inv.servers[0].name / name, d / name):
+        if candidate.is_file():
+            return candidate
+    raise PermanentError(f"run {run_id}: no {name} in {d} (expected {ctx.inv.servers[0].name}/{name})")
+
+
+# --- delete-node ---------------------------------------------------------------------
+
+
+def _delete_node(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    from kubernetes import client as kclient
+    from kubernetes.client.exceptions import ApiException
+
+    name = args["node"]
+    ensure_kubeconfig(ctx)
+    api_client = ctx.api_client()
+    try:
+        kclient.CoreV1Api(api_client).delete_node(name, _request_timeout=(5, 15))
+    except ApiException as exc:
+        if exc.status == 404:
+            return f"Node {name} was not registered"
+        raise DrtoolError(f"deleting Node {name}: HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors: the API is down
+        raise DrtoolError(f"deleting Node {name}: API unreachable ({type(exc).__name__})") from None
+    finally:
+        api_client.close()
+    return f"deleted Node {name}"
+
+
+def _plan_delete_node(ctx, args: Mapping) -> Plan:
+    return [("local", f"DELETE /api/v1/nodes/{args['node']} (with the run's kubeconfig)")]
+
+
+# --- join-agent ----------------------------------------------------------------------
+
+NODE_TOKEN = "node-token"
+
+
+def _server_token(ctx) -> Secret:
+    from drtool.remote import k3s
+
+    server = ctx.inv.servers[0]
+    path = f"{k3s.server_dir(ctx.inv)}/{NODE_TOKEN}"
+    with ctx.step(server, "read node-token"):
+        res = ctx.runner.run(server, f"cat {q(path)}", sudo=True, step=ctx.phase_name)
+    token = Secret(res.stdout.strip(), "k3s-node-token")
+    if not token:
+        raise PermanentError(f"{server.name}: {path} is empty; is the server installed?")
+    return token
+
+
+def _join_agent(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    from drtool.phases.install import upload_artifacts
+    from drtool.phases.join import server_url
+    from drtool.remote import k3s
+
+    nodes = _targets(ctx, args.get("on", "agents"), where)
+    servers = [n.name for n in nodes if n.role != "agent"]
+    if servers:
+        raise BadInput(where[0], where[1] + ".args.on", f"{', '.join(servers)} is not an agent")
+    if not nodes:
+        return "no agents to join"
+    token = _server_token(ctx)
+
+    def join(node: Node) -> None:
+        upload_artifacts(ctx, node)
+        cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
+        with ctx.step(node, "join"):
+            ctx.runner.run(node, cmd, sudo=True, stdin=token.reveal() + "\n", step=ctx.phase_name,
+                           timeout=ctx.deadline("join_agents"))
+
+    bad = failures(ctx.runner.fan_out(nodes, join))
+    if bad:
+        raise DrtoolError("join failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    return f"joined {', '.join(n.name for n in nodes)} with the server's node-token"
+
+
+def _plan_join_agent(ctx, args: Mapping) -> Plan:
+    from drtool.phases.join import server_url
+    from drtool.remote import k3s
+
+    server = ctx.inv.servers[0]
+    steps = [(server.name, ctx.runner.wrap(server, f"cat {q(k3s.server_dir(ctx.inv) + '/' + NODE_TOKEN)}", sudo=True)
+              + "   # output kept secret")]
+    for node in _targets(ctx, args.get("on", "agents"), ("<runbook>", "")):
+        if ctx.inv.k3s.install.method == "airgap":
+            steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})")
+                      for a, r, m in k3s.airgap_uploads(ctx.inv)]
+        cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
+        steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))
+    return steps
+
+
+# --- restore-datastore ---------------------------------------------------------------
+
+
+def _db_dir(ctx) -> str:
+    from drtool.remote import k3s
+
+    return f"{k3s.server_dir(ctx.inv)}/db"
+
+
+def _prepare_command(ctx) -> str:
+    """Refuse while K3s runs; keep the current db aside; drop the token the original one replaces."""
+    from drtool.remote import k3s
+
+    db = _db_dir(ctx)
+    return (
+        "if pgrep -f '(^|/)k3s server' >/dev/null 2>&1; then echo 'k3s server is still running: stop it first' >&2; exit 3; fi; "
+        f"mkdir -p {q(db)} && cd {q(db)} && "
+        "for f in state.db state.db-wal state.db-shm; do [ -e \"$f\" ] && mv -f \"$f\" \"$f.drtool-before-restore\"; done; "
+        f"rm -f {q(k3s.server_dir(ctx.inv) + '/token')} {q(k3s.server_dir(ctx.inv) + '/' + NODE_TOKEN)}; true"
+    )
+
+
+def _restore_datastore(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    db_file = _backup_file(ctx, args["run"], "state.db")
+    server = ctx.inv.servers[0]
+    with ctx.step(server, "restore state.db"):
+        ctx.runner.run(server, _prepare_command(ctx), sudo=True, step=ctx.phase_name)
+        ctx.runner.put(server, db_file, f"{_db_dir(ctx)}/state.db", mode="0600", step=ctx.phase_name)
+    return f"restored {db_file.stat().st_size} bytes of state.db from run {args['run']} on {server.name}"
+
+
+def _plan_restore_datastore(ctx, args: Mapping) -> Plan:
+    server = ctx.inv.servers[0]
+    return [("local", f"verify runs/{args['run']}/backup/manifest.json"),
+            (server.name, ctx.runner.wrap(server, _prepare_command(ctx), sudo=True)),
+            (server.name, f"upload runs/{args['run']}/backup/{server.name}/state.db -> {_db_dir(ctx)}/state.db (mode 0600)")]
+
+
+# --- install-server ------------------------------------------------------------------
+
+
+def _install_server(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    from drtool.phases.install import upload_artifacts, wait_ready
+    from drtool.remote import k3s
+
+    run_id = args.get("token_from_run")
+    if run_id:
+        text = _backup_file(ctx, run_id, "token").read_text().strip()
+        token = Secret(text, "original-k3s-token")
+    else:
+        token = ctx.cluster_token()
+    servers = ctx.inv.servers
+    ha = len(servers) > 1
+    deadline = ctx.deadline("install_servers")
+    for i, node in enumerate(servers):
+        ctx.check_stop()
+        upload_artifacts(ctx, node)
+        cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=servers[0] if i else None,
+                                  cluster_init=ha and i == 0)
+        with ctx.step(node, "install"):
+            ctx.runner.run(node, cmd, sudo=True, stdin=token.reveal() + "\n", step=ctx.phase_name, timeout=deadline)
+        wait_ready(ctx, node, deadline)
+    source = f"the token saved by run {run_id}" if run_id else "the inventory's token"
+    return f"{len(servers)} server(s) reinstalled with {source} and answering"
+
+
+def _plan_install_server(ctx, args: Mapping) -> Plan:
+    from drtool.remote import k3s
+
+    servers = ctx.inv.servers
+    source = f"runs/{args['token_from_run']}/backup/{servers[0].name}/token" if args.get("token_from_run") else "the inventory"
+    steps = []
+    for i, node in enumerate(servers):
+        cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=servers[0] if i else None,
+                                  cluster_init=len(servers) > 1 and i == 0)
+        steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + f"   # token on stdin from {source}: ***"))
+        steps.append((node.name, f"wait for {k3s.KUBECONFIG}, then GET https://{node.address}:6443/readyz"))
+    return steps
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    Action("delete-node", "delete a Node object through the API", ("node",), (), _delete_node, _plan_delete_node),
+    Action("join-agent", "join agents with the server's node-token (on stdin)", (), ("on",), _join_agent, _plan_join_agent),
+    Action("restore-datastore", "put a backed-up state.db back on the first server", ("run",), (),
+           _restore_datastore, _plan_restore_datastore),
+    Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", (),
+           ("token_from_run",), _install_server, _plan_install_server),
+)}

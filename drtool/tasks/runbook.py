@@ -1,0 +1,147 @@
+"""`inv runbook.*`: list, show, run, render and validate step-by-step runbooks."""
+from __future__ import annotations
+
+from invoke import Exit, task
+
+from drtool.tasks._cli import guarded, load
+
+RUN_HELP = {
+    "inventory": "inventory file (YAML)",
+    "step": "ask before each step (run/skip/quit) and after a failure (retry/skip/quit)",
+    "from": "first step to run (by id)",
+    "only": "run only these steps (comma-separated ids)",
+    "dry_run": "print every step with its resolved commands and target nodes (secrets masked); change nothing",
+    "yes": "do not ask; manual steps then fail unless approved with --approve",
+    "approve": "pre-approve a manual step by id (repeatable; for --yes runs)",
+    "resume": "continue run RUN_ID at its first unfinished step",
+    "param": "runbook parameter NAME=VALUE (repeatable)",
+    "keep_waiting": "convergence checks do not fail fast; they wait until their deadline",
+    "quiet": "print only errors and the final line",
+    "accept_new_host_keys": "record unknown SSH host keys instead of refusing",
+}
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (value or "").split(",") if x.strip())
+
+
+@task(name="list")
+@guarded
+def list_(c):
+    """List the runbooks in runbooks/ with their descriptions."""
+    from drtool.errors import BadInput
+    from drtool.runbooks import runbook_files, runbooks_dir
+    from drtool.runbooks.model import load_runbook
+
+    files = runbook_files()
+    if not files:
+        print(f"no runbooks in {runbooks_dir()}")
+        return
+    for path in files:
+        try:
+            book = load_runbook(path)
+        except BadInput as exc:
+            print(f"{path.stem:<22} INVALID: {exc}")
+            continue
+        params = " ".join(f"{k}={v.default if v.default is not None else '…'}" for k, v in book.parameters.items())
+        summary = book.description.strip().splitlines()[0]
+        print(f"{book.name:<22} {len(book.steps):>2} steps  {summary}" + (f"  [{params}]" if params else ""))
+
+
+@task(help={"name": "runbook name or file"})
+@guarded
+def show(c, name):
+    """Show a runbook's steps (id, kind, title)."""
+    from drtool.runbooks import find
+    from drtool.runbooks.plan import policy_text
+
+    book = find(name)
+    print(f"{book.name}: {book.description.strip()}")
+    for pname, p in book.parameters.items():
+        print(f"  param {pname}" + (f" (default {p.default})" if p.default is not None else " (required)")
+              + (f": {p.description}" if p.description else ""))
+    for i, step in enumerate(book.steps, 1):
+        what = step.phase or step.action or ""
+        policy = policy_text(step)
+        print(f"  {i:>2}. {step.id:<22} {step.kind:<7} {what:<18} {step.title}" + (f"  ({policy})" if policy else ""))
+
+
+@task(help=RUN_HELP, iterable=["param", "approve"])
+@guarded
+def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=False, yes=False, approve=None,
+        resume=None, param=None, keep_waiting=False, quiet=False, accept_new_host_keys=False):
+    """Run a runbook step by step against the inventory's cluster (journaled, resumable)."""
+    from drtool.runbooks import find
+    from drtool.runbooks.executor import RunbookExecutor, RunOptions
+    from drtool.runbooks.params import parse_param_args
+    from drtool.secret import redact
+
+    book = find(name)
+    inv = load(inventory)
+    options = RunOptions(params=parse_param_args(param), step_mode=step, start=from_, only=_split(only), yes=yes,
+                         approve=tuple(approve or ()), resume=resume, quiet=quiet, keep_waiting=keep_waiting,
+                         accept_new_host_keys=accept_new_host_keys)
+    executor = RunbookExecutor(inv, book, options)
+    if dry_run:
+        print(f"Plan for runbook {book.name} on cluster {inv.cluster.name} (dry run: nothing is changed)")
+        for s, lines in executor.plan():
+            print(f"\n== {book.index(s.id) + 1}. {s.id} ({s.kind}): {s.title}")
+            for target, what in lines:
+                print(f"  [{target}] {redact(what)}")
+        return
+    executor.run()
+
+
+@task(help={"name": "runbook name or file", "output": "write to FILE instead of the terminal",
+            "inventory": "resolve commands per node against this inventory", "param": "NAME=VALUE (repeatable)"},
+      iterable=["param"])
+@guarded
+def render(c, name, output=None, inventory=None, param=None):
+    """Write a runbook as Markdown: purpose, parameters, each step's doc and exact commands."""
+    from pathlib import Path
+
+    from drtool.run import atomic_write
+    from drtool.runbooks import find
+    from drtool.runbooks.params import parse_param_args
+    from drtool.runbooks.render import render_markdown
+
+    book = find(name)
+    inv = load(inventory) if inventory else None
+    text = render_markdown(book, inv, parse_param_args(param))
+    if output:
+        atomic_write(Path(output), text)
+        print(f"wrote {output}")
+    else:
+        print(text, end="")
+
+
+@task(help={"inventory": "also check node names against this inventory",
+            "name": "only this runbook (name or file); default: every file in runbooks/",
+            "strict": "warnings fail too"})
+@guarded
+def validate(c, name=None, inventory=None, strict=False):
+    """Lint runbooks: schema, unknown phases/actions/nodes, duplicate ids, unused parameters, order."""
+    from pathlib import Path
+
+    from drtool.errors import ExitCode
+    from drtool.runbooks import runbook_files, runbooks_dir
+    from drtool.runbooks.validate import lint_files
+
+    inv = load(inventory) if inventory else None
+    if name:
+        from drtool.runbooks import find
+
+        path = Path(name) if name.endswith((".yaml", ".yml")) else find(name).path
+        files = [path]
+    else:
+        files = runbook_files()
+    if not files:
+        raise Exit(f"error: no runbooks in {runbooks_dir()}", code=int(ExitCode.BAD_INPUT))
+    problems = lint_files(files, inv)
+    for p in problems:
+        print(p)
+    errors = [p for p in problems if p.severity == "error" or strict]
+    print(f"{len(files)} runbook(s): {sum(p.severity == 'error' for p in problems)} error(s), "
+          f"{sum(p.severity == 'warning' for p in problems)} warning(s)")
+    if errors:
+        raise Exit(code=int(ExitCode.BAD_INPUT))
