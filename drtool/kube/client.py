@@ -177,7 +177,8 @@ class KubeTransport:
 
 
 def _abort(raw) -> None:
+    # urllib3 raises ValueError when the response has no live socket any more (already done).
     try:
         raw.shutdown()
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, ValueError):
         pass

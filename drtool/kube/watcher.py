@@ -308,7 +308,10 @@ class Watcher:
         with self._lock:
             closers = [st.closer for st in self._kinds.values() if st.closer]
         for close in closers:
-            close()
+            try:
+                close()
+            except Exception:  # stopping must never fail; the thread ends on its own timeout
+                log.debug("closing a watch stream failed", exc_info=True)
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))

@@ -43,6 +43,20 @@ def _age_key(path: Path) -> None:
         fh.write(text)
 
 
+def seed_protected_data(lab: Lab) -> None:
+    """node2 keeps the users' data outside K3s's dirs, as in the reference homelab (once)."""
+    names = [n.name for n in lab.nodes]
+    if "node2" not in names:
+        return
+    base = lab.node_dir("node2") / "mnt" / "k8s-storage"
+    if base.exists():
+        return
+    for rel, size in (("loki/chunks/0001", 8192), ("models/llama-3.2-1b.gguf", 16384), ("grafana/grafana.db", 4096)):
+        f = base / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(secrets.token_bytes(size))
+
+
 def update_lab_json(lab: Lab, **keys) -> dict:
     path = lab.lab_json_path
     data = json.loads(path.read_text()) if path.exists() else {}
@@ -69,6 +83,7 @@ def lab_up(lab: Lab, n: int | None = None, *, gitops: str | None = None, path: s
     flux.write_text(flux_program(lab.root, python))
     flux.chmod(0o755)
     _age_key(lab.root / "secrets" / "age.agekey")
+    seed_protected_data(lab)
     existing = json.loads(lab.lab_json_path.read_text()) if lab.lab_json_path.exists() else {}
     keys = {"scenario": str(scenario_path(scenario)) if scenario or "scenario" not in existing else existing["scenario"]}
     if gitops or "gitops" not in existing:

@@ -136,7 +136,7 @@ class Runner:
         from fabric import Connection
 
         timeout = self.inventory.timeouts.ssh_connect
-        kwargs: dict[str, object] = {"timeout": timeout, "banner_timeout": timeout, "auth_timeout": timeout}
+        kwargs: dict[str, object] = {"banner_timeout": timeout, "auth_timeout": timeout}
         key = self.inventory.resolve(node.ssh_key)
         if key is not None:
             kwargs["key_filename"] = [str(key)]

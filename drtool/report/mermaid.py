@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 
-from drtool.report.model import Report
+from drtool.report.model import Report, select_objects
 
 MAX_OBJECTS = 40
-"""Gantt rows for objects; past this only the critical path, failures and slowest are drawn."""
+"""Gantt rows for objects; past this ``select_objects`` picks which to draw."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9 ._/()=+,-]+")
 _KEYWORDS = {"gantt", "title", "section", "dateformat", "axisformat", "tickinterval", "includes",
@@ -49,17 +49,6 @@ def _task(name: str, tags: str, ident: str, start: float, end: float) -> str:
     return f"    {task_text(name)} :{data}"
 
 
-def objects_to_draw(report: Report, limit: int = MAX_OBJECTS) -> list:
-    """The objects a chart shows: all when few, else critical path, failures and the slowest."""
-    objs = [o for o in report.objects if o.first_seen_at is not None]
-    if len(objs) <= limit:
-        return objs
-    keep = {o.id for o in objs if o.critical or o.outcome != "ready"}
-    slowest = sorted((o for o in objs if o.id not in keep), key=lambda o: -(o.wait_s or 0))
-    keep.update(o.id for o in slowest[: max(limit - len(keep), 0)])
-    return [o for o in objs if o.id in keep][:limit]
-
-
 def gantt(report: Report) -> str:
     """The ``gantt`` chart text (without the fence). Open-ended bars end at the run's end
     or, for a run still going, at the time the report was made."""
@@ -72,7 +61,7 @@ def gantt(report: Report) -> str:
         for i, p in enumerate(phases, 1):
             lines.append(_task(p.name, PHASE_TAGS.get(p.outcome, ""), f"p{i}", p.started_at,
                                p.ended_at if p.ended_at is not None else horizon))
-    objs = objects_to_draw(report)
+    objs = select_objects(report, MAX_OBJECTS)
     if objs:
         shown = f" ({len(objs)} of {len(report.objects)})" if len(objs) < len(report.objects) else ""
         lines.append(f"    section Flux objects{shown}")

@@ -178,6 +178,23 @@ def load_report(report: dict[str, Any]) -> Report:
     return Report.model_validate(report)
 
 
+FLUX_KINDS = frozenset({"Kustomization", "HelmRelease", "HelmRepository", "GitRepository", "OCIRepository",
+                        "HelmChart", "Bucket"})
+
+
+def select_objects(report: Report, limit: int) -> list[ObjectTiming]:
+    """The objects a chart has room for, in first-seen order: all of them when they fit,
+    else those on the critical path, then the ones not Ready, then Flux objects, then the
+    slowest of the rest."""
+    objs = [o for o in report.objects if o.first_seen_at is not None]
+    if len(objs) <= limit:
+        return objs
+    rank = sorted(objs, key=lambda o: (not o.critical, o.outcome == "ready", o.kind not in FLUX_KINDS,
+                                       -(o.wait_s or 0), o.id))
+    keep = {o.id for o in rank[:limit]}
+    return [o for o in objs if o.id in keep]
+
+
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 

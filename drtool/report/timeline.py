@@ -11,10 +11,10 @@ from __future__ import annotations
 from html import escape
 
 from drtool.report import fmt
-from drtool.report.model import Report
+from drtool.report.model import Report, select_objects
 
 MAX_OBJECT_ROWS = 300
-"""Past this many objects the chart keeps critical, failed and slowest ones (one page tall)."""
+"""Past this many objects ``select_objects`` picks which to draw (the chart stays a few pages tall)."""
 
 COLOURS = {
     # phase outcomes
@@ -56,15 +56,10 @@ def _rows(report: Report) -> list[tuple]:
         tip = f"{p.name}: {p.outcome}, {fmt.duration(p.duration_s if p.duration_s is not None else end - p.started_at)}"
         rows.append((None, p.name, p.started_at, end, COLOURS.get(p.outcome, COLOURS["pending"]), False,
                      tip + (f"\n{p.message}" if p.message else ""), ()))
-    objs = [o for o in report.objects if o.first_seen_at is not None]
-    shown = objs
-    if len(objs) > MAX_OBJECT_ROWS:
-        keep = {o.id for o in objs if o.critical or o.outcome != "ready"}
-        slow = sorted((o for o in objs if o.id not in keep), key=lambda o: -(o.wait_s or 0))
-        keep.update(o.id for o in slow[: max(MAX_OBJECT_ROWS - len(keep), 0)])
-        shown = [o for o in objs if o.id in keep][:MAX_OBJECT_ROWS]
+    shown = select_objects(report, MAX_OBJECT_ROWS)
     if shown:
-        more = f" ({len(shown)} of {len(report.objects)}: critical, failed and slowest)" if len(shown) < len(objs) else ""
+        more = (f" ({len(shown)} of {len(report.objects)}: critical, not Ready, Flux, slowest)"
+                if len(shown) < len(report.objects) else "")
         rows.append(("Flux objects and workloads" + more,))
     conv_end = report.converge.ended_at if report.converge and report.converge.ended_at else horizon
     for o in shown:

@@ -101,7 +101,15 @@ class Parameter(_Model):
         return v
 
 
+def _yaml_on_key(data: Any) -> Any:
+    # YAML 1.1 reads a bare `on:` key as the boolean true (as in GitHub Actions files).
+    if isinstance(data, dict) and True in data:
+        data = {("on" if k is True else k): v for k, v in data.items()}
+    return data
+
+
 class Remote(_Model):
+    _on_key = model_validator(mode="before")(classmethod(lambda cls, data: _yaml_on_key(data)))
     command: Command
     """Shell text run on each target node; parameters are substituted shell-quoted."""
     on: Targets = "all"
@@ -160,6 +168,7 @@ class Check(_Model):
     @model_validator(mode="before")
     @classmethod
     def _converge_shorthand(cls, data: Any) -> Any:
+        data = _yaml_on_key(data)
         # `check: {converge: {}}` and `check: {converge: null}` both mean "all ready".
         if isinstance(data, dict) and "converge" in data and data["converge"] is None:
             return {**data, "converge": {}}
@@ -219,6 +228,11 @@ class Step(_Model):
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
     retry_delay: Seconds = 5.0
     on_failure: Literal["stop", "continue"] = "stop"
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args_on(cls, v: Any) -> Any:
+        return _yaml_on_key(v)
 
     @field_validator("id")
     @classmethod

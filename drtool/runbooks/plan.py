@@ -76,7 +76,8 @@ def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx=None) ->
         if kind == "check" and part.on is None:
             return [("local", cmd + expect)]
         if inv is None:
-            return [(_targets_text(part.on), ("sudo " if part.sudo else "") + cmd + expect)]
+            on = part.on if isinstance(part.on, str) else tuple(substitute(x, params, shell=False) for x in part.on)
+            return [(_targets_text(on) + (" (as root)" if part.sudo else ""), cmd + expect)]
         nodes = resolve_targets(inv, part.on, params, source=source, field=book.where(index, f"{kind}.on"))
         return [(n.name, ctx.runner.wrap(n, cmd, part.sudo) + expect) for n in nodes]
     if kind == "local":

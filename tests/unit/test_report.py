@@ -299,3 +299,17 @@ def test_compare_phase_and_object_deltas():
     assert "| `backup` | 24.8s | — | — | — |" in md
     assert "| `HelmRelease/logging/loki` | +4:07 | +4:27 | +20.0s |" in md
     assert "Recovery time: 5m 16s → 5m 41s (+25.0s, +8%)" in md
+
+
+def test_charts_of_big_clusters_keep_what_matters():
+    record = sample_record("complete")
+    base = record["converge"]["objects"][4]
+    for i in range(500):
+        record["converge"]["objects"].append({**base, "id": f"Pod/ns/p{i}", "kind": "Pod", "name": f"p{i}",
+                                              "namespace": "ns", "history": []})
+    lines = _gantt_block(render_markdown(load_report(build_report(record, now=NOW))))
+    _check_gantt(lines)
+    assert "    section Flux objects (40 of 516)" in lines
+    tasks = "\n".join(lines)
+    for oid in ("Kustomization flux-system/workloads", "HelmRelease logging/loki", "Deployment llm/llama-cpp"):
+        assert oid in tasks  # the critical path is always drawn

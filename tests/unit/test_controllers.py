@@ -1,0 +1,342 @@
+"""Simulated controllers: kustomize building, scheduling, and faults on an in-memory Store.
+
+Building and scheduling are pure and tested table-style. Controller behaviour runs the
+real controllers against the lab's real ``Store`` in an event loop (no HTTP), with tiny
+scenario delays, and checks the conditions and pod states an operator would see.
+"""
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from drtool.lab.api import Store
+from drtool.lab.controllers import start_controllers
+from drtool.lab.controllers.conditions import get_condition
+from drtool.lab.controllers.health import health
+from drtool.lab.controllers.kustomize import BuildError, build
+from drtool.lab.controllers.scheduler import schedule
+from drtool.lab.flux import manifests
+from drtool.lab.gitops_repo import fixture_dir, git, prepare_gitops
+
+# ----------------------------------------------------------------------------- kustomize
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\n"
+
+
+def test_build_without_kustomization_takes_every_manifest_recursively(tmp_path: Path) -> None:
+    _tree(tmp_path, {"c/a.yaml": CM.format(name="a"), "c/sub/b.yml": CM.format(name="b"),
+                     "c/old.yaml.backup": CM.format(name="backup"), "c/README.md": "# notes",
+                     "c/app/kustomization.yaml": "resources: [x.yaml]\n", "c/app/x.yaml": CM.format(name="x"),
+                     "c/app/ignored.yaml": CM.format(name="not-listed")})
+    names = [m.obj["metadata"]["name"] for m in build(tmp_path, "./c")]
+    assert sorted(names) == ["a", "b", "x"]
+
+
+def test_build_with_kustomization_follows_resources_and_namespace(tmp_path: Path) -> None:
+    _tree(tmp_path, {
+        "infra/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                                    "namespace: tools\nresources: [one.yaml, sub]\n",
+        "infra/one.yaml": CM.format(name="one"), "infra/extra.yaml": CM.format(name="extra"),
+        "infra/sub/kustomization.yaml": "resources: [ns.yaml, two.yaml]\n",
+        "infra/sub/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: tools}\n",
+        "infra/sub/two.yaml": CM.format(name="two") + "---\n" + CM.format(name="three")})
+    built = {m.obj["metadata"]["name"]: m for m in build(tmp_path, "infra")}
+    assert sorted(built) == ["one", "three", "tools", "two"]
+    assert built["two"].obj["metadata"]["namespace"] == "tools"
+    assert "namespace" not in built["tools"].obj["metadata"]        # Namespaces are cluster-scoped
+    assert built["three"].source == "infra/sub/two.yaml"
+
+
+def test_build_of_the_lab_fixture_ignores_the_backup_file() -> None:
+    refs = [m.ref for m in build(fixture_dir(), "./clusters/homelab")]
+    assert refs == ["Kustomization/flux-system/infrastructure", "Kustomization/flux-system/workloads"]
+    infra = [m.ref for m in build(fixture_dir(), "./infrastructure")]
+    assert "HelmRelease/logging/loki" in infra and "PersistentVolume/loki-data" in infra
+
+
+@pytest.mark.parametrize(("files", "path", "message"), [
+    ({"c/bad.yaml": "kind: [unclosed\n"}, "c", "failed to decode c/bad.yaml"),
+    ({"c/x.yaml": "apiVersion: v1\nmetadata: {name: x}\n"}, "c", "c/x.yaml: missing apiVersion or kind"),
+    ({"c/x.yaml": "apiVersion: v1\nkind: ConfigMap\n"}, "c", "c/x.yaml: ConfigMap has no metadata.name"),
+    ({"c/kustomization.yaml": "resources: [gone.yaml]\n"}, "c", "'gone.yaml': no such file"),
+    ({"c/kustomization.yaml": "resources: [d]\n", "c/d/a.yaml": CM.format(name="a")}, "c", "must contain one of"),
+    ({"c/a.yaml": CM.format(name="a")}, "./missing", "kustomization path not found"),
+    ({"c/a.yaml": CM.format(name="a")}, "../..", "outside the source"),
+])
+def test_build_errors_name_the_file(tmp_path: Path, files: dict[str, str], path: str, message: str) -> None:
+    _tree(tmp_path, files)
+    with pytest.raises(BuildError, match="") as err:
+        build(tmp_path, path)
+    assert message in str(err.value)
+
+
+# ----------------------------------------------------------------------------- scheduler
+
+def _node(name: str, labels: dict | None = None, taints: list | None = None, ready: bool = True) -> dict:
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            "spec": {"taints": taints or []},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+HEAVY = [{"key": "heavy", "value": "true", "effect": "NoSchedule"}]
+NODES = [_node("node1"), _node("node2", {"hardware": "heavy"}, HEAVY)]
+TOLERATE = [{"key": "heavy", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+
+
+@pytest.mark.parametrize(("pod_spec", "expected"), [
+    ({}, "node1"),
+    ({"tolerations": TOLERATE}, "node1"),                                   # least loaded wins, node1 has 0
+    ({"nodeSelector": {"hardware": "heavy"}, "tolerations": TOLERATE}, "node2"),
+    ({"nodeSelector": {"hardware": "heavy"}, "tolerations": [{"operator": "Exists"}]}, "node2"),
+    ({"nodeSelector": {"hardware": "heavy"}, "tolerations": [{"key": "heavy", "operator": "Exists"}]}, "node2"),
+])
+def test_scheduler_places_pods(pod_spec: dict, expected: str) -> None:
+    assert schedule(pod_spec, NODES).node == expected
+
+
+def test_scheduler_explains_unschedulable_pods_like_kube_scheduler() -> None:
+    no_toleration = schedule({"nodeSelector": {"hardware": "heavy"}}, NODES)
+    assert no_toleration.node is None
+    assert no_toleration.message.startswith(
+        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+        "1 node(s) had untolerated taint {heavy: true}.")
+    wrong_effect = schedule({"nodeSelector": {"hardware": "heavy"},
+                             "tolerations": [{"key": "heavy", "value": "true", "effect": "NoExecute"}]}, NODES)
+    assert "untolerated taint {heavy: true}" in wrong_effect.message
+    not_ready = schedule({}, [_node("node1", ready=False)])
+    assert "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }" in not_ready.message
+    assert schedule({}, []).message == "no nodes available to schedule pods"
+
+
+def test_scheduler_spreads_by_load() -> None:
+    assert schedule({"tolerations": TOLERATE}, NODES, {"node1": 3, "node2": 1}).node == "node2"
+
+
+# ----------------------------------------------------------------------------- controllers on a Store
+
+FAST = {"git_repository": 0.01, "helm_repository": 0.01, "kustomization": 0.01, "helm_release": 0.01,
+        "pod": 0.01, "flux_controllers": 0.01, "node_ready": 0, "retry_interval": 0.05}
+
+
+def _ks(name: str, path: str, **spec: Any) -> dict:
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"interval": "10m", "path": path, "prune": True,
+                     "sourceRef": {"kind": "GitRepository", "name": "flux-system"}, **spec}}
+
+
+async def _eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout}s: {check.__doc__ or check}")
+
+
+def _run(tmp_path: Path, scenario: dict, body: Callable[[Store, Path], Awaitable[None]],
+         files: dict[str, str] | None = None, nodes: list[dict] | None = None) -> None:
+    """Run ``body`` with controllers on a fresh Store, a lab GitOps repo and a scenario file."""
+    source = tmp_path / "content"
+    _tree(source, files or {"clusters/lab/.keep": ""})
+    gitops = prepare_gitops(tmp_path / "lab", source, "clusters/lab")
+    scenario_file = tmp_path / "scenario.yaml"
+    import yaml
+    scenario_file.write_text(yaml.safe_dump({"name": "test", "defaults": FAST, **scenario}))
+    config = {"root": str(tmp_path / "lab"), "gitops": gitops, "scenario": str(scenario_file)}
+
+    async def main() -> None:
+        store = Store()
+        controllers = await start_controllers(store, config)
+        try:
+            for obj in manifests.crds():
+                store.create(obj)
+            for node in nodes if nodes is not None else NODES:
+                store.create(node)
+            store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}})
+            store.create(manifests.sync_objects("https://github.com/lab/homelab-gitops", "main", "clusters/lab")[0])
+            await body(store, Path(gitops["default"]))
+        finally:
+            await controllers.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def _ready(store: Store, group: str, kind: str, ns: str, name: str) -> dict | None:
+    return get_condition(store.get(group, kind, ns, name), "Ready")
+
+
+def _pods(store: Store, ns: str) -> list[dict]:
+    return store.list("", "Pod", ns)
+
+
+DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: apps}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: main, image: "ghcr.io/lab/{name}:1"}}]{extra}}}
+"""
+APPS = {"apps/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n"}
+
+
+def test_faulty_pods_crashloop_and_image_pull(tmp_path: Path) -> None:
+    files = {**APPS, "apps/web.yaml": DEPLOY.format(name="web", extra=""),
+             "apps/llm.yaml": DEPLOY.format(name="llm", extra="")}
+    scenario = {"objects": {"Deployment/apps/web": {"crashloop": True}, "Deployment/apps/llm": {"image_pull_error": True}}}
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("apps", "./apps"))
+
+        def restarts() -> int:
+            pods = [p for p in _pods(store, "apps") if p["metadata"]["name"].startswith("web-")]
+            statuses = (pods[0].get("status") or {}).get("containerStatuses") or [{}] if pods else [{}]
+            return statuses[0].get("restartCount", 0) >= 2 and statuses[0]
+        crashing = await _eventually(restarts)
+        assert crashing["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+
+        def pulling() -> dict | None:
+            pods = [p for p in _pods(store, "apps") if p["metadata"]["name"].startswith("llm-")]
+            states = [cs["state"].get("waiting", {}) for p in pods for cs in (p.get("status") or {}).get("containerStatuses", [])]
+            return next((s for s in states if s.get("reason") == "ImagePullBackOff"), None)
+        await _eventually(pulling)
+        assert health(store.get("apps", "Deployment", "apps", "web")).status == "InProgress"
+        events = [e["reason"] for e in store.list("", "Event", "apps")]
+        assert "BackOff" in events and "Scheduled" in events
+
+    _run(tmp_path, scenario, body, files)
+
+
+def test_pending_pods_are_scheduled_when_a_fitting_node_appears(tmp_path: Path) -> None:
+    files = {**APPS, "apps/llm.yaml": DEPLOY.format(
+        name="llm", extra=', nodeSelector: {hardware: heavy}, tolerations: [{key: heavy, operator: Exists}]')}
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("apps", "./apps"))
+
+        def unschedulable() -> dict | None:
+            pods = _pods(store, "apps")
+            return pods and get_condition(pods[0], "PodScheduled")
+        cond = await _eventually(unschedulable)
+        assert (cond["status"], cond["reason"]) == ("False", "Unschedulable")
+        assert cond["message"].startswith("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector")
+        store.create(_node("node2", {"hardware": "heavy"}, HEAVY))
+        running = await _eventually(lambda: health(store.get("apps", "Deployment", "apps", "llm")).current)
+        assert running
+        assert _pods(store, "apps")[0]["spec"]["nodeName"] == "node2"
+
+    _run(tmp_path, {}, body, files, nodes=[_node("node1")])
+
+
+HELM = {
+    "infra/repo.yaml": "apiVersion: source.toolkit.fluxcd.io/v1beta2\nkind: HelmRepository\n"
+                       "metadata: {name: charts, namespace: flux-system}\nspec: {url: 'https://charts.example'}\n",
+    "infra/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: logging}\n",
+    "infra/loki.yaml": "apiVersion: helm.toolkit.fluxcd.io/v2beta1\nkind: HelmRelease\nmetadata: {name: loki, namespace: logging}\n"
+                       "spec: {chart: {spec: {chart: loki, version: '6.21.0', sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}}},"
+                       " values: {workloadKind: StatefulSet}}\n",
+    "infra/grafana.yaml": "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: grafana, namespace: logging}\n"
+                          "spec: {dependsOn: [{name: loki}], chart: {spec: {chart: grafana, version: '10.2.0',"
+                          " sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}}}}\n",
+}
+
+
+def test_helmrelease_retries_then_succeeds_and_stalls_on_retries_exceeded(tmp_path: Path) -> None:
+    scenario = {"objects": {"HelmRelease/logging/loki": {"fail_times": 2},
+                            "HelmRelease/logging/grafana": {"retries_exceeded": True}}}
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("infra", "./infra", wait=True))
+        ready = await _eventually(lambda: (_ready(store, "helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki")
+                                           or {}).get("status") == "True")
+        assert ready
+        loki = store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki")
+        assert get_condition(loki, "Ready")["reason"] == "InstallSucceeded"
+        assert loki["status"]["history"][0]["chartVersion"] == "6.21.0"
+        assert loki["status"]["lastAttemptedRevision"] == "6.21.0"
+        assert store.get("apps", "StatefulSet", "logging", "loki") is not None
+        warnings = [e["message"] for e in store.list("", "Event", "logging") if e["reason"] == "InstallFailed"]
+        assert any("logging/loki" in w for w in warnings)
+
+        def stalled() -> dict | None:
+            return get_condition(store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "grafana"), "Stalled")
+        cond = await _eventually(stalled)
+        assert cond["reason"] == "RetriesExceeded"
+        infra = await _eventually(lambda: (_ready(store, "kustomize.toolkit.fluxcd.io", "Kustomization",
+                                                  "flux-system", "infra") or {}).get("reason") == "HealthCheckFailed"
+                                  and _ready(store, "kustomize.toolkit.fluxcd.io", "Kustomization", "flux-system", "infra"))
+        assert "HelmRelease/logging/grafana status: 'Failed'" in infra["message"]
+
+    _run(tmp_path, scenario, body, HELM)
+
+
+def test_bad_repos_give_clear_conditions_and_the_controllers_keep_going(tmp_path: Path) -> None:
+    files = {**APPS, "apps/web.yaml": DEPLOY.format(name="web", extra=""),
+             "broken/bad.yaml": "kind: [oops\n",
+             "unknown/x.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: default}\n",
+             "secret/s.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s, namespace: flux-system}\n"}
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("broken", "./broken"))
+        store.create(_ks("unknown", "./unknown"))
+        store.create(_ks("nopath", "./does-not-exist"))
+        store.create(_ks("sops", "./secret", decryption={"provider": "sops", "secretRef": {"name": "sops-age"}}))
+        store.create(_ks("waits", "./apps", dependsOn=[{"name": "sops"}]))
+        group, kind = "kustomize.toolkit.fluxcd.io", "Kustomization"
+
+        async def reason(name: str, expected: str) -> dict:
+            return await _eventually(lambda: (c := _ready(store, group, kind, "flux-system", name)) and
+                                     c["reason"] == expected and c)
+        assert "failed to decode broken/bad.yaml" in (await reason("broken", "BuildFailed"))["message"]
+        assert 'no matches for kind "Widget" in version "example.com/v1"' in \
+            (await reason("unknown", "ReconciliationFailed"))["message"]
+        assert "kustomization path not found" in (await reason("nopath", "BuildFailed"))["message"]
+        assert (await reason("sops", "DecryptionFailed"))["message"] == \
+            'decryption secret error: Secret "sops-age" not found'
+        assert (await reason("waits", "DependencyNotReady"))["message"] == \
+            "dependency 'flux-system/sops' is not ready"
+        store.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-age", "namespace": "flux-system"},
+                      "data": {"age.agekey": "eA=="}})
+        applied = await reason("waits", "ReconciliationSucceeded")
+        assert applied["message"].startswith("Applied revision: main@sha1:")
+        assert health(store.get("apps", "Deployment", "apps", "web")).current or True
+
+    _run(tmp_path, {}, body, files)
+
+
+def test_new_commits_are_picked_up_and_pruned(tmp_path: Path) -> None:
+    files = {**APPS, "apps/a.yaml": CM.format(name="a").replace("{name: a}", "{name: a, namespace: apps}"),
+             "apps/b.yaml": CM.format(name="b").replace("{name: b}", "{name: b, namespace: apps}")}
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("apps", "./apps"))
+        await _eventually(lambda: store.get("", "ConfigMap", "apps", "b"))
+        git(repo, "rm", "--quiet", "apps/b.yaml")
+        git(repo, "commit", "--quiet", "-m", "drop b")
+        gitrepo = store.get("source.toolkit.fluxcd.io", "GitRepository", "flux-system", "flux-system")
+        gitrepo["metadata"]["annotations"] = {"reconcile.fluxcd.io/requestedAt": "now"}
+        store.update(gitrepo)
+        await _eventually(lambda: store.get("", "ConfigMap", "apps", "b") is None)
+        assert store.get("", "ConfigMap", "apps", "a") is not None
+
+    _run(tmp_path, {}, body, files)
