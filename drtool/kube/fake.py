@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from typing import Iterator, Mapping
 
 from drtool.kube.client import Gone, KubeRetryable, NotFound
-
-_GROUP_OF = {"GitRepository": "source.toolkit.fluxcd.io", "HelmRepository": "source.toolkit.fluxcd.io",
-             "OCIRepository": "source.toolkit.fluxcd.io", "Kustomization": "kustomize.toolkit.fluxcd.io",
-             "HelmRelease": "helm.toolkit.fluxcd.io"}
-
 
 def _plural(kind: str) -> str:
     low = kind.lower()
@@ -151,7 +147,6 @@ class InMemoryApi:
         return self._stream(plural, since, stream_gen, closed, float(query.get("timeoutSeconds", 60)))
 
     def _stream(self, plural, since, stream_gen, closed, timeout) -> Iterator[dict]:
-        import time
         end = time.monotonic() + timeout
         while True:
             with self._cond:

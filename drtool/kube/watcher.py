@@ -229,9 +229,10 @@ class _Absent(RetryableError):
 class Watcher:
     """Follows ``kinds`` across all namespaces with one list + watch each (one thread per kind).
 
-    ``on_change(record)`` is called from the kind's thread after every change of an object's
-    readiness, on deletion (with ``record.status.state == "Terminating"`` not guaranteed: check
-    ``deleted``), and when a kind finishes a (re)list; keep it quick.
+    ``on_change(record, deleted)`` is called from the kind's thread when an object appears,
+    changes readiness or disappears (``deleted=True``), for every Flux Kustomization/HelmRelease
+    update (their graph edges and chart versions matter), and as ``on_change(None, False)``
+    when a kind finishes a (re)list. Keep it quick: it runs on the watch thread.
     """
 
     def __init__(self, transport: Transport, kinds: Iterable[KindSpec] = DEFAULT_KINDS, *,

@@ -44,6 +44,13 @@ def offset(seconds: float | None) -> str:
     return f"{sign}{s // 60}:{s % 60:02d}"
 
 
+def unfinished(status: str, started_at: float | None) -> str:
+    """What a phase with no end shows instead of a duration."""
+    if started_at is None:
+        return DASH
+    return "running" if status == "running" else "not ended"
+
+
 VERDICT_TEXT = {
     "pass": "PASS",
     "fail": "FAIL",

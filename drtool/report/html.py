@@ -114,6 +114,7 @@ def _facts(r: Report) -> str:
     return f'<div class="panel"><table class="facts"><tbody>{body}</tbody></table></div>'
 
 
+
 def _phases(r: Report) -> str:
     if not r.phases:
         return '<p class="muted">No phase started.</p>'
@@ -122,7 +123,7 @@ def _phases(r: Report) -> str:
     for p in r.phases:
         colour = COLOURS.get(p.outcome, COLOURS["pending"])
         width = 100 * (p.duration_s or 0) / longest
-        dur = fmt.duration(p.duration_s) if p.duration_s is not None else ("running" if p.started_at else fmt.DASH)
+        dur = fmt.duration(p.duration_s) if p.duration_s is not None else fmt.unfinished(r.status, p.started_at)
         rows.append([f"<code>{_e(p.name)}</code>", _dot(colour) + _e(p.outcome), _e(fmt.offset(p.offset_s)), _e(dur),
                      f'<div class="bar"><span style="width:{width:.1f}%;background:{colour}"></span></div>',
                      _e(p.message)])

@@ -55,9 +55,10 @@ def _facts(r: Report) -> list[str]:
     return _table(["", ""], rows)
 
 
+
 def _phases(r: Report) -> list[str]:
     rows = [[code(p.name), cell(p.outcome), fmt.offset(p.offset_s),
-             fmt.duration(p.duration_s) if p.duration_s is not None else ("running" if p.started_at else fmt.DASH),
+             fmt.duration(p.duration_s) if p.duration_s is not None else fmt.unfinished(r.status, p.started_at),
              cell(p.message)] for p in r.phases]
     out = ["## Phases", ""]
     if not rows:

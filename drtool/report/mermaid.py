@@ -23,7 +23,7 @@ _KEYWORDS = {"gantt", "title", "section", "dateformat", "axisformat", "tickinter
              "excludes", "todaymarker", "weekday", "weekend", "click", "call", "href", "topaxis",
              "inclusiveenddates", "acctitle", "accdescr", "accdescription"}
 
-PHASE_TAGS = {"ok": "done", "noop": "done", "skipped": "done", "failed": "crit", "interrupted": "crit, active"}
+PHASE_TAGS = {"ok": "done", "noop": "done", "skipped": "done", "failed": "crit", "interrupted": "crit, active", "running": "active"}
 OBJECT_TAGS = {"ready": "done", "failed": "crit", "pending": "crit, active"}
 
 

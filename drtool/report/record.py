@@ -10,16 +10,13 @@ phase state (paths, node facts) that a report must never show.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drtool.errors import BadInput
 
 RUN_SCHEMA = "drtool.run/v1"
-
-Outcome = Literal["ok", "failed", "skipped", "interrupted", "pending", "noop"]
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")

@@ -19,7 +19,7 @@ MAX_OBJECT_ROWS = 300
 COLOURS = {
     # phase outcomes
     "ok": "#2e9d5b", "noop": "#8fb8a0", "skipped": "#b7bcc4", "failed": "#d64545",
-    "interrupted": "#e8913a", "pending": "#d6d9de",
+    "interrupted": "#e8913a", "running": "#8fb3e8", "pending": "#d6d9de",
     # object outcomes
     "ready": "#3f7fd1", "pending-object": "#e8b23a", "failed-object": "#d64545",
 }

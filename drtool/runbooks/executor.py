@@ -245,7 +245,8 @@ class RunbookExecutor:
     def _one(self, step: Step) -> bool:
         """Run one step (asking first in --step mode); False when it failed and the runbook continues."""
         run, i = self.ctx.run, self.book.index(step.id)
-        self.progress.print(f"[bold]▶ {i + 1}/{len(self.book.steps)} {step.id}[/]: {step.title}")
+        title = substitute(step.title, self.params, shell=False)
+        self.progress.print(f"[bold]▶ {i + 1}/{len(self.book.steps)} {step.id}[/]: {title}")
         if step.doc and not self.options.quiet:
             self.terminal.say(_indent(substitute(step.doc, self.params, shell=False)))
         if self.options.step_mode:
@@ -331,17 +332,21 @@ class RunbookExecutor:
             self.ctx.sleep(step.wait.seconds)
             return f"waited {step.wait.seconds:g}s", ""
         if kind == "remote":
-            return self._remote(step, step.remote.command, step.remote.on, step.remote.sudo)
+            return self._remote(step, step.remote.command, step.remote.on, step.remote.sudo)[:2]
         if kind == "local":
             return self._local(step, step.local.command)
         if kind == "check" and step.check.command is not None:
             c = step.check
             if c.on is None:
                 message, output = self._local(step, c.command, check=c.expect is None)
+                outputs = {"local": output}
             else:
-                message, output = self._remote(step, c.command, c.on, c.sudo, check=c.expect is None)
-            if c.expect is not None and not re.search(c.expect, output, re.MULTILINE):
-                raise DrtoolError(f"check failed: output does not match /{c.expect}/\n{journal.tail(output, 5)}")
+                message, output, outputs = self._remote(step, c.command, c.on, c.sudo, check=c.expect is None)
+            # Every target's own output must match, so `^...$` anchors mean what they say.
+            missed = [t for t, text in outputs.items() if c.expect is not None and not re.search(c.expect, text, re.MULTILINE)]
+            if missed:
+                raise DrtoolError(f"check failed on {', '.join(missed)}: output does not match /{c.expect}/\n"
+                                  f"{journal.tail(output, 5)}")
             return ("check passed" + (f" (matched /{c.expect}/)" if c.expect else "")), output
         return self._with_timeout(step, lambda: self._internal(step)), ""
 
@@ -401,7 +406,8 @@ class RunbookExecutor:
             raise Refused(f"manual step {step.id} was not confirmed")
         return "confirmed by the operator"
 
-    def _remote(self, step: Step, command: str, on, sudo: bool, check: bool = True) -> tuple[str, str]:
+    def _remote(self, step: Step, command: str, on, sudo: bool, check: bool = True) -> tuple[str, str, dict[str, str]]:
+        """(message, combined output tail, each node's own output); raises when any node fails."""
         from drtool.remote.runner import failures
 
         i = self.book.index(step.id)
@@ -421,7 +427,7 @@ class RunbookExecutor:
             err = DrtoolError("failed on " + "; ".join(f"{str(e).splitlines()[0]}" for e in bad.values()))
             err.tail = journal.tail(output)  # type: ignore[attr-defined]
             raise err
-        return f"ok on {', '.join(results)}", output
+        return f"ok on {', '.join(results)}", output, {n: r.stdout + r.stderr for n, r in results.items()}
 
     def _local(self, step: Step, command: str, check: bool = True) -> tuple[str, str]:
         cmd = substitute(command, self.params, shell=True)
@@ -469,7 +475,7 @@ class RunbookExecutor:
         self.progress.print(f"    {converge_text(step, self.inv)}")
         client = self.ctx.api_client()
         try:
-            result = Converger(client, opts, on_progress=None, stop_event=self.ctx.stop).run()
+            result = Converger(client, opts).run()
         finally:
             client.close()
         self.ctx.check_stop()

@@ -156,3 +156,14 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert share(COLOURS["ok"]) > 200
     assert share(COLOURS["failed"]) > 200
     assert share(COLOURS["ready"]) > 200
+
+
+def test_a_running_phase_is_drawn_to_the_time_of_the_report():
+    record = sample_record("interrupted")
+    record["phases"][-1]["outcome"] = "running"
+    record.update(status="running", ended_at=None, stopped_at=None, error=None)
+    report = load_report(build_report(record, now=T0 + 60))
+    svg = render_timeline(report)
+    assert f'fill="{COLOURS["running"]}"' in svg
+    assert "<code>install_servers</code>" in render_html(report)
+    assert ">running<" in render_html(report)

@@ -19,15 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 GOOD = {
     "name": "sample",
     "description": "A sample runbook.",
-    "parameters": {"agent": {"description": "agent node"}, "pause": {"default": 1}},
+    "parameters": {"agent": {"description": "agent node"}, "greeting": {"default": 1}},
     "steps": [
         {"id": "kubeconfig", "title": "Kubeconfig", "phase": "kubeconfig"},
         {"id": "wipe", "title": "Wipe {{ agent }}", "remote": {"on": ["{{ agent }}"], "sudo": True, "command": "echo {{ agent }}"}},
-        {"id": "look", "title": "Look", "local": {"command": "echo hi"}},
+        {"id": "look", "title": "Look", "local": {"command": "echo {{ greeting }}"}},
         {"id": "ready", "title": "Ready", "check": {"converge": {}}},
         {"id": "grep", "title": "Grep", "check": {"command": "uname", "on": "servers", "expect": "Linux"}},
         {"id": "ask", "title": "Ask", "manual": {"instruction": "Look at {{ cluster }}"}},
-        {"id": "pause", "title": "Pause", "wait": {"seconds": "{{ pause }}"}} if False else
         {"id": "pause", "title": "Pause", "wait": {"seconds": "2s"}},
         {"id": "join", "title": "Join", "action": "join-agent", "args": {"on": ["{{ agent }}"]}, "retries": 2,
          "retry_delay": "1s", "timeout": "5m", "on_failure": "continue"},

@@ -275,7 +275,8 @@ class KustomizationReconciler:
             waited_ms = int(self.rt.elapsed(key, token) * 1000)
             self.rt.emit(obj, "ReconciliationSucceeded",
                          f"Reconciliation finished in {waited_ms}ms, next run in {interval}", self.component)
-        return DONE
+        # Stay subscribed: a new source revision must trigger the next apply.
+        return WAIT
 
     def _unhealthy(self, obj: dict[str, Any], status: dict[str, Any], gen: int, message: str) -> Result:
         before = clone(status.get("conditions") or [])
