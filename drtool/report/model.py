@@ -318,6 +318,10 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
     t_rec, start_phase = recovery_start(rec)
     conv = rec.converge
     end_at = conv.ended if conv is not None and conv.converged else None
+    # A drill has recovered only once its post-checks pass too.
+    post = next((p for p in rec.phases if p.name == "post_checks"), None)
+    if end_at is not None and post is not None and rec.kind == "drill":
+        end_at = post.ended_at if post.outcome == "ok" else None
     recovery_s = _diff(end_at, t_rec)
     stopped = where_stopped(rec)
     verdict, reason = decide_verdict(rec, recovery_s, stopped)

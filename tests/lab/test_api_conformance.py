@@ -6,6 +6,7 @@ The server runs in a background thread with its own event loop, on a free port o
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import ssl
@@ -382,3 +383,14 @@ def test_kubectl_create_from_file(lab, tmp_path):
     kubectl(lab, "apply", "-f", str(manifest))
     got = json.loads(kubectl(lab, "get", "cm", "from-file", "-n", "other", "-o", "json").stdout)
     assert got["data"] == {"a": "b"}
+
+
+@needs_kubectl
+def test_kubectl_create_secret_generic(lab, tmp_path):
+    # kubectl's generators send protobuf bodies; the Flux docs restore sops-age this way.
+    key = tmp_path / "age.agekey"
+    key.write_text("AGE-SECRET-KEY-1LABTEST")
+    kubectl(lab, "create", "namespace", "flux-system")
+    kubectl(lab, "create", "secret", "generic", "sops-age", "-n", "flux-system", f"--from-file=age.agekey={key}")
+    got = json.loads(kubectl(lab, "get", "secret", "sops-age", "-n", "flux-system", "-o", "json").stdout)
+    assert base64.b64decode(got["data"]["age.agekey"]) == b"AGE-SECRET-KEY-1LABTEST"

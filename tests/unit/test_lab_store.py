@@ -201,3 +201,9 @@ def test_persistence_is_debounced_in_a_loop(tmp_path):
         return written_early
     assert asyncio.run(scenario()) is False
     assert len(json.loads(path.read_text())["objects"]) == 50
+
+
+def test_secret_string_data_becomes_data():
+    s = Store()
+    sec = s.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}})
+    assert sec["data"] == {"k": "dg=="} and "stringData" not in sec

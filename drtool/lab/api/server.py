@@ -31,7 +31,7 @@ import jsonpatch
 import yaml
 from aiohttp import web
 
-from . import discovery
+from . import discovery, protobuf
 from .certs import LabPki, cert_user, write_kubeconfig
 from .kinds import KindInfo
 from .objects import clone, merge_patch
@@ -401,8 +401,10 @@ class LabApiServer:
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
         ctype = request.content_type
-        if "protobuf" in ctype or "cbor" in ctype:
-            # client-go falls back to JSON when a binary encoding is refused with 415.
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode(raw)
+        if "cbor" in ctype:
+            # client-go falls back to JSON when CBOR is refused with 415.
             raise UnsupportedMediaType(f"the body of the request was in an unknown format: {ctype}")
         try:
             if ctype.endswith("yaml"):

@@ -22,6 +22,7 @@ entries and internal subscribers can share them without copying.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -188,8 +189,18 @@ class Store:
         self._default_on_create(info, new)
         return clone(self._commit(info, key, new, "ADDED"))
 
+    @staticmethod
+    def _normalize(info: KindInfo, obj: dict[str, Any]) -> None:
+        """Conversions the API server applies on every write (Secret ``stringData`` → ``data``)."""
+        if info.group == "" and info.kind == "Secret" and obj.get("stringData"):
+            data = dict(obj.get("data") or {})
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
+
     def _default_on_create(self, info: KindInfo, obj: dict[str, Any]) -> None:
         """Fields the real API server (or its always-on controllers) fill in at creation."""
+        self._normalize(info, obj)
         if info.group == "" and info.kind == "Pod":
             obj.setdefault("status", {}).setdefault("phase", "Pending")
         elif info.group == "" and info.kind == "Namespace":
@@ -389,6 +400,7 @@ class Store:
     def _write(self, info: KindInfo, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         """Store ``new`` over ``old``: generation rule, finalizer completion, no-op detection."""
         meta = new["metadata"] = dict(new["metadata"])
+        self._normalize(info, new)
         if spec_part(new) != spec_part(old):
             meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):

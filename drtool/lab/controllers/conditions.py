@@ -6,7 +6,6 @@ that is what keeps the level-triggered controllers from looping on their own wri
 """
 from __future__ import annotations
 
-import datetime as _dt
 import secrets
 from typing import Any
 
@@ -91,7 +90,6 @@ def new_event(obj: dict[str, Any], reason: str, message: str, component: str,
     """A core/v1 Event about ``obj`` (named ``<name>.<hex>`` like client-go's recorder)."""
     meta = obj["metadata"]
     ts = now_rfc3339()
-    micro = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -108,7 +106,6 @@ def new_event(obj: dict[str, Any], reason: str, message: str, component: str,
         "reportingInstance": f"{component}-lab",
         "firstTimestamp": ts,
         "lastTimestamp": ts,
-        "eventTime": micro,
         "count": 1,
     }
 

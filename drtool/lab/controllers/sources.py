@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -57,7 +58,6 @@ class ArtifactStore:
 
 
 def _archive(repo: Path, sha: str) -> bytes:
-    import subprocess
     proc = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", sha],
                           capture_output=True, timeout=30, check=False)
     if proc.returncode != 0:
@@ -103,7 +103,7 @@ class GitRepositoryReconciler:
         left = self.rt.remaining(key, token, delay)
         if left > 0:
             if not status.get("artifact"):
-                flux_progressing(status, gen, f"building artifact: new upstream revision")
+                flux_progressing(status, gen, "building artifact: new upstream revision")
                 self.rt.write_status(obj, status)
             return Result(requeue_after=left)
         url = str(spec.get("url") or "")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -127,7 +126,7 @@ class Bootstrap:
                      base / "kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
                                                   "resources:\n- gotk-components.yaml\n- gotk-sync.yaml\n"}
             say("✔", "generated sync manifests")
-            self._commit(checkout, files, "sync manifests", f"Add Flux sync manifests")
+            self._commit(checkout, files, "sync manifests", "Add Flux sync manifests")
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -291,4 +290,4 @@ def _new_deploy_key() -> tuple[str, str]:
     return private, public
 
 
-__all__ = ["Bootstrap", "BootstrapSpec", "BootstrapError", "subprocess"]
+__all__ = ["Bootstrap", "BootstrapSpec", "BootstrapError"]
