@@ -44,7 +44,7 @@ def run(ctx: Context) -> str:
 
     cli = flux_cli(ctx.inv)
     env = dict(ctx.environ)
-    env["KUBECONFIG"] = str(ctx.kubeconfig_path)
+    env["KUBECONFIG"] = str(ctx.ensure_kubeconfig())
     var = ctx.inv.flux.token_variable
     if var:
         token = env.get(var, "")

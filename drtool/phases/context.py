@@ -132,10 +132,20 @@ class Context:
     def kubeconfig_path(self) -> Path:
         return self.run.dir / "kubeconfig"
 
+    def ensure_kubeconfig(self) -> Path:
+        """The run's kubeconfig, fetched from the first server when this run has none yet
+        (a run sliced with ``--from bootstrap`` starts after the kubeconfig phase)."""
+        if not self.kubeconfig_path.exists():
+            from drtool.phases.kubeconfig import fetch
+
+            fetch(self)
+        return self.kubeconfig_path
+
     def api_client(self):
         """A kubernetes ApiClient for the rebuilt cluster (from the run's kubeconfig)."""
         from drtool.kube.client import api_client_from_kubeconfig
 
+        self.ensure_kubeconfig()
         return api_client_from_kubeconfig(str(self.kubeconfig_path), context=self.inv.cluster.context_name)
 
     def deadline(self, phase: str) -> float:

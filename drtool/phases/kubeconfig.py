@@ -23,13 +23,19 @@ def user_kubeconfig(environ: dict[str, str]) -> Path:
     return Path(first) if first else Path.home() / ".kube" / "config"
 
 
-def run(ctx: Context) -> str:
+def fetch(ctx: Context) -> dict:
+    """Fetch k3s.yaml from the first server, rewrite it, write it 0600 into the run dir."""
     server = ctx.inv.servers[0]
     with ctx.step(server, "fetch kubeconfig"):
         text = ctx.runner.read(server, k3s.KUBECONFIG, step=NAME)
     cfg = rewrite(text, ctx.inv.cluster.api_endpoint, ctx.inv.cluster.context_name)
     atomic_write(ctx.kubeconfig_path, dump(cfg), mode=0o600)
     ctx.state["kubeconfig"] = str(ctx.kubeconfig_path)
+    return cfg
+
+
+def run(ctx: Context) -> str:
+    cfg = fetch(ctx)
     msg = f"wrote {ctx.kubeconfig_path} (context {ctx.inv.cluster.context_name})"
     if ctx.options.merge_kubeconfig:
         target = user_kubeconfig(ctx.environ)

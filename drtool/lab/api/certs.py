@@ -9,7 +9,6 @@ restart) keeps its CA while a wiped one (a reinstall) gets a new one.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import ssl
 import tempfile
@@ -125,14 +124,6 @@ def cert_user(der: bytes | None) -> tuple[str, tuple[str, ...]] | None:
     if not cns:
         return None
     return str(cns[0].value), tuple(str(o.value) for o in orgs)
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -19,7 +19,6 @@ import base64
 import json
 import logging
 import random
-import threading
 import time
 from collections import Counter
 from concurrent.futures import Future
@@ -37,7 +36,7 @@ from .kinds import KindInfo
 from .objects import clone, merge_patch
 from .selectors import FieldSelector, LabelSelector
 from .status import (ApiError, BadRequest, Invalid, MethodNotAllowed, NotFound, ServiceUnavailable,
-                     Unauthorized, UnsupportedMediaType, status_body)
+                     Unauthorized, UnsupportedMediaType)
 from .store import Store
 from .tables import wants_table, to_table
 from .watch import WatchSpec, WatchStream
@@ -179,8 +178,12 @@ class LabApiServer:
         The store is not thread-safe; tests running the server in a background thread use this.
         """
         assert self._loop is not None, "server not started"
-        if threading.current_thread() is getattr(self._loop, "_thread", None):
-            raise RuntimeError("threadsafe() called from the server's own loop")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise RuntimeError("threadsafe() called from the server's own loop; call the store directly")
 
         async def call() -> Any:
             result = fn(*args, **kwargs)
@@ -382,7 +385,7 @@ class LabApiServer:
             deleted = [self.store.delete(info.group, info.kind, o["metadata"].get("namespace"), o["metadata"]["name"])
                        for o in list(self._select(target, request))]
             return _json(self._list_body(target, [o for o in deleted if o], None))
-        raise MethodNotAllowed(f"the server does not allow this method on the requested resource")
+        raise MethodNotAllowed("the server does not allow this method on the requested resource")
 
     def _respond_object(self, request: web.Request, target: Target, obj: dict[str, Any], status: int = 200) -> web.Response:
         obj = self._render(target)(obj)

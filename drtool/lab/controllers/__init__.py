@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def _artifact_root(lab_config: dict[str, Any]) -> Path:
     if root and Path(root).is_dir():
         base = Path(root) / "flux-artifacts"
         base.mkdir(exist_ok=True)
-        path = base / str(os.getpid())
+        # Servers of several nodes may share the lab dir and PID numbers (PID namespaces).
+        path = base / f"{socket.gethostname()}-{os.getpid()}"
         shutil.rmtree(path, ignore_errors=True)
         return path
     return Path(tempfile.mkdtemp(prefix="lab-flux-artifacts-"))
