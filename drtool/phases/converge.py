@@ -28,6 +28,18 @@ def options_for(ctx: Context):
     )
 
 
+def applied_revision(client) -> str | None:
+    """The Git revision Flux applied (flux-system GitRepository's artifact), for provenance."""
+    from drtool.kube.client import KubeTransport
+
+    try:
+        repo = KubeTransport(client).get_json(
+            "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/flux-system")
+    except Exception:  # provenance is best effort: the verdict never depends on it
+        return None
+    return (repo.get("status", {}).get("artifact") or {}).get("revision")
+
+
 def _run_stoppable(ctx: Context, converger):
     """Run the converger in a worker so SIGINT/SIGTERM can stop the wait at once."""
     import threading
@@ -73,13 +85,11 @@ def run(ctx: Context) -> str:
     try:
         converger = Converger(client, options_for(ctx), on_progress=on_progress)
         result = _run_stoppable(ctx, converger)
+        ctx.run.record["git_revision"] = applied_revision(client)
     finally:
         client.close()
     data = result.to_dict()
     ctx.run.record["converge"] = data
-    for obj in data.get("objects", []):
-        if obj.get("kind") == "GitRepository" and obj.get("revision"):
-            ctx.run.record["git_revision"] = obj["revision"]
     ctx.check_stop()
     if not data.get("converged"):
         failures = data.get("failures") or []

