@@ -85,6 +85,10 @@ class ConnectError(RetryableError):
     """SSH could not connect (refused, timeout, auth)."""
 
 
+class ConnectionLost(ConnectError):
+    """The SSH connection dropped while a command ran: its outcome on the node is unknown."""
+
+
 class HostKeyError(DrtoolError):
     """The node's SSH host key is unknown or changed; never retried."""
 

@@ -66,7 +66,7 @@ def select_phases(start: str | None, stop: str | None) -> list:
 
 
 @contextmanager
-def _signals(stop: threading.Event) -> Iterator[None]:
+def signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT/SIGTERM set ``stop``; phases stop at the next safe point. A second SIGINT raises at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -161,7 +161,7 @@ class Pipeline:
         self.progress.print(f"[bold]{self.kind} of cluster {self.inv.cluster.name}[/] — run {run.record['run_id']} ({run.dir})")
         current = None
         try:
-            with _signals(self.stop_event):
+            with signals(self.stop_event):
                 for phase in self._todo(run):
                     current = phase.NAME
                     ctx.check_stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from drtool import __version__
 from drtool.errors import BadInput
+from drtool.files import atomic_write
 from drtool.secret import redact
 
 SCHEMA = "drtool.run/v1"
@@ -33,19 +33,6 @@ def new_run_id(cluster: str, kind: str = "rebuild") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     suffix = "" if kind == "rebuild" else f"-{kind}"
     return f"{stamp}-{cluster}{suffix}"
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Run:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drtool.errors import BadInput
+from drtool.files import atomic_write
 
 # --------------------------------------------------------------------------- validation
 
@@ -326,18 +326,7 @@ def install_units(units: Mapping[str, str], dest: str | Path = "/etc/systemd/sys
         if "/" in name or name.startswith(".") or not name.endswith((".service", ".timer")):
             raise BadInput("schedule", "units", f"{name!r}: not a unit file name")
         target = root / name
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write(target, text)
         out.append(target)
     return out
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from drtool.files import atomic_write
 from drtool.drills.history import PHASE_NAMES, Regression, as_number, phase_durations, report_time
 
 log = logging.getLogger(__name__)
@@ -200,22 +199,3 @@ def write_textfile(
     text = render_textfile(report, regressions, previous)
     atomic_write(target, text)
     return target
-
-
-def atomic_write(target: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``target`` via a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; node_exporter often runs as another user.
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

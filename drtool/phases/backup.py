@@ -11,27 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 from drtool.errors import DrtoolError, PermanentError
+from drtool.files import write_private
 from drtool.inventory import Node
 from drtool.phases.context import Context
 from drtool.remote import k3s
 from drtool.remote.runner import failures, q
-from drtool.secret import Secret
 
 NAME = "backup"
 FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, 0o600)
 
 
 def _fetch_binary(ctx: Context, node: Node, remote: str, local: Path, step: str) -> None:
@@ -39,7 +30,7 @@ def _fetch_binary(ctx: Context, node: Node, remote: str, local: Path, step: str)
     import base64
 
     res = ctx.runner.run(node, f"base64 {q(remote)}", sudo=True, step=step)
-    _write(local, base64.b64decode(res.stdout))
+    write_private(local, base64.b64decode(res.stdout))
 
 
 def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
@@ -50,10 +41,9 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
     if node.role == "server" and "k3s" in units:
         srv = k3s.server_dir(inv)
         with ctx.step(node, "token"):
-            token = runner.run(node, f"cat {q(srv)}/token", sudo=True, step="backup", check=False)
-            if token.ok and token.stdout.strip():
-                Secret(token.stdout.strip(), "old-k3s-token")  # registers it with the redactor
-                _write(dest / node.name / "token", token.stdout.encode())
+            token = runner.read_secret(node, f"{srv}/token", label="old-k3s-token", step="backup")
+            if token is not None:
+                write_private(dest / node.name / "token", token.reveal() + "\n")
                 info["files"].append("token")
         with ctx.step(node, "datastore"):
             etcd = runner.run(node, f"test -d {q(srv)}/db/etcd", sudo=True, check=False, step="backup").ok
@@ -78,7 +68,7 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
         with ctx.step(node, "kubeconfig"):
             kc = runner.run(node, f"cat {q(k3s.KUBECONFIG)}", sudo=True, check=False, step="backup")
             if kc.ok:
-                _write(dest / node.name / "k3s.yaml", kc.stdout.encode())
+                write_private(dest / node.name / "k3s.yaml", kc.stdout.encode())
                 info["files"].append("k3s.yaml")
     vols = runner.run(node, k3s.volumes_command(inv), sudo=True, step="backup").stdout
     for line in vols.splitlines():
@@ -111,7 +101,7 @@ def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[st
             server = cluster.get("cluster", {}).get("server", "")
             cluster["cluster"]["server"] = server.replace("127.0.0.1", node.address).replace("localhost", node.address)
         tmp = dest / ".old-kubeconfig"
-        _write(tmp, yaml.safe_dump(cfg).encode())
+        write_private(tmp, yaml.safe_dump(cfg).encode())
         try:
             from kubernetes import client as kclient
             from kubernetes.client.exceptions import ApiException
@@ -130,7 +120,7 @@ def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[st
                 obj = api.api_client.sanitize_for_serialization(secret)
                 for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
                     obj.get("metadata", {}).pop(k, None)
-                _write(dest / "flux-secrets" / f"{name}.json", json.dumps(obj).encode())
+                write_private(dest / "flux-secrets" / f"{name}.json", json.dumps(obj).encode())
                 saved.append(name)
             return saved
         except Exception as exc:  # the old cluster may be half dead: that is exactly why we rebuild
@@ -148,7 +138,7 @@ def write_manifest(dest: Path) -> Path:
         if path.is_file() and path.name != "manifest.json" and not path.name.startswith("."):
             entries[str(path.relative_to(dest))] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
     manifest = dest / "manifest.json"
-    _write(manifest, json.dumps({"created_at": time.time(), "files": entries}, indent=2).encode())
+    write_private(manifest, json.dumps({"created_at": time.time(), "files": entries}, indent=2).encode())
     verify_manifest(dest)
     return manifest
 
@@ -170,7 +160,7 @@ def run(ctx: Context) -> str:
     try:
         dest = ctx.run.backup_dir
         probe = dest / ".write-test"
-        _write(probe, b"ok")
+        write_private(probe, b"ok")
         probe.unlink()
     except OSError as exc:
         raise PermanentError(f"backup directory {ctx.run.dir / 'backup'} is not writable: {exc.strerror}") from None
@@ -182,7 +172,7 @@ def run(ctx: Context) -> str:
     infos = [r for r in results.values() if isinstance(r, dict)]
     servers = [i for i in infos if i["role"] == "server"]
     saved = _flux_secrets(ctx, dest, servers)
-    _write(dest / "nodes.json", json.dumps(infos, indent=2).encode())
+    write_private(dest / "nodes.json", json.dumps(infos, indent=2).encode())
     manifest = write_manifest(dest)
     ctx.state["backup_manifest"] = str(manifest)
     count = verify_manifest(dest)

@@ -5,7 +5,6 @@ converge phase waits for everything else.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 

@@ -19,8 +19,10 @@ DESTRUCTIVE = True
 
 def _teardown(ctx: Context, node: Node) -> str:
     with ctx.step(node, "uninstall"):
+        # The script is idempotent (it uninstalls whatever is left, then verifies), so a
+        # dropped connection is retried once instead of leaving a half-wiped node.
         res = ctx.runner.run(node, k3s.teardown_script(node), sudo=True, check=False, step=NAME,
-                             timeout=ctx.deadline("teardown"))
+                             timeout=ctx.deadline("teardown"), idempotent=True)
     noop, left = k3s.parse_teardown(res.stdout)
     if left or res.exit_code not in (0,):
         raise DrtoolError(f"{node.name}: not clean after uninstall: {', '.join(left) or res.tail(5)}")

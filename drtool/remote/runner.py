@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from drtool.errors import ConnectError, DrtoolError, HostKeyError, RemoteError
+from drtool.errors import ConnectError, ConnectionLost, DrtoolError, HostKeyError, RemoteError
 from drtool.inventory import Inventory, Node
 from drtool.secret import Secret, redact
 
@@ -209,16 +209,35 @@ class Runner:
         stdin: str | Secret | None = None,
         check: bool = True,
         step: str | None = None,
+        idempotent: bool = False,
+        redact_output: bool = True,
     ) -> Result:
         """Run ``command`` on ``node``; raise RemoteError on non-zero exit when ``check``.
 
-        ``stdin`` (for secrets) is fed to the command and never logged.
+        ``stdin`` (for secrets) is fed to the command and never logged. When the connection
+        drops mid-command, ``ConnectionLost`` is raised, unless the command is ``idempotent``
+        (running it twice does no harm): then it runs once more on a fresh connection.
+        Output is redacted unless ``redact_output`` is False (only ``read_secret`` does that).
         """
         full = self.wrap(node, command, sudo)
         shown = redact(full)
         if self.dry_run:
             self.planned.append((node.name, shown))
             return Result(node.name, shown, 0, "", "", 0.0)
+        try:
+            return self._run_once(node, full, shown, sudo=sudo, timeout=timeout, stdin=stdin, check=check, step=step,
+                                  redact_output=redact_output)
+        except ConnectionLost as exc:
+            if not idempotent:
+                raise
+            # One retry only: a node that keeps dropping us is a fault to report, not to hide.
+            log.warning("%s; running it again on a new connection", exc)
+            self.log.write(node=node.name, step=step, command=shown, retry="connection lost, running again")
+            return self._run_once(node, full, shown, sudo=sudo, timeout=timeout, stdin=stdin, check=check, step=step,
+                                  redact_output=redact_output)
+
+    def _run_once(self, node: Node, full: str, shown: str, *, sudo: bool, timeout: float | None,
+                  stdin: str | Secret | None, check: bool, step: str | None, redact_output: bool = True) -> Result:
         from invoke.exceptions import CommandTimedOut
 
         timeout = timeout or self.inventory.timeouts.command
@@ -238,25 +257,34 @@ class Runner:
             raise RemoteError(node.name, shown, None, "\n".join(tail.splitlines()[-TAIL_LINES:]),
                               reason=f"timed out after {timeout:g}s") from None
         except (OSError, EOFError) as exc:
-            self._conns.pop(node.name, None)
-            self.log.write(node=node.name, step=step, command=shown, duration=round(time.monotonic() - start, 3), exit_code=None, error="connection lost")
-            raise ConnectError(f"{node.name}: connection lost while running `{shown}`: {exc}") from None
+            raise self._lost(node, shown, step, start, str(exc)) from None
         except Exception as exc:
             # paramiko raises SSHException subclasses when the transport drops mid-command.
             import paramiko
 
             if isinstance(exc, paramiko.SSHException):
-                self._conns.pop(node.name, None)
-                raise ConnectError(f"{node.name}: connection lost while running `{shown}`: {exc}") from None
+                raise self._lost(node, shown, step, start, str(exc)) from None
             raise
+        if code == -1:
+            # paramiko's "no exit status": the session ended (sshd killed, link cut) before
+            # the command did, so its outcome is unknown; never read it as a plain failure.
+            raise self._lost(node, shown, step, start, "the session closed without an exit status")
         duration = time.monotonic() - start
-        result = Result(node.name, shown, code, redact(out), redact(err), duration)
+        clean = redact if redact_output else (lambda text: text)
+        result = Result(node.name, shown, code, clean(out), redact(err), duration)
         self.log.write(node=node.name, step=step, command=shown, duration=round(duration, 3), exit_code=code)
         if check and code != 0:
             if sudo and code == 1 and "a password is required" in err:
                 raise RemoteError(node.name, shown, code, "sudo asks for a password; drtool needs NOPASSWD sudo (or set sudo: false and connect as root)")
             raise RemoteError(node.name, shown, code, result.tail())
         return result
+
+    def _lost(self, node: Node, shown: str, step: str | None, start: float, why: str) -> ConnectionLost:
+        """Forget the dead connection, log the loss, and build the error to raise."""
+        self._conns.pop(node.name, None)
+        self.log.write(node=node.name, step=step, command=shown, duration=round(time.monotonic() - start, 3),
+                       exit_code=None, error="connection lost")
+        return ConnectionLost(f"{node.name}: connection lost while running `{shown}`: {why}")
 
     def put(self, node: Node, local: Path | str | bytes, remote: str, *, mode: str = "0644", sudo: bool = True, step: str | None = None) -> None:
         """Upload a file (or bytes) to ``remote`` with ``mode``; via a private temp file then ``install`` when sudo."""
@@ -290,6 +318,19 @@ class Runner:
             return ""
         res = self.run(node, f"cat {q(remote)}", sudo=sudo, step=step)
         return res.stdout
+
+    def read_secret(self, node: Node, remote: str, *, label: str = "secret", step: str | None = None) -> Secret | None:
+        """A remote secret file (read with sudo) as a Secret, or None when it does not exist.
+
+        Its output is not redacted (a token already known would otherwise come back as ``***``);
+        the value is registered with the redactor before anything else sees it.
+        """
+        if self.dry_run:
+            self.planned.append((node.name, f"read secret {remote}"))
+            return None
+        res = self.run(node, f"cat {q(remote)}", sudo=True, check=False, step=step, redact_output=False)
+        value = res.stdout.strip()
+        return Secret(value, label) if res.ok and value else None
 
     def fan_out(self, nodes: Iterable[Node], fn: Callable[[Node], T], max_workers: int = 32) -> dict[str, T | DrtoolError]:
         """Run ``fn(node)`` for every node in parallel: ``{node name: result or DrtoolError}``.

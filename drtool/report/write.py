@@ -2,32 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from drtool.files import atomic_write
 from drtool.report.html import render_html
 from drtool.report.markdown import render_markdown
 from drtool.report.model import build_report, load_report
 from drtool.secret import redact
-
-
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and a rename, so a
-    reader (or a crash) never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_all(report: dict[str, Any]) -> dict[str, str]:
@@ -48,5 +30,5 @@ def write_reports(run_dir: Path, record: dict[str, Any], *, now: float | None = 
     texts = render_all(build_report(record, now=now))
     paths = {kind: run_dir / f"report.{kind}" for kind in texts}
     for kind, text in texts.items():
-        atomic_write_text(paths[kind], text)
+        atomic_write(paths[kind], text)
     return paths

@@ -145,7 +145,7 @@ class RunbookExecutor:
         """Run the selected (or unfinished) steps; returns 0 or raises a DrtoolError with its exit code."""
         from drtool.lock import ClusterLock
         from drtool.phases.context import Context, Options, Progress
-        from drtool.pipeline import _signals
+        from drtool.pipeline import signals
         from drtool.remote.runner import CommandLog, Runner
         from drtool.run import Run, runs_dir
 
@@ -171,7 +171,7 @@ class RunbookExecutor:
         current = None
         failed: list[str] = []
         try:
-            with _signals(ctx.stop):
+            with signals(ctx.stop):
                 for step in todo:
                     current = step.id
                     ctx.check_stop()

@@ -89,7 +89,6 @@ def history(c, inventory=None, last=10, html=None):
 @guarded
 def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="15m", window=None, output=None, install=False):
     """Write a systemd service+timer (or a crontab line) that runs `inv drill` on a schedule."""
-    import shlex
     import subprocess
     import sys
     from pathlib import Path

@@ -77,6 +77,7 @@ def test_rebuild_twice_keeps_protected_data(lab2):
     data_before = lab2.tree_digest("node2", "mnt/k8s-storage")
     assert data_before
     outputs = []
+    tokens = []
     for attempt in (1, 2):
         res = lab2.inv("rebuild", "-i", str(lab2.inventory), "--yes", timeout=300)
         outputs += [res.stdout, res.stderr]
@@ -93,6 +94,12 @@ def test_rebuild_twice_keeps_protected_data(lab2):
         assert oct((run / "kubeconfig").stat().st_mode & 0o777) == "0o600"
         for name in ("report.json", "report.md", "report.html"):
             assert (run / name).is_file(), name
+        tokens.append((run / "backup" / "k3s-token.new").read_text().strip())
+        if attempt == 2:
+            # The old cluster's token is backed up verbatim (never masked), 0600.
+            saved = run / "backup" / "node1" / "token"
+            assert tokens[0] in saved.read_text() and "***" not in saved.read_text()
+            assert oct(saved.stat().st_mode & 0o777) == "0o600"
     assert lab2.tree_digest("node2", "mnt/k8s-storage") == data_before
     token = (run / "backup" / "k3s-token.new").read_text().strip()
     assert not _scan_for_secrets(lab2, run, [token], outputs)
