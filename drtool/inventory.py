@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,6 +27,7 @@ from pydantic import (
 )
 
 from drtool.errors import BadInput
+from drtool.inputs import read_yaml, validation_error
 
 # ---------------------------------------------------------------------------
 # Small value types
@@ -493,33 +493,12 @@ class _FieldError(ValueError):
 # Loading
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after[_one()]", "function-after[_airgap()]") or str(part).startswith("function-"):
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def _first_error(source: str, exc: ValidationError) -> BadInput:
     err = exc.errors(include_url=False)[0]
     ctx_err = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_err, _FieldError):
         return BadInput(source, ctx_err.field, ctx_err.problem)
-    field = _loc(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return BadInput(source, field, "unknown key (check the spelling)")
-    if kind == "missing":
-        return BadInput(source, field, "required field is missing")
-    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind == "literal_error":
-        msg = "expected " + msg.removeprefix("Input should be ").replace("'", "")
-    return BadInput(source, field, msg)
+    return validation_error(source, exc)
 
 
 def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
@@ -534,17 +513,4 @@ def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
 
 def load_inventory(path: str | Path) -> Inventory:
     """Read and validate an inventory file; every problem is a one-line BadInput."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BadInput(str(path), "", "file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise BadInput(str(path), "", f"cannot read: {exc.__class__.__name__}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        raise BadInput(str(path), where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse_inventory(data, path)
+    return parse_inventory(read_yaml(path), Path(path))

@@ -156,7 +156,9 @@ def publish(inv: Inventory, run_dir, junit: str | None, textfile_dir: str | None
     from drtool.run import runs_dir
 
     report = json.loads((run_dir / "report.json").read_text())
-    hooks = load_webhooks([h.model_dump() for h in inv.drill.notify], f"{inv.path}: drill.notify")
+    # The inventory names the per-request bound ``timeout``; the notifier calls it ``timeout_s``.
+    hooks = load_webhooks([{**h.model_dump(exclude={"timeout"}), "timeout_s": h.timeout} for h in inv.drill.notify],
+                          f"{inv.path}: drill.notify")
     tf_dir = textfile_dir or (str(inv.resolve(inv.drill.textfile_dir)) if inv.drill.textfile_dir else None)
     outputs = publish_drill(report, runs_dir(), margin=inv.drill.regression_margin, junit_path=junit or run_dir / "junit.xml",
                             textfile_dir=tf_dir, history_html_path=history_html or run_dir / "history.html", webhooks=hooks)

@@ -20,10 +20,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drtool.errors import BadInput
+from drtool.inputs import read_yaml, validation_error
 from drtool.inventory import Seconds
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -421,17 +421,7 @@ def _loc(loc: tuple, data: Any) -> str:
 
 
 def _bad_input(source: str, exc: ValidationError, data: Any) -> BadInput:
-    err = exc.errors(include_url=False)[0]
-    field = _loc(tuple(err["loc"]), data)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return BadInput(source, field, "unknown key (check the spelling)")
-    if kind == "missing":
-        return BadInput(source, field, "required field is missing")
-    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind == "literal_error":
-        msg = "expected " + msg.removeprefix("Input should be ").replace("'", "")
-    return BadInput(source, field, msg)
+    return validation_error(source, exc, field=lambda loc: _loc(loc, data))
 
 
 def parse_runbook(data: Any, source: str | Path = "<runbook>") -> Runbook:
@@ -452,17 +442,4 @@ def parse_runbook(data: Any, source: str | Path = "<runbook>") -> Runbook:
 
 def load_runbook(path: str | Path) -> Runbook:
     """Read and validate a runbook file; every problem is a one-line BadInput."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BadInput(str(path), "", "file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise BadInput(str(path), "", f"cannot read: {exc.__class__.__name__}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise BadInput(str(path), f"line {mark.line + 1}" if mark else "",
-                       f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse_runbook(data, path)
+    return parse_runbook(read_yaml(path), path)

@@ -135,8 +135,13 @@ def test_crashloopbackoff_fails_naming_the_pod(lab2):
     assert out.elapsed < 90, out.elapsed
 
 
-def test_missing_node_label_leaves_llama_unschedulable(lab2):
-    """An inventory that forgot node2's hardware=heavy label: the LLM pod can never be placed."""
+def test_missing_node_label_leaves_heavy_pods_unschedulable(lab2):
+    """An inventory that forgot node2's hardware=heavy label: the pods pinned to it can never be placed.
+
+    Loki (infrastructure) selects the heavy node like llama-cpp does, and the workloads
+    Kustomization waits on infrastructure, so the first pod reported is loki-0; the chain
+    shows the workloads (llama-cpp's) blocked behind it.
+    """
     def forget_label(data):
         data["nodes"][1].pop("labels")
 
@@ -144,7 +149,8 @@ def test_missing_node_label_leaves_llama_unschedulable(lab2):
     unlabelled = FullLab(lab2.lab, write_inventory(lab2.lab, lab2.lab.root / "inventory-unlabelled.yaml",
                                                   mutate=forget_label), lab2.runs)
     out = rebuild(unlabelled)
-    line = assert_one_line_error(out.output, out.code, 4, "Unschedulable")
-    assert re.search(r"Pod/llm/llama-cpp-[a-z0-9-]+", line), line
+    line = assert_one_line_error(out.output, out.code, 4, "Unschedulable", "node affinity/selector")
+    assert re.search(r"Pod/(logging/loki-0|llm/llama-cpp-[a-z0-9-]+): Unschedulable", line), line
+    assert "Kustomization/flux-system/workloads" in line, line
     assert_partial_report(out, "converge")
     assert out.elapsed < 90, out.elapsed

@@ -74,7 +74,7 @@ def test_bad_scenarios_name_file_and_field(tmp_path: Path, text: str, field: str
 
 
 def test_missing_file_is_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="cannot read"):
+    with pytest.raises(BadInput, match="file not found"):
         load_scenario(tmp_path / "nope.yaml")
 
 

@@ -16,10 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drtool.errors import BadInput
+from drtool.inputs import read_yaml
 
 __all__ = ["Scenario", "Defaults", "NodeTiming", "ObjectFaults", "ApiFaults", "Window", "SshDrop",
            "FluxFaults", "load_scenario", "parse_scenario", "builtin_scenario_path", "builtin_scenarios",
@@ -194,17 +194,7 @@ def load_scenario(path: str | Path) -> Scenario:
     Raises ``BadInput`` naming the file and the field for unreadable files, bad YAML,
     unknown keys and wrong values.
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BadInput(str(path), "", f"cannot read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        raise BadInput(str(path), where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    data = read_yaml(path)
     return parse_scenario(data, str(path))
 
 
