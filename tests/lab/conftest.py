@@ -19,10 +19,12 @@ import pytest
 
 from drtool.lab.nodes import Lab
 
+from .subnets import for_worker
+
 HERE = Path(__file__).resolve().parent
-SESSION_SUBNET = "127.0.200"
+SESSION_SUBNET = for_worker("127.0.200")
 # make_lab cycles through these; every lab is torn down at the end of its test.
-_FACTORY_SUBNETS = itertools.cycle(f"127.0.{i}" for i in range(201, 255))
+_FACTORY_SUBNETS = itertools.cycle(for_worker(f"127.0.{i}") for i in range(201, 255))
 
 
 def lab_unavailable_reason() -> str | None:

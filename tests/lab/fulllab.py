@@ -18,6 +18,8 @@ import yaml
 from drtool.lab.nodes import Lab
 from drtool.lab.setup import lab_up
 
+from .subnets import for_worker
+
 REPO = Path(__file__).resolve().parents[2]
 LAB_INVENTORY = REPO / "inventory" / "lab.yaml"
 GIT_TOKEN = "ghp_labSECRETtoken0123456789abcdef"
@@ -89,6 +91,7 @@ def write_inventory(lab: Lab, dest: Path, agents: int = 1, mutate=None) -> Path:
 
 
 def start_full_lab(subnet: str, nodes: int = 2, scenario: str | None = None, mutate=None) -> FullLab:
+    subnet = for_worker(subnet)
     root = Path(tempfile.mkdtemp(prefix="drtool-fulllab-"))
     root.chmod(0o755)
     lab = Lab(root, subnet=subnet)

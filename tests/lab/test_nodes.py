@@ -17,6 +17,8 @@ from drtool.lab import node_init
 from drtool.lab import nodes as nodes_mod
 from drtool.lab.nodes import Lab, LabError, listening_sockets
 
+from .subnets import for_worker
+
 
 def _unique() -> str:
     return f"drtool-test-{uuid.uuid4().hex[:8]}"
@@ -107,11 +109,12 @@ def test_lab_files_follow_the_layout_contract(lab_nodes):
     data = json.loads((lab_nodes.root / "lab.json").read_text())
     assert data["root"] == str(lab_nodes.root)
     assert Path(data["python"]).exists()
+    net = lab_nodes.subnet  # 127.0.200, or 127.<worker>.200 under pytest-xdist
     assert [(n["name"], n["address"], n["ssh_port"]) for n in data["nodes"]] == [
-        ("node1", "127.0.200.11", 2222), ("node2", "127.0.200.12", 2222), ("node3", "127.0.200.13", 2222),
+        ("node1", f"{net}.11", 2222), ("node2", f"{net}.12", 2222), ("node3", f"{net}.13", 2222),
     ]
     hosts = [line.split()[:2] for line in lab_nodes.known_hosts_path.read_text().splitlines()]
-    assert hosts == [[f"[127.0.200.1{i}]:2222", "ssh-ed25519"] for i in (1, 2, 3)]
+    assert hosts == [[f"[{net}.1{i}]:2222", "ssh-ed25519"] for i in (1, 2, 3)]
     assert (lab_nodes.key_path.stat().st_mode & 0o777) == 0o600
 
 
@@ -246,7 +249,7 @@ def test_a_second_lab_on_a_taken_address_is_refused(make_lab, tmp_path):
 
 
 def test_a_node_whose_sshd_dies_fails_up_with_its_log(tmp_path):
-    lab = Lab(tmp_path / "broken", subnet="127.0.199")
+    lab = Lab(tmp_path / "broken", subnet=for_worker("127.0.199"))
     lab.up(1)
     lab.stop_node("node1")
     lab.host_key_path("node1").write_text("not a key\n")
