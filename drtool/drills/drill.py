@@ -101,8 +101,10 @@ def _helm_versions(ctx: Context) -> list[dict]:
     out = []
     for h in wanted:
         got = have.get((h.namespace, h.name))
-        out.append({"name": f"helmrelease {h.namespace}/{h.name}", "ok": got == h.version,
-                    "message": f"chart {got or 'missing'}" + ("" if got == h.version else f", expected {h.version}")})
+        # Charts are versioned "v1.4.6" or "1.4.6" alike (Helm stores the version without the v).
+        same = got is not None and got.lstrip("v") == h.version.lstrip("v")
+        out.append({"name": f"helmrelease {h.namespace}/{h.name}", "ok": same,
+                    "message": f"chart {got or 'missing'}" + ("" if same else f", expected {h.version}")})
     return out
 
 

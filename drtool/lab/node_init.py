@@ -31,7 +31,8 @@ from pathlib import PurePosixPath
 LAB_USER = "lab"
 """The account drtool logs in as on every lab node (NOPASSWD sudo unless a fault says otherwise)."""
 
-OVERLAYS = (("/etc", "etc"), ("/var/lib", "varlib"), ("/var/log", "varlog"), ("/root", "root"), ("/home", "home"))
+OVERLAYS = (("/etc", "etc"), ("/var/lib", "varlib"), ("/var/log", "varlog"), ("/root", "root"), ("/home", "home"),
+            ("/usr/local/share", "share"))
 """(node path, upper dir prefix): host files show through, the node's writes stay in ``<prefix>-upper``."""
 
 OVERMOUNTED = ("/run", "/usr/local/bin", "/mnt", "/tmp", *(target for target, _ in OVERLAYS))

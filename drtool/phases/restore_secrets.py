@@ -21,6 +21,23 @@ def secret_manifest(name: str, namespace: str, key: str, value: bytes) -> dict:
             "data": {key: base64.b64encode(value).decode()}}
 
 
+def _transient(exc: BaseException) -> bool:
+    """Connection trouble, 429 and 5xx right after install are worth retrying; 4xx are not."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 429) or exc.status >= 500
+    return isinstance(exc, OSError) or type(exc).__module__.startswith("urllib3")
+
+
+def _retrying(ctx: Context):
+    """Bounded retries (tenacity) for one API call."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+
+    return Retrying(stop=stop_after_attempt(8) | stop_after_delay(60), wait=wait_exponential(0.2, max=5),
+                    retry=retry_if_exception(_transient), reraise=True)
+
+
 def run(ctx: Context) -> str:
     from kubernetes import client as kclient
     from kubernetes.client.exceptions import ApiException
@@ -32,7 +49,9 @@ def run(ctx: Context) -> str:
         namespaces = {"flux-system"} | {s.namespace for s in ctx.inv.secrets}
         for ns in sorted(namespaces):
             try:
-                core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, _request_timeout=(5, 10))
+                for attempt in _retrying(ctx):
+                    with attempt:
+                        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, _request_timeout=(5, 10))
             except ApiException as exc:
                 if exc.status != 409:
                     raise PermanentError(f"creating namespace {ns}: HTTP {exc.status} {exc.reason}") from None
@@ -46,11 +65,15 @@ def run(ctx: Context) -> str:
             Secret(value.decode(errors="replace").strip(), spec.name)  # registered with the redactor
             body = secret_manifest(spec.name, spec.namespace, spec.data_key, value)
             try:
-                core.create_namespaced_secret(spec.namespace, body, _request_timeout=(5, 10))
+                for attempt in _retrying(ctx):
+                    with attempt:
+                        core.create_namespaced_secret(spec.namespace, body, _request_timeout=(5, 10))
             except ApiException as exc:
                 if exc.status != 409:
                     raise PermanentError(f"creating Secret {spec.namespace}/{spec.name}: HTTP {exc.status} {exc.reason}") from None
-                core.replace_namespaced_secret(spec.name, spec.namespace, body, _request_timeout=(5, 10))
+                for attempt in _retrying(ctx):
+                    with attempt:
+                        core.replace_namespaced_secret(spec.name, spec.namespace, body, _request_timeout=(5, 10))
             created.append(f"{spec.namespace}/{spec.name}")
     finally:
         api_client.close()

@@ -27,6 +27,9 @@ REPORT_SCHEMA = "drtool.report/v1"
 DESTRUCTIVE_PHASES: tuple[str, ...] = ("teardown",)
 
 Verdict = Literal["pass", "fail", "over-objective", "incomplete"]
+#: Run statuses of a pipeline that ran every phase. The pipeline records a run that rebuilt
+#: the cluster but missed its objective as ``over-objective``; the verdict judges the objective.
+COMPLETED_STATUSES = frozenset({"succeeded", "over-objective"})
 ObjectOutcome = Literal["ready", "failed", "pending"]
 
 
@@ -215,7 +218,7 @@ def recovery_start(rec: RunRecord) -> tuple[float, str | None]:
 
 def where_stopped(rec: RunRecord) -> str | None:
     """The phase a run that did not finish stopped in (None for a finished run)."""
-    if rec.status == "succeeded":
+    if rec.status in COMPLETED_STATUSES:
         return None
     if rec.stopped_at:
         return rec.stopped_at
@@ -247,7 +250,7 @@ def decide_verdict(rec: RunRecord, recovery_s: float | None, stopped_at: str | N
         err = rec.error
         detail = f": {err.type + ': ' if err and err.type else ''}{err.message}" if err and err.message else ""
         return "fail", f"run failed{where}{detail}"
-    if rec.status != "succeeded":
+    if rec.status not in COMPLETED_STATUSES:
         return "incomplete", f"run status {rec.status!r}; recovery not measured"
     conv = rec.converge
     if conv is not None and not conv.converged:
@@ -340,7 +343,7 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
         generated_at=round(generated, 3),
         run_id=rec.run_id, kind=rec.kind, inventory=rec.inventory, cluster=rec.cluster, host=rec.host,
         trigger=rec.trigger, versions=dict(rec.versions), git_revision=rec.git_revision, flags=dict(rec.flags),
-        status=rec.status, partial=rec.status != "succeeded" or rec.ended_at is None, stopped_at=stopped,
+        status=rec.status, partial=rec.status not in COMPLETED_STATUSES or rec.ended_at is None, stopped_at=stopped,
         error=ErrorInfo(**rec.error.model_dump()) if rec.error else None,
         started_at=_r(rec.started_at), ended_at=_r(rec.ended_at), duration_s=_diff(rec.ended_at, rec.started_at),
         recovery_start_at=_r(t_rec), recovery_start_phase=start_phase, recovery_end_at=_r(end_at),

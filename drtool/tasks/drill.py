@@ -102,7 +102,7 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
         raise bad_arg("--on-calendar", "give exactly one of --on-calendar or --cron")
     workdir = Path.cwd().resolve()
     inventory_path = Path(inventory).resolve()
-    invoke_cmd = [str(Path(sys.executable).with_name("inv")), "drill"]
+    invoke_cmd = [str(Path(sys.executable).with_name("inv"))]  # the unit builders append "drill -i ..."
     win = window or inv.drill.window or "02:00-06:00"
     start, _, end = win.partition("-")
     sh, sm = map(int, start.split(":"))

@@ -18,7 +18,9 @@ from drtool.lab.setup import update_lab_json
 
 from .fulllab import REPO, FullLab
 
-NODE_PATHS = ("etc", "var/lib", "usr/local/bin", "mnt")
+# What a wipe changes or a rebuild must keep: K3s's files and units, and the users' data.
+# (Not all of /etc or /var/lib: a node's overlays show the host's too, and hashing those is slow.)
+NODE_PATHS = ("etc/rancher", "etc/systemd/system", "var/lib/rancher", "var/lib/kubelet", "usr/local/bin", "mnt")
 
 
 @dataclass
@@ -62,11 +64,22 @@ def rebuild(full: FullLab, *args: str, env: dict | None = None, timeout: float =
     return Outcome(proc, elapsed, new[-1] if new else None)
 
 
-def spawn_rebuild(full: FullLab, *args: str, inventory: Path | None = None) -> subprocess.Popen:
-    """``inv rebuild`` in the background, stdout and stderr merged, line by line."""
-    return subprocess.Popen([sys.executable, "-m", "invoke", "rebuild", "-i", str(inventory or full.inventory), "--yes", *args],
-                            cwd=REPO, env=full.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)
+def spawn_rebuild(full: FullLab, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``inv rebuild`` in the background (run through ``prefix``, e.g. ``unshare ... --``),
+    stdout and stderr merged, read line by line."""
+    argv = [*prefix, sys.executable, "-m", "invoke", "rebuild", "-i", str(full.inventory), "--yes", *args]
+    return subprocess.Popen(argv, cwd=REPO, env=full.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, stdin=subprocess.DEVNULL)
+
+
+def spawned_outcome(proc: subprocess.Popen, output: str, elapsed: float, run: Path) -> Outcome:
+    """The Outcome of a spawned (and finished) rebuild whose run dir is known."""
+    return Outcome(subprocess.CompletedProcess(proc.args, proc.returncode, output, ""), elapsed, run)
+
+
+def run_dir_of(full: FullLab, first_line: str) -> Path:
+    """The run directory named on the 'rebuild of cluster … — run ID (DIR)' line."""
+    return full.runs / first_line.split("— run ", 1)[1].split()[0]
 
 
 def read_until(proc: subprocess.Popen, marker: str, seen: list[str], timeout: float = 120) -> str:

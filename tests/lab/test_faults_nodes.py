@@ -17,7 +17,7 @@ import pytest
 from drtool.lab.nodes import _cmdline
 
 from .faults_support import (NODE_PATHS, assert_one_line_error, assert_partial_report, finish, read_until, rebuild,
-                             spawn_rebuild)
+                             run_dir_of, spawn_rebuild, spawned_outcome)
 from .fulllab import start_full_lab, stop_full_lab_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -41,11 +41,18 @@ def ensure_installed(full) -> None:
 
 
 def _digests(full) -> dict:
-    return {n: full.tree_digest(n, *NODE_PATHS) for n in ("node1", "node2")}
+    """Per node: every K3s file (path only: a running cluster keeps writing its datastore)
+    and every byte of the users' data under /mnt."""
+    out = {}
+    for node in ("node1", "node2"):
+        files = full.tree_digest(node, *NODE_PATHS)
+        out[node] = {path: digest if path.startswith("mnt/") else "present" for path, digest in files.items()}
+    return out
 
 
 def test_node_unreachable_at_preflight_stops_before_any_change(lab2):
-    before = lab2.tree_digest("node1", *NODE_PATHS)
+    ensure_installed(lab2)  # something a wrongly started wipe would destroy
+    before = _digests(lab2)["node1"]
     lab2.lab.stop_node("node2")
     try:
         out = rebuild(lab2)
@@ -55,10 +62,11 @@ def test_node_unreachable_at_preflight_stops_before_any_change(lab2):
     assert out.elapsed < 20, out.elapsed
     assert_partial_report(out, "preflight")
     assert [p["name"] for p in out.journal()["phases"]] == ["preflight"]
-    assert lab2.tree_digest("node1", *NODE_PATHS) == before
+    assert _digests(lab2)["node1"] == before
 
 
 def test_sudo_asking_for_a_password_stops_the_rebuild_in_preflight(lab2):
+    ensure_installed(lab2)  # something a wrongly started wipe would destroy
     before = _digests(lab2)
     lab2.lab.set_sudo_password_required("node2", True)
     try:
@@ -69,13 +77,11 @@ def test_sudo_asking_for_a_password_stops_the_rebuild_in_preflight(lab2):
     assert "preflight failed" in line
     assert out.elapsed < 20, out.elapsed
     assert_partial_report(out, "preflight")
-    after = _digests(lab2)
-    after["node2"] = {k: v for k, v in after["node2"].items() if "sudoers" not in k}
-    before["node2"] = {k: v for k, v in before["node2"].items() if "sudoers" not in k}
-    assert after == before
+    assert _digests(lab2) == before
 
 
 def test_changed_host_key_is_refused_before_any_change(lab2):
+    ensure_installed(lab2)  # something a wrongly started wipe would destroy
     lab2.lab.rotate_host_key("node2")
     try:
         before = _digests(lab2)
@@ -88,11 +94,6 @@ def test_changed_host_key_is_refused_before_any_change(lab2):
         lab2.lab.trust_host_key("node2")
 
 
-def _run_dir_of(full, seen_line: str):
-    """The run directory named on the 'rebuild of cluster … — run ID (DIR)' line."""
-    return full.runs / seen_line.split("— run ", 1)[1].split()[0]
-
-
 def test_backup_directory_not_writable_wipes_nothing(lab2):
     """The backup dir turns read-only (a full or read-only disk): the run stops before teardown.
 
@@ -101,13 +102,11 @@ def test_backup_directory_not_writable_wipes_nothing(lab2):
     """
     ensure_installed(lab2)  # a cluster worth protecting
     before = _digests(lab2)
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", *spawn_argv(lab2)],
-                            cwd=str(lab2.lab.repo), env=lab2.env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    proc = spawn_rebuild(lab2, prefix=("unshare", "--mount", "--propagation", "private", "--"))
     seen: list[str] = []
     t0 = time.monotonic()
     try:
-        run_dir = _run_dir_of(lab2, read_until(proc, "— run ", seen, timeout=60))
+        run_dir = run_dir_of(lab2, read_until(proc, "— run ", seen, timeout=60))
         subprocess.run(["nsenter", "-t", str(proc.pid), "-m", "--", "sh", "-c",
                         f'mkdir -p "{run_dir}/backup" && mount -t tmpfs -o ro,size=64k drtool-ro "{run_dir}/backup"'],
                        check=True, capture_output=True, timeout=30)
@@ -116,17 +115,11 @@ def test_backup_directory_not_writable_wipes_nothing(lab2):
     elapsed = time.monotonic() - t0
     assert_one_line_error(output, proc.returncode, 1, "backup directory", "not writable", "Read-only file system")
     assert elapsed < 30, elapsed
-    from .faults_support import Outcome
-    outcome = Outcome(subprocess.CompletedProcess([], proc.returncode, output, ""), elapsed, run_dir)
+    outcome = spawned_outcome(proc, output, elapsed, run_dir)
     assert_partial_report(outcome, "backup")
     assert "teardown" not in [p["name"] for p in outcome.journal()["phases"]]
     assert _digests(lab2) == before
     assert not lab2.lab.host_mounts()
-
-
-def spawn_argv(full) -> list[str]:
-    import sys
-    return [sys.executable, "-m", "invoke", "rebuild", "-i", str(full.inventory), "--yes"]
 
 
 def test_ssh_dropped_during_uninstall_is_retried_and_the_rebuild_succeeds(lab2):
@@ -136,6 +129,7 @@ def test_ssh_dropped_during_uninstall_is_retried_and_the_rebuild_succeeds(lab2):
     seen: list[str] = []
     dropped: list[int] = []
     try:
+        run = run_dir_of(lab2, read_until(proc, "— run ", seen))
         read_until(proc, "▶ teardown", seen)
         deadline = time.monotonic() + 10
         while not dropped and time.monotonic() < deadline:
@@ -147,7 +141,6 @@ def test_ssh_dropped_during_uninstall_is_retried_and_the_rebuild_succeeds(lab2):
     assert dropped and dropped[0] >= 1, "the uninstall was never seen running on node2"
     assert proc.returncode == 0, output[-4000:]
     assert "Traceback" not in output
-    run = lab2.runs_list()[-1]
     journal = json.loads((run / "journal.json").read_text())
     assert journal["status"] == "succeeded"
     teardown = next(p for p in journal["phases"] if p["name"] == "teardown")
@@ -161,18 +154,17 @@ def test_ssh_dropped_during_uninstall_is_retried_and_the_rebuild_succeeds(lab2):
 
 
 def test_sigint_during_teardown_then_resume(lab2):
+    ensure_installed(lab2)  # a real uninstall takes long enough to be interrupted
     proc = spawn_rebuild(lab2)
     seen: list[str] = []
     try:
-        line = read_until(proc, "— run ", seen)
-        run = _run_dir_of(lab2, line)
+        run = run_dir_of(lab2, read_until(proc, "— run ", seen))
         read_until(proc, "▶ teardown", seen)
         proc.send_signal(signal.SIGINT)
     finally:
         output = finish(proc, seen, timeout=60)
     assert_one_line_error(output, proc.returncode, 130, "--resume", run.name)
-    from .faults_support import Outcome
-    outcome = Outcome(subprocess.CompletedProcess([], proc.returncode, output, ""), 0.0, run)
+    outcome = spawned_outcome(proc, output, 0.0, run)
     assert outcome.journal()["status"] == "interrupted"
     assert_partial_report(outcome, "teardown")
     assert outcome.phase("teardown")["outcome"] == "interrupted"
@@ -192,7 +184,7 @@ def test_concurrent_rebuild_is_refused_while_another_runs(lab2):
     first = spawn_rebuild(lab2)
     seen: list[str] = []
     try:
-        run = _run_dir_of(lab2, read_until(first, "— run ", seen))
+        run = run_dir_of(lab2, read_until(first, "— run ", seen))
         read_until(first, "▶ preflight", seen)
         second = rebuild(lab2, timeout=60)
     finally:

@@ -195,6 +195,26 @@ def test_node_password_rejection_until_the_old_node_is_deleted(roots):
     _wait_nodes_ready(api, {"node2"})
 
 
+def test_a_running_agent_registers_its_deleted_node_again_without_a_node_password(roots):
+    srv, agt = roots("node1"), roots("node2")
+    port, token = _server(srv)
+    url = f"https://{srv.address}:{port}"
+    assert _agent(agt, url, token).returncode == 0
+    api = _kube(srv, port)
+    _wait_nodes_ready(api, {"node2"})
+    api.delete_node("node2")
+    # The still-running kubelet puts its Node back; the node-password Secret stays deleted
+    # (K3s writes it only when an agent starts), so the machine can be wiped and join again.
+    _wait_nodes_ready(api, {"node2"}, timeout=10)
+    assert "node2.node-password.k3s" not in {s.metadata.name for s in api.list_namespaced_secret("kube-system").items}
+    assert agt.run("k3s-agent-uninstall.sh").returncode == 0
+    agt.file("/etc/rancher/node/password").unlink()
+    agt.put_binary()
+    joined = _agent(agt, url, token)
+    assert joined.returncode == 0, joined.stderr + agt.log("k3s-agent")
+    assert "node2.node-password.k3s" in {s.metadata.name for s in api.list_namespaced_secret("kube-system").items}
+
+
 def test_uninstall_removes_k3s_but_keeps_node_password_and_mnt(roots):
     srv = roots("node1")
     _server(srv)

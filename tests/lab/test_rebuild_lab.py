@@ -17,7 +17,10 @@ from .fulllab import GIT_TOKEN, REPO, FullLab, start_full_lab, stop_full_lab_dir
 
 pytestmark = pytest.mark.slow
 
-NODE_PATHS = ("etc", "var/lib", "usr/local/bin", "mnt")
+# Everything K3s, its installer and drtool touch on a node (the node's /etc and /var/lib are
+# overlays over the host's, so hashing all of them would mostly hash the host).
+NODE_PATHS = ("etc/rancher", "etc/systemd/system", "var/lib/rancher", "var/lib/kubelet", "usr/local/bin",
+              "usr/local/share", "mnt", "var/tmp")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def test_dry_run_changes_nothing(lab2):
 def test_missing_git_token_fails_in_preflight_and_wipes_nothing(lab2):
     env = lab2.env()
     env.pop("GITHUB_TOKEN")
-    before = lab2.tree_digest("node2", "mnt", "var/lib")
+    before = lab2.tree_digest("node2", *NODE_PATHS)
     res = lab2.inv("rebuild", "-i", str(lab2.inventory), "--yes", env=env)
     assert res.returncode == 3, res.stdout + res.stderr
     assert "GITHUB_TOKEN is not set" in res.stdout + res.stderr
@@ -70,7 +73,7 @@ def test_missing_git_token_fails_in_preflight_and_wipes_nothing(lab2):
     assert journal["stopped_at"] == "preflight"
     assert [p["name"] for p in journal["phases"]] == ["preflight"]
     assert (run / "report.md").exists()
-    assert lab2.tree_digest("node2", "mnt", "var/lib") == before
+    assert lab2.tree_digest("node2", *NODE_PATHS) == before
 
 
 def test_rebuild_twice_keeps_protected_data(lab2):

@@ -150,9 +150,13 @@ async def _eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
     raise AssertionError(f"condition not met within {timeout}s: {check.__doc__ or check}")
 
 
-def _run(tmp_path: Path, scenario: dict, body: Callable[[Store, Path], Awaitable[None]],
-         files: dict[str, str] | None = None, nodes: list[dict] | None = None) -> None:
-    """Run ``body`` with controllers on a fresh Store, a lab GitOps repo and a scenario file."""
+def _run(tmp_path: Path, scenario: dict, body: Callable[..., Awaitable[None]],
+         files: dict[str, str] | None = None, nodes: list[dict] | None = None, restartable: bool = False) -> None:
+    """Run ``body`` with controllers on a fresh Store, a lab GitOps repo and a scenario file.
+
+    With ``restartable`` the body gets a third argument: an async callable that stops the
+    controllers and starts new ones on the same store (a K3s server restart), returning them.
+    """
     source = tmp_path / "content"
     _tree(source, {"clusters/lab/.keep": "", **(files or {})})
     gitops = prepare_gitops(tmp_path / "lab", source, "clusters/lab")
@@ -163,7 +167,12 @@ def _run(tmp_path: Path, scenario: dict, body: Callable[[Store, Path], Awaitable
 
     async def main() -> None:
         store = Store()
-        controllers = await start_controllers(store, config)
+        running = [await start_controllers(store, config)]
+
+        async def restart() -> Any:
+            await running[0].stop()
+            running[0] = await start_controllers(store, config)
+            return running[0]
         try:
             for obj in manifests.crds():
                 store.create(obj)
@@ -171,9 +180,9 @@ def _run(tmp_path: Path, scenario: dict, body: Callable[[Store, Path], Awaitable
                 store.create(node)
             store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}})
             store.create(manifests.sync_objects("https://github.com/lab/homelab-gitops", "main", "clusters/lab")[0])
-            await body(store, Path(gitops["default"]))
+            await body(store, Path(gitops["default"]), *((restart,) if restartable else ()))
         finally:
-            await controllers.stop()
+            await running[0].stop()
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
@@ -340,3 +349,38 @@ def test_new_commits_are_picked_up_and_pruned(tmp_path: Path) -> None:
         assert store.get("", "ConfigMap", "apps", "a") is not None
 
     _run(tmp_path, {}, body, files)
+
+
+def test_restarted_controllers_reconcile_every_object_they_find(tmp_path: Path) -> None:
+    """After a K3s server restart (or a restored datastore), Flux resumes from what is stored.
+
+    The new controllers start with empty artifact storage while the stored GitRepository
+    still advertises its artifact: the Kustomization must not wait forever for a source
+    event that never comes.
+    """
+    files = {**APPS, "apps/web.yaml": DEPLOY.format(name="web", extra="")}
+    group, kind = "kustomize.toolkit.fluxcd.io", "Kustomization"
+
+    async def body(store: Store, repo: Path, restart: Callable[[], Awaitable[Any]]) -> None:
+        store.create(_ks("apps", "./apps", wait=True))
+        await _eventually(lambda: (_ready(store, group, kind, "flux-system", "apps") or {}).get("status") == "True")
+        before = store.get("source.toolkit.fluxcd.io", "GitRepository", "flux-system", "flux-system")
+        restarted = await restart()
+
+        def source_rebuilt() -> dict | None:
+            gitrepo = store.get("source.toolkit.fluxcd.io", "GitRepository", "flux-system", "flux-system")
+            artifact = (gitrepo.get("status") or {}).get("artifact") or {}
+            changed = gitrepo["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]
+            return changed and artifact.get("revision") == before["status"]["artifact"]["revision"] and gitrepo
+        await _eventually(source_rebuilt)
+
+        def ks_ready_again() -> dict | None:
+            ks = store.get(group, kind, "flux-system", "apps")
+            cond = get_condition(ks, "Ready")
+            return cond and cond["status"] == "True" and ks
+        ks = await _eventually(ks_ready_again)
+        assert ks["status"]["observedGeneration"] == ks["metadata"]["generation"]
+        assert health(store.get("apps", "Deployment", "apps", "web")).current
+        assert restarted.runtime.reconcile_count > 0
+
+    _run(tmp_path, {}, body, files, restartable=True)

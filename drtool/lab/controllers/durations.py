@@ -21,7 +21,9 @@ def parse_duration(text: object, default: float) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Go's rendering: ``5m0s``, ``30s``, ``1h0m0s``."""
+    """Go's rendering: ``5m0s``, ``30s``, ``1h0m0s``; under a second ``500ms`` (lab scenario delays)."""
+    if 0 < seconds < 0.9995:
+        return f"{int(round(seconds * 1000))}ms"
     total = int(round(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)

@@ -92,7 +92,12 @@ class KustomizationReconciler:
                                    f"Source '{src_kind}/{src_ns}/{ref.get('name')}' not found")
         tree = self.artifacts.path_for(revision) if revision else None
         if tree is None:
-            return self._not_ready(obj, status, gen, "ArtifactFailed", "Source artifact not found, retrying in 30s")
+            # kustomize-controller polls for the artifact (its --requeue-dependency) besides
+            # watching the source: a source whose status does not change must not strand it.
+            retry = self.rt.scenario.defaults.retry_interval
+            return self._not_ready(obj, status, gen, "ArtifactFailed",
+                                   f"Source artifact not found, retrying in {format_duration(retry)}",
+                                   requeue_after=retry)
 
         # 2. dependencies
         for dep in spec.get("dependsOn") or []:
@@ -133,14 +138,19 @@ class KustomizationReconciler:
     # ------------------------------------------------------------------ steps
 
     def _not_ready(self, obj: dict[str, Any], status: dict[str, Any], gen: int, reason: str, message: str,
-                   wait: bool = True) -> Result:
+                   wait: bool = True, requeue_after: float | None = None) -> Result:
+        """Ready=False with ``reason``; wait for watched objects, or retry after the retry interval.
+
+        ``requeue_after`` adds a timed retry to the wait (both, whichever comes first).
+        """
         before = clone(status.get("conditions") or [])
         flux_not_ready(status, gen, reason, message)
         written = self.rt.write_status(obj, status)
         if written is not None and before != status.get("conditions"):
             self.rt.emit(obj, reason, message, self.component, "Warning" if reason != "DependencyNotReady" else "Normal")
-        retry = self.rt.scenario.defaults.retry_interval
-        return Result(requeue_after=None if wait else retry, wait=wait)
+        if not wait:
+            requeue_after = self.rt.scenario.defaults.retry_interval
+        return Result(requeue_after=requeue_after, wait=wait)
 
     def _build_and_apply(self, obj: dict[str, Any], spec: dict[str, Any], tree: Any, revision: str,
                          status: dict[str, Any], gen: int) -> Result | None:

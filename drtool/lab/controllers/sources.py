@@ -100,11 +100,21 @@ class GitRepositoryReconciler:
         delay = 0.0 if (key, token) in self._fetched else self.rt.scenario.delay(
             "GitRepository", meta.get("namespace"), meta["name"], self.rt.scenario.defaults.git_repository)
         status = status_copy(obj)
+        advertised = (status.get("artifact") or {}).get("revision")
+        if advertised and self.artifacts.path_for(advertised) is None:
+            # The status names an artifact this controller's storage does not hold: the
+            # controller restarted (its storage is an emptyDir) or the datastore was restored.
+            # Like source-controller's reconcileStorage, stop advertising it and build it again;
+            # the new artifact's status change is what wakes the Kustomizations using it.
+            status.pop("artifact", None)
+            flux_progressing(status, gen, "building artifact: disappeared from storage")
+            self.rt.write_status(obj, status)
         left = self.rt.remaining(key, token, delay)
         if left > 0:
             if not status.get("artifact"):
-                flux_progressing(status, gen, "building artifact: new upstream revision")
-                self.rt.write_status(obj, status)
+                if not any(c.get("type") == "Reconciling" for c in status.get("conditions") or []):
+                    flux_progressing(status, gen, "building artifact: new upstream revision")
+                    self.rt.write_status(obj, status)
             return Result(requeue_after=left)
         url = str(spec.get("url") or "")
         poll = min(parse_duration(spec.get("interval"), MAX_POLL), MAX_POLL)

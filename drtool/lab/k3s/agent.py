@@ -169,8 +169,10 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
                         proc.info(f"Node {cfg.node_name} is Ready")
                     reported_ready = ready
                 elif status == 404:
+                    # The kubelet registers its Node again; the supervisor's join (which also
+                    # stores the node password) only happens when the agent starts.
                     proc.info(f"Node {cfg.node_name} not found on the server; registering it again")
-                    client.post("/v1-k3s/lab/join", _registration(cfg, password, False))
+                    client.post("/v1-k3s/lab/heartbeat", {**_registration(cfg, password, False), "register": True})
                     reported_ready = False
                 else:
                     proc.error(f"Failed to update node status: {payload.get('message') or status}")

@@ -115,6 +115,24 @@ class ClusterState:
         self._last_seen[spec.name] = time.monotonic()
         return verdict
 
+    def register_again(self, spec: nodes.NodeSpec, password: str) -> tuple[int, str]:
+        """A running kubelet recreates its deleted Node object: ``(200, "")`` or an error status.
+
+        Unlike ``join``, no node-password Secret is created: K3s writes that Secret only
+        when an agent starts and asks the supervisor for its kubelet certificates. So a
+        node deleted and then wiped joins again with a fresh password even if its old
+        kubelet re-registered in between.
+        """
+        secret = self.store.get("", "Secret", nodes.SECRET_NAMESPACE, nodes.secret_name(spec.name))
+        if not nodes.check_node_password(spec.name, password, secret).accepted:
+            return 403, nodes.PASSWORD_REJECTED
+        if self.store.peek("", "Node", None, spec.name) is None:
+            index = len(self.store.list("", "Node"))
+            self.store.create(nodes.node_object(spec, nodes.pod_cidr(index), now_rfc3339()))
+            proc.info(f"Node {spec.name} registered again by its kubelet ({spec.role}, {spec.address})")
+        self._last_seen[spec.name] = time.monotonic()
+        return 200, ""
+
     def heartbeat(self, name: str, password: str, ready: bool) -> tuple[int, str]:
         node = self.store.peek("", "Node", None, name)
         if node is None:

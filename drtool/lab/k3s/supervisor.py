@@ -7,6 +7,7 @@ The lab serves:
 - ``POST /v1-k3s/lab/join``: register a node (token credentials as HTTP basic auth,
   node password in the body; 401 bad token, 403 node password rejected);
 - ``POST /v1-k3s/lab/heartbeat``: the kubelet's status post (404 once the Node is gone);
+  with ``"register": true`` in the body, the kubelet recreating its deleted Node;
 - ``GET /v1-k3s/lab/bootstrap``: the cluster CAs, for servers joining with the server token.
 
 The handlers only parse and answer; the decisions live in ``ClusterState``.
@@ -84,7 +85,10 @@ async def handle(request: web.Request, cluster: "ClusterState") -> web.StreamRes
         if not verdict.accepted:
             return _error(403, verdict.agent_error)
         return web.json_response({"name": spec.name})
-    status, message = cluster.heartbeat(spec.name, password, bool(body.get("ready")))
+    if body.get("register"):
+        status, message = cluster.register_again(spec, password)
+    else:
+        status, message = cluster.heartbeat(spec.name, password, bool(body.get("ready")))
     if status != 200:
         return _error(status, message)
     return web.json_response({})
