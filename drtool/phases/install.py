@@ -22,9 +22,9 @@ NAME = "install_servers"
 def upload_artifacts(ctx: Context, node: Node) -> None:
     if ctx.inv.k3s.install.method != "airgap":
         return
+    items = [(ctx.inv.resolve(getattr(ctx.inv.k3s.install, attr)), remote, mode) for attr, remote, mode in k3s.airgap_uploads(ctx.inv)]
     with ctx.step(node, "upload"):
-        for attr, remote, mode in k3s.airgap_uploads(ctx.inv):
-            ctx.runner.put(node, ctx.inv.resolve(getattr(ctx.inv.k3s.install, attr)), remote, mode=mode, step="upload")
+        ctx.runner.put_many(node, items, step="upload")
 
 
 def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Node | None, cluster_init: bool) -> None:

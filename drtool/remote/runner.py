@@ -287,29 +287,44 @@ class Runner:
         return ConnectionLost(f"{node.name}: connection lost while running `{shown}`: {why}")
 
     def put(self, node: Node, local: Path | str | bytes, remote: str, *, mode: str = "0644", sudo: bool = True, step: str | None = None) -> None:
-        """Upload a file (or bytes) to ``remote`` with ``mode``; via a private temp file then ``install`` when sudo."""
-        label = "<bytes>" if isinstance(local, bytes) else str(local)
+        """Upload a file (or bytes) to ``remote`` with ``mode``."""
+        self.put_many(node, [(local, remote, mode)], sudo=sudo, step=step)
+
+    def put_many(self, node: Node, items: list[tuple[Path | str | bytes, str, str]], *, sudo: bool = True,
+                 step: str | None = None) -> None:
+        """Upload files: each ``(local path or bytes, remote path, mode)`` goes over SFTP to a
+        private temp file, then one command installs them all in place (one round trip per node,
+        whatever the number of files)."""
         if self.dry_run:
-            self.planned.append((node.name, f"upload {label} -> {remote} (mode {mode})"))
+            for local, remote, mode in items:
+                label = "<bytes>" if isinstance(local, bytes) else str(local)
+                self.planned.append((node.name, f"upload {label} -> {remote} (mode {mode})"))
             return
+        import uuid
+
         conn = self.connection(node)
-        start = time.monotonic()
-        tmp = f"/tmp/.drtool-{int(time.time() * 1000)}-{threading.get_ident()}"
         sftp = conn.sftp()
-        try:
-            if isinstance(local, bytes):
-                with sftp.open(tmp, "wb") as fh:
+        moves, temps = [], []
+        for local, remote, mode in items:
+            label = "<bytes>" if isinstance(local, bytes) else str(local)
+            tmp = f"/tmp/.drtool-{uuid.uuid4().hex}"
+            start = time.monotonic()
+            try:
+                if isinstance(local, bytes):
+                    with sftp.open(tmp, "wb") as fh:
+                        sftp.chmod(tmp, 0o600)
+                        fh.write(local)
+                else:
+                    sftp.put(str(local), tmp)
                     sftp.chmod(tmp, 0o600)
-                    fh.write(local)
-            else:
-                sftp.put(str(local), tmp)
-                sftp.chmod(tmp, 0o600)
-        except OSError as exc:
-            raise RemoteError(node.name, f"sftp put {label} {remote}", None, reason=str(exc)) from None
-        self.log.write(node=node.name, step=step, command=f"sftp put {label} -> {tmp}", duration=round(time.monotonic() - start, 3), exit_code=0)
-        parent = remote.rsplit("/", 1)[0] or "/"
-        self.run(node, f"mkdir -p {q(parent)} && install -m {q(mode)} {q(tmp)} {q(remote)}; rc=$?; rm -f {q(tmp)}; exit $rc",
-                 sudo=sudo, step=step)
+            except OSError as exc:
+                raise RemoteError(node.name, f"sftp put {label} {remote}", None, reason=str(exc)) from None
+            self.log.write(node=node.name, step=step, command=f"sftp put {label} -> {tmp}",
+                           duration=round(time.monotonic() - start, 3), exit_code=0)
+            parent = remote.rsplit("/", 1)[0] or "/"
+            moves.append(f"mkdir -p {q(parent)} && install -m {q(mode)} {q(tmp)} {q(remote)}")
+            temps.append(q(tmp))
+        self.run(node, f"rc=0; {{ {' && '.join(moves)}; }} || rc=$?; rm -f {' '.join(temps)}; exit $rc", sudo=sudo, step=step)
 
     def read(self, node: Node, remote: str, *, sudo: bool = True, step: str | None = None) -> str:
         """The text of a remote file (read with sudo when needed). Not logged."""
