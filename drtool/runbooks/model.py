@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drtool.errors import BadInput
 from drtool.inputs import read_yaml, validation_error
@@ -79,7 +79,13 @@ def _targets(value: Any) -> Any:
 
 
 Targets = Annotated[str | tuple[str, ...], BeforeValidator(_targets)]
-Command = Annotated[str, BeforeValidator(lambda v: _check_templates(v) if isinstance(v, str) else v)]
+def _nonempty(v: str) -> str:
+    if not v:
+        raise ValueError("must not be empty")
+    return v
+
+
+Command = Annotated[str, BeforeValidator(lambda v: _check_templates(v) if isinstance(v, str) else v), AfterValidator(_nonempty)]
 
 
 class _Model(BaseModel):
@@ -115,24 +121,12 @@ class Remote(_Model):
     on: Targets = "all"
     sudo: bool = False
 
-    @field_validator("command")
-    @classmethod
-    def _nonempty(cls, v: str) -> str:
-        if not v:
-            raise ValueError("the command is empty")
-        return v
 
 
 class Local(_Model):
     command: Command
     """Shell text run on the operator's machine (``KUBECONFIG`` points at the run's kubeconfig)."""
 
-    @field_validator("command")
-    @classmethod
-    def _nonempty(cls, v: str) -> str:
-        if not v:
-            raise ValueError("the command is empty")
-        return v
 
 
 class ConvergeCheck(_Model):
@@ -191,12 +185,6 @@ class Check(_Model):
 class Manual(_Model):
     instruction: Command
 
-    @field_validator("instruction")
-    @classmethod
-    def _nonempty(cls, v: str) -> str:
-        if not v:
-            raise ValueError("the instruction is empty")
-        return v
 
 
 class Wait(_Model):

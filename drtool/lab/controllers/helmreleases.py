@@ -22,7 +22,7 @@ from drtool.lab.api.status import ApiError
 from .conditions import flux_not_ready, flux_progressing, flux_ready, is_ready, set_condition, status_copy
 from .durations import format_duration, parse_duration
 from .health import CURRENT, health
-from .runtime import DONE, WAIT, Key, Result, Runtime, key_of
+from .runtime import DONE, WAIT, Key, Result, Runtime, flux_gate, key_of
 
 GROUP = "helm.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -108,11 +108,9 @@ class HelmReleaseReconciler:
         self._failures = {k: v for k, v in self._failures.items() if k[0] != key}
 
     async def reconcile(self, obj: dict[str, Any]) -> Result:
+        if (gate := flux_gate(self.rt, self.component, obj)) is not None:
+            return gate
         spec, meta = obj.get("spec") or {}, obj["metadata"]
-        if spec.get("suspend"):
-            return DONE
-        if not self.rt.controller_available(self.component):
-            return WAIT
         key, gen = key_of(obj), int(meta.get("generation") or 1)
         ns, name = meta.get("namespace") or "default", meta["name"]
         status = status_copy(obj)

@@ -20,7 +20,7 @@ from .conditions import flux_not_ready, flux_progressing, flux_ready, is_ready, 
 from .durations import format_duration, parse_duration
 from .health import CURRENT, FAILED, health
 from .kustomize import BuildError, Manifest, build
-from .runtime import DONE, WAIT, Key, Result, Runtime, key_of
+from .runtime import WAIT, Key, Result, Runtime, flux_gate, key_of
 from .sources import ArtifactStore
 
 GROUP = "kustomize.toolkit.fluxcd.io"
@@ -73,11 +73,9 @@ class KustomizationReconciler:
         self._applied.pop(key, None)
 
     async def reconcile(self, obj: dict[str, Any]) -> Result:
+        if (gate := flux_gate(self.rt, self.component, obj)) is not None:
+            return gate
         spec, meta = obj.get("spec") or {}, obj["metadata"]
-        if spec.get("suspend"):
-            return DONE
-        if not self.rt.controller_available(self.component):
-            return WAIT
         key, gen = key_of(obj), int(meta.get("generation") or 1)
         ns, name = meta.get("namespace") or "default", meta["name"]
         status = status_copy(obj)

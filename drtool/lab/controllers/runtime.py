@@ -56,6 +56,16 @@ class Reconciler(Protocol):
     def forget(self, key: Key) -> None: ...
 
 
+def flux_gate(rt: "Runtime", component: str, obj: dict[str, Any]) -> Result | None:
+    """What every Flux reconciler checks first: a suspended object is left alone, and
+    nothing reconciles until that Flux controller's Deployment is available."""
+    if (obj.get("spec") or {}).get("suspend"):
+        return DONE
+    if not rt.controller_available(component):
+        return WAIT
+    return None
+
+
 def key_of(obj: dict[str, Any]) -> Key:
     meta = obj.get("metadata") or {}
     return (api_group(obj), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))

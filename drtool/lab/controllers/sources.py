@@ -20,7 +20,7 @@ from drtool.lab.gitops_repo import GitError, git, resolve_repo
 
 from .conditions import flux_not_ready, flux_progressing, flux_ready, status_copy
 from .durations import parse_duration
-from .runtime import DONE, WAIT, Key, Result, Runtime, key_of
+from .runtime import DONE, Key, Result, Runtime, flux_gate, key_of
 
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 MAX_POLL = 60.0          # seconds: poll Git at most this often whatever spec.interval says
@@ -89,11 +89,9 @@ class GitRepositoryReconciler:
         self._fetched = {f for f in self._fetched if f[0] != key}
 
     async def reconcile(self, obj: dict[str, Any]) -> Result:
+        if (gate := flux_gate(self.rt, self.component, obj)) is not None:
+            return gate
         spec, meta = obj.get("spec") or {}, obj["metadata"]
-        if spec.get("suspend"):
-            return DONE
-        if not self.rt.controller_available(self.component):
-            return WAIT
         key, gen = key_of(obj), int(meta.get("generation") or 1)
         token = ("fetch", gen, (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt"))
         # The scenario's delay plays the first clone of a generation; later polls are instant.
@@ -179,11 +177,9 @@ class SimpleSourceReconciler:
         pass
 
     async def reconcile(self, obj: dict[str, Any]) -> Result:
+        if (gate := flux_gate(self.rt, self.component, obj)) is not None:
+            return gate
         spec, meta = obj.get("spec") or {}, obj["metadata"]
-        if spec.get("suspend"):
-            return DONE
-        if not self.rt.controller_available(self.component):
-            return WAIT
         key, gen = key_of(obj), int(meta.get("generation") or 1)
         status = status_copy(obj)
         if int(status.get("observedGeneration") or 0) == gen and status.get("artifact"):
