@@ -154,10 +154,15 @@ class Node(_Model):
             raise ValueError("expected a POSIX user name")
         return v
 
-    @field_validator("labels")
+    @field_validator("labels", mode="before")
     @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+    def _labels(cls, v: Any) -> Any:
+        # Checked before whitespace stripping: "hardware " is not the label "hardware".
+        if not isinstance(v, dict):
+            return v
         for key, value in v.items():
+            if not isinstance(key, str):
+                raise ValueError(f"label key {key!r} is not a string")
             if not _LABEL_KEY.match(key):
                 raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
             if not isinstance(value, str) or not _LABEL_VALUE.match(value):

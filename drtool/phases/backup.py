@@ -25,6 +25,13 @@ NAME = "backup"
 FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
 
 
+def _node_temp(what: str, suffix: str) -> str:
+    """A unique temp path on the node (/var/tmp may be shared by runs of other clusters)."""
+    import uuid
+
+    return f"/var/tmp/drtool-{what}-{uuid.uuid4().hex}{suffix}"
+
+
 def _fetch_binary(ctx: Context, node: Node, remote: str, local: Path, step: str) -> None:
     """Copy a root-only remote file here: base64 over the SSH channel (no temp copies left on the node)."""
     import base64
@@ -56,7 +63,7 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
                 info["files"].append("etcd-snapshot")
                 info["datastore"] = "etcd-snapshot"
             else:
-                tmp = f"/var/tmp/drtool-state-{ctx.run.record['run_id']}.db"
+                tmp = _node_temp("state", ".db")
                 method = runner.run(node, k3s.datastore_backup_command(inv, tmp), sudo=True, step="backup").stdout
                 if "drtool-datastore: none" not in method:
                     try:
@@ -77,7 +84,7 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
             info["volumes"].append({"path": path, "kib": int(size) if size.isdigit() else None})
     if inv.backup.archive_volumes and info["volumes"]:
         with ctx.step(node, "volumes"):
-            tmp = f"/var/tmp/drtool-volumes-{ctx.run.record['run_id']}.tgz"
+            tmp = _node_temp("volumes", ".tgz")
             runner.run(node, f"umask 077; tar -czf {q(tmp)} -C {q(inv.k3s.data_dir)} storage", sudo=True, step="backup")
             try:
                 _fetch_binary(ctx, node, tmp, dest / node.name / "volumes.tgz", "backup")
