@@ -45,7 +45,7 @@ rebuild: setup
 	GITHUB_TOKEN="$${GITHUB_TOKEN:-$(LAB_TOKEN)}" $(BIN)/inv rebuild -i inventory/lab.yaml --yes
 
 test: setup browser
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadfile
 
 bench: setup
 	$(BIN)/python -m tests.bench.run
