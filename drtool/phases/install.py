@@ -32,8 +32,9 @@ def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Nod
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url, first_server=first, cluster_init=cluster_init)
     with ctx.step(node, "install"):
+        # The install script is safe to run again: a dropped connection reruns it once.
         ctx.runner.run(node, cmd, sudo=True, stdin=ctx.cluster_token().reveal() + "\n", step="install",
-                       timeout=ctx.deadline("install_servers"))
+                       timeout=ctx.deadline("install_servers"), idempotent=True)
 
 
 def wait_ready(ctx: Context, node: Node, deadline_s: float) -> None:

@@ -20,8 +20,9 @@ def _join(ctx: Context, node: Node) -> None:
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
     with ctx.step(node, "join"):
+        # The install script is safe to run again: a dropped connection reruns it once.
         ctx.runner.run(node, cmd, sudo=True, stdin=ctx.cluster_token().reveal() + "\n", step="join",
-                       timeout=ctx.deadline("join_agents"))
+                       timeout=ctx.deadline("join_agents"), idempotent=True)
 
 
 def run(ctx: Context) -> str:

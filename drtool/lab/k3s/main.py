@@ -169,6 +169,10 @@ def main(argv: list[str] | None = None, lab_dir: str | None = None) -> int:
             return _etcd_snapshot(rest)
         if cmd == "kubectl":
             return _kubectl(rest, lab_dir)
+        if cmd == "lab-fault" and rest[:1] == ["ssh-drop"] and len(rest) == 2:
+            from drtool.lab.k3s.faults import ssh_drop
+
+            return ssh_drop(rest[1], lab_dir)
         raise UsageError(f"No help topic for '{cmd}'")
     except UsageError as exc:
         print(f"Incorrect Usage: {exc}", file=sys.stderr)

@@ -215,6 +215,8 @@ service_enable_and_start() {
         return
     fi
     info "systemd: Starting ${SYSTEM_NAME}"
+    # Lab only: a scenario's ssh_drop plays a flaky link here, mid-install.
+    "$R${BIN_DIR}/k3s" lab-fault ssh-drop "$([ -n "${K3S_URL}" ] && echo join || echo install)" >/dev/null 2>&1 || true
     systemctl restart ${SYSTEM_NAME}
 }
 

@@ -5,6 +5,8 @@ set -x
 [ "$(id -u)" -eq 0 ] || exec sudo "$0" "$@"
 R="${DRTOOL_LAB_ROOT:-}"
 
+# Lab only: a scenario's ssh_drop plays a flaky link here, mid-uninstall.
+[ -x "$R@BIN_DIR@/k3s" ] && "$R@BIN_DIR@/k3s" lab-fault ssh-drop uninstall >/dev/null 2>&1 || true
 "$R@BIN_DIR@/k3s-killall.sh"
 
 if command -v systemctl; then
