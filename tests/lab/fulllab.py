@@ -90,13 +90,14 @@ def write_inventory(lab: Lab, dest: Path, agents: int = 1, mutate=None) -> Path:
     return dest
 
 
-def start_full_lab(subnet: str, nodes: int = 2, scenario: str | None = None, mutate=None) -> FullLab:
+def start_full_lab(subnet: str, nodes: int = 2, scenario: str | None = None, mutate=None,
+                   gitops: str | None = None, path: str | None = None) -> FullLab:
     subnet = for_worker(subnet)
     root = Path(tempfile.mkdtemp(prefix="drtool-fulllab-"))
     root.chmod(0o755)
     lab = Lab(root, subnet=subnet)
     try:
-        lab_up(lab, nodes, scenario=scenario)
+        lab_up(lab, nodes, scenario=scenario, gitops=gitops, path=path)
         # node2 keeps users' data outside K3s's dirs, as in the reference homelab.
         data = lab.node_root("node2") / "mnt" / "k8s-storage" / "loki"
         data.mkdir(parents=True, exist_ok=True)
