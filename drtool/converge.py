@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 5          # Events quoted per failure
 MAX_FAILURES_WITH_EVENTS = 5
+CONFIRM_RETRY_S = 0.5   # after a fresh list disagreed with the watches, wait this long before listing again
 
 
 @dataclass(frozen=True)
@@ -304,8 +305,10 @@ class Converger:
         self.on_progress = on_progress
         self.tick_s = tick_s
         self.progress_interval_s = progress_interval_s
-        self.watcher = Watcher(self.transport, kinds, clock=clock, on_change=self._on_change,
+        self.kinds = tuple(kinds)
+        self.watcher = Watcher(self.transport, self.kinds, clock=clock, on_change=self._on_change,
                                **dict(watcher_options or {}))
+        self._confirm_after = -1e9
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._not_done: dict[str, ObjectRecord] = {}
@@ -359,8 +362,10 @@ class Converger:
                 fatal = self._fatal_now(now)
                 if fatal and not self.options.keep_waiting:
                     return self._result("failed", now, fatal)
-                if not self._has_pending():
-                    return self._result("converged", now, {})
+                if not self._has_pending() and now >= self._confirm_after:
+                    if self._confirmed():
+                        return self._result("converged", now, {})
+                    self._confirm_after = now + CONFIRM_RETRY_S
                 if self.on_progress and now - last_progress >= self.progress_interval_s:
                     last_progress = now
                     self._emit_progress(now, self._pending())
@@ -368,6 +373,28 @@ class Converger:
                     return self._result("deadline", now, fatal)
         finally:
             self.watcher.stop()
+
+    def _confirmed(self) -> bool:
+        """Everything looks ready: list every kind once more before saying so.
+
+        Watches of different kinds recover from an outage at different moments: one kind
+        may already show the Kustomizations Ready while another is still reconnecting and
+        has not seen the Deployments they applied. A fresh list (a few requests per kind,
+        once per apparent convergence) must agree, and the watches must hold every object
+        it shows, so the report misses nothing.
+        """
+        check = Watcher(self.transport, self.kinds)
+        try:
+            check.list_once()
+        except DrtoolError:
+            return False
+        for rec in check.records():
+            verdict = assess(rec.kind, rec.obj, rec.status, self.options)
+            if not verdict.counted:
+                continue
+            if not verdict.done or self.watcher.get(rec.kind, rec.namespace, rec.name) is None:
+                return False
+        return not unmet_expectations(check.get, self.options)
 
     def _fatal_now(self, now: float) -> dict[str, tuple[str, str]]:
         grace = self.options.unschedulable_grace_s

@@ -117,8 +117,9 @@ def run(progress, subnet: str, reps: int = 5, while_up: Callable[[FullLab], None
             "fixes a user must know (node password file, labels/taints, sops-age Secret, retry on 'no matching "
             "resources', and `--field-selector=status.phase!=Succeeded` because Completed helm-install pods never "
             "turn Ready and plain `kubectl wait pod --all -A` would wait out its timeout).",
-            "critical path = least time from K3s install (API answering) to all Ready for the homelab scenario; "
-            "drtool's recovery also covers teardown, so its install-to-ready time is the like-for-like figure.",
+            "critical path = the homelab scenario's least time to all Ready counted from the API answering and "
+            "`flux bootstrap` applying (drtool.lab.scenarios.critical_path): it excludes teardown, the K3s install "
+            "and the bootstrap CLI's own run, which drtool's figures include; per-phase medians are in the JSON.",
         ],
     })
     cps = [cp] * len(rec)

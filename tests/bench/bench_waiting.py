@@ -138,7 +138,10 @@ def run(progress, reps: int = 5) -> BenchResult:
     result.data = {"latency_runs": latency, "scale_small_runs": small, "scale_full_runs": full, "failures": failures,
                    "notes": ["scale: the client process waits on 2,000 Flux objects (half Kustomizations, half "
                              "HelmReleases) + 10,000 pods; baseline is the same client on a tenth of the objects in the "
-                             "same round. Peak RSS is VmHWM of the client; CPU is user+system of the client."]}
+                             "same round. Peak RSS is VmHWM of the client; CPU is user+system of the client. Watches and "
+                             "discovery stay constant; list requests grow with the pages of the initial lists.",
+                             "latency: `kubectl wait` with many objects waits on them one after another, so objects "
+                             "turning Ready while it waits on an earlier one are seen late (its p95)."]}
     if latency:
         result.rows += latency_rows(latency)
     if full:
