@@ -244,3 +244,30 @@ def test_snapshot_for_status():
     (row,) = snap.not_done
     assert row.name == "llama-1" and row.problem.startswith("CrashLoopBackOff")
     assert "watch" not in snap.api_requests
+
+
+class _LaggingDeployments(InMemoryApi):
+    """Deployment watches connect but deliver nothing: that kind's view lags (as after an outage)."""
+
+    def watch(self, path, query, on_open=None):
+        if "/deployments" not in path:
+            yield from super().watch(path, query, on_open)
+            return
+        time.sleep(min(float(query.get("timeoutSeconds", 1)), 0.5))
+        return
+
+
+def test_convergence_is_confirmed_by_a_fresh_list_when_a_kind_lags():
+    """A Kustomization turns Ready while the Deployment it applied is not ready and the
+    Deployment watch has not delivered it yet: the engine must not declare convergence."""
+    api = _LaggingDeployments()
+    api.put(flux("Kustomization", "flux-system", "apps", ready=False))
+    options = ConvergeOptions(deadline_s=1.5, expected_kustomizations=("flux-system/apps",))
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(r=Converger(api, options, tick_s=0.02).run()))
+    worker.start()
+    time.sleep(0.3)
+    api.put(deployment("web", "hello", ready=False))          # the lagging watch never shows it
+    api.put(flux("Kustomization", "flux-system", "apps", ready=True))
+    worker.join(10)
+    assert result["r"].outcome == "deadline", result["r"].summary()
