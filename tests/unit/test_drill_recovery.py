@@ -33,3 +33,12 @@ def test_failed_post_check_fails_the_drill():
     report = build_report(_with_post_checks("drill", "failed"))
     assert report["verdict"] == "fail"
     assert report["recovery_s"] is None
+
+
+def test_over_objective_status_gives_the_over_objective_verdict():
+    rec = copy.deepcopy(sample_record("complete"))
+    rec["status"] = "over-objective"
+    rec["objective_s"] = 1.0
+    report = build_report(rec)
+    assert report["verdict"] == "over-objective", report.get("verdict_reason")
+    assert report["partial"] is False
