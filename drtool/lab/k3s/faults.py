@@ -10,6 +10,7 @@ happen once per node and step.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 from drtool.lab.k3s.labconfig import _read_yaml, load_lab_config
 
 PHASES = ("install", "join", "uninstall")
+# The per-connection process OpenSSH names after the user and the session's tty
+# ("sshd: lab@notty", "sshd: lab@pts/0"); the listener and "[priv]" monitor never match.
+_SESSION = re.compile(r"^(sshd|sshd-session): [^\s@\[]+@(notty|pts/\d+)$")
 
 
 def _session_ancestor(pid: int) -> int | None:
@@ -27,7 +31,7 @@ def _session_ancestor(pid: int) -> int | None:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             return None
-        if cmdline.startswith("sshd:") and "@" in cmdline:
+        if _SESSION.match(cmdline.strip()):
             return pid
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         if ppid <= 1:
