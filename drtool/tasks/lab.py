@@ -41,8 +41,14 @@ def down(c, purge=False):
 def status(c):
     """Show each lab node: running, pid, address."""
     lab = _lab()
-    for st in lab.status():
-        print(st.line() if hasattr(st, "line") else st)
+    nodes = lab.status()
+    if not nodes:
+        print(f"no lab nodes in {lab.root} (start them with `inv lab.up`)")
+        return
+    for st in nodes:
+        state = "listening" if st.listening else "running (sshd not listening)" if st.running else "stopped"
+        pid = f"pid {st.pid}" if st.pid else "-"
+        print(f"{st.name:<8} {st.address}:{st.ssh_port:<6} {state:<12} {pid}")
 
 
 @task(name="critical-path", help={"scenario": "scenario name or YAML file (default homelab)"})
