@@ -10,13 +10,17 @@ phase state (paths, node facts) that a report must never show.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from drtool.errors import BadInput
 
 RUN_SCHEMA = "drtool.run/v1"
+
+# Journals written by older code may hold null for text fields: read them as "".
+Text = Annotated[str, BeforeValidator(lambda v: "" if v is None else v)]
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -38,47 +42,35 @@ class PhaseRecord(_Frozen):
     started_at: float | None = None
     ended_at: float | None = None
     outcome: str = "pending"
-    message: str = ""
+    message: Text = ""
     nodes: dict[str, list[NodeStep]] = Field(default_factory=dict)
 
-    @field_validator("message", mode="before")
-    @classmethod
-    def _none_is_empty(cls, v: Any) -> Any:
-        return "" if v is None else v
 
 
 class Transition(_Frozen):
     """A state change of one object, as the watcher saw it."""
 
     at: float
-    state: str = ""
-    reason: str = ""
-    message: str = ""
+    state: Text = ""
+    reason: Text = ""
+    message: Text = ""
 
-    @field_validator("state", "reason", "message", mode="before")
-    @classmethod
-    def _none_is_empty(cls, v: Any) -> Any:
-        return "" if v is None else v
 
 
 class ObjectRecord(_Frozen):
     """One Flux object or workload the converge phase waited on."""
 
     id: str
-    kind: str = ""
-    namespace: str = ""
-    name: str = ""
+    kind: Text = ""
+    namespace: Text = ""
+    name: Text = ""
     first_seen: float | None = None
     ready_at: float | None = None
-    state: str = ""
-    reason: str = ""
-    message: str = ""
+    state: Text = ""
+    reason: Text = ""
+    message: Text = ""
     history: list[Transition] = Field(default_factory=list)
 
-    @field_validator("kind", "namespace", "name", "state", "reason", "message", mode="before")
-    @classmethod
-    def _none_is_empty(cls, v: Any) -> Any:
-        return "" if v is None else v
 
 
 class PathStep(_Frozen):
@@ -91,11 +83,11 @@ class FailureRecord(_Frozen):
     """Why the converge phase stopped waiting on one object."""
 
     object: str
-    reason: str = ""
-    message: str = ""
+    reason: Text = ""
+    message: Text = ""
     events: list[str] = Field(default_factory=list)
     blocks: list[str] = Field(default_factory=list)
-    chain: str = ""
+    chain: Text = ""
 
     @field_validator("events", mode="before")
     @classmethod
@@ -113,10 +105,6 @@ class FailureRecord(_Frozen):
                 lines.append(str(e))
         return lines
 
-    @field_validator("reason", "message", "chain", mode="before")
-    @classmethod
-    def _none_is_empty(cls, v: Any) -> Any:
-        return "" if v is None else v
 
 
 class ConvergeRecord(_Frozen):

@@ -181,15 +181,19 @@ def bench_latency(lab: Lab, count: int = 40, gap_s: float = 0.1) -> dict:
     return out
 
 
-CLIENT = r"""
-import json, sys, time
-sys.path.insert(0, sys.argv[2])
-
+# Shared with bench_waiting's client: peak memory of the client process itself.
+PEAK_RSS = r"""
 def peak_rss_mb():
     # VmHWM, not getrusage: ru_maxrss survives exec and would include the parent's lab server.
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
+"""
+
+CLIENT = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[2])
+""" + PEAK_RSS + r"""
 from drtool.converge import ConvergeOptions, Converger
 from drtool.kube.client import api_client_from_kubeconfig
 conv = Converger(api_client_from_kubeconfig(sys.argv[1]), ConvergeOptions(deadline_s=float(sys.argv[3])))

@@ -24,11 +24,7 @@ from tests.bench.bench_stats import BenchResult, Row, Spread, ratios
 CLIENT = r"""
 import json, os, sys, threading, time
 sys.path.insert(0, sys.argv[2])
-
-def peak_rss_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
+""" + bc.PEAK_RSS + r"""
 
 def cpu_s():
     t = os.times()
