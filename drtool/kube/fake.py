@@ -95,7 +95,7 @@ class InMemoryApi:
             return "", parts[-1]
         if len(parts) == 2:
             return parts[1], ""
-        group, version = parts[1], parts[2]
+        group = parts[1]
         if self.served_groups.get(group) is None:
             raise NotFound(f"GET {path}: HTTP 404", 404)
         return group, parts[-1]

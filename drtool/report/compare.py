@@ -24,6 +24,15 @@ def _row(key: str, a: float | None, b: float | None, **extra: Any) -> dict[str, 
     return {key: extra.pop("name"), "a_s": a, "b_s": b, "delta_s": _delta(a, b), "delta_pct": _pct(a, b), **extra}
 
 
+def _aligned(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, a's item or None, b's item or None) for every key, in a's order then b's extras."""
+    return [(k, a.get(k), b.get(k)) for k in list(a) + [k for k in b if k not in a]]
+
+
+def _get(item: Any, field: str) -> Any:
+    return None if item is None else getattr(item, field)
+
+
 def compare(report_a: dict[str, Any], report_b: dict[str, Any]) -> dict[str, Any]:
     """Per-phase and per-object deltas between two report.json dicts.
 
@@ -33,18 +42,12 @@ def compare(report_a: dict[str, Any], report_b: dict[str, Any]) -> dict[str, Any
     (then b's extras); objects are sorted by the size of the change, largest first.
     """
     a, b = load_report(report_a), load_report(report_b)
-    pa = {p.name: p for p in a.phases}
-    pb = {p.name: p for p in b.phases}
-    names = list(pa) + [n for n in pb if n not in pa]
-    phases = [_row("name", pa[n].duration_s if n in pa else None, pb[n].duration_s if n in pb else None, name=n,
-                   a_outcome=pa[n].outcome if n in pa else None, b_outcome=pb[n].outcome if n in pb else None)
-              for n in names]
-    oa = {o.id: o for o in a.objects}
-    ob = {o.id: o for o in b.objects}
-    ids = list(oa) + [i for i in ob if i not in oa]
-    objects = [_row("id", oa[i].ready_s if i in oa else None, ob[i].ready_s if i in ob else None, name=i,
-                    a_wait_s=oa[i].wait_s if i in oa else None, b_wait_s=ob[i].wait_s if i in ob else None)
-               for i in ids]
+    phases = [_row("name", _get(x, "duration_s"), _get(y, "duration_s"), name=n,
+                   a_outcome=_get(x, "outcome"), b_outcome=_get(y, "outcome"))
+              for n, x, y in _aligned({p.name: p for p in a.phases}, {p.name: p for p in b.phases})]
+    objects = [_row("id", _get(x, "ready_s"), _get(y, "ready_s"), name=i,
+                    a_wait_s=_get(x, "wait_s"), b_wait_s=_get(y, "wait_s"))
+               for i, x, y in _aligned({o.id: o for o in a.objects}, {o.id: o for o in b.objects})]
     objects.sort(key=lambda r: (r["delta_s"] is None, -abs(r["delta_s"] or 0), r["id"]))
     return {
         "schema": "drtool.report-compare/v1",

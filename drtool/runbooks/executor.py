@@ -27,7 +27,7 @@ from drtool.inventory import Inventory
 from drtool.runbooks import journal
 from drtool.runbooks.model import Runbook, Step
 from drtool.runbooks.params import resolve_params, resolve_targets, substitute, substitute_args
-from drtool.runbooks.plan import converge_text, dry_context, phase_module, plan_step, policy_text
+from drtool.runbooks.plan import converge_text, dry_context, phase_module, plan_step
 from drtool.secret import redact
 
 MAX_BAD_ANSWERS = 5

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from drtool.lab.api import LabApiServer, Store  # noqa: E402
+from drtool.lab.api import LabApiServer  # noqa: E402
 
 
 def pod(i: int, ns: str = "bench") -> dict:

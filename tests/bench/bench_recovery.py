@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Callable
 
 from tests.bench.bench_stats import BenchResult, Row, Spread, ratios

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import shlex
 import socket
 import subprocess
 import time
@@ -169,13 +167,19 @@ def test_agent_with_a_token_from_another_cluster_is_refused(roots):
     assert agt.run("systemctl", "is-active", "k3s-agent").stdout.strip() == "failed"
 
 
-def test_node_password_rejection_until_the_old_node_is_deleted(roots):
+def _server_with_joined_agent(roots):
+    """node1 a server, node2 an agent joined to it and Ready: (server, agent, url, token, api)."""
     srv, agt = roots("node1"), roots("node2")
     port, token = _server(srv)
     url = f"https://{srv.address}:{port}"
     assert _agent(agt, url, token).returncode == 0
     api = _kube(srv, port)
     _wait_nodes_ready(api, {"node2"})
+    return srv, agt, url, token, api
+
+
+def test_node_password_rejection_until_the_old_node_is_deleted(roots):
+    srv, agt, url, token, api = _server_with_joined_agent(roots)
     # The node is reimaged: uninstall keeps the password file, so remove it as a reimage would.
     assert agt.run("k3s-agent-uninstall.sh").returncode == 0
     assert agt.file("/etc/rancher/node/password").exists()
@@ -196,12 +200,7 @@ def test_node_password_rejection_until_the_old_node_is_deleted(roots):
 
 
 def test_a_running_agent_registers_its_deleted_node_again_without_a_node_password(roots):
-    srv, agt = roots("node1"), roots("node2")
-    port, token = _server(srv)
-    url = f"https://{srv.address}:{port}"
-    assert _agent(agt, url, token).returncode == 0
-    api = _kube(srv, port)
-    _wait_nodes_ready(api, {"node2"})
+    srv, agt, url, token, api = _server_with_joined_agent(roots)
     api.delete_node("node2")
     # The still-running kubelet puts its Node back; the node-password Secret stays deleted
     # (K3s writes it only when an agent starts), so the machine can be wiped and join again.
@@ -328,7 +327,7 @@ def test_acceptance_over_ssh(make_lab):
     lab = make_lab(2)
     lab_up(lab)
     arts = lab.root / "artifacts"
-    n1, n2 = lab.node("node1"), lab.node("node2")
+    n1 = lab.node("node1")
 
     def sh(node: str, command: str, stdin: str = "", timeout: float = 60) -> tuple[int, str, str]:
         ssh = lab.ssh(node)

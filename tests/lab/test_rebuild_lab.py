@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from drtool.lab.nodes import Lab
 
 from .fulllab import GIT_TOKEN, REPO, FullLab, start_full_lab, stop_full_lab_dir
 

@@ -1,7 +1,6 @@
 """Pure K3s command builders: quoting, flags, and that the token never appears in a command."""
 from __future__ import annotations
 
-import copy
 import shlex
 from pathlib import Path
 

@@ -7,7 +7,6 @@ import struct
 import subprocess
 import tempfile
 import zlib
-from pathlib import Path
 
 import pytest
 

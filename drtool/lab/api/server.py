@@ -515,9 +515,9 @@ class LabApiServer:
                 raise BadRequest("a merge patch must be a JSON object")
             patched = merge_patch(old, body)
         else:
-            raise UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types "
-                                       f"include: application/json-patch+json, application/merge-patch+json, "
-                                       f"application/apply-patch+yaml")
+            raise UnsupportedMediaType("the body of the request was in an unknown format - accepted media types "
+                                       "include: application/json-patch+json, application/merge-patch+json, "
+                                       "application/apply-patch+yaml")
         return self.store.replace_patched(info, old, patched, subresource=target.subresource)
 
     def _server_side_apply(self, target: Target, body: Any) -> dict[str, Any]:

@@ -56,6 +56,18 @@ class Reconciler(Protocol):
     def forget(self, key: Key) -> None: ...
 
 
+class StatelessReconciler:
+    """Base for reconcilers that keep nothing per object: ``forget`` has nothing to drop."""
+
+    watches: tuple[GroupKind, ...] = ()
+
+    def __init__(self, runtime: "Runtime"):
+        self.rt = runtime
+
+    def forget(self, key: Key) -> None:
+        pass
+
+
 def flux_gate(rt: "Runtime", component: str, obj: dict[str, Any]) -> Result | None:
     """What every Flux reconciler checks first: a suspended object is left alone, and
     nothing reconciles until that Flux controller's Deployment is available."""

@@ -20,7 +20,7 @@ from drtool.lab.gitops_repo import GitError, git, resolve_repo
 
 from .conditions import flux_not_ready, flux_progressing, flux_ready, status_copy
 from .durations import parse_duration
-from .runtime import DONE, Key, Result, Runtime, flux_gate, key_of
+from .runtime import DONE, Key, Result, Runtime, StatelessReconciler, flux_gate, key_of
 
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 MAX_POLL = 60.0          # seconds: poll Git at most this often whatever spec.interval says
@@ -162,19 +162,13 @@ class GitRepositoryReconciler:
         return Result(requeue_after=self.rt.scenario.defaults.retry_interval * 4)
 
 
-class SimpleSourceReconciler:
+class SimpleSourceReconciler(StatelessReconciler):
     """HelmRepository, OCIRepository, HelmChart, Bucket: Ready after the scenario's delay."""
 
     component = "source-controller"
     owns = ((SOURCE_GROUP, "HelmRepository"), (SOURCE_GROUP, "OCIRepository"),
             (SOURCE_GROUP, "HelmChart"), (SOURCE_GROUP, "Bucket"))
     watches = (("apps", "Deployment"),)
-
-    def __init__(self, runtime: Runtime):
-        self.rt = runtime
-
-    def forget(self, key: Key) -> None:
-        pass
 
     async def reconcile(self, obj: dict[str, Any]) -> Result:
         if (gate := flux_gate(self.rt, self.component, obj)) is not None:

@@ -19,7 +19,7 @@ from drtool.lab.api.status import AlreadyExists, ApiError
 
 from .conditions import set_condition, status_copy
 from .health import health
-from .runtime import DONE, Key, Result, Runtime
+from .runtime import DONE, Result, StatelessReconciler
 
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"     # the alphabet of Kubernetes' random name suffixes
 
@@ -59,16 +59,9 @@ def _new_pod(owner: dict[str, Any], name: str, extra_labels: dict[str, str]) -> 
             "spec": dict(template.get("spec") or {}, restartPolicy="Always", schedulerName="default-scheduler")}
 
 
-class DeploymentReconciler:
+class DeploymentReconciler(StatelessReconciler):
     component = "deployment-controller"
     owns = (("apps", "Deployment"),)
-    watches = ()
-
-    def __init__(self, runtime: Runtime):
-        self.rt = runtime
-
-    def forget(self, key: Key) -> None:
-        pass
 
     async def reconcile(self, dep: dict[str, Any]) -> Result:
         meta, spec = dep["metadata"], dep.get("spec") or {}
@@ -132,16 +125,9 @@ class DeploymentReconciler:
         return DONE
 
 
-class ReplicaSetReconciler:
+class ReplicaSetReconciler(StatelessReconciler):
     component = "replicaset-controller"
     owns = (("apps", "ReplicaSet"),)
-    watches = ()
-
-    def __init__(self, runtime: Runtime):
-        self.rt = runtime
-
-    def forget(self, key: Key) -> None:
-        pass
 
     async def reconcile(self, rs: dict[str, Any]) -> Result:
         meta, spec = rs["metadata"], rs.get("spec") or {}
@@ -167,16 +153,9 @@ class ReplicaSetReconciler:
         return DONE
 
 
-class StatefulSetReconciler:
+class StatefulSetReconciler(StatelessReconciler):
     component = "statefulset-controller"
     owns = (("apps", "StatefulSet"),)
-    watches = ()
-
-    def __init__(self, runtime: Runtime):
-        self.rt = runtime
-
-    def forget(self, key: Key) -> None:
-        pass
 
     async def reconcile(self, sts: dict[str, Any]) -> Result:
         meta, spec = sts["metadata"], sts.get("spec") or {}
