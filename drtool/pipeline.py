@@ -50,7 +50,6 @@ PHASES: tuple[ModuleType | type, ...] = (
     _PreflightPhase, backup, teardown, install, join, kubeconfig, nodes_ready, restore_secrets, bootstrap, converge,
 )
 PHASE_NAMES: tuple[str, ...] = tuple(p.NAME for p in PHASES)
-DESTRUCTIVE_FROM = "teardown"
 
 
 def select_phases(start: str | None, stop: str | None) -> list:
@@ -204,17 +203,19 @@ class Pipeline:
         self.progress.phase_end(phase.NAME, outcome, time.monotonic() - t0, message)
 
     def _finish_ok(self, run: Run) -> int:
-        recovery = recovery_seconds(run.record)
-        objective = run.record.get("objective_s")
-        over = objective is not None and recovery is not None and recovery > objective and self.kind != "runbook"
+        from drtool.report.model import recovery
+        from drtool.report.record import parse_record
+
+        rcv = recovery(parse_record(run.record, str(run.dir / "journal.json")))
+        recovery_s, objective, over = rcv.seconds, run.record.get("objective_s"), rcv.over_objective
         run.finish("over-objective" if over else "succeeded")
         write_report(run)
-        verdict = f"recovery {recovery:.1f}s" if recovery is not None else "done"
+        verdict = f"recovery {recovery_s:.1f}s" if recovery_s is not None else "done"
         if objective:
             verdict += f" (objective {objective:g}s{': MISSED' if over else ''})"
         self.progress.print(f"[bold green]✔ {self.kind} finished[/]: {verdict}; report {run.dir / 'report.md'}")
         if over:
-            raise OverObjective(f"rebuilt, but recovery took {recovery:.1f}s, over the objective of {objective:g}s; report {run.dir / 'report.md'}")
+            raise OverObjective(f"rebuilt, but recovery took {recovery_s:.1f}s, over the objective of {objective:g}s; report {run.dir / 'report.md'}")
         return int(ExitCode.OK)
 
     def _finish_error(self, run: Run, phase: str | None, exc: DrtoolError, *, status: str) -> None:
@@ -223,12 +224,3 @@ class Pipeline:
         write_report(run)
         self.progress.print(f"[bold red]✘ {self.kind} {status} in {phase}[/]; partial report {run.dir / 'report.md'}")
 
-
-def recovery_seconds(record: dict) -> float | None:
-    """From the start of the wipe (or of the run when there was none) to the end of the last phase."""
-    phases = [p for p in record.get("phases", []) if p.get("started_at")]
-    if not phases:
-        return None
-    start = next((p["started_at"] for p in phases if p["name"] == DESTRUCTIVE_FROM), phases[0]["started_at"])
-    end = max((p.get("ended_at") or 0) for p in phases)
-    return max(0.0, end - start) if end else None

@@ -17,7 +17,7 @@ import urllib.request
 from drtool.errors import DrtoolError, Refused
 from drtool.inventory import Inventory, Node
 from drtool.phases.context import Context
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
 
 
 def require_enabled(inv: Inventory) -> None:
@@ -37,10 +37,7 @@ def protected_digests(ctx: Context) -> dict[str, str]:
     def one(node: Node) -> str:
         return ctx.runner.run(node, digest_command(node.protected_paths), sudo=True, step="checksum").stdout
 
-    results = ctx.runner.fan_out(nodes, one)
-    bad = failures(results)
-    if bad:
-        raise DrtoolError("checksumming protected paths failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    results = ctx.runner.fan_out(nodes, one).raise_on_failure("checksumming protected paths")
     return {name: str(out) for name, out in results.items()}
 
 

@@ -14,12 +14,12 @@ import json
 import time
 from pathlib import Path
 
-from drtool.errors import DrtoolError, PermanentError
+from drtool.errors import PermanentError
 from drtool.files import write_private
 from drtool.inventory import Node
 from drtool.phases.context import Context
 from drtool.remote import k3s
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
 
 NAME = "backup"
 FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
@@ -171,12 +171,8 @@ def run(ctx: Context) -> str:
         probe.unlink()
     except OSError as exc:
         raise PermanentError(f"backup directory {ctx.run.dir / 'backup'} is not writable: {exc.strerror}") from None
-    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest))
-    bad = failures(results)
-    if bad:
-        first = next(iter(bad.values()))
-        raise DrtoolError(f"backup failed on {', '.join(bad)}: {first}")
-    infos = [r for r in results.values() if isinstance(r, dict)]
+    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest)).raise_on_failure("backup")
+    infos = list(results.values())
     servers = [i for i in infos if i["role"] == "server"]
     saved = _flux_secrets(ctx, dest, servers)
     write_private(dest / "nodes.json", json.dumps(infos, indent=2).encode())

@@ -1,12 +1,10 @@
 """Join agents, in parallel, with K3S_URL and the cluster token (on stdin, never argv)."""
 from __future__ import annotations
 
-from drtool.errors import DrtoolError
 from drtool.inventory import Node
 from drtool.phases.context import Context
 from drtool.phases.install import upload_artifacts
 from drtool.remote import k3s
-from drtool.remote.runner import failures
 
 NAME = "join_agents"
 
@@ -29,9 +27,7 @@ def run(ctx: Context) -> str:
     agents = ctx.inv.agents
     if not agents:
         return "no agents in the inventory"
-    bad = failures(ctx.runner.fan_out(agents, lambda n: _join(ctx, n)))
-    if bad:
-        raise DrtoolError("agent join failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    ctx.runner.fan_out(agents, lambda n: _join(ctx, n)).raise_on_failure("agent join")
     return f"{len(agents)} agent(s) joined"
 
 

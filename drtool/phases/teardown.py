@@ -11,7 +11,6 @@ from drtool.errors import DrtoolError, PermanentError
 from drtool.inventory import Node
 from drtool.phases.context import Context
 from drtool.remote import k3s
-from drtool.remote.runner import failures
 
 NAME = "teardown"
 DESTRUCTIVE = True
@@ -37,11 +36,7 @@ def run(ctx: Context) -> str:
     outcome: dict[str, str] = {}
     for group in (ctx.inv.agents, ctx.inv.servers):
         ctx.check_stop()
-        results = ctx.runner.fan_out(group, lambda n: _teardown(ctx, n))
-        bad = failures(results)
-        if bad:
-            raise DrtoolError("teardown failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
-        outcome.update(results)  # type: ignore[arg-type]
+        outcome.update(ctx.runner.fan_out(group, lambda n: _teardown(ctx, n)).raise_on_failure("teardown"))
     wiped = sorted(n for n, r in outcome.items() if r == "wiped")
     noop = sorted(n for n, r in outcome.items() if r == "noop")
     return f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}"

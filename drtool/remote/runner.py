@@ -16,13 +16,13 @@ import shlex
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from drtool.errors import ConnectError, ConnectionLost, DrtoolError, HostKeyError, RemoteError
+from drtool.errors import ConnectError, ConnectionLost, HostKeyError, RemoteError
 from drtool.inventory import Inventory, Node
+from drtool.remote.fanout import NodeResults, fan_out
 from drtool.secret import Secret, redact
 
 log = logging.getLogger("drtool.remote")
@@ -347,26 +347,6 @@ class Runner:
         value = res.stdout.strip()
         return Secret(value, label) if res.ok and value else None
 
-    def fan_out(self, nodes: Iterable[Node], fn: Callable[[Node], T], max_workers: int = 32) -> dict[str, T | DrtoolError]:
-        """Run ``fn(node)`` for every node in parallel: ``{node name: result or DrtoolError}``.
-
-        Non-drtool exceptions are programming errors and propagate.
-        """
-        nodes = list(nodes)
-        if not nodes:
-            return {}
-
-        def call(node: Node):
-            try:
-                return fn(node)
-            except DrtoolError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(nodes))) as pool:
-            futures = {n.name: pool.submit(call, n) for n in nodes}
-            return {name: f.result() for name, f in futures.items()}
-
-
-def failures(results: dict[str, object]) -> dict[str, DrtoolError]:
-    """Only the per-node errors of a fan-out."""
-    return {k: v for k, v in results.items() if isinstance(v, DrtoolError)}
+    def fan_out(self, nodes: Iterable[Node], fn: Callable[[Node], T], max_workers: int = 32) -> NodeResults[T]:
+        """Run ``fn(node)`` for every node in parallel (see ``drtool.remote.fanout``)."""
+        return fan_out(nodes, fn, max_workers)

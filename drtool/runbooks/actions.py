@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, PermanentError
 from drtool.inventory import Node
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
 from drtool.secret import Secret
 
 Plan = list[tuple[str, str]]
@@ -165,9 +165,7 @@ def _join_agent(ctx, args: Mapping, where: tuple[str, str]) -> str:
             ctx.runner.run(node, cmd, sudo=True, stdin=token.reveal() + "\n", step=ctx.phase_name,
                            timeout=ctx.deadline("join_agents"))
 
-    bad = failures(ctx.runner.fan_out(nodes, join))
-    if bad:
-        raise DrtoolError("join failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    ctx.runner.fan_out(nodes, join).raise_on_failure("join")
     return f"joined {', '.join(n.name for n in nodes)} with the server's node-token"
 
 

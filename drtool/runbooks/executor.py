@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
-from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NotConverged, Refused
+from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NodesFailed, NotConverged, Refused
 from drtool.inventory import Inventory
 from drtool.runbooks import journal
 from drtool.runbooks.model import Runbook, Step
@@ -408,8 +408,6 @@ class RunbookExecutor:
 
     def _remote(self, step: Step, command: str, on, sudo: bool, check: bool = True) -> tuple[str, str, dict[str, str]]:
         """(message, combined output tail, each node's own output); raises when any node fails."""
-        from drtool.remote.runner import failures
-
         i = self.book.index(step.id)
         nodes = resolve_targets(self.inv, on, self.params, source=self.source, field=self.book.where(i, "on"))
         cmd = substitute(command, self.params, shell=True)
@@ -422,11 +420,11 @@ class RunbookExecutor:
         output = "\n".join(
             f"[{name}] {line}" for name, r in results.items()
             for line in ((r.tail() if not isinstance(r, DrtoolError) else str(r)).splitlines() or [""]))
-        bad = failures(results)
-        if bad:
-            err = DrtoolError("failed on " + "; ".join(f"{str(e).splitlines()[0]}" for e in bad.values()))
+        try:
+            results.raise_on_failure(f"step {step.id}")
+        except NodesFailed as err:
             err.tail = journal.tail(output)  # type: ignore[attr-defined]
-            raise err
+            raise
         return f"ok on {', '.join(results)}", output, {n: r.stdout + r.stderr for n, r in results.items()}
 
     def _local(self, step: Step, command: str, check: bool = True) -> tuple[str, str]:
