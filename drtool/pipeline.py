@@ -22,6 +22,7 @@ from drtool.lock import ClusterLock
 from drtool.phases import (backup, bootstrap, converge, install, join, kubeconfig, nodes_ready, preflight,
                            restore_secrets, teardown)
 from drtool.phases.context import Context, Options, Progress
+from drtool.phases.result import PhaseResult, ok
 from drtool.remote.runner import CommandLog, Runner
 from drtool.run import Run, runs_dir
 
@@ -32,13 +33,14 @@ class _PreflightPhase:
     NAME = "preflight"
 
     @staticmethod
-    def run(ctx: Context) -> str:
+    def run(ctx: Context) -> PhaseResult:
         result = preflight.run_preflight(ctx.inv, ctx.runner)
         (ctx.run.dir / "preflight.json").write_text(__import__("json").dumps(result.to_dict(), indent=2))
         if not result.ok:
             raise PreflightFailed("preflight failed: " + "; ".join(f"{c.target}: {c.name}: {c.detail}" for c in result.failed()))
         warns = sum(1 for c in result.checks if c.state == "warn")
-        return f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else "")
+        return ok(f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else ""),
+                  checks=len(result.checks), warnings=warns)
 
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -189,7 +191,7 @@ class Pipeline:
         self.progress.phase_start(phase.NAME)
         t0 = time.monotonic()
         try:
-            message = phase.run(ctx) or ""
+            result = PhaseResult.of(phase.run(ctx))
         except BaseException as exc:
             interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
             entry.update(ended_at=time.time(), outcome="interrupted" if interrupted else "failed",
@@ -197,10 +199,9 @@ class Pipeline:
             ctx.run.save()
             self.progress.phase_end(phase.NAME, entry["outcome"], time.monotonic() - t0, entry["message"])
             raise
-        outcome = "skipped" if message.startswith("skipped") else "noop" if message.startswith("nothing") else "ok"
-        entry.update(ended_at=time.time(), outcome=outcome, message=message)
+        entry.update(ended_at=time.time(), outcome=result.outcome, message=result.message, details=dict(result.details))
         ctx.run.save()
-        self.progress.phase_end(phase.NAME, outcome, time.monotonic() - t0, message)
+        self.progress.phase_end(phase.NAME, result.outcome, time.monotonic() - t0, result.message)
 
     def _finish_ok(self, run: Run) -> int:
         from drtool.report.model import recovery

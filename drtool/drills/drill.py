@@ -17,6 +17,7 @@ import urllib.request
 from drtool.errors import DrtoolError, Refused
 from drtool.inventory import Inventory, Node
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok, skipped
 from drtool.remote.runner import q
 
 
@@ -47,13 +48,13 @@ class ProtectSnapshot:
     NAME = "protect_snapshot"
 
     @staticmethod
-    def run(ctx: Context) -> str:
+    def run(ctx: Context) -> PhaseResult:
         if not ctx.inv.drill.verify_protected:
-            return "skipped (drill.verify_protected is false)"
+            return skipped("skipped (drill.verify_protected is false)")
         digests = protected_digests(ctx)
         ctx.state["protected_before"] = digests
         files = sum(len(v.splitlines()) for v in digests.values())
-        return f"{files} protected file(s) checksummed on {len(digests)} node(s)"
+        return ok(f"{files} protected file(s) checksummed on {len(digests)} node(s)", files=files)
 
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -111,7 +112,7 @@ class PostChecks:
     NAME = "post_checks"
 
     @staticmethod
-    def run(ctx: Context) -> str:
+    def run(ctx: Context) -> PhaseResult:
         checks: list[dict] = []
         for check in ctx.inv.drill.http_checks:
             t0 = time.monotonic()
@@ -133,7 +134,7 @@ class PostChecks:
         failed = [c for c in checks if not c["ok"]]
         if failed:
             raise DrtoolError("post-checks failed: " + "; ".join(f"{c['name']}: {c['message']}" for c in failed))
-        return f"{len(checks)} post-check(s) passed"
+        return ok(f"{len(checks)} post-check(s) passed", checks=len(checks))
 
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from drtool.errors import PermanentError
 from drtool.files import write_private
 from drtool.inventory import Node
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok, skipped
 from drtool.remote import k3s
 from drtool.remote.runner import q
 
@@ -160,10 +161,10 @@ def verify_manifest(dest: Path) -> int:
     return len(data["files"])
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     if ctx.options.skip_backup:
         ctx.run.record["flags"]["skip_backup"] = True
-        return "skipped (--skip-backup): nothing was saved before the wipe"
+        return skipped("skipped (--skip-backup): nothing was saved before the wipe")
     try:
         dest = ctx.run.backup_dir
         probe = dest / ".write-test"
@@ -180,7 +181,8 @@ def run(ctx: Context) -> str:
     ctx.state["backup_manifest"] = str(manifest)
     count = verify_manifest(dest)
     vols = sum(len(i["volumes"]) for i in infos)
-    return f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed"
+    return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed",
+              files=count, flux_secrets=list(saved), volumes=vols)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

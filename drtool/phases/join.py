@@ -4,6 +4,7 @@ from __future__ import annotations
 from drtool.inventory import Node
 from drtool.phases.context import Context
 from drtool.phases.install import upload_artifacts
+from drtool.phases.result import PhaseResult, noop, ok
 from drtool.remote import k3s
 
 NAME = "join_agents"
@@ -23,12 +24,12 @@ def _join(ctx: Context, node: Node) -> None:
                        timeout=ctx.deadline("join_agents"), idempotent=True)
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     agents = ctx.inv.agents
     if not agents:
-        return "no agents in the inventory"
+        return noop("no agents in the inventory")
     ctx.runner.fan_out(agents, lambda n: _join(ctx, n)).raise_on_failure("agent join")
-    return f"{len(agents)} agent(s) joined"
+    return ok(f"{len(agents)} agent(s) joined", agents=[n.name for n in agents])
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

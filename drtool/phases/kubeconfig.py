@@ -12,6 +12,7 @@ import yaml
 
 from drtool.kubeconfig import dump, merge, rewrite
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
 from drtool.run import atomic_write
 
@@ -34,7 +35,7 @@ def fetch(ctx: Context) -> dict:
     return cfg
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     cfg = fetch(ctx)
     msg = f"wrote {ctx.kubeconfig_path} (context {ctx.inv.cluster.context_name})"
     if ctx.options.merge_kubeconfig:
@@ -42,7 +43,7 @@ def run(ctx: Context) -> str:
         existing = yaml.safe_load(target.read_text()) if target.exists() else None
         atomic_write(target, dump(merge(existing, cfg)), mode=0o600)
         msg += f"; merged into {target}"
-    return msg
+    return ok(msg)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from drtool.errors import DrtoolError, PermanentError
 from drtool.inventory import Node
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
 
 NAME = "teardown"
@@ -28,7 +29,7 @@ def _teardown(ctx: Context, node: Node) -> str:
     return "noop" if noop else "wiped"
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     for node in ctx.inv.nodes:
         bad = k3s.protected_conflicts(node)
         if bad:
@@ -39,7 +40,9 @@ def run(ctx: Context) -> str:
         outcome.update(ctx.runner.fan_out(group, lambda n: _teardown(ctx, n)).raise_on_failure("teardown"))
     wiped = sorted(n for n, r in outcome.items() if r == "wiped")
     noop = sorted(n for n, r in outcome.items() if r == "noop")
-    return f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}"
+    # Still "ok" when every node was already clean: recovery time is measured from teardown's start.
+    return ok(f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}",
+              wiped=wiped, nothing_installed=noop)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from typing import Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NodesFailed, NotConverged, Refused
 from drtool.inventory import Inventory
+from drtool.phases.result import PhaseResult
 from drtool.runbooks import journal
 from drtool.runbooks.model import Runbook, Step
 from drtool.runbooks.params import resolve_params, resolve_targets, substitute, substitute_args
@@ -355,7 +356,7 @@ class RunbookExecutor:
             saved = self.ctx.options
             self.ctx.options = replace(saved, **step.args)
             try:
-                return phase_module(step.phase).run(self.ctx) or ""
+                return PhaseResult.of(phase_module(step.phase).run(self.ctx)).message
             finally:
                 self.ctx.options = saved
         if step.kind == "check":
