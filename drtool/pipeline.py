@@ -1,6 +1,8 @@
 """The rebuild pipeline: an ordered list of phases, each timed and journaled.
 
-Before and after every phase the journal is rewritten, so a run that stops
+The run session (``drtool.session``) opens the run, holds the cluster lock and the
+runner, and writes the partial report when the loop stops; the pipeline only runs
+its phases in order. Before and after every phase the journal is rewritten, so a run that stops
 anywhere (failure, SIGINT/SIGTERM, a killed process) can be resumed from the
 first unfinished phase with ``--resume RUN_ID``, and always leaves a report
 saying where it stopped. Nothing destructive starts unless preflight passed
@@ -8,23 +10,18 @@ and the backup was written and verified (or ``--skip-backup`` was given).
 """
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from types import ModuleType
-from typing import Iterator
 
-from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, OverObjective, PreflightFailed
+from drtool.errors import BadInput, ExitCode, Interrupted, OverObjective, PreflightFailed
 from drtool.inventory import Inventory
-from drtool.lock import ClusterLock
 from drtool.phases import (backup, bootstrap, converge, install, join, kubeconfig, nodes_ready, preflight,
                            restore_secrets, teardown)
 from drtool.phases.context import Context, Options, Progress
 from drtool.phases.result import PhaseResult, ok
-from drtool.remote.runner import CommandLog, Runner
+from drtool.remote.runner import Runner
 from drtool.run import Run, runs_dir
+from drtool.session import RunnerFactory, SessionStyle, run_session, ssh_runner, write_report
 
 
 class _PreflightPhase:
@@ -66,42 +63,12 @@ def select_phases(start: str | None, stop: str | None) -> list:
     return list(PHASES[i : j + 1])
 
 
-@contextmanager
-def signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``; phases stop at the next safe point. A second SIGINT raises at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-        print(f"\n{signal.Signals(signum).name}: stopping at the next safe point (again to abort now)", file=sys.stderr)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def write_report(run: Run) -> None:
-    """Render report.json/md/html from the journal; never raises (a report must not mask the run's error)."""
-    try:
-        from drtool.report import write_reports
-
-        write_reports(run.dir, run.record)
-    except Exception as exc:  # the journal is still there and the report can be re-rendered
-        (run.dir / "report-error.txt").write_text(f"report rendering failed: {type(exc).__name__}: {exc}\n")
-
-
 class Pipeline:
     """Runs phases for one inventory; ``run()`` returns the exit code and always writes a report."""
 
     def __init__(self, inv: Inventory, options: Options, *, kind: str = "rebuild", start: str | None = None,
-                 stop: str | None = None, resume: str | None = None, phases: list | None = None):
+                 stop: str | None = None, resume: str | None = None, phases: list | None = None,
+                 runner: RunnerFactory = ssh_runner):
         self.inv = inv
         self.options = options
         self.kind = kind
@@ -110,7 +77,7 @@ class Pipeline:
         self.phases = phases if phases is not None else select_phases(None if resume else start, None if resume else stop)
         self.start, self.stop_at = start, stop
         self.progress = Progress(options.quiet)
-        self.stop_event = threading.Event()
+        self.runner = runner
         self.run_obj: Run | None = None
 
     # -- dry run ------------------------------------------------------------
@@ -146,41 +113,18 @@ class Pipeline:
         return [p for p in self.phases if p.NAME not in done]
 
     def run(self) -> int:
-        run = self._open_run()
-        self.run_obj = run
-        lock = ClusterLock(runs_dir(), self.inv.cluster.name)
-        try:
-            lock.acquire(run.record["run_id"])
-        except DrtoolError as exc:
-            run.finish("failed", stopped_at="lock", error={"phase": "lock", "type": type(exc).__name__, "message": str(exc), "exit_code": int(exc.exit_code)})
-            write_report(run)
-            raise
-        if lock.stale:
-            self.progress.print(f"[yellow]stale lock from run {lock.stale.get('run_id')} (pid {lock.stale.get('pid')}, no longer running) taken over[/]")
-        runner = Runner(self.inv, CommandLog(run.dir / "commands.log"), accept_new_host_keys=self.options.accept_new_host_keys)
-        ctx = Context(self.inv, runner, run, self.options, self.progress, stop=self.stop_event)
-        self.progress.print(f"[bold]{self.kind} of cluster {self.inv.cluster.name}[/] — run {run.record['run_id']} ({run.dir})")
-        current = None
-        try:
-            with signals(self.stop_event):
-                for phase in self._todo(run):
-                    current = phase.NAME
-                    ctx.check_stop()
-                    self._run_phase(ctx, phase)
-                current = None
-        except KeyboardInterrupt:
-            self._finish_error(run, current, Interrupted(f"aborted during {current}"), status="interrupted")
-            raise Interrupted(f"aborted during {current}; resume with --resume {run.record['run_id']}") from None
-        except DrtoolError as exc:
-            status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            self._finish_error(run, current, exc, status=status)
-            if isinstance(exc, Interrupted):
-                raise Interrupted(f"{exc}; resume with --resume {run.record['run_id']}") from None
-            raise
-        finally:
-            runner.close()
-            lock.release()
-        return self._finish_ok(run)
+        def open_run() -> Run:
+            self.run_obj = self._open_run()
+            return self.run_obj
+
+        style = SessionStyle(title=f"{self.kind} of cluster {self.inv.cluster.name}", label=self.kind)
+        with run_session(self.inv, self.options, open_run, style, progress=self.progress, runner=self.runner) as session:
+            for phase in self._todo(session.run):
+                session.at(phase.NAME)
+                session.ctx.check_stop()
+                self._run_phase(session.ctx, phase)
+            session.at(None)
+        return self._finish_ok(session.run)
 
     def _run_phase(self, ctx: Context, phase) -> None:
         entry = ctx.run.phase(phase.NAME)
@@ -219,9 +163,4 @@ class Pipeline:
             raise OverObjective(f"rebuilt, but recovery took {recovery_s:.1f}s, over the objective of {objective:g}s; report {run.dir / 'report.md'}")
         return int(ExitCode.OK)
 
-    def _finish_error(self, run: Run, phase: str | None, exc: DrtoolError, *, status: str) -> None:
-        run.finish(status, stopped_at=phase, error={"phase": phase, "type": type(exc).__name__,
-                                                     "message": str(exc), "exit_code": int(exc.exit_code)})
-        write_report(run)
-        self.progress.print(f"[bold red]✘ {self.kind} {status} in {phase}[/]; partial report {run.dir / 'report.md'}")
 

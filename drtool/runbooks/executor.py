@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NodesFailed, NotConverged, Refused
 from drtool.inventory import Inventory
@@ -30,6 +30,9 @@ from drtool.runbooks.model import Runbook, Step
 from drtool.runbooks.params import resolve_params, resolve_targets, substitute, substitute_args
 from drtool.runbooks.plan import converge_text, dry_context, phase_module, plan_step
 from drtool.secret import redact
+
+if TYPE_CHECKING:
+    from drtool.session import RunnerFactory, Session
 
 MAX_BAD_ANSWERS = 5
 
@@ -86,16 +89,21 @@ class StepFailed(DrtoolError):
         self.exit_code = exit_code
 
 
-class _Quit(Exception):
-    """The operator chose quit."""
+class Quit(Interrupted):
+    """The operator chose quit: the run stops (status ``stopped``) and can be resumed."""
+
+    run_status = "stopped"
 
 
 class RunbookExecutor:
     """Runs (or plans) one runbook against one inventory."""
 
     def __init__(self, inv: Inventory, book: Runbook, options: RunOptions = RunOptions(),
-                 terminal: Terminal | None = None):
+                 terminal: Terminal | None = None, runner: "RunnerFactory | None" = None):
+        from drtool.session import ssh_runner
+
         self.inv, self.book, self.options = inv, book, options
+        self.runner = runner or ssh_runner
         self.terminal = terminal or Terminal()
         self.source = str(book.path)
         self._check_selection()
@@ -144,71 +152,57 @@ class RunbookExecutor:
     # -- real run ----------------------------------------------------------------
     def run(self) -> int:
         """Run the selected (or unfinished) steps; returns 0 or raises a DrtoolError with its exit code."""
-        from drtool.lock import ClusterLock
-        from drtool.phases.context import Context, Options, Progress
-        from drtool.pipeline import signals
-        from drtool.remote.runner import CommandLog, Runner
-        from drtool.run import Run, runs_dir
+        from drtool.phases.context import Options
+        from drtool.session import SessionStyle, error_record, run_session
 
         if self.options.step_mode and not self.terminal.is_tty():
             raise BadInput("command line", "--step", "needs a terminal to ask on")
-        run, todo, params = self._open(Run)
-        lock = ClusterLock(runs_dir(), self.inv.cluster.name)
-        try:
-            lock.acquire(run.record["run_id"])
-        except DrtoolError as exc:
-            run.finish("failed", stopped_at="lock", error=_error("lock", exc))
-            journal.write_report(run)
-            raise
-        progress = Progress(self.options.quiet)
-        runner = Runner(self.inv, CommandLog(run.dir / "commands.log"),
-                        accept_new_host_keys=self.options.accept_new_host_keys)
-        options = Options(yes=self.options.yes, quiet=self.options.quiet, keep_waiting=self.options.keep_waiting,
-                          accept_new_host_keys=self.options.accept_new_host_keys, trigger=self.options.trigger)
-        ctx = Context(self.inv, runner, run, options, progress)
-        self.ctx, self.params, self.progress = ctx, params, progress
-        rid = run.record["run_id"]
-        progress.print(f"[bold]runbook {self.book.name}[/] on cluster {self.inv.cluster.name} — run {rid} ({run.dir})")
-        current = None
+        o = self.options
+        options = Options(yes=o.yes, quiet=o.quiet, keep_waiting=o.keep_waiting,
+                          accept_new_host_keys=o.accept_new_host_keys, trigger=o.trigger)
+        opened: dict = {}
+
+        def open_run():
+            run, opened["todo"], opened["params"] = self._open()
+            return run
+
+        style = SessionStyle(title=f"runbook {self.book.name} on cluster {self.inv.cluster.name}",
+                             label=f"runbook {self.book.name}", unit="step ", report=journal.write_report,
+                             report_name="runbook-report.md", wrap_error=self._stopped_error)
         failed: list[str] = []
-        try:
-            with signals(ctx.stop):
-                for step in todo:
-                    current = step.id
-                    ctx.check_stop()
-                    if not self._one(step):
-                        failed.append(step.id)
-                current = None
-        except _Quit:
-            run.finish("stopped", stopped_at=current, error={"phase": current, "type": "Quit",
-                                                              "message": "stopped by the operator", "exit_code": int(ExitCode.INTERRUPTED)})
-            journal.write_report(run)
-            raise Interrupted(f"stopped at step {current}; resume with --resume {rid}") from None
-        except KeyboardInterrupt:
-            self._stop_error(run, current, Interrupted(f"aborted during step {current}"), "interrupted")
-            raise Interrupted(f"aborted during step {current}; resume with --resume {rid}") from None
-        except DrtoolError as exc:
-            status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            self._stop_error(run, current, exc, status)
-            if isinstance(exc, BadInput):
-                raise
-            raise StepFailed(f"step {current} failed: {exc}\nresume with --resume {rid}; "
-                             f"report {run.dir / 'runbook-report.md'}", exc.exit_code) from None
-        finally:
-            runner.close()
-            lock.release()
+        with run_session(self.inv, options, open_run, style, runner=self.runner) as session:
+            self.ctx, self.params, self.progress = session.ctx, opened["params"], session.ctx.progress
+            for step in opened["todo"]:
+                session.at(step.id)
+                self.ctx.check_stop()
+                if not self._one(step):
+                    failed.append(step.id)
+            session.at(None)
+        run = session.run
         if failed:
             exc = DrtoolError(f"steps failed (on_failure: continue): {', '.join(failed)}")
-            run.finish("failed", stopped_at=None, error=_error(None, exc))
+            run.finish("failed", stopped_at=None, error=error_record(None, exc))
             journal.write_report(run)
             raise DrtoolError(f"runbook {self.book.name} finished with failed steps {', '.join(failed)}; "
                               f"report {run.dir / 'runbook-report.md'}")
         run.finish("succeeded")
         journal.write_report(run)
-        progress.print(f"[bold green]✔ runbook {self.book.name} finished[/]; report {run.dir / 'runbook-report.md'}")
+        self.progress.print(f"[bold green]✔ runbook {self.book.name} finished[/]; report {run.dir / 'runbook-report.md'}")
         return int(ExitCode.OK)
 
-    def _open(self, Run):
+    @staticmethod
+    def _stopped_error(step_id: str | None, exc: DrtoolError, session: "Session") -> DrtoolError:
+        """What the operator sees when a step stopped the run: how to resume, and the report."""
+        if isinstance(exc, Quit):
+            return Interrupted(f"stopped at step {step_id}; {session.resume_hint()}")
+        if isinstance(exc, BadInput):
+            return exc
+        return StepFailed(f"step {step_id} failed: {exc}\n{session.resume_hint()}; report {session.report_path}",
+                          exc.exit_code)
+
+    def _open(self):
+        from drtool.run import Run
+
         o = self.options
         if o.resume:
             run = Run.load(o.resume)
@@ -236,12 +230,6 @@ class RunbookExecutor:
         journal.start(run, self.book, params, {s.id for s in todo})
         return run, todo, params
 
-    def _stop_error(self, run, step_id, exc: DrtoolError, status: str) -> None:
-        run.finish(status, stopped_at=step_id, error=_error(step_id, exc))
-        journal.write_report(run)
-        self.progress.print(f"[bold red]✘ runbook {self.book.name} {status} at step {step_id}[/]; "
-                            f"report {run.dir / 'runbook-report.md'}")
-
     # -- one step ----------------------------------------------------------------
     def _one(self, step: Step) -> bool:
         """Run one step (asking first in --step mode); False when it failed and the runbook continues."""
@@ -259,7 +247,7 @@ class RunbookExecutor:
                 self.progress.print(f"[yellow]• {step.id} skipped[/]")
                 return True
             if answer == "q":
-                raise _Quit()
+                raise Quit(f"stopped by the operator at step {step.id}")
         while True:
             error = self._attempts(step)
             if error is None:
@@ -272,7 +260,7 @@ class RunbookExecutor:
                     journal.update(run, step.id, status="skipped",
                                    message=f"skipped after failure: {str(error).splitlines()[0]}")
                     return True
-                raise _Quit()
+                raise Quit(f"stopped by the operator at step {step.id}")
             if step.on_failure == "continue" and not isinstance(error, Interrupted):
                 self.progress.print(f"[yellow]  {step.id} failed; continuing (on_failure: continue)[/]")
                 return False
@@ -487,10 +475,6 @@ def _release(text: str) -> tuple[str, str, str | None]:
     ref, _, version = text.partition("@")
     ns, _, name = ref.partition("/")
     return ns, name, version or None
-
-
-def _error(step_id: str | None, exc: DrtoolError) -> dict:
-    return {"phase": step_id, "type": type(exc).__name__, "message": redact(str(exc)), "exit_code": int(exc.exit_code)}
 
 
 def _indent(text: str) -> str:

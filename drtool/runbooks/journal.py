@@ -126,7 +126,7 @@ def report_markdown(data: dict[str, Any]) -> str:
 
 def write_report(run: Run) -> None:
     """runbook-report.json and runbook-report.md, plus the usual report from the run record."""
-    from drtool.pipeline import write_report as write_run_report
+    from drtool.session import write_report as write_run_report
 
     data = report_data(run)
     atomic_write(run.dir / "runbook-report.json", redact(json.dumps(data, indent=2, default=str)))
