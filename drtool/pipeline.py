@@ -20,7 +20,7 @@ from drtool.phases import (backup, bootstrap, converge, install, join, kubeconfi
 from drtool.phases.context import Context, Options, Progress
 from drtool.phases.result import PhaseResult, ok
 from drtool.remote.runner import Runner
-from drtool.run import Run, runs_dir
+from drtool.run import Run
 from drtool.session import RunnerFactory, SessionStyle, run_session, ssh_runner, write_report
 
 
@@ -84,8 +84,7 @@ class Pipeline:
     def plan(self) -> list[tuple[str, str, str]]:
         """(phase, target, action) for every step, secrets masked; touches nothing."""
         runner = Runner(self.inv, dry_run=True)
-        fake_run = Run(runs_dir() / "<run-id>", {"run_id": "<run-id>", "state": {}, "phases": [], "flags": {}, "versions": {}})
-        ctx = Context(self.inv, runner, fake_run, self.options, self.progress)
+        ctx = Context(self.inv, runner, Run.placeholder(), self.options, self.progress)
         steps = []
         for phase in self.phases:
             for target, action in phase.plan(ctx):
@@ -98,8 +97,7 @@ class Pipeline:
             run = Run.load(self.resume)
             if run.record.get("cluster") != self.inv.cluster.name:
                 raise BadInput("command line", "--resume", f"run {self.resume} is for cluster {run.record.get('cluster')}, not {self.inv.cluster.name}")
-            run.record["flags"]["resumed"] = True
-            run.record.update(status="running", ended_at=None, stopped_at=None, error=None)
+            run.resumed()
             return run
         flags = {"skip_backup": self.options.skip_backup, "dry_run": False, "from": self.start, "to": self.stop_at,
                  "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig}
@@ -127,31 +125,25 @@ class Pipeline:
         return self._finish_ok(session.run)
 
     def _run_phase(self, ctx: Context, phase) -> None:
-        entry = ctx.run.phase(phase.NAME)
-        entry.update(started_at=time.time(), ended_at=None, outcome="running", message="")
-        entry["nodes"] = {}
         ctx.phase_name = phase.NAME
-        ctx.run.save()
+        ctx.run.start_phase(phase.NAME)
         self.progress.phase_start(phase.NAME)
         t0 = time.monotonic()
         try:
             result = PhaseResult.of(phase.run(ctx))
         except BaseException as exc:
-            interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
-            entry.update(ended_at=time.time(), outcome="interrupted" if interrupted else "failed",
-                         message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            ctx.run.save()
-            self.progress.phase_end(phase.NAME, entry["outcome"], time.monotonic() - t0, entry["message"])
+            outcome = "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ctx.run.end_phase(phase.NAME, outcome, message)
+            self.progress.phase_end(phase.NAME, outcome, time.monotonic() - t0, message)
             raise
-        entry.update(ended_at=time.time(), outcome=result.outcome, message=result.message, details=dict(result.details))
-        ctx.run.save()
+        ctx.run.end_phase(phase.NAME, result.outcome, result.message, dict(result.details))
         self.progress.phase_end(phase.NAME, result.outcome, time.monotonic() - t0, result.message)
 
     def _finish_ok(self, run: Run) -> int:
         from drtool.report.model import recovery
-        from drtool.report.record import parse_record
 
-        rcv = recovery(parse_record(run.record, str(run.dir / "journal.json")))
+        rcv = recovery(run.typed)
         recovery_s, objective, over = rcv.seconds, run.record.get("objective_s"), rcv.over_objective
         run.finish("over-objective" if over else "succeeded")
         write_report(run)

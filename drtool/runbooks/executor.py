@@ -214,8 +214,7 @@ class RunbookExecutor:
                 if saved.get(k) != v:
                     raise BadInput("command line", "--param", f"{k} was {saved.get(k)!r} in run {o.resume}; parameters cannot change on resume")
             params = dict(saved)
-            run.record["flags"]["resumed"] = True
-            run.record.update(status="running", ended_at=None, stopped_at=None, error=None)
+            run.resumed()
             run.save()
             return run, todo, params
         params = resolve_params(self.book, self.inv, o.params)
@@ -272,9 +271,8 @@ class RunbookExecutor:
         e = journal.entry(run, step.id)
         started = time.time()
         journal.update(run, step.id, status="running", started_at=started, ended_at=None, message="")
-        phase_entry = run.phase(step.phase or step.id)
-        phase_entry.update(started_at=started, ended_at=None, outcome="running", message="", nodes={})
         ctx.phase_name = step.phase or step.id
+        run.start_phase(ctx.phase_name)
         attempts = 1 + step.retries if step.kind != "manual" else 1
         error: DrtoolError | None = None
         message, output = "", ""
@@ -304,8 +302,7 @@ class RunbookExecutor:
             outcome = "interrupted" if isinstance(error, Interrupted) else "failed"
             journal.update(run, step.id, status="failed", ended_at=ended,
                            message=str(error).splitlines()[0] if str(error) else type(error).__name__, output=output)
-        phase_entry.update(ended_at=ended, outcome=outcome, message=redact(journal.entry(run, step.id)["message"]))
-        run.save()
+        run.end_phase(ctx.phase_name, outcome, journal.entry(run, step.id)["message"])
         colour = "green" if error is None else "red"
         text = journal.entry(run, step.id)["message"]
         self.progress.print(f"[{colour}]{'✔' if error is None else '✘'} {step.id}[/] {outcome} in {ended - started:.1f}s"

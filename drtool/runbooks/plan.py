@@ -20,11 +20,10 @@ def dry_context(inv, *, keep_waiting: bool = False):
     """A Context whose runner records instead of running and whose run is a placeholder."""
     from drtool.phases.context import Context, Options, Progress
     from drtool.remote.runner import Runner
-    from drtool.run import Run, runs_dir
+    from drtool.run import Run
 
     runner = Runner(inv, dry_run=True)
-    fake = Run(runs_dir() / "<run-id>", {"run_id": "<run-id>", "state": {}, "phases": [], "flags": {}, "versions": {}})
-    return Context(inv, runner, fake, Options(dry_run=True, keep_waiting=keep_waiting), Progress(quiet=True))
+    return Context(inv, runner, Run.placeholder(), Options(dry_run=True, keep_waiting=keep_waiting), Progress(quiet=True))
 
 
 def phase_module(name: str):
