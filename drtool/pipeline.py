@@ -11,14 +11,13 @@ and the backup was written and verified (or ``--skip-backup`` was given).
 from __future__ import annotations
 
 import time
-from types import ModuleType
 
 from drtool.errors import BadInput, ExitCode, Interrupted, OverObjective, PreflightFailed
 from drtool.inventory import Inventory
 from drtool.phases import (backup, bootstrap, converge, install, join, kubeconfig, nodes_ready, preflight,
                            restore_secrets, teardown)
-from drtool.phases.context import Context, Options, Progress
-from drtool.phases.result import PhaseResult, ok
+from drtool.phases.context import Context, Options, RunProgress
+from drtool.phases.result import Phase, PhaseResult, ok
 from drtool.remote.runner import Runner
 from drtool.run import Run
 from drtool.session import RunnerFactory, SessionStyle, run_session, ssh_runner, write_report
@@ -45,7 +44,7 @@ class _PreflightPhase:
                [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present")]
 
 
-PHASES: tuple[ModuleType | type, ...] = (
+PHASES: tuple[Phase, ...] = (
     _PreflightPhase, backup, teardown, install, join, kubeconfig, nodes_ready, restore_secrets, bootstrap, converge,
 )
 PHASE_NAMES: tuple[str, ...] = tuple(p.NAME for p in PHASES)
@@ -76,7 +75,7 @@ class Pipeline:
         # A resumed run continues the whole pipeline; --from/--to slice a new one.
         self.phases = phases if phases is not None else select_phases(None if resume else start, None if resume else stop)
         self.start, self.stop_at = start, stop
-        self.progress = Progress(options.quiet)
+        self.progress = RunProgress(options.quiet)
         self.runner = runner
         self.run_obj: Run | None = None
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 from drtool.errors import DrtoolError, Interrupted
 from drtool.inventory import Inventory
 from drtool.lock import ClusterLock
-from drtool.phases.context import Context, Options, Progress
+from drtool.phases.context import Context, Options, RunProgress
 from drtool.remote.runner import CommandLog, Runner
 from drtool.run import Run, runs_dir
 from drtool.secret import redact
@@ -122,7 +122,7 @@ def _stop(session: Session, exc: DrtoolError, status: str) -> None:
 
 @contextmanager
 def run_session(inv: Inventory, options: Options, open_run: Callable[[], Run], style: SessionStyle, *,
-                progress: Progress | None = None, runner: RunnerFactory = ssh_runner) -> Iterator[Session]:
+                progress: RunProgress | None = None, runner: RunnerFactory = ssh_runner) -> Iterator[Session]:
     """The run opened by ``open_run``, locked, with a runner and a Context, until the loop inside ends.
 
     On ``KeyboardInterrupt`` or a ``DrtoolError`` escaping the loop: the run is finished as
@@ -131,7 +131,7 @@ def run_session(inv: Inventory, options: Options, open_run: Callable[[], Run], s
     in every case.
     """
     run = open_run()
-    progress = progress or Progress(options.quiet)
+    progress = progress or RunProgress(options.quiet)
     lock = ClusterLock(runs_dir(), inv.cluster.name)
     try:
         lock.acquire(run.record["run_id"])
@@ -150,9 +150,9 @@ def run_session(inv: Inventory, options: Options, open_run: Callable[[], Run], s
             with signals(ctx.stop):
                 yield session
         except KeyboardInterrupt:
-            exc = Interrupted(f"aborted during {style.unit}{session.current}")
-            _stop(session, exc, "interrupted")
-            raise Interrupted(f"{exc}; {session.resume_hint()}") from None
+            aborted = Interrupted(f"aborted during {style.unit}{session.current}")
+            _stop(session, aborted, "interrupted")
+            raise Interrupted(f"{aborted}; {session.resume_hint()}") from None
         except DrtoolError as exc:
             status = getattr(exc, "run_status", None) or ("interrupted" if isinstance(exc, Interrupted) else "failed")
             _stop(session, exc, status)

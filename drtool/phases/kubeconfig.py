@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from drtool.kubeconfig import dump, merge, rewrite
+from drtool.kubeconfig import dump, merge
 from drtool.phases.context import Context
 from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
@@ -26,13 +26,7 @@ def user_kubeconfig(environ: dict[str, str]) -> Path:
 
 def fetch(ctx: Context) -> dict:
     """Fetch k3s.yaml from the first server, rewrite it, write it 0600 into the run dir."""
-    server = ctx.inv.servers[0]
-    with ctx.step(server, "fetch kubeconfig"):
-        text = ctx.runner.read(server, k3s.KUBECONFIG, step=NAME)
-    cfg = rewrite(text, ctx.inv.cluster.api_endpoint, ctx.inv.cluster.context_name)
-    atomic_write(ctx.kubeconfig_path, dump(cfg), mode=0o600)
-    ctx.state["kubeconfig"] = str(ctx.kubeconfig_path)
-    return cfg
+    return ctx.fetch_kubeconfig()
 
 
 def run(ctx: Context) -> PhaseResult:

@@ -7,7 +7,10 @@ operator asked for it not to run, e.g. ``--skip-backup``). A failed phase raises
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from drtool.phases.context import Context
 
 Outcome = Literal["ok", "noop", "skipped"]
 
@@ -38,3 +41,13 @@ def noop(message: str, **details: Any) -> PhaseResult:
 
 def skipped(message: str, **details: Any) -> PhaseResult:
     return PhaseResult("skipped", message, details)
+
+
+class Phase(Protocol):
+    """A rebuild phase: a module (or class) with a ``NAME`` and ``run(ctx)``."""
+
+    NAME: str
+
+    def run(self, ctx: "Context") -> "PhaseResult | str": ...
+
+    def plan(self, ctx: "Context") -> list[tuple[str, str]]: ...

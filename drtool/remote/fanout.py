@@ -39,7 +39,7 @@ class NodeResults(Mapping[str, "T | DrtoolError"], Generic[T]):
     @property
     def succeeded(self) -> dict[str, T]:
         """Only the nodes that succeeded, with their values."""
-        return {k: v for k, v in self._items.items() if not isinstance(v, DrtoolError)}  # type: ignore[misc]
+        return {k: v for k, v in self._items.items() if not isinstance(v, DrtoolError)}
 
     def raise_on_failure(self, what: str) -> dict[str, T]:
         """The values when every node succeeded; else raise ``NodesFailed`` ("{what} failed: ...")."""

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from drtool.errors import ConnectError, ConnectionLost, HostKeyError, RemoteError
 from drtool.inventory import Inventory, Node
@@ -105,7 +105,7 @@ class Runner:
         self.accept_new_host_keys = accept_new_host_keys
         self.dry_run = dry_run
         self.planned: list[tuple[str, str]] = []
-        self._conns: dict[str, object] = {}
+        self._conns: dict[str, Any] = {}  # fabric Connections, imported lazily
         self._locks: dict[str, threading.Lock] = {n.name: threading.Lock() for n in inventory.nodes}
 
     # -- connections --------------------------------------------------------

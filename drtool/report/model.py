@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drtool.report.record import ObjectRecord, PhaseRecord, RunRecord, parse_record
+from drtool.report.record import PhaseRecord, RunRecord, WaitedObject, parse_record
 from drtool.secret import redact
 
 REPORT_SCHEMA = "drtool.report/v1"
@@ -308,7 +308,7 @@ def _phase(p: PhaseRecord, t0: float) -> PhaseTiming:
                for node, steps in p.nodes.items()})
 
 
-def _object(o: ObjectRecord, t0: float, failed: set[str], critical: set[str]) -> ObjectTiming:
+def _object(o: WaitedObject, t0: float, failed: set[str], critical: set[str]) -> ObjectTiming:
     if o.ready_at is not None:
         outcome: ObjectOutcome = "ready"
     elif o.id in failed or o.state.lower() == "failed":

@@ -61,7 +61,7 @@ class Transition(_Frozen):
 
 
 
-class ObjectRecord(_Frozen):
+class WaitedObject(_Frozen):
     """One Flux object or workload the converge phase waited on."""
 
     id: str
@@ -118,7 +118,7 @@ class ConvergeRecord(_Frozen):
     outcome: str = ""
     started: float | None = None
     ended: float | None = None
-    objects: list[ObjectRecord] = Field(default_factory=list)
+    objects: list[WaitedObject] = Field(default_factory=list)
     critical_path: list[PathStep] = Field(default_factory=list)
     failures: list[FailureRecord] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)

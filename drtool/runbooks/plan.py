@@ -18,12 +18,12 @@ Plan = list[tuple[str, str]]
 
 def dry_context(inv, *, keep_waiting: bool = False):
     """A Context whose runner records instead of running and whose run is a placeholder."""
-    from drtool.phases.context import Context, Options, Progress
+    from drtool.phases.context import Context, Options, RunProgress
     from drtool.remote.runner import Runner
     from drtool.run import Run
 
     runner = Runner(inv, dry_run=True)
-    return Context(inv, runner, Run.placeholder(), Options(dry_run=True, keep_waiting=keep_waiting), Progress(quiet=True))
+    return Context(inv, runner, Run.placeholder(), Options(dry_run=True, keep_waiting=keep_waiting), RunProgress(quiet=True))
 
 
 def phase_module(name: str):
