@@ -17,8 +17,8 @@ from drtool.inventory import Inventory
 from drtool.phases import (backup, bootstrap, converge, install, join, kubeconfig, nodes_ready, preflight,
                            restore_secrets, teardown)
 from drtool.phases.context import Context, Options, RunProgress
+from drtool.phases.dry_run import dry_context, plan_phase
 from drtool.phases.result import Phase, PhaseResult, ok
-from drtool.remote.runner import Runner
 from drtool.run import Run
 from drtool.session import RunnerFactory, SessionStyle, run_session, ssh_runner, write_report
 
@@ -82,11 +82,10 @@ class Pipeline:
     # -- dry run ------------------------------------------------------------
     def plan(self) -> list[tuple[str, str, str]]:
         """(phase, target, action) for every step, secrets masked; touches nothing."""
-        runner = Runner(self.inv, dry_run=True)
-        ctx = Context(self.inv, runner, Run.placeholder(), self.options, self.progress)
+        ctx = dry_context(self.inv, self.options)
         steps = []
         for phase in self.phases:
-            for target, action in phase.plan(ctx):
+            for target, action in plan_phase(phase, ctx):
                 steps.append((phase.NAME, target, action))
         return steps
 

@@ -74,11 +74,12 @@ class Run:
         return run
 
     @classmethod
-    def placeholder(cls) -> "Run":
-        """A run that is never written: what dry runs and plans hand to phases."""
+    def placeholder(cls, directory: Path | None = None) -> "Run":
+        """A run that is not journaled under ``runs/``: what dry runs and plans hand to phases."""
         from drtool.report.record import RunRecord
 
-        return cls(runs_dir() / "<run-id>", _dump(RunRecord(run_id="<run-id>", started_at=time.time(), flags={"dry_run": True})))
+        return cls(directory or runs_dir() / "<run-id>",
+                   _dump(RunRecord(run_id="<run-id>", started_at=time.time(), flags={"dry_run": True})))
 
     @classmethod
     def load(cls, run_id: str) -> "Run":

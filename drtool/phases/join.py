@@ -31,11 +31,3 @@ def run(ctx: Context) -> PhaseResult:
     ctx.runner.fan_out(agents, lambda n: _join(ctx, n)).raise_on_failure("agent join")
     return ok(f"{len(agents)} agent(s) joined", agents=[n.name for n in agents])
 
-
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    steps = []
-    for node in ctx.inv.agents:
-        if ctx.inv.k3s.install.method == "airgap":
-            steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})") for a, r, m in k3s.airgap_uploads(ctx.inv)]
-        steps.append((node.name, ctx.runner.wrap(node, k3s.install_command(ctx.inv, node, server_url=server_url(ctx)), sudo=True) + "   # token on stdin: ***"))
-    return steps

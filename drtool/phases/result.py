@@ -44,10 +44,12 @@ def skipped(message: str, **details: Any) -> PhaseResult:
 
 
 class Phase(Protocol):
-    """A rebuild phase: a module (or class) with a ``NAME`` and ``run(ctx)``."""
+    """A rebuild phase: a module (or class) with a ``NAME`` and ``run(ctx)``.
+
+    A phase that waits on the Kubernetes API may also have ``plan(ctx)``, the hand-written
+    description a dry run shows for it; the others are dry-run from their own code
+    (``drtool.phases.dry_run``)."""
 
     NAME: str
 
     def run(self, ctx: "Context") -> "PhaseResult | str": ...
-
-    def plan(self, ctx: "Context") -> list[tuple[str, str]]: ...

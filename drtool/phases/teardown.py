@@ -44,6 +44,3 @@ def run(ctx: Context) -> PhaseResult:
     return ok(f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}",
               wiped=wiped, nothing_installed=noop)
 
-
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    return [(n.name, ctx.runner.wrap(n, k3s.teardown_script(n), sudo=True)) for n in (*ctx.inv.agents, *ctx.inv.servers)]

@@ -15,7 +15,6 @@ the operator to confirm; without a terminal, or with ``--yes`` and no
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -419,22 +418,15 @@ class RunbookExecutor:
         env["DRTOOL_RUN_DIR"] = str(self.ctx.run.dir)
         if self.ctx.kubeconfig_path.exists():
             env["KUBECONFIG"] = str(self.ctx.kubeconfig_path)
-        timeout = step.timeout or self.inv.timeouts.command
-        start = time.monotonic()
-        try:
-            proc = subprocess.run(["/bin/sh", "-c", cmd], env=env, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            self.ctx.runner.log.write(node="local", step=step.id, command=redact(cmd), exit_code=None, error="timeout")
-            raise DrtoolError(f"local: `{redact(cmd)}` timed out after {timeout:g}s") from None
-        output = redact((proc.stdout or "") + (proc.stderr or ""))
-        self.ctx.runner.log.write(node="local", step=step.id, command=redact(cmd),
-                                  duration=round(time.monotonic() - start, 3), exit_code=proc.returncode)
-        if check and proc.returncode != 0:
-            err = DrtoolError(f"local: `{redact(cmd)}` exited {proc.returncode}\n{journal.tail(output, 10)}")
+        # Through the runner like every command: logged, redacted, bounded, recordable in tests.
+        res = self.ctx.runner.local(cmd, env=env, timeout=step.timeout or self.inv.timeouts.command, step=step.id,
+                                    check=False)
+        output = res.stdout + res.stderr
+        if check and res.exit_code != 0:
+            err = DrtoolError(f"local: `{res.command}` exited {res.exit_code}\n{journal.tail(output, 10)}")
             err.tail = journal.tail(output)  # type: ignore[attr-defined]
             raise err
-        return f"exit {proc.returncode}", output
+        return f"exit {res.exit_code}", output
 
     def _converge(self, step: Step) -> str:
         from drtool.converge import Converger
