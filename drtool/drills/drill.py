@@ -100,7 +100,7 @@ def _helm_versions(ctx: Context) -> list[dict]:
     for h in wanted:
         got = have.get((h.namespace, h.name))
         # Charts are versioned "v1.4.6" or "1.4.6" alike (Helm stores the version without the v).
-        same = got is not None and got.lstrip("v") == h.version.lstrip("v")
+        same = got is not None and got.lstrip("v") == (h.version or "").lstrip("v")
         out.append({"name": f"helmrelease {h.namespace}/{h.name}", "ok": same,
                     "message": f"chart {got or 'missing'}" + ("" if same else f", expected {h.version}")})
     return out
@@ -116,8 +116,8 @@ class PostChecks:
         checks: list[dict] = []
         for check in ctx.inv.drill.http_checks:
             t0 = time.monotonic()
-            ok, message = _http_check(check, ctx)
-            checks.append({"name": f"http {check.name}", "ok": ok, "message": message, "duration_s": round(time.monotonic() - t0, 3)})
+            passed, message = _http_check(check, ctx)
+            checks.append({"name": f"http {check.name}", "ok": passed, "message": message, "duration_s": round(time.monotonic() - t0, 3)})
         t0 = time.monotonic()
         for c in _helm_versions(ctx):
             checks.append({**c, "duration_s": round(time.monotonic() - t0, 3)})
