@@ -400,7 +400,7 @@ class HttpCheck(_Model):
     timeout: Seconds = 5.0
 
 
-class Webhook(_Model):
+class WebhookConfig(_Model):
     name: str
     type: Literal["json", "slack", "discord", "ntfy", "alertmanager"]
     url: str
@@ -417,7 +417,7 @@ class Drill(_Model):
     regression_margin: float = Field(default=0.25, ge=0)
     window: str | None = None
     """Allowed start window ``HH:MM-HH:MM`` for scheduled drills."""
-    notify: tuple[Webhook, ...] = ()
+    notify: tuple[WebhookConfig, ...] = ()
     textfile_dir: Path | None = None
     """node_exporter textfile collector dir for ``drtool_drill.prom``."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from drtool.errors import NotConverged
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 
 NAME = "converge"
 
@@ -68,7 +69,7 @@ def _run_stoppable(ctx: Context, converger):
     return box["result"]
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from drtool.converge import Converger
 
     client = ctx.api_client()
@@ -100,7 +101,7 @@ def run(ctx: Context) -> str:
         pending = data.get("pending") or []
         raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(map(str, pending[:10]))}")
     n = len(data.get("objects", []))
-    return f"{n} objects ready"
+    return ok(f"{n} objects ready", objects=n)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

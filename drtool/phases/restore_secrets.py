@@ -10,6 +10,7 @@ import base64
 
 from drtool.errors import BadInput, PermanentError
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, noop, ok
 from drtool.secret import Secret
 
 NAME = "restore_secrets"
@@ -38,7 +39,7 @@ def _retrying(ctx: Context):
                     retry=retry_if_exception(_transient), reraise=True)
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from kubernetes import client as kclient
     from kubernetes.client.exceptions import ApiException
 
@@ -77,7 +78,9 @@ def run(ctx: Context) -> str:
             created.append(f"{spec.namespace}/{spec.name}")
     finally:
         api_client.close()
-    return f"restored {', '.join(created) or 'no secrets (none in the inventory)'}"
+    if not created:
+        return noop("restored no secrets (none in the inventory)")
+    return ok(f"restored {', '.join(created)}", secrets=created)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

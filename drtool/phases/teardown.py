@@ -10,8 +10,8 @@ from __future__ import annotations
 from drtool.errors import DrtoolError, PermanentError
 from drtool.inventory import Node
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
-from drtool.remote.runner import failures
 
 NAME = "teardown"
 DESTRUCTIVE = True
@@ -29,7 +29,7 @@ def _teardown(ctx: Context, node: Node) -> str:
     return "noop" if noop else "wiped"
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     for node in ctx.inv.nodes:
         bad = k3s.protected_conflicts(node)
         if bad:
@@ -37,15 +37,10 @@ def run(ctx: Context) -> str:
     outcome: dict[str, str] = {}
     for group in (ctx.inv.agents, ctx.inv.servers):
         ctx.check_stop()
-        results = ctx.runner.fan_out(group, lambda n: _teardown(ctx, n))
-        bad = failures(results)
-        if bad:
-            raise DrtoolError("teardown failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
-        outcome.update(results)  # type: ignore[arg-type]
+        outcome.update(ctx.runner.fan_out(group, lambda n: _teardown(ctx, n)).raise_on_failure("teardown"))
     wiped = sorted(n for n, r in outcome.items() if r == "wiped")
     noop = sorted(n for n, r in outcome.items() if r == "noop")
-    return f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}"
+    # Still "ok" when every node was already clean: recovery time is measured from teardown's start.
+    return ok(f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}",
+              wiped=wiped, nothing_installed=noop)
 
-
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    return [(n.name, ctx.runner.wrap(n, k3s.teardown_script(n), sudo=True)) for n in (*ctx.inv.agents, *ctx.inv.servers)]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from drtool.errors import BadInput
-from drtool.lab.controllers.helmreleases import _chart, workload_for
+from drtool.lab.controllers.charts import chart_of as _chart, workload_for
 from drtool.lab.controllers.kustomize import CLUSTER_SCOPED, BuildError, build
 from drtool.lab.controllers.scheduler import schedule
 
