@@ -337,7 +337,7 @@ async def _start_controllers(store: Store, lab: LabConfig) -> Any:
 async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     """Serve until SIGTERM. Returns the process exit status."""
     proc.info(f"Starting k3s {K3S_VERSION} ({K3S_COMMIT})")
-    address = cfg.listen_address or lab.address_of(cfg.node_name) or "127.0.0.1"
+    address = cfg.listen_address or lab.own_address(cfg.node_name) or "127.0.0.1"
     base = fs.path(cfg.data_dir)
     server_dir, tls_dir = base / "server", base / "server" / "tls"
     token_file = server_dir / "token"
