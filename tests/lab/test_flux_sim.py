@@ -36,7 +36,9 @@ BOOTSTRAP = ["bootstrap", "github", "--owner=lab", "--repository=homelab-gitops"
 
 def _node(name: str, labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            # The kubelet's own labels, as a K3s node has them (Flux's Deployments select kubernetes.io/os).
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                                  "kubernetes.io/arch": "amd64", **(labels or {})}},
             "spec": {"taints": taints or []},
             "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                        "message": "kubelet is posting ready status"}],

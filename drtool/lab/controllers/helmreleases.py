@@ -5,6 +5,7 @@ then installs after the scenario's delay and waits for the workload like ``helm 
 --wait`` (Flux's default), before turning ``Ready=True`` reason ``InstallSucceeded``.
 Scenario faults: ``fail_times: N`` fails N installs (``InstallFailed``) then succeeds;
 ``retries_exceeded`` stalls the release (``Stalled=True`` reason ``RetriesExceeded``).
+A chart the catalog (``drtool/gitops/chart_crds.yaml``) knows also gets its CRDs (``chartcrds``).
 
 Status carries the fields of both API shapes the lab serves (v2 ``history``,
 ``lastAttemptedRevision``; v2beta1 ``lastAppliedRevision``, ``helmChart``), since all
@@ -16,9 +17,11 @@ import hashlib
 import json
 from typing import Any
 
+from drtool.gitops.charts import ChartCatalog, default_catalog
 from drtool.lab.api.objects import clone, now_rfc3339
 from drtool.lab.api.status import ApiError
 
+from .chartcrds import chart_crd_objects
 from .conditions import flux_not_ready, flux_progressing, flux_ready, is_ready, set_condition, status_copy
 from .durations import format_duration, parse_duration
 from .health import CURRENT, health
@@ -36,8 +39,9 @@ class HelmReleaseReconciler:
     watches = ((SOURCE_GROUP, "HelmRepository"), (SOURCE_GROUP, "HelmChart"), (SOURCE_GROUP, "OCIRepository"),
                (GROUP, "HelmRelease"), ("apps", "Deployment"))
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, catalog: ChartCatalog | None = None):
         self.rt = runtime
+        self.catalog = catalog if catalog is not None else default_catalog()
         self._failures: dict[tuple[Key, Any], int] = {}
 
     def forget(self, key: Key) -> None:
@@ -117,10 +121,11 @@ class HelmReleaseReconciler:
                 return DONE
             return Result(requeue_after=self.rt.scenario.defaults.retry_interval)
 
-        # 4. the workload, then wait for it like `helm install --wait`
+        # 4. the chart's CRDs, then the workload, then wait for it like `helm install --wait`
         kind = faults.workload_kind or None
         workload = workload_for(obj, kind)
         try:
+            self._install_crds(obj, chart, version, action)
             self.rt.store.apply(workload)
         except ApiError as exc:
             message = f"Helm {action} failed for release {release} with chart {chart}@{version}: {exc.message}"
@@ -165,6 +170,14 @@ class HelmReleaseReconciler:
         self.rt.write_status(obj, status)
         self.rt.emit(obj, f"{Action}Succeeded", message, self.component)
         return DONE
+
+    def _install_crds(self, obj: dict[str, Any], chart: str, version: str, action: str) -> None:
+        for crd, replace in chart_crd_objects(self.catalog, chart, version, obj, action):
+            name = crd["metadata"]["name"]
+            if self.rt.store.peek("apiextensions.k8s.io", "CustomResourceDefinition", None, name) is None:
+                self.rt.store.create(crd)
+            elif replace:
+                self.rt.store.apply(crd)
 
     def _blocked(self, obj: dict[str, Any], status: dict[str, Any], gen: int, reason: str, message: str) -> Result:
         before = clone(status.get("conditions") or [])

@@ -113,6 +113,24 @@ class Scenario(BaseModel):
     api: ApiFaults = ApiFaults()
     ssh_drop: SshDrop | None = None
     flux: FluxFaults = FluxFaults()
+    # Chart -> CRDs entries (format of drtool/gitops/chart_crds.yaml) that replace the built-in
+    # catalog's for the charts they name.
+    chart_crds: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("chart_crds")
+    @classmethod
+    def _chart_crds(cls, value: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        from drtool.gitops.charts import ChartCatalogError, parse_entries
+        try:
+            parse_entries(list(value), "scenario", "chart_crds")
+        except ChartCatalogError as exc:
+            raise ValueError(str(exc).removeprefix("scenario: ")) from None
+        return value
+
+    def chart_crd_entries(self) -> tuple[Any, ...]:
+        """The ``chart_crds`` entries as :class:`drtool.gitops.charts.ChartEntry` objects."""
+        from drtool.gitops.charts import parse_entries
+        return parse_entries(list(self.chart_crds), f"scenario {self.name}", "chart_crds")
 
     @field_validator("objects")
     @classmethod
@@ -182,8 +200,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         elif problem.startswith("Value error, "):
             problem = problem[len("Value error, "):]
             # Cross-field checks say which field they are about: "objects.X: ...".
-            named = re.match(r"^([A-Za-z_][\w./-]*): (.*)$", problem, re.S)
-            if named and not field:
+            named = re.match(r"^([A-Za-z_][\w./\[\]-]*): (.*)$", problem, re.S)
+            if named and (not field or named.group(1).startswith(field)):
                 field, problem = named.group(1), named.group(2)
         raise BadInput(source, field, problem) from None
 

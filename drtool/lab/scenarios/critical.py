@@ -46,7 +46,10 @@ class _Plan:
         self.nodes = []
         for name, info in nodes.items():
             delay = scenario.node_ready_delay(name)
-            self.nodes.append(({"metadata": {"name": name, "labels": dict(info.get("labels") or {})},
+            # The kubelet's own labels too: Flux's Deployments select kubernetes.io/os=linux.
+            labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                      **dict(info.get("labels") or {})}
+            self.nodes.append(({"metadata": {"name": name, "labels": labels},
                                 "spec": {"taints": list(info.get("taints") or [])},
                                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
                                INF if delay is None else delay))
