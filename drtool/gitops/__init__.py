@@ -1,0 +1,1 @@
+"""GitOps repository logic shared by drtool and the lab: how Flux builds and applies a repository."""
