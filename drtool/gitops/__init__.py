@@ -1,1 +1,1 @@
-"""GitOps repository logic shared by drtool and the lab: how Flux builds and applies a repository."""
+"""Knowledge about GitOps repositories that is independent of any cluster: what Helm charts install."""
