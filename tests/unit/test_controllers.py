@@ -264,6 +264,29 @@ def test_helmrelease_retries_then_succeeds_and_stalls_on_retries_exceeded(tmp_pa
     _run(tmp_path, scenario, body, HELM)
 
 
+def test_a_helmrelease_whose_first_install_fails_is_stalled_with_default_remediation(tmp_path: Path) -> None:
+    """helm-controller v1.1.0: install.remediation.retries defaults to 0, so one failure is terminal."""
+    scenario = {"objects": {"HelmRelease/logging/loki": {"fail_times": 1}}}
+    files = {k: v for k, v in HELM.items() if k != "infra/grafana.yaml"}
+    files["infra/loki.yaml"] = files["infra/loki.yaml"].replace(" install: {remediation: {retries: 3}},", "")
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("infra", "./infra"))
+
+        def stalled() -> dict | None:
+            return get_condition(store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki"), "Stalled")
+        cond = await _eventually(stalled)
+        assert (cond["status"], cond["reason"], cond["message"]) == ("True", "RetriesExceeded",
+                                                                     "Failed to install after 1 attempt(s)")
+        await asyncio.sleep(0.3)          # many retry periods at this time scale: no second attempt
+        loki = store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki")
+        assert loki["status"]["installFailures"] == 1
+        assert get_condition(loki, "Ready")["reason"] == "InstallFailed"
+        assert store.get("apps", "StatefulSet", "logging", "loki") is None
+
+    _run(tmp_path, scenario, body, files)
+
+
 def test_bad_repos_give_clear_conditions_and_the_controllers_keep_going(tmp_path: Path) -> None:
     files = {**APPS, "apps/web.yaml": DEPLOY.format(name="web", extra=""),
              "broken/bad.yaml": "kind: [oops\n",

@@ -14,12 +14,13 @@ benchmarks compare drtool's recovery time against.
 """
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 from drtool.errors import BadInput
-from drtool.gitops.kustomize import BuildError, build_kustomization
+from drtool.gitops.kustomize import BuildError, build_kustomization, substitute
 from drtool.lab.api.kinds import KindRegistry, split_api_version
 from drtool.lab.controllers.helmreleases import _chart, workload_for
 from drtool.lab.controllers.kustomizations import HEALTH_POLL
@@ -86,6 +87,9 @@ class _Plan:
                                            "patchesStrategicMerge", "patchesJson6902", "images") if spec.get(k)}
         try:
             manifests = build_kustomization(self.repo, spec.get("path") or "./", build_spec)
+            post = spec.get("postBuild") or {}
+            if post:
+                manifests = substitute(manifests, self._variables(post, ref[1]))
         except BuildError as exc:
             raise BadInput(str(self.repo), f"Kustomization/{ref[1]}/{ref[2]}", str(exc)) from None
         target_ns = spec.get("targetNamespace")
@@ -102,6 +106,18 @@ class _Plan:
                 if child_ref not in self.objects:
                     self.objects[child_ref] = (child, ref)
                 self.also_applied_by.setdefault(child_ref, []).append(ref)
+
+    def _variables(self, post: dict[str, Any], namespace: str) -> dict[str, str]:
+        """postBuild variables from ConfigMaps/Secrets the repository itself declares, then inline ones."""
+        variables: dict[str, str] = {}
+        for src in post.get("substituteFrom") or []:
+            found = self.objects.get((str(src.get("kind")), namespace, str(src.get("name"))))
+            data = dict((found[0].get("data") or {}) if found else {})
+            if src.get("kind") == "Secret":
+                data = {k: base64.b64decode(str(v)).decode(errors="replace") for k, v in data.items()}
+            variables.update({str(k): str(v) for k, v in data.items()})
+        variables.update({str(k): str(v) for k, v in (post.get("substitute") or {}).items()})
+        return variables
 
     # -- times --
 
@@ -211,7 +227,8 @@ class _Plan:
         meta, spec = workload["metadata"], workload.get("spec") or {}
         delay = self.sc.delay(workload["kind"], meta.get("namespace"), meta["name"], self.sc.defaults.pod)
         pod_spec = (spec.get("template") or {}).get("spec") or {}
-        return self.pods_ready(pod_spec, created, delay, int(spec.get("replicas", 1)),
+        replicas = spec.get("replicas", 1)
+        return self.pods_ready(pod_spec, created, delay, replicas if isinstance(replicas, int) else 1,
                                workload["kind"] == "StatefulSet")
 
     def total(self) -> float:
