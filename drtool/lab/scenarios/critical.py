@@ -23,7 +23,7 @@ from drtool.errors import BadInput
 from drtool.gitops.kustomize import BuildError, build_kustomization, substitute
 from drtool.lab.api.kinds import KindRegistry, split_api_version
 from drtool.lab.controllers.charts import chart_of as _chart, workload_for
-from drtool.lab.controllers.kustomizations import HEALTH_POLL
+from drtool.lab.controllers.durations import HEALTH_POLL
 from drtool.lab.controllers.scheduler import schedule
 
 from . import Scenario
