@@ -1,0 +1,60 @@
+"""Where the lab follows real K3s and Flux closely enough that drtool's old shortcuts fail.
+
+One 2-node lab for the module; each test runs `inv rebuild` (or a slice of it) the way an
+operator would and checks what the operator sees: exit codes, messages, files, the cluster.
+"""
+from __future__ import annotations
+
+import gzip
+import subprocess
+
+import pytest
+import yaml
+
+from .fulllab import FullLab, start_full_lab, stop_full_lab_dir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lab2():
+    full = start_full_lab("127.0.150", nodes=2)
+    yield full
+    stop_full_lab_dir(full.lab)
+
+
+def _ssh(full: FullLab, node: str, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ssh", "-F", str(full.lab.ssh_config_path), "-o", "BatchMode=yes", node, command],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def _inventory(full: FullLab, name: str, mutate) -> str:
+    data = yaml.safe_load(full.inventory.read_text())
+    mutate(data)
+    path = full.inventory.with_name(name)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def test_airgap_images_keep_their_suffix_so_k3s_imports_them(lab2):
+    # A gzip-compressed bundle, as the K3s release ships k3s-airgap-images-amd64.tar.gz.
+    plain = lab2.lab.root / "artifacts" / "k3s-airgap-images.tar"
+    bundle = lab2.lab.root / "artifacts" / "k3s-airgap-images-amd64.tar.gz"
+    bundle.write_bytes(gzip.compress(plain.read_bytes()))
+    inv = _inventory(lab2, "airgap-gz.yaml", lambda d: d["k3s"]["install"].update(images=str(bundle)))
+    res = lab2.inv("rebuild", "-i", inv, "--yes", "--skip-backup", "--to", "join_agents")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    for node in ("node1", "node2"):
+        listed = _ssh(lab2, node, "ls /var/lib/rancher/k3s/agent/images/ && sudo -n k3s crictl images")
+        assert listed.returncode == 0, listed.stderr
+        assert "k3s-airgap-images.tar.gz" in listed.stdout
+        assert "docker.io/rancher/mirrored-coredns-coredns" in listed.stdout, (node, listed.stdout)
+
+
+def test_airgap_images_with_an_unknown_suffix_are_refused_as_bad_input(lab2):
+    odd = lab2.lab.root / "artifacts" / "images.bin"
+    odd.write_bytes(b"x")
+    inv = _inventory(lab2, "airgap-odd.yaml", lambda d: d["k3s"]["install"].update(images=str(odd)))
+    res = lab2.inv("inventory.check", inv)
+    assert res.returncode == 2
+    assert "k3s.install.images" in res.stdout + res.stderr and "images.bin" in res.stdout + res.stderr
