@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from drtool.errors import PermanentError, RetryableError
-from drtool.flux import bootstrap_argv, is_permanent
+from drtool.flux import FLUX_TOKEN_VARIABLE, bootstrap_argv, bootstrap_env, is_permanent
 from drtool.phases.context import Context
 from drtool.phases.preflight import flux_cli
 from drtool.secret import Secret, redact
@@ -42,14 +42,13 @@ def run(ctx: Context) -> str:
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
     cli = flux_cli(ctx.inv)
-    env = dict(ctx.environ)
+    try:
+        env = bootstrap_env(ctx.inv, dict(ctx.environ))
+    except KeyError as exc:
+        raise PermanentError(f"{exc.args[0]} is not set: flux bootstrap {ctx.inv.flux.provider} needs it") from None
     env["KUBECONFIG"] = str(ctx.ensure_kubeconfig())
-    var = ctx.inv.flux.token_variable
-    if var:
-        token = env.get(var, "")
-        if not token:
-            raise PermanentError(f"{var} is not set: flux bootstrap {ctx.inv.flux.provider} needs it")
-        Secret(token, var)
+    if ctx.inv.flux.token_variable:
+        Secret(env[FLUX_TOKEN_VARIABLE[ctx.inv.flux.provider]], ctx.inv.flux.token_variable)
     argv = bootstrap_argv(ctx.inv, cli, str(ctx.kubeconfig_path))
     budget = ctx.deadline("bootstrap")
     tries = 0
@@ -67,6 +66,6 @@ def run(ctx: Context) -> str:
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
-    var = ctx.inv.flux.token_variable
+    var = ctx.inv.flux.token_variable and FLUX_TOKEN_VARIABLE[ctx.inv.flux.provider]
     argv = bootstrap_argv(ctx.inv, flux_cli(ctx.inv), "runs/<id>/kubeconfig")
     return [("local", (f"{var}=*** " if var else "") + " ".join(argv))]

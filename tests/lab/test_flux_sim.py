@@ -72,14 +72,16 @@ class Cluster:
     recorder: Recorder
 
     def run_flux(self, *args: str, token: str | None = TOKEN, lab: Path | None = None,
-                 timeout: float = 90) -> subprocess.CompletedProcess:
+                 timeout: float = 90, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GITLAB_TOKEN", "DRTOOL_LAB")}
+        env.update(extra_env or {})
         env["KUBECONFIG"] = str(self.kubeconfig)
         if token is not None:
             env["GITHUB_TOKEN"] = token
         if lab is not None:
             env["DRTOOL_LAB"] = str(lab)
-        return subprocess.run([str(self.flux), *args], capture_output=True, text=True, env=env, timeout=timeout)
+        return subprocess.run([str(self.flux), *args], capture_output=True, text=True, env=env, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
 
     def objects(self, group: str, kind: str) -> list[dict]:
         return self.server.threadsafe(lambda: self.server.store.list(group, kind))
@@ -194,9 +196,24 @@ def test_bootstrap_again_is_idempotent(cluster: Cluster) -> None:
 
 
 def test_bootstrap_without_token_fails_like_flux(cluster: Cluster) -> None:
+    # flux2 v2.4.0 bootstrap_github.go: only GITHUB_TOKEN is read; otherwise a prompt, and EOF fails.
     result = cluster.run_flux(*BOOTSTRAP, token=None)
     assert result.returncode == 1
-    assert "✗ GITHUB_TOKEN environment variable not set" in result.stderr
+    assert "Please enter your GitHub personal access token (PAT): " in result.stdout
+    assert "✗ could not read token: could not read from stdin: EOF" in result.stderr
+    other_name = cluster.run_flux(*BOOTSTRAP, token=None, extra_env={"FLUX_GIT_TOKEN": TOKEN})
+    assert "could not read token" in other_name.stderr
+
+
+def test_bootstrap_rate_limit_is_githubs_403(cluster: Cluster, tmp_path: Path) -> None:
+    lab = tmp_path / "ratelimited"
+    lab.mkdir()
+    config = json.loads((cluster.lab / "lab.json").read_text())
+    config.update(root=str(lab), scenario=str(builtin_scenario_path("fault-rate-limit")))
+    (lab / "lab.json").write_text(json.dumps(config))
+    limited = cluster.run_flux(*BOOTSTRAP, lab=lab)
+    assert limited.returncode == 1
+    assert "403 API rate limit exceeded" in limited.stderr
 
 
 def test_bootstrap_unknown_repository_is_permanent_failure(cluster: Cluster) -> None:

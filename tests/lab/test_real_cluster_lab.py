@@ -6,12 +6,15 @@ operator would and checks what the operator sees: exit codes, messages, files, t
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 
 import pytest
 import yaml
 
-from .fulllab import FullLab, start_full_lab, stop_full_lab_dir
+from drtool.lab.scenarios import builtin_scenario_path
+
+from .fulllab import GIT_TOKEN, FullLab, start_full_lab, stop_full_lab_dir
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +61,27 @@ def test_airgap_images_with_an_unknown_suffix_are_refused_as_bad_input(lab2):
     res = lab2.inv("inventory.check", inv)
     assert res.returncode == 2
     assert "k3s.install.images" in res.stdout + res.stderr and "images.bin" in res.stdout + res.stderr
+
+
+def test_git_token_from_another_variable_reaches_flux_as_github_token(lab2):
+    # flux2 v2.4.0 bootstrap_github.go reads only GITHUB_TOKEN; the operator keeps it elsewhere.
+    inv = _inventory(lab2, "token-env.yaml", lambda d: d["flux"].update(token_env="FLUX_GIT_TOKEN"))
+    env = lab2.env(FLUX_GIT_TOKEN=GIT_TOKEN)
+    env.pop("GITHUB_TOKEN")
+    res = lab2.inv("rebuild", "-i", inv, "--yes", "--from", "bootstrap", "--to", "bootstrap", env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "could not read token" not in res.stdout + res.stderr
+    assert GIT_TOKEN not in res.stdout + res.stderr
+
+
+def test_github_rate_limit_is_retried_not_fatal(lab2, tmp_path):
+    # The lab's flux reads its scenario from DRTOOL_LAB: one run that hits GitHub's rate limit.
+    config = json.loads((lab2.lab.root / "lab.json").read_text())
+    config.update(root=str(tmp_path), scenario=str(builtin_scenario_path("fault-rate-limit")))
+    (tmp_path / "lab.json").write_text(json.dumps(config))
+    res = lab2.inv("rebuild", "-i", str(lab2.inventory), "--yes", "--from", "bootstrap", "--to", "bootstrap",
+                   env=lab2.env(DRTOOL_LAB=str(tmp_path)))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "after 2 attempts" in res.stdout
+    log = (lab2.runs_list()[-1] / "bootstrap.log").read_text()
+    assert "403 API rate limit exceeded" in log

@@ -1,7 +1,9 @@
 """``flux bootstrap github|gitlab|git`` against the lab: the steps and output of the real CLI.
 
-1. authenticate to the Git provider (token from the environment; the scenario's bad
-   tokens get a 401, its ``bootstrap_fail_times`` a transient 502);
+1. read the token from GITHUB_TOKEN / GITLAB_TOKEN only (else prompt, and fail at EOF with
+   "could not read token"), authenticate to the Git provider (the scenario's bad tokens get a
+   401, its ``rate_limited_times`` GitHub's rate-limit 403, its ``bootstrap_fail_times`` a
+   transient 502);
 2. clone the repo (a local one, found through lab.json's URL map), commit
    ``<path>/flux-system/{gotk-components,gotk-sync,kustomization}.yaml`` when they are
    missing or stale, and push;
@@ -19,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,11 +77,33 @@ class Bootstrap:
 
     # ------------------------------------------------------------------ provider
 
+    def read_token(self) -> None:
+        """flux2 v2.4.0 cmd/flux/bootstrap_github.go / bootstrap_gitlab.go: the token comes only from
+        GITHUB_TOKEN / GITLAB_TOKEN; otherwise flux prompts on stdout and reads one line of stdin
+        (cmd/flux/main.go readPasswordFromStdin), failing with "could not read token" at EOF.
+        bootstrap_git.go does the same for --token-auth without --password or GIT_PASSWORD."""
+        s = self.spec
+        needs = s.provider in ("github", "gitlab") or (s.token_auth and s.password is None)
+        if not needs or (s.token if s.provider != "git" else s.password):
+            return
+        prompt = {"github": "Please enter your GitHub personal access token (PAT): ",
+                  "gitlab": "Please enter your GitLab personal access token (PAT): "}.get(
+                      s.provider, "Please enter your Git repository password: ")
+        print(prompt, end="", flush=True)
+        line = self.stdin()
+        if not line:
+            raise BootstrapError("could not read token: could not read from stdin: EOF")
+        value = line.rstrip("\r\n")
+        self.spec = replace(s, **({"password": value} if s.provider == "git" else {"token": value}))
+
     def authenticate(self) -> None:
         s = self.spec
         if s.provider in ("github", "gitlab"):
-            if not s.token:
-                raise BootstrapError(f"{s.token_env} environment variable not set")
+            if self.lab.flux.rate_limited_times and self.lab.bump("rate_limited_attempts") < self.lab.flux.rate_limited_times:
+                # go-github's RateLimitError text, as flux prints it (the limit resets: retrying helps).
+                api = f"https://api.github.com/repos/{s.repo_url.split('/', 3)[-1]}"
+                raise BootstrapError(f"failed to get Git repository \"{s.repo_url}\": provider error: "
+                                     f"GET {api}: 403 API rate limit exceeded for user ID 1. [rate reset in 4m12s]")
             if s.token in self.lab.flux.bad_tokens:
                 api = "https://api.github.com/user" if s.provider == "github" else "https://gitlab.com/api/v4/user"
                 raise BootstrapError(f"failed to get Git repository \"{s.repo_url}\": provider error: "
@@ -243,6 +267,7 @@ class Bootstrap:
 
     def run(self) -> None:
         s = self.spec
+        self.read_token()
         say("►", f"connecting to {s.host}")
         self.authenticate()
         repo = self.repo_path()

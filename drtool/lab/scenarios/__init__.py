@@ -99,6 +99,7 @@ class FluxFaults(BaseModel):
     model_config = _STRICT
     bootstrap_fail_times: int = Field(0, ge=0, description="fail the first N bootstraps transiently")
     bad_tokens: tuple[str, ...] = Field((), description="tokens the Git provider rejects (401)")
+    rate_limited_times: int = Field(0, ge=0, description="the first N bootstraps hit GitHub's API rate limit (403)")
 
 
 class Scenario(BaseModel):
