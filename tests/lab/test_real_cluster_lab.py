@@ -85,3 +85,42 @@ def test_github_rate_limit_is_retried_not_fatal(lab2, tmp_path):
     assert "after 2 attempts" in res.stdout
     log = (lab2.runs_list()[-1] / "bootstrap.log").read_text()
     assert "403 API rate limit exceeded" in log
+
+
+def _api(full: FullLab):
+    from kubernetes import client as kclient
+
+    from drtool.kube.client import api_client_from_kubeconfig
+
+    kubeconfig = next(r / "kubeconfig" for r in reversed(full.runs_list()) if (r / "kubeconfig").exists())
+    return kclient.CoreV1Api(api_client_from_kubeconfig(str(kubeconfig)))
+
+
+def test_backup_keeps_the_sealed_secrets_keys_and_restore_puts_them_back(lab2):
+    # What the sealed-secrets controller writes at first start (bitnami-labs/sealed-secrets
+    # pkg/controller/keys.go writeKey): a kubernetes.io/tls Secret labelled ...sealed-secrets-key=active.
+    key_material = "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLWxhYnNlYWxlZGtleQ=="
+    api = _api(lab2)
+    try:
+        api.create_namespaced_secret("kube-system", {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "sealed-secrets-key7x2bq", "namespace": "kube-system",
+                         "labels": {"sealedsecrets.bitnami.com/sealed-secrets-key": "active"}},
+            "data": {"tls.crt": "Y2VydA==", "tls.key": key_material}})
+    finally:
+        api.api_client.close()
+    res = lab2.inv("rebuild", "-i", str(lab2.inventory), "--yes", "--to", "restore_secrets", timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    run = lab2.runs_list()[-1]
+    saved = run / "backup" / "flux-secrets" / "sealed-secrets-keys.json"
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    assert "flux-secrets/sealed-secrets-keys.json" in (run / "backup" / "manifest.json").read_text()
+    assert "sealed-secrets keys (1)" in res.stdout and "1 sealed-secrets key(s)" in res.stdout
+    assert key_material not in res.stdout + (run / "commands.log").read_text() + (run / "report.md").read_text()
+    api = _api(lab2)       # the rebuilt cluster: a new datastore, the old key back in place
+    try:
+        back = api.read_namespaced_secret("sealed-secrets-key7x2bq", "kube-system")
+    finally:
+        api.api_client.close()
+    assert back.data["tls.key"] == key_material and back.type == "kubernetes.io/tls"
+    assert back.metadata.labels["sealedsecrets.bitnami.com/sealed-secrets-key"] == "active"
