@@ -397,6 +397,8 @@ class Converge(_Model):
     ignore_namespaces: tuple[str, ...] = ()
     crashloop_restarts: int = Field(default=3, ge=0)
     unschedulable_grace: Seconds = 30.0
+    stuck_grace: Seconds = 60.0
+    """Fail once nothing changed this long and every pending object waits on a kind no pending object can install."""
 
 
 class Backup(_Model):

@@ -249,3 +249,22 @@ def test_check_pre_and_version(cluster: Cluster) -> None:
     version = cluster.run_flux("version", "--client")
     assert version.stdout.strip() == "flux: v2.4.0"
     assert cluster.run_flux("--version").stdout.strip() == "flux version 2.4.0"
+
+
+def test_bootstrap_fails_at_once_when_flux_system_is_not_ready(cluster: Cluster) -> None:
+    # flux2 v2.4.0 pkg/bootstrap/bootstrap.go objectReconciled: Ready=False ends the wait with its message.
+    # Runs last in this module: it leaves flux-system failing.
+    monitor = cluster.repo / "clusters/homelab/servicemonitor.yaml"
+    monitor.write_text("apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x, namespace: default}\n")
+    git(cluster.repo, "add", "-A")
+    git(cluster.repo, "commit", "--quiet", "-m", "add a ServiceMonitor without its CRD")
+    store = cluster.server.store
+    for group, kind in (("source.toolkit.fluxcd.io", "GitRepository"), ("kustomize.toolkit.fluxcd.io", "Kustomization")):
+        if cluster.server.threadsafe(lambda g=group, k=kind: store.peek(g, k, "flux-system", "flux-system")) is not None:
+            cluster.server.threadsafe(lambda g=group, k=kind: store.delete(g, k, "flux-system", "flux-system"))
+    started = time.monotonic()
+    result = cluster.run_flux(*BOOTSTRAP)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert "✗ error while waiting for Kustomization to be ready: '" in result.stderr
+    assert 'no matches for kind "ServiceMonitor"' in result.stderr

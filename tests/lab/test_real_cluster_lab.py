@@ -124,3 +124,102 @@ def test_backup_keeps_the_sealed_secrets_keys_and_restore_puts_them_back(lab2):
         api.api_client.close()
     assert back.data["tls.key"] == key_material and back.type == "kubernetes.io/tls"
     assert back.metadata.labels["sealedsecrets.bitnami.com/sealed-secrets-key"] == "active"
+
+
+SERVICE_MONITOR = """apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: loki
+  namespace: logging
+spec:
+  selector: {matchLabels: {app: loki}}
+  endpoints: [{port: http}]
+"""
+
+
+class _Commit:
+    """A commit in the lab's GitOps repo (the remote flux clones), undone afterwards."""
+
+    def __init__(self, full: FullLab, path: str, text: str, also: tuple[str, str] | None = None):
+        from drtool.lab.gitops_repo import git
+
+        self.git, self.full = git, full
+        self.repo = full.lab.root / "gitops" / "homelab-gitops"
+        self.files = [(path, text)] + ([also] if also else [])
+
+    def __enter__(self):
+        for path, text in self.files:
+            target = self.repo / path
+            self.old = {p: (self.repo / p).read_text() if (self.repo / p).exists() else None for p, _ in self.files}
+            target.write_text(text)
+        self.git(self.repo, "add", "-A")
+        self.git(self.repo, "commit", "--quiet", "-m", "test change")
+        return self
+
+    def __exit__(self, *exc):
+        for path, old in self.old.items():
+            if old is None:
+                (self.repo / path).unlink()
+            else:
+                (self.repo / path).write_text(old)
+        self.git(self.repo, "add", "-A")
+        self.git(self.repo, "commit", "--quiet", "-m", "undo test change")
+
+
+def test_bootstrap_says_why_flux_system_failed_and_does_not_retry_it(lab2):
+    kustomization = (lab2.lab.root / "gitops" / "homelab-gitops" / "clusters/homelab/kustomization.yaml")
+    assert not kustomization.exists()   # flux-system builds every file under the path
+    with _Commit(lab2, "clusters/homelab/servicemonitor.yaml", SERVICE_MONITOR):
+        # A fresh cluster: real bootstrap also fails at once on a flux-system left Ready=False before.
+        res = lab2.inv("rebuild", "-i", str(lab2.inventory), "--yes", "--skip-backup", "--to", "bootstrap")
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    # kustomize-controller's Ready message, read from the cluster, is in the error.
+    assert "Kustomization flux-system/flux-system Ready=False ReconciliationFailed" in out, out[-3000:]
+    assert 'no matches for kind "ServiceMonitor"' in out
+    run = lab2.runs_list()[-1]
+    assert (run / "commands.log").read_text().count('"step": "bootstrap"') == 1     # permanent: not retried
+    assert "error while waiting for Kustomization to be ready" in (run / "bootstrap.log").read_text()
+
+
+def test_bootstrap_timeout_keeps_flux_output_and_outlasts_flux_timeout(lab2, tmp_path):
+    # A flux that stops answering: prints its first lines, then hangs past its own --timeout.
+    slow = tmp_path / "flux"
+    slow.write_text("#!/bin/sh\necho '► connecting to github.com' >&2\necho '► cloning branch \"main\"' >&2\n"
+                    "exec sleep 120\n")
+    slow.chmod(0o755)
+
+    def mutate(d):
+        d["flux"].update(cli=str(slow), timeout="2s")
+        d["timeouts"]["bootstrap"] = "1s"     # shorter than flux's --timeout: drtool must not cut flux short
+    inv = _inventory(lab2, "slow-flux.yaml", mutate)
+    res = lab2.inv("rebuild", "-i", inv, "--yes", "--from", "bootstrap", "--to", "bootstrap")
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert "flux bootstrap did not finish within 7s" in out, out[-3000:]
+    run = lab2.runs_list()[-1]
+    assert "► cloning branch" in (run / "bootstrap.log").read_text()
+    assert "timeout after 7s" in (run / "commands.log").read_text()
+
+
+def test_converge_stops_when_nothing_can_change_and_says_why(lab2):
+    def mutate(d):
+        d["converge"]["stuck_grace"] = "4s"
+        d["timeouts"]["converge"] = "60s"
+    inv = _inventory(lab2, "stuck.yaml", mutate)
+    kust = (lab2.lab.root / "gitops" / "homelab-gitops" / "infrastructure/storage/kustomization.yaml").read_text()
+    with _Commit(lab2, "infrastructure/storage/servicemonitor.yaml", SERVICE_MONITOR,
+                 also=("infrastructure/storage/kustomization.yaml", kust + "  - servicemonitor.yaml\n")):
+        res = lab2.inv("rebuild", "-i", inv, "--yes", "--skip-backup", timeout=200)
+    out = res.stdout + res.stderr
+    assert res.returncode == 4, out[-3000:]
+    assert "nothing changed for" in out and 'no matches for kind "ServiceMonitor"' in out, out[-3000:]
+    assert "(blocks Kustomization/flux-system/workloads)" in out
+    journal = json.loads((lab2.runs_list()[-1] / "journal.json").read_text())
+    converge = next(p for p in journal["phases"] if p["name"] == "converge")
+    assert converge["ended_at"] - converge["started_at"] < 40, converge
+    report = json.loads((lab2.runs_list()[-1] / "report.json").read_text())
+    assert report["converge"]["outcome"] == "stuck"
+    missing = [o for o in report["objects"] if o["state"] == "NotFound"]
+    assert {o["id"] for o in missing} >= {"HelmRelease/logging/loki"}
+    assert report["converge"]["objects_ready"] < report["converge"]["objects_total"]

@@ -237,8 +237,7 @@ class Bootstrap:
             group, _, version = obj["apiVersion"].rpartition("/")
             kind = obj["kind"]
             say("◎", f"waiting for {kind} \"{s.namespace}/{s.namespace}\" to be reconciled")
-            self._wait(f"{kind} \"{s.namespace}/{s.namespace}\"",
-                       lambda g=group, v=version, k=kind: _flux_ready(kube.get_custom(g, v, k, s.namespace, s.namespace)))
+            self._wait_reconciled(kind, lambda g=group, v=version, k=kind: kube.get_custom(g, v, k, s.namespace, s.namespace))
             say("✔", f"{kind} reconciled successfully")
 
     def confirm(self, kube: Kube) -> None:
@@ -250,6 +249,38 @@ class Bootstrap:
                 raise BootstrapError(f"{name}: deployment not ready")
             say("✔", f"{name}: deployment ready")
         say("✔", "all components are healthy")
+
+    def _wait_reconciled(self, kind: str, get: Callable[[], dict[str, Any] | None]) -> None:
+        """flux2 v2.4.0 pkg/bootstrap/bootstrap.go objectReconciled + bootstrap_plain_git.go
+        ReportGitRepoHealth/ReportKustomizationHealth: Ready=True ends the wait; Ready=False ends it
+        at once with the condition's message; past --timeout the Ready message is the reason.
+        (The lab wants Ready=False on two polls in a row, POLL apart, so a controller that has not
+        yet seen the source it was just given does not fail the run on a race the real one also has.)"""
+        ns = self.spec.namespace
+        failing = ""
+        last: dict[str, Any] | None = None
+        while True:
+            try:
+                last = get()
+            except KubeError:     # a blip of the API is retried until the deadline
+                last = None
+            ready, message, status = _flux_condition(last)
+            if ready:
+                return
+            if status == "False":
+                if failing == message:
+                    say("✗", message)
+                    raise BootstrapError(f"error while waiting for {kind} to be ready: '{message}'")
+                failing = message
+            else:
+                failing = ""
+            if time.monotonic() >= self.deadline:
+                err = "context deadline exceeded"
+                if status and status != "True":
+                    err = f"{kind.lower()} '{ns}/{ns}' not ready: '{message}'"
+                say("✗", err)
+                raise BootstrapError(f"error while waiting for {kind} to be ready: '{err}'")
+            time.sleep(POLL)
 
     def _wait(self, what: str, check: Callable[[], tuple[bool, str]]) -> None:
         """Poll ``check`` until it passes or ``--timeout`` runs out."""
@@ -292,14 +323,18 @@ def _deployment_ready(dep: dict[str, Any] | None) -> tuple[bool, str]:
     return gen_ok and have >= want, f"{have}/{want} replicas available"
 
 
-def _flux_ready(obj: dict[str, Any] | None) -> tuple[bool, str]:
+def _flux_condition(obj: dict[str, Any] | None) -> tuple[bool, str, str]:
+    """(reconciled, Ready message, Ready status) as objectReconciled sees them: a stale
+    observedGeneration means "keep waiting" whatever the condition says."""
     if obj is None:
-        return False, "not found"
-    for cond in (obj.get("status") or {}).get("conditions") or []:
+        return False, "not found", ""
+    status = obj.get("status") or {}
+    if "observedGeneration" in status and int(status["observedGeneration"]) != int(obj["metadata"].get("generation") or 1):
+        return False, "", ""
+    for cond in status.get("conditions") or []:
         if cond.get("type") == "Ready":
-            gen_ok = int((obj.get("status") or {}).get("observedGeneration") or 0) == int(obj["metadata"].get("generation") or 1)
-            return cond.get("status") == "True" and gen_ok, cond.get("message", "")
-    return False, "waiting to be reconciled"
+            return cond.get("status") == "True", cond.get("message", ""), cond.get("status", "")
+    return False, "", ""
 
 
 def _new_deploy_key() -> tuple[str, str]:
