@@ -34,6 +34,7 @@ from drtool.lab.api.certs import LabPki
 from drtool.lab.api.objects import now_rfc3339
 from drtool.lab.api.server import LabApiServer
 from drtool.lab.api.status import ApiError
+from drtool.lab.k3s import images
 from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION, datastore, nodes, proc, supervisor, system_pods
 from drtool.lab.k3s.flags import ServerConfig, kubeconfig_mode
 from drtool.lab.k3s.labconfig import K3sScenario, LabConfig
@@ -338,6 +339,7 @@ async def _start_controllers(store: Store, lab: LabConfig) -> Any:
 async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     """Serve until SIGTERM. Returns the process exit status."""
     proc.info(f"Starting k3s {K3S_VERSION} ({K3S_COMMIT})")
+    images.preload(fs, cfg.data_dir)
     address = cfg.listen_address or lab.own_address(cfg.node_name) or "127.0.0.1"
     base = fs.path(cfg.data_dir)
     server_dir, tls_dir = base / "server", base / "server" / "tls"

@@ -104,6 +104,7 @@ class FluxFaults(BaseModel):
     # kustomize-controller v1.4.0 and helm-controller v1.1.0 main.go: --requeue-dependency=30s.
     requeue_dependency: Seconds = Field(30.0, gt=0, description="real seconds between re-checks of a "
                                         "not-ready dependency (the controllers' --requeue-dependency)")
+    rate_limited_times: int = Field(0, ge=0, description="the first N bootstraps hit GitHub's API rate limit (403)")
 
 
 class Scenario(BaseModel):
