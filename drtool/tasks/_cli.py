@@ -7,6 +7,7 @@ to the debug log so the terminal stays readable.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -25,6 +26,53 @@ def _one_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
+READ_ONLY = "_drtool_read_only"
+
+
+def read_only(*writes: str):
+    """Mark a task that changes nothing, so Invoke's ``--dry`` may run it as it is.
+
+    ``writes`` names the options that make it write something (e.g. ``output``); with one
+    of them given, ``--dry`` refuses like it does for every other task.
+    """
+
+    def mark(fn):
+        setattr(fn, READ_ONLY, writes)
+        return fn
+
+    return mark
+
+
+def task_name(fn) -> str:
+    """The name an operator types for a task function: ``rebuild``, ``lab.up``, ``inventory.check``."""
+    collection = fn.__module__.rsplit(".", 1)[-1].removesuffix("_tasks")
+    name = fn.__name__.strip("_").replace("_", "-")
+    return name if name == collection else f"{collection}.{name}"
+
+
+def _honour_dry(fn, args, kwargs) -> None:
+    """Invoke's ``--dry``/``-R`` only echoes ``c.run`` commands, which drtool never uses, so on
+    its own it would let a rebuild go on to the wipe. A task that changes anything either turns
+    it into its own ``--dry-run`` or refuses before doing anything; only read-only tasks run."""
+    c = args[0] if args else None
+    try:
+        dry = bool(c.config.run.dry)  # type: ignore[union-attr]
+    except AttributeError:
+        return
+    if not dry:
+        return
+    if "dry_run" in inspect.signature(fn).parameters:
+        kwargs["dry_run"] = True
+        return
+    writes = getattr(fn, READ_ONLY, None)
+    if writes is not None and not any(kwargs.get(w) for w in writes):
+        return
+    name = task_name(fn)
+    given = [f"--{w.replace('_', '-')}" for w in writes or () if kwargs.get(w)]
+    why = f"with {', '.join(given)} it writes" if given else "it changes things and has no --dry-run"
+    raise bad_arg("--dry", f"refusing to run {name}: {why}; nothing was done")
+
+
 def guarded(fn):
     """Wrap a task body: DrtoolError → message + its exit code; Ctrl-C → 130; bug → one line + log."""
 
@@ -33,6 +81,7 @@ def guarded(fn):
         from drtool.secret import redact
 
         try:
+            _honour_dry(fn, args, kwargs)
             return fn(*args, **kwargs)
         except Exit:
             raise

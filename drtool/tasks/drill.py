@@ -5,7 +5,7 @@ import os
 
 from invoke import Exit, task
 
-from drtool.tasks._cli import bad_arg, console, guarded, load
+from drtool.tasks._cli import bad_arg, console, guarded, load, read_only
 
 
 def _trigger(trigger: str | None) -> str:
@@ -62,6 +62,7 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
 @task(help={"inventory": "inventory file", "last": "how many drills to show (default 10)",
             "html": "also write the HTML trend page to this file"})
 @guarded
+@read_only("html")
 def history(c, inventory=None, last=10, html=None):
     """Show the last drills (verdict, recovery, objective) and per-phase durations against their median."""
     from drtool.drills.history import history_table, load_history, render_history_table

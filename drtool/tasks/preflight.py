@@ -5,7 +5,7 @@ import json as jsonlib
 
 from invoke import Exit, task
 
-from drtool.tasks._cli import console, guarded, load
+from drtool.tasks._cli import console, guarded, load, read_only
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -29,6 +29,7 @@ def render_checks(result, con) -> None:
     }
 )
 @guarded
+@read_only("accept_new_host_keys")
 def preflight(c, inventory=None, json=False, accept_new_host_keys=False):
     """Check nodes (SSH, host key, sudo, OS, disk, clock, protected paths) and local prerequisites."""
     from drtool.errors import ExitCode

@@ -5,7 +5,7 @@ import json
 
 from invoke import task
 
-from drtool.tasks._cli import bad_arg, guarded
+from drtool.tasks._cli import bad_arg, guarded, read_only
 
 
 def _run_dir(run_id: str):
@@ -31,6 +31,7 @@ def render(c, run_id):
 
 @task(help={"run_a": "older run id", "run_b": "newer run id", "output": "write the Markdown here too"})
 @guarded
+@read_only("output")
 def compare(c, run_a, run_b, output=None):
     """Per-phase and per-object time deltas between two runs."""
     from drtool.report import build_report

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from drtool.tasks._cli import guarded, load
+from drtool.tasks._cli import guarded, load, read_only
 
 RUN_HELP = {
     "inventory": "inventory file (YAML)",
@@ -27,6 +27,7 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 @task(name="list")
 @guarded
+@read_only()
 def list_(c):
     """List the runbooks in runbooks/ with their descriptions."""
     from drtool.errors import BadInput
@@ -50,6 +51,7 @@ def list_(c):
 
 @task(help={"name": "runbook name or file"})
 @guarded
+@read_only()
 def show(c, name):
     """Show a runbook's steps (id, kind, title)."""
     from drtool.runbooks import find
@@ -96,6 +98,7 @@ def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=Fals
             "inventory": "resolve commands per node against this inventory", "param": "NAME=VALUE (repeatable)"},
       iterable=["param"])
 @guarded
+@read_only("output")
 def render(c, name, output=None, inventory=None, param=None):
     """Write a runbook as Markdown: purpose, parameters, each step's doc and exact commands."""
     from pathlib import Path
@@ -119,6 +122,7 @@ def render(c, name, output=None, inventory=None, param=None):
             "name": "only this runbook (name or file); default: every file in runbooks/",
             "strict": "warnings fail too"})
 @guarded
+@read_only()
 def validate(c, name=None, inventory=None, strict=False):
     """Lint runbooks: schema, unknown phases/actions/nodes, duplicate ids, unused parameters, order."""
     from pathlib import Path

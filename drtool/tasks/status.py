@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from drtool.tasks._cli import console, guarded, load
+from drtool.tasks._cli import console, guarded, load, read_only
 
 
 def find_kubeconfig(inv, explicit: str | None) -> tuple[str, str | None]:
@@ -53,6 +53,7 @@ def _render(snap, con, elapsed: float | None = None) -> None:
 @task(help={"inventory": "inventory file", "kubeconfig": "kubeconfig to use (default: the newest run's)",
             "watch": "refresh until everything is ready (bounded by timeouts.converge)", "json": "print JSON"})
 @guarded
+@read_only()
 def status(c, inventory=None, kubeconfig=None, watch=False, json=False):
     """One snapshot of the cluster (Flux objects, workloads, pods, expectations); exit 4 when not all ready."""
     import json as jsonlib
