@@ -92,10 +92,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+PARAM_TYPES = ("string", "node", "agent", "server", "run")
+"""What a parameter's value must be: any text, a node of the inventory (any role, an agent, a
+server), or the id of a run under ``runs/``. Checked before anything runs."""
+
+
 class Parameter(_Model):
     default: str | None = None
     """Used when ``--param name=value`` is not given; no default makes the parameter required."""
     description: str = ""
+    type: Literal["string", "node", "agent", "server", "run"] = "string"
+    """Checked against the inventory (node types) or ``runs/`` (run) before any step runs."""
 
     @field_validator("default", mode="before")
     @classmethod

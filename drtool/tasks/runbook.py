@@ -60,7 +60,7 @@ def show(c, name):
     book = find(name)
     print(f"{book.name}: {book.description.strip()}")
     for pname, p in book.parameters.items():
-        print(f"  param {pname}" + (f" (default {p.default})" if p.default is not None else " (required)")
+        print(f"  param {pname} ({p.type}" + (f", default {p.default})" if p.default is not None else ", required)")
               + (f": {p.description}" if p.description else ""))
     for i, step in enumerate(book.steps, 1):
         what = step.phase or step.action or ""
@@ -86,8 +86,8 @@ def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=Fals
     executor = RunbookExecutor(inv, book, options)
     if dry_run:
         print(f"Plan for runbook {book.name} on cluster {inv.cluster.name} (dry run: nothing is changed)")
-        for s, lines in executor.plan():
-            print(f"\n== {book.index(s.id) + 1}. {s.id} ({s.kind}): {s.title}")
+        for s, title, lines in executor.plan():
+            print(f"\n== {book.index(s.id) + 1}. {s.id} ({s.kind}): {redact(title)}")
             for target, what in lines:
                 print(f"  [{target}] {redact(what)}")
         return
@@ -120,15 +120,18 @@ def render(c, name, output=None, inventory=None, param=None):
 
 @task(help={"inventory": "also check node names against this inventory",
             "name": "only this runbook (name or file); default: every file in runbooks/",
-            "strict": "warnings fail too"})
+            "strict": "warnings fail too",
+            "param": "check a parameter value NAME=VALUE against its type, as runbook.run would (repeatable)"},
+      iterable=["param"])
 @guarded
 @read_only()
-def validate(c, name=None, inventory=None, strict=False):
+def validate(c, name=None, inventory=None, strict=False, param=None):
     """Lint runbooks: schema, unknown phases/actions/nodes, duplicate ids, unused parameters, order."""
     from pathlib import Path
 
     from drtool.errors import ExitCode
     from drtool.runbooks import runbook_files, runbooks_dir
+    from drtool.runbooks.params import parse_param_args
     from drtool.runbooks.validate import lint_files
 
     inv = load(inventory) if inventory else None
@@ -141,7 +144,7 @@ def validate(c, name=None, inventory=None, strict=False):
         files = runbook_files()
     if not files:
         raise Exit(f"error: no runbooks in {runbooks_dir()}", code=int(ExitCode.BAD_INPUT))
-    problems = lint_files(files, inv)
+    problems = lint_files(files, inv, parse_param_args(param))
     for p in problems:
         print(p)
     errors = [p for p in problems if p.severity == "error" or strict]
