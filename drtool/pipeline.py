@@ -134,7 +134,8 @@ class Pipeline:
             run.record.update(status="running", ended_at=None, stopped_at=None, error=None)
             return run
         flags = {"skip_backup": self.options.skip_backup, "dry_run": False, "from": self.start, "to": self.stop_at,
-                 "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig}
+                 "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig,
+                 "discard_volume_data": self.options.discard_volume_data}
         return Run.create(self.kind, str(self.inv.path), self.inv.cluster.name, trigger=self.options.trigger,
                           objective_s=self.inv.objective, flags=flags)
 

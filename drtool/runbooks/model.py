@@ -35,7 +35,7 @@ MAX_RETRIES = 20
 TARGET_GROUPS = ("servers", "agents", "all")
 ACTION_KINDS = ("phase", "remote", "local", "check", "manual", "wait", "action")
 # Options a phase step may set: the same switches `inv rebuild` has for these phases.
-PHASE_ARGS = {"skip_backup": bool, "keep_waiting": bool, "merge_kubeconfig": bool}
+PHASE_ARGS = {"skip_backup": bool, "keep_waiting": bool, "merge_kubeconfig": bool, "discard_volume_data": bool}
 
 
 def _phase_names() -> tuple[str, ...]:
