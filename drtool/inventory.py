@@ -498,12 +498,13 @@ class _FieldError(ValueError):
 # Loading
 
 
-def _first_error(source: str, exc: ValidationError) -> BadInput:
-    err = exc.errors(include_url=False)[0]
-    ctx_err = (err.get("ctx") or {}).get("error")
+def _all_errors(source: str, exc: ValidationError) -> BadInput:
+    """Every problem at once; a model validator's error points at its precise field."""
+    errors = exc.errors(include_url=False)
+    ctx_err = (errors[0].get("ctx") or {}).get("error") if len(errors) == 1 else None
     if isinstance(ctx_err, _FieldError):
         return BadInput(source, ctx_err.field, ctx_err.problem)
-    return validation_error(source, exc)
+    return validation_error(source, exc, model=Inventory)
 
 
 def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
@@ -513,7 +514,7 @@ def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
     try:
         return Inventory.model_validate({**data, "path": Path(source)})
     except ValidationError as exc:
-        raise _first_error(str(source), exc) from None
+        raise _all_errors(str(source), exc) from None
 
 
 def load_inventory(path: str | Path) -> Inventory:

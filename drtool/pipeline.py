@@ -57,7 +57,10 @@ def select_phases(start: str | None, stop: str | None) -> list:
     """The phases from ``start`` to ``stop`` inclusive; unknown names are bad input."""
     for flag, name in (("--from", start), ("--to", stop)):
         if name is not None and name not in PHASE_NAMES:
-            raise BadInput("command line", flag, f"unknown phase {name!r}; phases: {', '.join(PHASE_NAMES)}")
+            from drtool.suggest import did_you_mean
+
+            raise BadInput("command line", flag, f"unknown phase {name!r}{did_you_mean(name, PHASE_NAMES)}; "
+                                                 f"phases: {', '.join(PHASE_NAMES)}")
     i = PHASE_NAMES.index(start) if start else 0
     j = PHASE_NAMES.index(stop) if stop else len(PHASE_NAMES) - 1
     if i > j:

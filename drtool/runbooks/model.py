@@ -247,7 +247,9 @@ class Step(_Model):
     @classmethod
     def _phase(cls, v: str | None) -> str | None:
         if v is not None and v not in _phase_names():
-            raise ValueError(f"unknown phase {v!r}; phases: {', '.join(_phase_names())}")
+            from drtool.suggest import did_you_mean
+
+            raise ValueError(f"unknown phase {v!r}{did_you_mean(v, _phase_names())}; phases: {', '.join(_phase_names())}")
         return v
 
     @field_validator("action")
@@ -416,7 +418,7 @@ def _loc(loc: tuple, data: Any) -> str:
 
 
 def _bad_input(source: str, exc: ValidationError, data: Any) -> BadInput:
-    return validation_error(source, exc, field=lambda loc: _loc(loc, data))
+    return validation_error(source, exc, field=lambda loc: _loc(loc, data), model=Runbook)
 
 
 def parse_runbook(data: Any, source: str | Path = "<runbook>") -> Runbook:

@@ -131,7 +131,8 @@ def resolve_targets(inv: Inventory, on: str | tuple[str, ...], params: Mapping[s
             nodes.append(inv.node(name))
         except KeyError:
             known = ", ".join(n.name for n in inv.nodes)
-            raise BadInput(source, field, f"unknown node {name!r} (inventory {inv.path} has {known})") from None
+            hint = did_you_mean(name, [n.name for n in inv.nodes])
+            raise BadInput(source, field, f"unknown node {name!r}{hint} (inventory {inv.path} has {known})") from None
     return tuple(nodes)
 
 

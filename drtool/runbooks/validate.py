@@ -94,7 +94,7 @@ def lint_files(paths: list[Path], inv: Inventory | None = None, given: Mapping[s
         try:
             book = load_runbook(path)
         except BadInput as exc:
-            problems.append(Problem(exc.source, exc.field, exc.problem))
+            problems += [Problem(exc.source, f, p) for f, p in exc.problems]
             continue
         if book.name in names:
             problems.append(Problem(str(path), "name", f"runbook name {book.name!r} also used by {names[book.name]}"))

@@ -86,7 +86,9 @@ def guarded(fn):
         except Exit:
             raise
         except BadInput as exc:
-            raise Exit(f"error: {redact(str(exc))}", code=int(ExitCode.BAD_INPUT)) from None
+            # One line per problem, so every mistake in a file is fixed in one go.
+            lines = "\n".join(f"error: {line}" for line in redact(str(exc)).splitlines())
+            raise Exit(lines, code=int(ExitCode.BAD_INPUT)) from None
         except DrtoolError as exc:
             # Multi-line messages (remote output tails) are useful: keep them, redacted.
             raise Exit(f"error: {redact(str(exc))}", code=int(exc.exit_code)) from None
