@@ -451,6 +451,9 @@ class Inventory(_Model):
     """Recovery-time objective: the rebuild must be all-ready within this."""
     drill: Drill = Field(default_factory=Drill)
     ssh: Ssh = Field(default_factory=Ssh)
+    runs_dir: Path | None = None
+    """Where this cluster's runs (journals, backups, reports) are kept; relative to the inventory's
+    folder. Default: ``runs/`` beside the inventory file. ``$DRTOOL_RUNS_DIR`` overrides it."""
 
     @model_validator(mode="after")
     def _nodes(self) -> "Inventory":
@@ -477,6 +480,11 @@ class Inventory(_Model):
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    @property
+    def runs_path(self) -> Path:
+        """The runs directory this inventory asks for (absolute)."""
+        return self.resolve(self.runs_dir) or (self.path.parent / "runs").resolve()
 
     def resolve(self, p: Path | str | None) -> Path | None:
         """A path from the inventory, resolved against the inventory file's folder."""

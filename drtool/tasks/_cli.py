@@ -113,13 +113,59 @@ def bad_arg(name: str, problem: str) -> BadInput:
     return BadInput("command line", name, problem)
 
 
-def load(inventory: str | None):
-    """The inventory named by ``-i``; a missing flag is bad input."""
-    if not inventory:
-        raise bad_arg("--inventory", "required (e.g. -i inventory/lab.yaml)")
-    from drtool.inventory import load_inventory
+def inventory_task(*positional: str, **kwargs):
+    """``@task`` whose inventory may also be given as a bare word after ``positional``
+    (``inv rebuild inventory/home.yaml``), or left out for the default (see ``inventory_path``)."""
+    from invoke import task
 
-    return load_inventory(inventory)
+    from drtool.tasks._posarg import OptionalPositionalTask
+
+    return task(klass=OptionalPositionalTask, positional=[*positional, "inventory"], **kwargs)
+
+
+INVENTORY_ENV = "DRTOOL_INVENTORY"
+
+
+def inventory_path(c, inventory: str | None) -> str | None:
+    """The inventory to use: the argument, else ``$DRTOOL_INVENTORY``, else ``drtool.inventory``
+    from Invoke's configuration (``invoke.yaml`` beside tasks.py, ``~/.invoke.yaml``,
+    ``/etc/invoke.yaml`` or ``INVOKE_DRTOOL_INVENTORY``)."""
+    if inventory:
+        return inventory
+    if os.environ.get(INVENTORY_ENV):
+        return os.environ[INVENTORY_ENV]
+    try:
+        configured = c.config.drtool.inventory  # type: ignore[union-attr]
+    except (AttributeError, KeyError):
+        return None
+    return str(configured) if configured else None
+
+
+def load(inventory: str | None, c=None):
+    """The inventory given to a task, or the default one; none at all is bad input.
+
+    Loading it also makes its runs directory the one this process uses (unless
+    ``$DRTOOL_RUNS_DIR`` says otherwise)."""
+    path = inventory_path(c, inventory)
+    if not path:
+        raise bad_arg("--inventory", f"required: give the inventory file as an argument or with -i, or set "
+                                     f"${INVENTORY_ENV} or drtool.inventory in invoke.yaml")
+    from drtool.inventory import load_inventory
+    from drtool.run import use_runs_dir
+
+    inv = load_inventory(path)
+    use_runs_dir(inv.runs_path)
+    return inv
+
+
+def default_runs_dir(c) -> None:
+    """For tasks without an inventory argument (``report RUN_ID``): runs are found through the
+    default inventory when there is one, so they do not depend on the current directory."""
+    if os.environ.get("DRTOOL_RUNS_DIR"):
+        return
+    path = inventory_path(c, None)
+    if path:
+        load(path, c)
 
 
 def console(quiet: bool = False):

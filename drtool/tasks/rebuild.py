@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from invoke import task
 
-from drtool.tasks._cli import guarded, load
+from drtool.tasks._cli import guarded, inventory_task, load
 
 HELP = {
     "inventory": "inventory file (YAML)",
@@ -47,7 +46,7 @@ def print_plan(steps) -> None:
         print(f"  [{target}] {action}")
 
 
-@task(help=HELP)
+@inventory_task(help=HELP)
 @guarded
 def rebuild(c, inventory=None, yes=False, dry_run=False, skip_backup=False, resume=None, from_=None, to=None,
             merge_kubeconfig=False, keep_waiting=False, quiet=False, accept_new_host_keys=False, discard_volume_data=False):
@@ -56,7 +55,7 @@ def rebuild(c, inventory=None, yes=False, dry_run=False, skip_backup=False, resu
     from drtool.pipeline import Pipeline
     from drtool.secret import redact
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     options = Options(yes=yes, dry_run=dry_run, skip_backup=skip_backup, merge_kubeconfig=merge_kubeconfig,
                       keep_waiting=keep_waiting, quiet=quiet, accept_new_host_keys=accept_new_host_keys,
                       discard_volume_data=discard_volume_data)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from drtool.tasks._cli import guarded, load, read_only
+from drtool.tasks._cli import guarded, inventory_task, load, read_only
 
 RUN_HELP = {
     "inventory": "inventory file (YAML)",
@@ -68,7 +68,7 @@ def show(c, name):
         print(f"  {i:>2}. {step.id:<22} {step.kind:<7} {what:<18} {step.title}" + (f"  ({policy})" if policy else ""))
 
 
-@task(help=RUN_HELP, iterable=["param", "approve"])
+@inventory_task("name", help=RUN_HELP, iterable=["param", "approve"])
 @guarded
 def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=False, yes=False, approve=None,
         resume=None, param=None, keep_waiting=False, quiet=False, accept_new_host_keys=False):
@@ -79,7 +79,7 @@ def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=Fals
     from drtool.secret import redact
 
     book = find(name)
-    inv = load(inventory)
+    inv = load(inventory, c)
     options = RunOptions(params=parse_param_args(param), step_mode=step, start=from_, only=_split(only), yes=yes,
                          approve=tuple(approve or ()), resume=resume, quiet=quiet, keep_waiting=keep_waiting,
                          accept_new_host_keys=accept_new_host_keys)
@@ -109,7 +109,7 @@ def render(c, name, output=None, inventory=None, param=None):
     from drtool.runbooks.render import render_markdown
 
     book = find(name)
-    inv = load(inventory) if inventory else None
+    inv = load(inventory, c) if inventory else None
     text = render_markdown(book, inv, parse_param_args(param))
     if output:
         atomic_write(Path(output), text)
@@ -134,7 +134,7 @@ def validate(c, name=None, inventory=None, strict=False, param=None):
     from drtool.runbooks.params import parse_param_args
     from drtool.runbooks.validate import lint_files
 
-    inv = load(inventory) if inventory else None
+    inv = load(inventory, c) if inventory else None
     if name:
         from drtool.runbooks import find
 
