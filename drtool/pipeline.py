@@ -139,8 +139,10 @@ class Pipeline:
         flags = {"skip_backup": self.options.skip_backup, "dry_run": False, "from": self.start, "to": self.stop_at,
                  "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig,
                  "discard_volume_data": self.options.discard_volume_data}
+        # The recovery-time objective judges rebuilds, not a backup on its own.
+        objective = self.inv.objective if self.kind in ("rebuild", "drill") else None
         return Run.create(self.kind, str(self.inv.path), self.inv.cluster.name, trigger=self.options.trigger,
-                          objective_s=self.inv.objective, flags=flags)
+                          objective_s=objective, flags=flags)
 
     def _todo(self, run: Run) -> list:
         if not self.resume:

@@ -177,3 +177,17 @@ def console(quiet: bool = False):
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+def prune_runs(inv, current: str | None = None, quiet: bool = False) -> None:
+    """Apply ``backup.keep_runs`` after a run; a failure to prune never changes the run's outcome."""
+    from drtool.retention import prune_runs as prune
+    from drtool.run import runs_dir
+
+    try:
+        removed = prune(runs_dir(), inv.cluster.name, inv.backup.keep_runs, protect=(current,) if current else ())
+    except OSError as exc:
+        print(f"warning: could not remove old runs: {exc}", file=sys.stderr)
+        return
+    if removed and not quiet:
+        print(f"removed {len(removed)} old run(s) of cluster {inv.cluster.name} (backup.keep_runs: {inv.backup.keep_runs})")

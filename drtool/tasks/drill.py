@@ -5,7 +5,7 @@ import os
 
 from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load, read_only
+from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load, prune_runs, read_only
 
 
 def _trigger(trigger: str | None) -> str:
@@ -46,6 +46,7 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
     if run is None or not (run.dir / "report.json").exists():
         raise error or Exit("error: the drill left no report", code=int(ExitCode.FAILED))
     report, outputs = publish(inv, run.dir, junit, textfile_dir, history_html)
+    prune_runs(inv, run.record["run_id"], quiet)  # after the history and trends have used the old runs
     con = console(quiet)
     for r in outputs.regressions:
         con.print(f"[yellow]regression[/]: {r.describe()}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 
-from drtool.tasks._cli import guarded, inventory_task, load
+from drtool.tasks._cli import guarded, inventory_task, load, prune_runs
 
 HELP = {
     "inventory": "inventory file (YAML)",
@@ -65,4 +65,8 @@ def rebuild(c, inventory=None, yes=False, dry_run=False, skip_backup=False, resu
         print_plan([(p, t, redact(a)) for p, t, a in pipeline.plan()])
         return
     confirm(inv.cluster.name, yes)
-    pipeline.run()
+    try:
+        pipeline.run()
+    finally:
+        if pipeline.run_obj is not None:
+            prune_runs(inv, pipeline.run_obj.record["run_id"], quiet)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from drtool.tasks._cli import guarded, inventory_task, load, read_only
+from drtool.tasks._cli import guarded, inventory_task, load, prune_runs, read_only
 
 RUN_HELP = {
     "inventory": "inventory file (YAML)",
@@ -91,7 +91,12 @@ def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=Fals
             for target, what in lines:
                 print(f"  [{target}] {redact(what)}")
         return
-    executor.run()
+    try:
+        executor.run()
+    finally:
+        ctx = getattr(executor, "ctx", None)
+        if ctx is not None:
+            prune_runs(inv, ctx.run.record["run_id"], quiet)
 
 
 @task(help={"name": "runbook name or file", "output": "write to FILE instead of the terminal",
