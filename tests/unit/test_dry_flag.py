@@ -59,7 +59,7 @@ def test_dry_refuses_tasks_that_change_things(tmp_path, args):
 READ_ONLY_TASKS = {"preflight", "status", "inventory.check", "inventory.import-ansible", "report.compare",
                    "drill.history", "runbook.list", "runbook.show", "runbook.render", "runbook.validate",
                    "lab.status", "lab.critical-path"}
-DRY_RUN_TASKS = {"rebuild", "runbook.run"}
+DRY_RUN_TASKS = {"rebuild", "runbook.run", "backup"}
 
 
 def _tasks():
