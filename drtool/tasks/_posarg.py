@@ -25,6 +25,10 @@ class OptionalPositional(Argument):
     """A positional argument that may be left out."""
 
 
+# Flags that give up data: spelled out in full, never reachable by a one-letter typo.
+LONG_ONLY = {"discard_volume_data"}
+
+
 class OptionalPositionalTask(Task):
     """A task whose positional arguments with a default in the signature are optional."""
 
@@ -33,6 +37,10 @@ class OptionalPositionalTask(Task):
         params = inspect.signature(self.body).parameters
         out = []
         for arg in args:
+            if (arg.attr_name or arg.name) in LONG_ONLY:
+                arg = Argument(names=tuple(n for n in arg.names if len(n) > 1), kind=arg.kind, default=arg.default,
+                               help=arg.help, positional=arg.positional, optional=arg.optional,
+                               incrementable=arg.incrementable, attr_name=arg.attr_name)
             param = params.get(arg.attr_name or arg.name)
             if arg.positional and param is not None and param.default is not inspect.Parameter.empty:
                 arg = OptionalPositional(names=arg.names, kind=arg.kind, default=arg.default, help=arg.help,
