@@ -467,6 +467,9 @@ class Inventory(_Model):
     """Recovery-time objective: the rebuild must be all-ready within this."""
     drill: Drill = Field(default_factory=Drill)
     ssh: Ssh = Field(default_factory=Ssh)
+    runs_dir: Path | None = None
+    """Where this cluster's runs (journals, backups, reports) are kept; relative to the inventory's
+    folder. Default: ``runs/`` beside the inventory file. ``$DRTOOL_RUNS_DIR`` overrides it."""
 
     @model_validator(mode="after")
     def _nodes(self) -> "Inventory":
@@ -494,6 +497,11 @@ class Inventory(_Model):
                 return n
         raise KeyError(name)
 
+    @property
+    def runs_path(self) -> Path:
+        """The runs directory this inventory asks for (absolute)."""
+        return self.resolve(self.runs_dir) or (self.path.parent / "runs").resolve()
+
     def resolve(self, p: Path | str | None) -> Path | None:
         """A path from the inventory, resolved against the inventory file's folder."""
         if p is None:
@@ -514,12 +522,13 @@ class _FieldError(ValueError):
 # Loading
 
 
-def _first_error(source: str, exc: ValidationError) -> BadInput:
-    err = exc.errors(include_url=False)[0]
-    ctx_err = (err.get("ctx") or {}).get("error")
+def _all_errors(source: str, exc: ValidationError) -> BadInput:
+    """Every problem at once; a model validator's error points at its precise field."""
+    errors = exc.errors(include_url=False)
+    ctx_err = (errors[0].get("ctx") or {}).get("error") if len(errors) == 1 else None
     if isinstance(ctx_err, _FieldError):
         return BadInput(source, ctx_err.field, ctx_err.problem)
-    return validation_error(source, exc)
+    return validation_error(source, exc, model=Inventory)
 
 
 def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
@@ -529,7 +538,7 @@ def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
     try:
         return Inventory.model_validate({**data, "path": Path(source)})
     except ValidationError as exc:
-        raise _first_error(str(source), exc) from None
+        raise _all_errors(str(source), exc) from None
 
 
 def load_inventory(path: str | Path) -> Inventory:

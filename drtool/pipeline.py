@@ -54,7 +54,10 @@ def select_phases(start: str | None, stop: str | None) -> list:
     """The phases from ``start`` to ``stop`` inclusive; unknown names are bad input."""
     for flag, name in (("--from", start), ("--to", stop)):
         if name is not None and name not in PHASE_NAMES:
-            raise BadInput("command line", flag, f"unknown phase {name!r}; phases: {', '.join(PHASE_NAMES)}")
+            from drtool.suggest import did_you_mean
+
+            raise BadInput("command line", flag, f"unknown phase {name!r}{did_you_mean(name, PHASE_NAMES)}; "
+                                                 f"phases: {', '.join(PHASE_NAMES)}")
     i = PHASE_NAMES.index(start) if start else 0
     j = PHASE_NAMES.index(stop) if stop else len(PHASE_NAMES) - 1
     if i > j:
@@ -98,9 +101,12 @@ class Pipeline:
             run.resumed()
             return run
         flags = {"skip_backup": self.options.skip_backup, "dry_run": False, "from": self.start, "to": self.stop_at,
-                 "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig}
+                 "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig,
+                 "discard_volume_data": self.options.discard_volume_data}
+        # The recovery-time objective judges rebuilds, not a backup on its own.
+        objective = self.inv.objective if self.kind in ("rebuild", "drill") else None
         return Run.create(self.kind, str(self.inv.path), self.inv.cluster.name, trigger=self.options.trigger,
-                          objective_s=self.inv.objective, flags=flags)
+                          objective_s=objective, flags=flags)
 
     def _todo(self, run: Run) -> list:
         if not self.resume:

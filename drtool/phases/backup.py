@@ -207,10 +207,25 @@ def run(ctx: Context) -> PhaseResult:
     write_private(dest / "nodes.json", json.dumps(infos, indent=2).encode())
     manifest = write_manifest(dest)
     ctx.state["backup_manifest"] = str(manifest)
+    # Teardown refuses to wipe volumes with data unless they are archived here.
+    ctx.state["volumes_archived"] = [i["node"] for i in infos if "volumes.tgz" in i["files"]]
     count = verify_manifest(dest)
     vols = sum(len(i["volumes"]) for i in infos)
-    return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed",
+    return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {_volumes_summary(infos)}",
               files=count, flux_secrets=list(saved), volumes=vols)
+
+
+
+def _volumes_summary(infos: list[dict]) -> str:
+    """Each local-path volume with its size, and whether it was archived (the report shows this)."""
+    from drtool.remote.volumes import human_size
+
+    listed = [(i["node"], v, "volumes.tgz" in i["files"]) for i in infos for v in i["volumes"]]
+    if not listed:
+        return "no local-path volumes"
+    return f"{len(listed)} local-path volume(s): " + "; ".join(
+        f"{node}:{v['path']} ({human_size(v['kib'])}, {'archived' if archived else 'not archived'})"
+        for node, v, archived in listed)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

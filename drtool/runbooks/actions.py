@@ -264,3 +264,12 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", _install_server,
            _plan_install_server),
 )}
+
+
+def _register_restore_actions() -> None:
+    from drtool.runbooks.restore_actions import restore_actions
+
+    ACTIONS.update({a.name: a for a in restore_actions()})
+
+
+_register_restore_actions()
