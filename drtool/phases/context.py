@@ -32,6 +32,8 @@ class Options:
     quiet: bool = False
     accept_new_host_keys: bool = False
     trigger: str = "manual"
+    accept: tuple[str, ...] = ()
+    """GitOps-check finding ids the operator accepted: a blocker among them does not stop the run."""
 
 
 class Progress:

@@ -141,6 +141,31 @@ class PostCheck(_Frozen):
     duration_s: float | None = None
 
 
+class GitopsFinding(_Frozen):
+    """One finding of the GitOps check run in preflight."""
+
+    id: str
+    kind: str
+    severity: str
+    subject: Text = ""
+    message: Text = ""
+    fix: Text = ""
+    kustomization: Text = ""
+    file: Text = ""
+    accepted: bool = False
+
+
+class GitopsCheck(_Frozen):
+    """The GitOps check's result as preflight recorded it (``skipped`` says why it did not run)."""
+
+    skipped: Text = ""
+    checkout: Text = ""
+    live: bool = False
+    notes: list[str] = Field(default_factory=list)
+    accepted: list[str] = Field(default_factory=list)
+    findings: list[GitopsFinding] = Field(default_factory=list)
+
+
 class RunRecord(_Frozen):
     """The whole run record; see docs/report-schema.md for the meaning of each field."""
 
@@ -163,6 +188,7 @@ class RunRecord(_Frozen):
     phases: list[PhaseRecord] = Field(default_factory=list)
     converge: ConvergeRecord | None = None
     post_checks: list[PostCheck] = Field(default_factory=list)
+    gitops_check: GitopsCheck | None = None
 
     @field_validator("post_checks", "phases", mode="before")
     @classmethod
