@@ -45,6 +45,8 @@ class Refs:
         return ""
 
     def fix(self, kind: str, namespace: str, name: str) -> str:
+        if kind in SOURCE_KINDS:
+            return f"declare {kind} {namespace}/{name} in Git (in this Kustomization or one it dependsOn), or fix the sourceRef"
         if kind == "Secret":
             return (f"add it to secrets: in {self.inv_path} ({{name: {name}, namespace: {namespace}, from_file: ...}}) "
                     "so drtool restores it before bootstrap, or commit it SOPS-encrypted")
@@ -100,6 +102,10 @@ def _object(refs: Refs, ks: Kustomization, obj: dict[str, Any], file: str, resul
     subject = ref(obj)
     group = group_of(str(obj.get("apiVersion", "")))
     if kind == "HelmRelease" and group == "helm.toolkit.fluxcd.io":
+        source = (((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or spec.get("chartRef") or {})
+        if source.get("name") and source.get("kind"):
+            _missing(refs, result, "blocker", str(source["kind"]), str(source.get("namespace") or ns),
+                     str(source["name"]), f"{subject} chart source", ks, file, finding_kind="repository")
         for v in spec.get("valuesFrom") or []:
             if isinstance(v, dict) and not v.get("optional"):
                 _missing(refs, result, "blocker", str(v.get("kind")), ns, str(v.get("name")),
