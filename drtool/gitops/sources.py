@@ -45,18 +45,80 @@ class Built:
     source: str
 
 
-def build(root: Path, path: str) -> list[Built]:
-    """The objects Flux would build from ``path`` in the checkout ``root``; raises ``BuildError``."""
-    if _build_dicts is not None:
-        out = []
-        for obj in _build_dicts(Path(root), path):
-            notes = (obj.get("metadata") or {}).get("annotations") or {}
-            source = next((notes[a] for a in _PATH_ANNOTATIONS if a in notes), "")
-            out.append(Built(obj, str(source)))
-        return out
-    from drtool.lab.controllers.kustomize import build as lab_build
+class Builder:
+    """Builds Flux Kustomization paths of one checkout, the way kustomize-controller does.
 
-    return [Built(m.obj, m.source) for m in lab_build(Path(root), path)]
+    Plain paths (resources only, no Flux build fields) are built in-process
+    (``drtool.gitops.plainbuild``); everything else, errors included, goes to the shared
+    builder, whose objects are traced back to their files through ``Provenance``.
+    """
+
+    def __init__(self, root: Path):
+        from drtool.gitops.plainbuild import PlainBuilder
+
+        self.root = Path(root)
+        self.plain = PlainBuilder(self.root)
+        self._provenance: Provenance | None = None
+
+    def build(self, path: str, spec: dict[str, Any] | None = None) -> list[Built]:
+        """The objects Flux would build from ``path`` with Kustomization ``spec``; raises ``BuildError``."""
+        from drtool.gitops.plainbuild import NotPlain
+
+        try:
+            return [Built(obj, src) for obj, src in self.plain.build(path, spec)]
+        except NotPlain:
+            pass
+        if _build_dicts is not None:
+            if self._provenance is None:
+                self._provenance = Provenance(self.root)
+            out = []
+            for obj in _build_dicts(self.root, path, spec or {}):
+                notes = (obj.get("metadata") or {}).get("annotations") or {}
+                source = next((notes[a] for a in _PATH_ANNOTATIONS if a in notes), "") or self._provenance.file_of(obj)
+                out.append(Built(dict(obj), str(source)))
+            return out
+        from drtool.lab.controllers.kustomize import build as lab_build
+
+        built = [Built(m.obj, m.source) for m in lab_build(self.root, path)]
+        target_ns = (spec or {}).get("targetNamespace")
+        for b in built if target_ns else ():
+            if b.obj.get("kind") not in _CLUSTER_SCOPED:
+                b.obj.setdefault("metadata", {})["namespace"] = target_ns
+        return built
+
+
+_CLUSTER_SCOPED = frozenset({"Namespace", "PersistentVolume", "CustomResourceDefinition", "ClusterRole",
+                             "ClusterRoleBinding", "StorageClass", "PriorityClass", "IngressClass"})
+
+
+class Provenance:
+    """Which repository file declares an object, for builders that do not say (kind and name match)."""
+
+    def __init__(self, root: Path):
+        import yaml
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        self.index: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        root = Path(root)
+        for path in sorted(root.rglob("*")):
+            if path.suffix not in (".yaml", ".yml") or ".git" in path.parts or not path.is_file():
+                continue
+            try:
+                docs = list(yaml.load_all(path.read_bytes(), Loader=loader))
+            except (yaml.YAMLError, OSError, UnicodeDecodeError):
+                continue
+            rel = path.relative_to(root).as_posix()
+            for doc in docs:
+                if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
+                    meta = doc["metadata"]
+                    self.index.setdefault((str(doc.get("kind")), str(meta.get("name"))), []).append(
+                        (str(meta.get("namespace") or ""), rel))
+
+    def file_of(self, obj: dict[str, Any]) -> str:
+        meta = obj.get("metadata") or {}
+        found = self.index.get((str(obj.get("kind")), str(meta.get("name"))), [])
+        same_ns = [f for ns, f in found if ns == str(meta.get("namespace") or "")]
+        return (same_ns or [f for _, f in found] or [""])[0]
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-=]([^}]*))?\}")

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from drtool.errors import DrtoolError
 from drtool.inventory import Inventory
-from drtool.remote.runner import Runner
+
 
 LIVE_TIMEOUT = (3.0, 10.0)
 """(connect, read) seconds per API request: the old cluster may be half dead."""
 
 
-def live_from_server(inv: Inventory, runner: Runner):
+def live_from_server(inv: Inventory, runner):
     """A read-only ``LiveSnapshot`` of the old cluster, or (None, why) when it does not answer."""
     from drtool.gitops.check.live import read_live
     from drtool.kube.client import KubeTransport, api_client_from_kubeconfig

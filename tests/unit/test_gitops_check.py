@@ -248,3 +248,51 @@ def test_accepting_a_blocker(accepted, ok):
     assert out["ok"] is ok
     assert out["accepted"] == list(accepted)
     assert [f["accepted"] for f in out["findings"]] == [bool(accepted)]
+
+
+def test_the_benchmark_repository_has_500_files_builds_in_process_and_is_clean(tmp_path):
+    from drtool.gitops.plainbuild import PlainBuilder
+    from drtool.tasks.bench import BENCHMARKS
+    from tests.bench.bench_gitops import make_repo
+    from tests.bench.run import ORDER
+
+    repo = make_repo(tmp_path / "repo")
+    assert sum(1 for p in repo.rglob("*") if p.is_file()) == 500
+    result = run_check(inventory("clusters/bench"), repo)
+    assert result.findings == [] and result.files == 500 and result.kustomizations == 8
+    # Every path of it takes the in-process build (no kustomize process per Kustomization).
+    assert len(PlainBuilder(repo).build("./apps/group0")) == 70
+    assert "gitops" in ORDER and "gitops" in BENCHMARKS
+
+
+def test_plain_build_leaves_anything_else_to_the_real_builder(tmp_path):
+    from drtool.gitops.plainbuild import NotPlain, PlainBuilder
+
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "crd-ordering", repo)
+    plain = PlainBuilder(repo)
+    assert {src for _, src in plain.build("./infrastructure")} == {
+        "infrastructure/namespace.yaml", "infrastructure/envoy-gateway.yaml", "infrastructure/gateway.yaml"}
+    with pytest.raises(NotPlain):
+        plain.build("./infrastructure", {"targetNamespace": "other"})
+    (repo / "infrastructure" / "kustomization.yaml").write_text(
+        "resources: [namespace.yaml]\npatches: [{path: p.yaml}]\n")
+    with pytest.raises(NotPlain):
+        plain.build("./infrastructure")
+    (repo / ".sourceignore").write_text("drafts/\n")
+    with pytest.raises(NotPlain):
+        PlainBuilder(repo).build("./clusters/test")
+
+
+@pytest.mark.parametrize("fixture, path", [("crd-ordering", "./infrastructure"), ("repository", "./clusters/test"),
+                                           ("node-reference", "./storage"), (None, "./infrastructure")])
+def test_plain_build_gives_what_the_real_kustomize_gives(fixture, path):
+    import json
+
+    from drtool.gitops.plainbuild import PlainBuilder
+
+    kustomize = pytest.importorskip("drtool.gitops.kustomize")
+    root = FIXTURES / fixture if fixture else fixture_dir()
+    plain = sorted(json.dumps(o, sort_keys=True) for o, _ in PlainBuilder(root).build(path))
+    real = sorted(json.dumps(dict(o), sort_keys=True) for o in kustomize.build_kustomization(root, path, {}))
+    assert plain == real

@@ -10,6 +10,7 @@ Kustomizations that read another source than the bootstrap repository are noted 
 from __future__ import annotations
 
 import base64
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -81,6 +82,7 @@ class Repo:
     cluster_path: str
     kustomizations: dict[str, Kustomization] = field(default_factory=dict)
     files: int = 0
+    _index: dict | None = field(default=None, repr=False)
 
     def objects(self):
         """(Kustomization, built object) for every object every Kustomization applies."""
@@ -103,11 +105,15 @@ class Repo:
 
     def find(self, kind: str, namespace: str | None, name: str) -> list[tuple[Kustomization, sources.Built]]:
         """Objects of ``kind`` named ``name`` (in ``namespace`` when given) anywhere in the builds."""
+        if self._index is None:
+            self._index = {}
+            for ks, b in self.objects():
+                meta = b.obj.get("metadata") or {}
+                self._index.setdefault((str(b.obj.get("kind")), str(meta.get("name"))), []).append((ks, b))
         out = []
-        for ks, b in self.objects():
+        for ks, b in self._index.get((kind, name), []):
             meta = b.obj.get("metadata") or {}
-            if b.obj.get("kind") == kind and meta.get("name") == name and \
-                    (namespace is None or (meta.get("namespace") or ks.spec.get("targetNamespace")) == namespace):
+            if namespace is None or (meta.get("namespace") or ks.spec.get("targetNamespace")) == namespace:
                 out.append((ks, b))
         return out
 
@@ -142,39 +148,30 @@ def load_repo(root: Path, cluster_path: str, result: CheckResult) -> Repo | None
     top = Kustomization("flux-system", "flux-system", {"path": "./" + cluster, "sourceRef": {
         "kind": "GitRepository", "name": "flux-system"}}, path=cluster)
     repo.kustomizations[ROOT] = top
-    queue = [top]
-    while queue:
-        ks = queue.pop(0)
-        _build_one(repo, ks, result)
-        for b in ks.objects:
-            if not is_kustomization(b.obj):
-                continue
-            meta = b.obj.get("metadata") or {}
-            namespace = meta.get("namespace") or ks.spec.get("targetNamespace") or "default"
-            child = Kustomization(namespace, str(meta.get("name")), dict(b.obj.get("spec") or {}),
-                                  file=ks.file_of(b), path=_norm(str((b.obj.get("spec") or {}).get("path") or "")))
-            if child.key == ROOT:
-                # gotk-sync.yaml: the real definition of the bootstrap Kustomization.
-                top.spec, top.file = child.spec, child.file
-                continue
-            if child.key in repo.kustomizations:
-                other = repo.kustomizations[child.key]
-                result.add(Finding("repository", "warning", f"Kustomization/{child.key}",
-                                   f"Kustomization {child.key} is declared twice ({other.file} and {child.file}); "
-                                   "Flux applies whichever comes last", "keep one declaration",
-                                   kustomization=ks.key, file=child.file))
-                continue
-            repo.kustomizations[child.key] = child
-            queue.append(child)
+    builder = sources.Builder(root)
+    wave = [top]
+    while wave:
+        # Kustomizations found at the same depth are built side by side (the real kustomize
+        # is a process each); their children form the next wave.
+        if len(wave) > 1:
+            with ThreadPoolExecutor(max_workers=min(4, len(wave))) as pool:
+                list(pool.map(lambda k: _build_one(repo, builder, k, result), wave))
+        else:
+            _build_one(repo, builder, wave[0], result)
+        current, wave = wave, []
+        for ks in current:
+            wave.extend(_children(repo, ks, top, result))
+    _other_sources(repo, result)
     _substitute(repo)
     return repo
 
 
-def _build_one(repo: Repo, ks: Kustomization, result: CheckResult) -> None:
-    kind, ns, name = ks.source
-    if (kind, ns, name) != BOOTSTRAP_SOURCE:
-        declared = repo.find(kind, ns, name) if kind else []
-        if not declared:
+def _other_sources(repo: Repo, result: CheckResult) -> None:
+    for ks in repo.kustomizations.values():
+        kind, ns, name = ks.source
+        if ks.source == BOOTSTRAP_SOURCE:
+            continue
+        if not kind or not repo.find(kind, ns, name):
             result.add(Finding("repository", "blocker", f"{kind or 'source'}/{ns}/{name}",
                                f"Kustomization {ks.key} reads source {kind}/{ns}/{name}, which nothing in Git declares",
                                "declare the source in Git, or point sourceRef at the flux-system GitRepository",
@@ -182,7 +179,36 @@ def _build_one(repo: Repo, ks: Kustomization, result: CheckResult) -> None:
         else:
             result.notes.append(f"Kustomization {ks.key} reads {kind}/{ns}/{name}, another source than the "
                                 "bootstrap repository: its content is not checked")
-        return
+
+
+def _children(repo: Repo, ks: Kustomization, top: Kustomization, result: CheckResult) -> list[Kustomization]:
+    found = []
+    for b in ks.objects:
+        if not is_kustomization(b.obj):
+            continue
+        meta = b.obj.get("metadata") or {}
+        namespace = meta.get("namespace") or ks.spec.get("targetNamespace") or "default"
+        child = Kustomization(namespace, str(meta.get("name")), dict(b.obj.get("spec") or {}),
+                              file=ks.file_of(b), path=_norm(str((b.obj.get("spec") or {}).get("path") or "")))
+        if child.key == ROOT:
+            # gotk-sync.yaml: the real definition of the bootstrap Kustomization.
+            top.spec, top.file = child.spec, child.file
+            continue
+        if child.key in repo.kustomizations:
+            other = repo.kustomizations[child.key]
+            result.add(Finding("repository", "warning", f"Kustomization/{child.key}",
+                               f"Kustomization {child.key} is declared twice ({other.file} and {child.file}); "
+                               "Flux applies whichever comes last", "keep one declaration",
+                               kustomization=ks.key, file=child.file))
+            continue
+        repo.kustomizations[child.key] = child
+        found.append(child)
+    return found
+
+
+def _build_one(repo: Repo, builder: sources.Builder, ks: Kustomization, result: CheckResult) -> None:
+    if ks.source != BOOTSTRAP_SOURCE:
+        return  # another source: its content is not here (see _other_sources)
     if not (repo.root / ks.path).is_dir():
         result.add(Finding("repository", "blocker", f"path {ks.path or '.'}",
                            f"Kustomization {ks.key} builds path {ks.path or '.'!r}, which does not exist",
@@ -190,22 +216,13 @@ def _build_one(repo: Repo, ks: Kustomization, result: CheckResult) -> None:
                            kustomization=ks.key, file=ks.file))
         return
     try:
-        ks.objects = sources.build(repo.root, "./" + ks.path if ks.path else "./")
+        ks.objects = builder.build("./" + ks.path if ks.path else "./", ks.spec)
         ks.built = True
     except sources.BuildError as exc:
         result.add(Finding("repository", "blocker", f"build {ks.path or '.'}",
                            f"Kustomization {ks.key} does not build: {exc}",
                            "fix the file named in the message; kustomize-controller fails the same way",
                            kustomization=ks.key, file=ks.file))
-        return
-    target_ns = ks.spec.get("targetNamespace")
-    if target_ns:
-        for b in ks.objects:
-            meta = b.obj.setdefault("metadata", {})
-            if meta.get("namespace") or b.obj.get("kind") not in ("Namespace", "PersistentVolume",
-                                                                  "CustomResourceDefinition", "ClusterRole",
-                                                                  "ClusterRoleBinding", "StorageClass"):
-                meta["namespace"] = target_ns
 
 
 def substitution_values(repo: Repo, ks: Kustomization) -> tuple[dict[str, str], list[dict[str, Any]]]:
@@ -244,3 +261,4 @@ def _substitute(repo: Repo) -> None:
         values, _ = substitution_values(repo, ks)
         done = sources.substitute([b.obj for b in ks.objects], values)
         ks.objects = [sources.Built(o, b.source) for o, b in zip(done, ks.objects)]
+    repo._index = None  # names may have changed
