@@ -18,10 +18,12 @@ try:  # the shared builder (Flux's kustomize + postBuild substitution)
     from drtool.gitops.kustomize import BuildError  # type: ignore[import-not-found]
     from drtool.gitops.kustomize import build_kustomization as _build_dicts  # type: ignore[import-not-found]
     from drtool.gitops.kustomize import substitute as _substitute  # type: ignore[import-not-found]
-except ImportError:  # fallback: the lab's builder
-    from drtool.lab.controllers.kustomize import BuildError  # noqa: F401
+except ImportError:  # fallback: the lab's builder (imported only when a build needs it)
     _build_dicts = None
     _substitute = None
+
+    class BuildError(Exception):  # type: ignore[no-redef]
+        """The path cannot be built; ``str()`` names the file."""
 
 try:  # the API surface of the pinned Kubernetes/K3s and Flux versions
     from drtool.kube import apisurface as _apisurface  # type: ignore[attr-defined]
@@ -77,9 +79,13 @@ class Builder:
                 source = next((notes[a] for a in _PATH_ANNOTATIONS if a in notes), "") or self._provenance.file_of(obj)
                 out.append(Built(dict(obj), str(source)))
             return out
+        from drtool.lab.controllers.kustomize import BuildError as LabBuildError
         from drtool.lab.controllers.kustomize import build as lab_build
 
-        built = [Built(m.obj, m.source) for m in lab_build(self.root, path)]
+        try:
+            built = [Built(m.obj, m.source) for m in lab_build(self.root, path)]
+        except LabBuildError as exc:
+            raise BuildError(str(exc)) from None
         target_ns = (spec or {}).get("targetNamespace")
         for b in built if target_ns else ():
             if b.obj.get("kind") not in _CLUSTER_SCOPED:
@@ -226,15 +232,20 @@ class Surface:
         return any(gv.rpartition("/")[0] == group for gv, _ in self.served)
 
 
-def api_surface(k3s_version: str, flux_version: str, server_args: Iterable[str] = ()) -> Surface:
+def api_surface(k3s_version: str, flux_version: str, server_args: Iterable[str] = (),
+                components_extra: Iterable[str] = ()) -> Surface:
     """What a fresh cluster at the pinned K3s and Flux versions serves before the repo's own CRDs."""
     args = list(server_args)
     if _apisurface is not None:
-        served: set[tuple[str, str]] = set()
-        for res in list(_apisurface.builtin_resources()) + list(_apisurface.k3s_resources()) + \
-                list(_apisurface.flux_resources(flux_version, ())):
-            served.add((_gv(res), res.kind))
-        return Surface(frozenset(served), "drtool.kube.apisurface")
+        minor = ".".join(k3s_version.lstrip("v").split(".")[:2])
+        try:
+            resources = (list(_apisurface.builtin_resources(minor)) + list(_apisurface.k3s_resources())
+                         + list(_apisurface.flux_resources(flux_version, tuple(components_extra))))
+        except ValueError:
+            resources = None  # a version the recorded surface does not cover: use the table below
+        if resources is not None:
+            served = {(f"{r.group}/{v}" if r.group else v, r.kind) for r in resources for v in r.versions}
+            return Surface(frozenset(served), f"drtool.kube.apisurface (Kubernetes {minor}, Flux {flux_version})")
     served = {(gv, k) for gv, kinds in list(_BUILTIN.items()) + list(_FLUX_V24.items()) for k in kinds}
     if not _disabled("traefik", args):
         # K3s installs Traefik from its packaged chart unless --disable traefik.
@@ -243,12 +254,6 @@ def api_surface(k3s_version: str, flux_version: str, server_args: Iterable[str] 
                                                        "ServersTransportTCP", "TLSOption", "TLSStore",
                                                        "TraefikService")}
     return Surface(frozenset(served), f"built-in table (Kubernetes v1.31, K3s {k3s_version}, Flux v2.4)")
-
-
-def _gv(res: Any) -> str:
-    group = getattr(res, "group", "")
-    version = getattr(res, "version", "")
-    return f"{group}/{version}" if group else version
 
 
 def _disabled(component: str, args: list[str]) -> bool:
@@ -278,11 +283,11 @@ _CHART_CRDS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def crds_for_chart(chart: str, version: str) -> set[tuple[str, str]]:
-    """``(group, kind)`` pairs the chart installs as CRDs; empty when the chart is unknown."""
+def crds_for_chart(chart: str, version: str, values: dict[str, Any] | None = None) -> set[tuple[str, str]]:
+    """``(group, kind)`` pairs the chart installs as CRDs with ``values``; empty when the chart is unknown."""
     if _crds_for_chart is not None:
         out = set()
-        for crd in _crds_for_chart(chart, version) or ():
+        for crd in _crds_for_chart(chart, version, values=values) or ():
             if isinstance(crd, tuple):
                 out.add((crd[0], crd[1]))
             else:

@@ -148,7 +148,7 @@ def run(progress, reps: int = 5, workdir: Path | None = None) -> BenchResult:
     result.rows.append(Row(f"`inv gitops.check` on a repository of {summary.get('files')} files "
                            f"({summary.get('kustomizations')} Kustomizations)", spread.show("s", 2),
                            f"`python -c pass` {Spread.of(base).median:.3f} s", ratios(wall, base).show("×", 1),
-                           f"< {TARGET_S:g} s", spread.max < TARGET_S))
+                           f"< {TARGET_S:g} s", spread.median < TARGET_S))
     result.rows.append(Row("`inv gitops.check`: the check itself (in-process, without start-up)", check.show("s", 3),
                            "—", "—"))
     return result

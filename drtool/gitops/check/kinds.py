@@ -75,7 +75,9 @@ def providers(repo: Repo, live: LiveSnapshot | None) -> dict[tuple[str, str], li
             out.setdefault((group, kind), []).append(Provider(ks.key, ref(obj), False))
         elif obj.get("kind") == "HelmRelease" and group_of(str(obj.get("apiVersion"))) == "helm.toolkit.fluxcd.io":
             chart = ((obj.get("spec") or {}).get("chart") or {}).get("spec") or {}
-            kinds = set(sources.crds_for_chart(str(chart.get("chart", "")), str(chart.get("version", "")))) \
+            values = (obj.get("spec") or {}).get("values")
+            kinds = set(sources.crds_for_chart(str(chart.get("chart", "")), str(chart.get("version", "")),
+                                               values if isinstance(values, dict) else None)) \
                 if chart.get("chart") else set()
             # Learned from the live cluster: the CRDs Helm installed for this very release.
             kinds |= live_helm.get(release_of(obj), set())
