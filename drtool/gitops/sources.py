@@ -74,9 +74,11 @@ class Builder:
             if self._provenance is None:
                 self._provenance = Provenance(self.root)
             out = []
+            prefix, suffix = str((spec or {}).get("namePrefix") or ""), str((spec or {}).get("nameSuffix") or "")
             for obj in _build_dicts(self.root, path, spec or {}):
                 notes = (obj.get("metadata") or {}).get("annotations") or {}
-                source = next((notes[a] for a in _PATH_ANNOTATIONS if a in notes), "") or self._provenance.file_of(obj)
+                source = next((notes[a] for a in _PATH_ANNOTATIONS if a in notes), "") or \
+                    self._provenance.file_of(obj, prefix, suffix)
                 out.append(Built(dict(obj), str(source)))
             return out
         from drtool.lab.controllers.kustomize import BuildError as LabBuildError
@@ -120,9 +122,16 @@ class Provenance:
                     self.index.setdefault((str(doc.get("kind")), str(meta.get("name"))), []).append(
                         (str(meta.get("namespace") or ""), rel))
 
-    def file_of(self, obj: dict[str, Any]) -> str:
+    def file_of(self, obj: dict[str, Any], prefix: str = "", suffix: str = "") -> str:
+        """The file declaring ``obj`` (its name with the Kustomization's namePrefix/nameSuffix taken off)."""
         meta = obj.get("metadata") or {}
-        found = self.index.get((str(obj.get("kind")), str(meta.get("name"))), [])
+        name = str(meta.get("name"))
+        if prefix and name.startswith(prefix):
+            name = name[len(prefix):]
+        if suffix and name.endswith(suffix):
+            name = name[: -len(suffix)]
+        found = self.index.get((str(obj.get("kind")), name), []) or \
+            self.index.get((str(obj.get("kind")), str(meta.get("name"))), [])
         same_ns = [f for ns, f in found if ns == str(meta.get("namespace") or "")]
         return (same_ns or [f for _, f in found] or [""])[0]
 

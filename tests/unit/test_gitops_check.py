@@ -296,3 +296,19 @@ def test_plain_build_gives_what_the_real_kustomize_gives(fixture, path):
     plain = sorted(json.dumps(o, sort_keys=True) for o, _ in PlainBuilder(root).build(path))
     real = sorted(json.dumps(dict(o), sort_keys=True) for o in kustomize.build_kustomization(root, path, {}))
     assert plain == real
+
+
+def test_a_kustomization_the_real_kustomize_builds_keeps_the_files_of_its_objects(tmp_path):
+    pytest.importorskip("drtool.gitops.kustomize")
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "crd-ordering", repo)
+    ks = repo / "clusters" / "test" / "infrastructure.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["namePrefix"] = "x-"  # a Flux build field: not a plain build
+    ks.write_text(yaml.safe_dump(data))
+    result = run_check(inventory(), repo)
+    f = only(result, "crd-ordering", "Gateway/envoy-gateway-system/x-public")
+    assert f.file == "infrastructure/gateway.yaml"
+    # kustomize does not rename references inside custom resources: the HelmRelease's
+    # sourceRef still names the unprefixed HelmRepository, which no longer exists.
+    assert only(result, "repository", "HelmRepository/flux-system/envoy-gateway").severity == "blocker"
