@@ -84,6 +84,10 @@ def run_in_preflight(ctx) -> str:
     if checkout is None:
         ctx.run.record["gitops_check"] = {"skipped": "no flux.checkout in the inventory", "findings": []}
         return "gitops check skipped (set flux.checkout to a local clone of the repository)"
+    if not checkout.is_dir():
+        from drtool.errors import BadInput
+
+        raise BadInput(str(inv.path), "flux.checkout", f"{checkout} is not a directory (a local clone of the repository)")
     live, why = live_from_server(inv, ctx.runner)
     result = run_check(inv, checkout, live)
     if live is None:

@@ -29,7 +29,11 @@ def check(c, inventory=None, repo=None, json=False, live=False, kubeconfig=None,
     if checkout is None:
         raise bad_arg("--repo", f"no checkout: pass --repo PATH or set flux.checkout in {inv.path}")
     if not checkout.is_dir():
-        raise bad_arg("--repo" if repo else "flux.checkout", f"{checkout} is not a directory")
+        if repo:
+            raise bad_arg("--repo", f"{checkout} is not a directory")
+        from drtool.errors import BadInput
+
+        raise BadInput(str(inv.path), "flux.checkout", f"{checkout} is not a directory (a local clone of the repository)")
     snapshot, why = None, ""
     if kubeconfig:
         snapshot = live_from_kubeconfig(kubeconfig, context)

@@ -54,6 +54,8 @@ def test_no_checkout_is_bad_input(tmp_path):
     assert res.stderr.strip().count("\n") == 0 and "--repo" in res.stderr and "flux.checkout" in res.stderr
     res = inv("-i", str(_inventory(tmp_path)), "--repo", str(tmp_path / "missing"))
     assert res.returncode == 2 and "is not a directory" in res.stderr
+    res = inv("-i", str(_inventory(tmp_path, str(tmp_path / "gone"))))
+    assert res.returncode == 2 and "inv.yaml: flux.checkout:" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_the_lab_inventory_reads_the_repo_lab_up_creates():

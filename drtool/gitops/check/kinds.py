@@ -64,8 +64,9 @@ def providers(repo: Repo, live: LiveSnapshot | None) -> dict[tuple[str, str], li
     out: dict[tuple[str, str], list[Provider]] = {}
     live_helm: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for crd in (live.of("CustomResourceDefinition") if live else []):
-        notes = (crd.get("metadata") or {}).get("annotations") or {}
-        if HELM_RELEASE_NAME in notes:
+        meta = crd.get("metadata") or {}
+        notes = meta.get("annotations") or {}
+        if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") == "Helm" and HELM_RELEASE_NAME in notes:
             group, kind, _ = _crd_kinds(crd)
             live_helm.setdefault((notes[HELM_RELEASE_NAME], notes.get(HELM_RELEASE_NAMESPACE, "")), set()).add((group, kind))
     for ks, b in repo.objects():
