@@ -312,3 +312,27 @@ def test_a_kustomization_the_real_kustomize_builds_keeps_the_files_of_its_object
     # kustomize does not rename references inside custom resources: the HelmRelease's
     # sourceRef still names the unprefixed HelmRepository, which no longer exists.
     assert only(result, "repository", "HelmRepository/flux-system/envoy-gateway").severity == "blocker"
+
+
+def test_depends_on_and_release_names_follow_the_controllers():
+    from drtool.gitops.check.kinds import release_of
+    from drtool.gitops.check.repo import Kustomization
+
+    # kustomize-controller v1.4.0 checkDependencies: no namespace means the Kustomization's own.
+    ks = Kustomization("apps", "web", {"dependsOn": [{"name": "infra"}, {"name": "db", "namespace": "flux-system"}]})
+    assert ks.depends_on == ["apps/infra", "flux-system/db"]
+    # helm-controller v1.1.0 GetReleaseName / GetReleaseNamespace.
+    hr = {"metadata": {"name": "eg", "namespace": "flux-system"}, "spec": {"targetNamespace": "gw"}}
+    assert release_of(hr) == ("gw-eg", "gw")
+    assert release_of({"metadata": {"name": "eg", "namespace": "ns"}, "spec": {"releaseName": "x"}}) == ("x", "ns")
+
+
+def test_a_dependency_nothing_declares_is_a_blocker(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "crd-ordering", repo)
+    ks = repo / "clusters" / "test" / "infrastructure.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["dependsOn"] = [{"name": "crds"}]
+    ks.write_text(yaml.safe_dump(data))
+    f = only(run_check(inventory(), repo), "repository", "dependsOn flux-system/crds")
+    assert f.severity == "blocker" and f.file == "clusters/test/infrastructure.yaml"

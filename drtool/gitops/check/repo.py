@@ -168,6 +168,14 @@ def load_repo(root: Path, cluster_path: str, result: CheckResult) -> Repo | None
 
 def _other_sources(repo: Repo, result: CheckResult) -> None:
     for ks in repo.kustomizations.values():
+        for dep in ks.depends_on:
+            if dep not in repo.kustomizations:
+                # kustomize-controller v1.4.0 checkDependencies: "dependency '...' not found", retried forever.
+                result.add(Finding("repository", "blocker", f"dependsOn {dep}",
+                                   f"Kustomization {ks.key} dependsOn {dep}, which nothing in Git declares: "
+                                   "it waits for it forever",
+                                   f"declare Kustomization {dep}, or fix the dependsOn entry (a missing namespace "
+                                   f"means {ks.namespace})", kustomization=ks.key, file=ks.file))
         kind, ns, name = ks.source
         if ks.source == BOOTSTRAP_SOURCE:
             continue
