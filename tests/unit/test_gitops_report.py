@@ -58,3 +58,21 @@ def test_junit_has_a_testcase_per_finding_and_fails_only_unaccepted_blockers():
         cases = {c.get("name"): c for c in root.iter("testcase") if c.get("name", "").startswith("gitops_check.")}
         assert set(cases) == {f"gitops_check.{DEADLOCK}", "gitops_check.drift:-:Deployment/web/debug"}
         assert {n for n, c in cases.items() if c.find("failure") is not None} == failed
+
+
+def test_the_drills_outputs_file_lists_the_findings(tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    from drtool.drills.drill import publish
+    from drtool.inventory import load_inventory
+
+    monkeypatch.setenv("DRTOOL_RUNS_DIR", str(tmp_path))
+    run_dir = tmp_path / "20261206-070000-lab"
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text(json.dumps(_report()))
+    inv = load_inventory(Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml")
+    publish(inv, run_dir, None, None, None)
+    outputs = json.loads((run_dir / "drill-outputs.json").read_text())
+    assert [f["id"] for f in outputs["gitops_check"]["findings"]] == [DEADLOCK, "drift:-:Deployment/web/debug"]
+    assert f"gitops_check.{DEADLOCK}" in (run_dir / "junit.xml").read_text()
