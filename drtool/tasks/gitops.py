@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json as jsonlib
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, console, guarded, load
+from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load
 
 
-@task(help={
+@inventory_task(help={
     "inventory": "inventory file (YAML)",
     "repo": "local checkout of the GitOps repository (default: the inventory's flux.checkout)",
     "json": "print the findings as JSON",
@@ -24,7 +24,7 @@ def check(c, inventory=None, repo=None, json=False, live=False, kubeconfig=None,
     from drtool.gitops.check import checkout_of, run_check
     from drtool.phases.gitops_check import describe, live_from_kubeconfig, live_from_server
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     checkout = checkout_of(inv, repo)
     if checkout is None:
         raise bad_arg("--repo", f"no checkout: pass --repo PATH or set flux.checkout in {inv.path}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drtool.gitops.check.findings import CheckResult, Finding
+from drtool.gitops.check.findings import CheckResult, Finding, Severity
 from drtool.gitops.check.live import LiveSnapshot
 from drtool.gitops.check.podspecs import pod_specs, walk_keys
 from drtool.gitops.check.repo import Kustomization, Repo, group_of, ref, substitution_values
@@ -53,7 +53,7 @@ class Refs:
         return f"commit {kind} {namespace}/{name} to Git"
 
 
-def _missing(refs: Refs, result: CheckResult, severity: str, kind: str, namespace: str, name: str, what: str,
+def _missing(refs: Refs, result: CheckResult, severity: Severity, kind: str, namespace: str, name: str, what: str,
              ks: Kustomization, file: str, finding_kind: str = "outside-git") -> None:
     if not name or "${" in name or refs.satisfied(kind, namespace, name):
         return
