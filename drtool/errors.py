@@ -35,10 +35,20 @@ class BadInput(DrtoolError):
 
     exit_code = ExitCode.BAD_INPUT
 
-    def __init__(self, source: str, field: str, problem: str):
+    def __init__(self, source: str, field: str, problem: str, more: tuple[tuple[str, str], ...] = ()):
         self.source, self.field, self.problem = str(source), field, problem
-        where = f"{self.source}: {field}" if field else self.source
-        super().__init__(f"{where}: {problem}")
+        self.more = tuple(more)
+        """Further ``(field, problem)`` pairs found in the same file: every one is reported at once."""
+        lines = []
+        for f, p in ((field, problem), *self.more):
+            where = f"{self.source}: {f}" if f else self.source
+            lines.append(f"{where}: {p}")
+        super().__init__("\n".join(lines))
+
+    @property
+    def problems(self) -> tuple[tuple[str, str], ...]:
+        """Every ``(field, problem)``, the first one first."""
+        return ((self.field, self.problem), *self.more)
 
 
 class Refused(DrtoolError):

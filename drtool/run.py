@@ -29,9 +29,22 @@ if TYPE_CHECKING:
 SCHEMA = "drtool.run/v1"
 
 
+_from_inventory: Path | None = None
+
+
+def use_runs_dir(path: Path | None) -> None:
+    """Make ``path`` (the loaded inventory's runs directory) where this process keeps runs."""
+    global _from_inventory
+    _from_inventory = path
+
+
 def runs_dir() -> Path:
-    """Where runs live: ``$DRTOOL_RUNS_DIR`` or ``./runs``."""
-    return Path(os.environ.get("DRTOOL_RUNS_DIR", "runs"))
+    """Where runs live: ``$DRTOOL_RUNS_DIR``, else the loaded inventory's (``runs_dir``, by
+    default ``runs/`` beside the inventory file), else ``./runs``."""
+    env = os.environ.get("DRTOOL_RUNS_DIR")
+    if env:
+        return Path(env)
+    return _from_inventory if _from_inventory is not None else Path("runs")
 
 
 def new_run_id(cluster: str, kind: str = "rebuild") -> str:

@@ -23,6 +23,7 @@ def options_for(ctx: Context):
         ignore_namespaces=tuple(inv.converge.ignore_namespaces),
         crashloop_restarts=inv.converge.crashloop_restarts,
         unschedulable_grace_s=inv.converge.unschedulable_grace,
+        stuck_grace_s=inv.converge.stuck_grace,
         keep_waiting=ctx.options.keep_waiting,
         expected_kustomizations=tuple(inv.expectations.kustomizations),
         expected_helmreleases=tuple((h.namespace, h.name, h.version) for h in inv.expectations.helmreleases),
@@ -97,9 +98,12 @@ def run(ctx: Context) -> PhaseResult:
         if failures:
             f = failures[0]
             chain = f" (blocks {' → '.join(f['blocks'])})" if f.get("blocks") else ""
-            raise NotConverged(f"{f['object']}: {f['reason']}: {f['message']}{chain}")
-        pending = data.get("pending") or []
-        raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(map(str, pending[:10]))}")
+            why = (f"nothing changed for {result.stuck_s:.0f}s and every pending object waits on a kind the API "
+                   "does not serve, which nothing pending can install: " if result.outcome == "stuck" else "")
+            raise NotConverged(f"{why}{f['object']}: {f['reason']}: {f['message']}{chain}")
+        pending = result.pending_described(10)
+        more = f" (+{len(result.pending) - 10} more)" if len(result.pending) > 10 else ""
+        raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(pending)}{more}")
     n = len(data.get("objects", []))
     return ok(f"{n} objects ready", objects=n)
 

@@ -133,8 +133,9 @@ class RunbookExecutor:
         return list(self.book.steps)
 
     # -- dry run ----------------------------------------------------------------
-    def plan(self) -> list[tuple[Step, list[tuple[str, str]]]]:
-        """Each selected step with (target, what) lines, resolved and redacted; changes nothing."""
+    def plan(self) -> list[tuple[Step, str, list[tuple[str, str]]]]:
+        """Each selected step with its title (parameters filled in) and (target, what) lines,
+        resolved and redacted; changes nothing."""
         params = resolve_params(self.book, self.inv, self.options.params)
         ctx = dry_context(self.inv, keep_waiting=self.options.keep_waiting)
         out = []
@@ -145,7 +146,7 @@ class RunbookExecutor:
                 note = ("pre-approved (--approve)" if step.id in self.options.approve
                         else "fails: --yes without --approve" if self.options.yes else "asks the operator")
                 lines.append(("operator", note))
-            out.append((step, lines))
+            out.append((step, substitute(step.title, params, shell=False), lines))
         return out
 
     # -- real run ----------------------------------------------------------------

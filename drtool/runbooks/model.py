@@ -43,6 +43,8 @@ ACTION_ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "join-agent": ((), ("on",)),
     "restore-datastore": (("run",), ()),
     "install-server": ((), ("token_from_run",)),
+    "restore-secrets": (("run",), ()),
+    "restore-volumes": (("run",), ("on",)),
 }
 ACTION_NAMES = tuple(ACTION_ARGS)
 
@@ -63,7 +65,7 @@ def action_args_problem(action: str, args: Mapping[str, Any]) -> str | None:
         if not ok:
             return f"{key}: expected a non-empty string"
     return None
-PHASE_ARGS = {"skip_backup": bool, "keep_waiting": bool, "merge_kubeconfig": bool}
+PHASE_ARGS = {"skip_backup": bool, "keep_waiting": bool, "merge_kubeconfig": bool, "discard_volume_data": bool}
 
 
 def _phase_names() -> tuple[str, ...]:
@@ -120,10 +122,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+PARAM_TYPES = ("string", "node", "agent", "server", "run")
+"""What a parameter's value must be: any text, a node of the inventory (any role, an agent, a
+server), or the id of a run under ``runs/``. Checked before anything runs."""
+
+
 class Parameter(_Model):
     default: str | None = None
     """Used when ``--param name=value`` is not given; no default makes the parameter required."""
     description: str = ""
+    type: Literal["string", "node", "agent", "server", "run"] = "string"
+    """Checked against the inventory (node types) or ``runs/`` (run) before any step runs."""
 
     @field_validator("default", mode="before")
     @classmethod
@@ -268,7 +277,9 @@ class Step(_Model):
     @classmethod
     def _phase(cls, v: str | None) -> str | None:
         if v is not None and v not in _phase_names():
-            raise ValueError(f"unknown phase {v!r}; phases: {', '.join(_phase_names())}")
+            from drtool.suggest import did_you_mean
+
+            raise ValueError(f"unknown phase {v!r}{did_you_mean(v, _phase_names())}; phases: {', '.join(_phase_names())}")
         return v
 
     @field_validator("action")
@@ -433,7 +444,7 @@ def _loc(loc: tuple, data: Any) -> str:
 
 
 def _bad_input(source: str, exc: ValidationError, data: Any) -> BadInput:
-    return validation_error(source, exc, field=lambda loc: _loc(loc, data))
+    return validation_error(source, exc, field=lambda loc: _loc(loc, data), model=Runbook)
 
 
 def parse_runbook(data: Any, source: str | Path = "<runbook>") -> Runbook:

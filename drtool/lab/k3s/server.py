@@ -28,11 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from drtool.errors import DrtoolError
+from drtool.kube import apisurface
 from drtool.lab.api import Store
 from drtool.lab.api.certs import LabPki
 from drtool.lab.api.objects import now_rfc3339
 from drtool.lab.api.server import LabApiServer
 from drtool.lab.api.status import ApiError
+from drtool.lab.k3s import images
 from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION, datastore, nodes, proc, supervisor, system_pods
 from drtool.lab.k3s.flags import ServerConfig, kubeconfig_mode
 from drtool.lab.k3s.labconfig import K3sScenario, LabConfig
@@ -189,7 +191,16 @@ async def _clean_up_deleted_nodes(store: Store, cluster: ClusterState) -> None:
         store.unsubscribe(queue)
 
 
+def k3s_crds() -> list[dict[str, Any]]:
+    """The CRDs a K3s v1.31 server registers at start (k3s ``pkg/crd/crds.go``: Addon,
+    ETCDSnapshotFile; k3s-io/helm-controller ``pkg/crd/crds.go``: HelmChart, HelmChartConfig)."""
+    return [res.crd() for res in apisurface.k3s_resources()]
+
+
 def _ensure_base_objects(store: Store) -> None:
+    for crd in k3s_crds():
+        if store.peek("apiextensions.k8s.io", "CustomResourceDefinition", None, crd["metadata"]["name"]) is None:
+            store.create(crd)
     for ns in BASE_NAMESPACES:
         if store.peek("", "Namespace", None, ns) is None:
             store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -328,7 +339,8 @@ async def _start_controllers(store: Store, lab: LabConfig) -> Any:
 async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     """Serve until SIGTERM. Returns the process exit status."""
     proc.info(f"Starting k3s {K3S_VERSION} ({K3S_COMMIT})")
-    address = cfg.listen_address or lab.address_of(cfg.node_name) or "127.0.0.1"
+    images.preload(fs, cfg.data_dir)
+    address = cfg.listen_address or lab.own_address(cfg.node_name) or "127.0.0.1"
     base = fs.path(cfg.data_dir)
     server_dir, tls_dir = base / "server", base / "server" / "tls"
     token_file = server_dir / "token"
