@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -35,6 +35,37 @@ MAX_RETRIES = 20
 TARGET_GROUPS = ("servers", "agents", "all")
 ACTION_KINDS = ("phase", "remote", "local", "check", "manual", "wait", "action")
 # Options a phase step may set: the same switches `inv rebuild` has for these phases.
+#: The drtool-internal actions (``action:``) and their (required, optional) arguments;
+#: ``drtool.runbooks.actions.ACTIONS`` implements each. Declared here so the model checks
+#: steps without importing the implementations (which import the model).
+ACTION_ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "delete-node": (("node",), ()),
+    "join-agent": ((), ("on",)),
+    "restore-datastore": (("run",), ()),
+    "install-server": ((), ("token_from_run",)),
+    "restore-secrets": (("run",), ()),
+    "restore-volumes": (("run",), ("on",)),
+    "guard-volumes": (("on",), ("discard",)),
+}
+ACTION_NAMES = tuple(ACTION_ARGS)
+
+
+def action_args_problem(action: str, args: Mapping[str, Any]) -> str | None:
+    """A problem with an ``action:`` step's ``args``, or None."""
+    required, optional = ACTION_ARGS[action]
+    for key in args:
+        if key not in required + optional:
+            allowed = ", ".join(required + optional) or "none"
+            return f"{key}: unknown argument of action {action} (arguments: {allowed})"
+    for key in required:
+        if key not in args:
+            return f"{key}: required by action {action}"
+    for key, value in args.items():
+        ok = isinstance(value, str) and value.strip() or (
+            key == "on" and isinstance(value, list) and value and all(isinstance(v, str) for v in value))
+        if not ok:
+            return f"{key}: expected a non-empty string"
+    return None
 PHASE_ARGS = {"skip_backup": bool, "keep_waiting": bool, "merge_kubeconfig": bool, "discard_volume_data": bool}
 
 
@@ -255,10 +286,8 @@ class Step(_Model):
     @field_validator("action")
     @classmethod
     def _action(cls, v: str | None) -> str | None:
-        from drtool.runbooks.actions import ACTIONS
-
-        if v is not None and v not in ACTIONS:
-            raise ValueError(f"unknown action {v!r}; actions: {', '.join(sorted(ACTIONS))}")
+        if v is not None and v not in ACTION_NAMES:
+            raise ValueError(f"unknown action {v!r}; actions: {', '.join(sorted(ACTION_NAMES))}")
         return v
 
     @field_validator("retry_delay")
@@ -284,9 +313,7 @@ class Step(_Model):
                 if not isinstance(value, PHASE_ARGS[key]):
                     raise ValueError(f"args.{key}: expected true or false")
         if self.kind == "action":
-            from drtool.runbooks.actions import ACTIONS
-
-            problem = ACTIONS[self.action].check_args(self.args)
+            problem = action_args_problem(self.action, self.args)
             if problem:
                 raise ValueError(f"args: {problem}")
         return self

@@ -21,7 +21,7 @@ import json
 from typing import Mapping
 
 from drtool.errors import DrtoolError, PermanentError
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
 
 Plan = list[tuple[str, str]]
 
@@ -115,9 +115,7 @@ def _restore_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
 
     by_name = {n.name: (n, a) for n, a in todo}
     results = ctx.runner.fan_out([n for n, _ in todo], lambda n: restore(by_name[n.name]))
-    bad = failures(results)
-    if bad:
-        raise DrtoolError("restoring volumes failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    results.raise_on_failure("restoring volumes")
     return f"restored local-path volumes on {', '.join(sorted(by_name))} from run {args['run']}"
 
 
@@ -155,13 +153,13 @@ def _plan_guard_volumes(ctx, args: Mapping) -> Plan:
 
 
 def restore_actions():
+    """The actions of this module (their arguments are declared in ``model.ACTION_ARGS``)."""
     from drtool.runbooks.actions import Action
 
     return (
-        Action("restore-secrets", "create again the Flux secrets a backup saved", ("run",), (),
-               _restore_secrets, _plan_restore_secrets),
-        Action("restore-volumes", "extract each node's archived local-path volumes under its data dir", ("run",),
-               ("on",), _restore_volumes, _plan_restore_volumes),
+        Action("restore-secrets", "create again the Flux secrets a backup saved", _restore_secrets, _plan_restore_secrets),
+        Action("restore-volumes", "extract each node's archived local-path volumes under its data dir",
+               _restore_volumes, _plan_restore_volumes),
         Action("guard-volumes", "refuse to go on while local-path volumes on the nodes hold data (unless discard)",
-               ("on",), ("discard",), _guard_volumes, _plan_guard_volumes),
+               _guard_volumes, _plan_guard_volumes),
     )

@@ -74,7 +74,7 @@ def _honour_dry(fn, args, kwargs) -> None:
 
 
 def guarded(fn):
-    """Wrap a task body: DrtoolError → message + its exit code; Ctrl-C → 130; bug → one line + log."""
+    """Wrap a task body: DrtoolError → message + its exit code; Ctrl-C → 130; bug → one line + log, exit 70."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -102,7 +102,7 @@ def guarded(fn):
                 pass
             raise Exit(
                 f"error: internal error: {redact(_one_line(str(exc)) or type(exc).__name__)} (traceback in {DEBUG_LOG})",
-                code=int(ExitCode.FAILED),
+                code=int(ExitCode.INTERNAL),
             ) from None
 
     return wrapper
