@@ -16,6 +16,8 @@ from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s, volumes
 
 NAME = "teardown"
+VOLUME_CHECK = "volume-check"
+"""The step name of the read-only volume listing that runs on every node before any wipe."""
 DESTRUCTIVE = True
 
 
@@ -37,7 +39,7 @@ def volume_guard(ctx: Context, nodes, *, discard: bool, archived=(), how_to_disc
 
     Returns a note naming each volume and its size for the report."""
     results = ctx.runner.fan_out(nodes, lambda n: volumes.parse_volumes(
-        n.name, ctx.runner.run(n, volumes.volumes_with_data_command(ctx.inv), sudo=True, step=ctx.phase_name or NAME).stdout))
+        n.name, ctx.runner.run(n, volumes.volumes_with_data_command(ctx.inv), sudo=True, step=VOLUME_CHECK).stdout))
     listed = results.raise_on_failure("listing local-path volumes")
     found = [v for vols in listed.values() for v in vols]
     at_risk = [v for v in found if v.node not in set(archived)]

@@ -65,7 +65,10 @@ def test_teardown_wipes_agents_before_servers_and_reports_per_node(inv):
     runner = RecordingRunner(inv, [Reply("uninstall", node="node2", stdout="drtool-teardown: running k3s-agent-uninstall.sh"),
                                    Reply("uninstall", node="node1", stdout="drtool-teardown: noop")])
     result = teardown.run(context(inv, runner))
-    assert [r.node for r in runner.recorded] == ["node2", "node1"]
+    # First the read-only volume check on every node, then the wipes: agents before servers.
+    checks = [r for r in runner.recorded if r.step == teardown.VOLUME_CHECK]
+    assert sorted(r.node for r in checks) == ["node1", "node2"] and runner.recorded[:2] == checks
+    assert [r.node for r in runner.recorded if r.step != teardown.VOLUME_CHECK] == ["node2", "node1"]
     assert all(c.startswith("sudo -n -- sh -c ") for c in runner.commands())
     assert (result.outcome, result.message) == ("ok", "wiped: node2; nothing installed: node1")
     assert result.details == {"wiped": ["node2"], "nothing_installed": ["node1"]}
@@ -75,7 +78,8 @@ def test_teardown_leftovers_fail_naming_the_node(inv):
     runner = RecordingRunner(inv, [Reply("uninstall", node="node2", stdout="drtool-left: /var/lib/rancher/k3s", exit_code=3)])
     with pytest.raises(NodesFailed, match=r"^teardown failed: node2: not clean after uninstall: /var/lib/rancher/k3s$"):
         teardown.run(context(inv, runner))
-    assert runner.commands("node1") == []  # servers are not wiped after a failed agent
+    # servers are not wiped after a failed agent (only the read-only volume check ran there)
+    assert [r.step for r in runner.recorded if r.node == "node1"] == [teardown.VOLUME_CHECK]
 
 
 def test_teardown_refuses_a_protected_path_under_the_data_dir_before_any_command(inv):
@@ -175,7 +179,7 @@ def test_pipeline_journals_real_phases_run_against_recorded_nodes(inv):
     assert [(p["name"], p["outcome"]) for p in journal["phases"]] == [
         ("backup", "skipped"), ("teardown", "ok"), ("join_agents", "ok")]
     assert list(journal["phases"][1]["nodes"]) == ["node2", "node1"]
-    assert [r.node for r in runner.recorded] == ["node2", "node1", "node2"]
+    assert [r.node for r in runner.recorded if r.step != teardown.VOLUME_CHECK] == ["node2", "node1", "node2"]
 
 
 def test_pipeline_interrupt_inside_the_agent_join_exits_130_with_the_resume_hint(inv):
@@ -206,7 +210,8 @@ def test_dry_run_shows_what_the_phases_send_and_writes_nothing(inv, tmp_path):
     ctx = dry_context(inv)
     lines = plan_phase(join, ctx) + plan_phase(teardown, ctx)
     assert lines[0][0] == "node2" and lines[0][1].endswith("   # stdin: ***")
-    assert [t for t, _ in lines[1:]] == ["node2", "node1"] and "k3s-agent-uninstall.sh" in lines[1][1]
+    wipes = [(t, c) for t, c in lines[1:] if "/storage" not in c]  # after the volume check on each node
+    assert [t for t, _ in wipes] == ["node2", "node1"] and "k3s-agent-uninstall.sh" in wipes[0][1]
     assert not (tmp_path / "runs").exists()
 
 
