@@ -98,3 +98,12 @@ def test_runbook_unknown_node_suggests_the_closest(tmp_path):
         {"id": "a", "title": "A", "remote": {"on": ["nod2"], "command": "true"}}]}, "x.yaml")
     with pytest.raises(BadInput, match=r"unknown node 'nod2' \(did you mean 'node2'\?\)"):
         RunbookExecutor(load_inventory(LAB_INV), book, RunOptions()).plan()
+
+
+def test_runbook_step_ids_suggest_the_closest():
+    from drtool.runbooks.executor import RunbookExecutor, RunOptions
+    from drtool.runbooks.model import load_runbook
+
+    book = load_runbook(REPO / "runbooks" / "agent-replace.yaml")
+    with pytest.raises(BadInput, match=r"--from: no step 'rejion' in runbook agent-replace \(did you mean 'rejoin'\?\)"):
+        RunbookExecutor(load_inventory(LAB_INV), book, RunOptions(params={"agent": "node2"}, start="rejion"))
