@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, console, guarded, load
+from drtool.tasks._cli import bad_arg, console, guarded, load, task
 
 
 def _trigger(trigger: str | None) -> str:

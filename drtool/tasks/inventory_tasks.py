@@ -1,9 +1,8 @@
 """`inv inventory.*`: validate inventories and import k3s-ansible ones."""
 from __future__ import annotations
 
-from invoke import task
 
-from drtool.tasks._cli import bad_arg, guarded
+from drtool.tasks._cli import bad_arg, guarded, task
 
 
 @task(help={"file": "inventory file to validate"})

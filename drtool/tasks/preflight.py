@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json as jsonlib
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import console, guarded, load
+from drtool.tasks._cli import console, guarded, load, task
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from invoke import task
 
-from drtool.tasks._cli import guarded, load
+from drtool.tasks._cli import guarded, load, task
 
 HELP = {
     "inventory": "inventory file (YAML)",

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 
-from invoke import task
 
-from drtool.tasks._cli import bad_arg, guarded
+from drtool.tasks._cli import bad_arg, guarded, task
 
 
 def _run_dir(run_id: str):

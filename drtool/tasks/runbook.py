@@ -1,9 +1,9 @@
 """`inv runbook.*`: list, show, run, render and validate step-by-step runbooks."""
 from __future__ import annotations
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import guarded, load
+from drtool.tasks._cli import guarded, load, task
 
 RUN_HELP = {
     "inventory": "inventory file (YAML)",

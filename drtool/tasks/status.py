@@ -5,9 +5,9 @@ import json
 import time
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import console, guarded, load
+from drtool.tasks._cli import console, guarded, load, task
 
 
 def find_kubeconfig(inv, explicit: str | None) -> tuple[str, str | None]:
