@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from datetime import timedelta
+import shutil
+import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,8 +28,15 @@ from drtool.files import atomic_write
 
 # --------------------------------------------------------------------------- validation
 
-_SHORTHANDS = {"minutely", "hourly", "daily", "monthly", "weekly", "yearly", "annually",
-               "quarterly", "semiannually"}
+# The shorthands and what they stand for, as systemd.time(7) lists them under "Calendar Events"
+# (systemd man/systemd.time.xml; parsed in src/shared/calendarspec.c, v252 here).
+_SHORTHAND_FORMS = {
+    "minutely": "*-*-* *:*:00", "hourly": "*-*-* *:00:00", "daily": "*-*-* 00:00:00",
+    "monthly": "*-*-01 00:00:00", "weekly": "Mon *-*-* 00:00:00", "yearly": "*-01-01 00:00:00",
+    "annually": "*-01-01 00:00:00", "quarterly": "*-01,04,07,10-01 00:00:00",
+    "semiannually": "*-01,07-01 00:00:00", "semi-annually": "*-01,07-01 00:00:00",
+}
+_SHORTHANDS = set(_SHORTHAND_FORMS)
 _DAY = r"(?:mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
 _DOW_RE = re.compile(rf"{_DAY}(?:(?:\.\.|-){_DAY})?(?:,{_DAY}(?:(?:\.\.|-){_DAY})?)*", re.I)
 # One calendar component: "*", "5", "1..7", "0/15", "1,4,7"; each item checked for range below.
@@ -155,8 +164,9 @@ def _window(window: tuple[str, int | float | str | timedelta]) -> tuple[int, int
 def calendar_fixed_times(expr: str) -> list[int] | None:
     """Minutes of day an ``OnCalendar=`` expression fires at, when they are plain numbers
     (``Sun 03:00``, ``Mon,Thu 2,4:15``); None when it cannot be told simply (``*``, ranges,
-    repetitions, shorthands, a time zone of its own)."""
-    tokens = expr.split()
+    repetitions, a time zone of its own). Shorthands count as their normalized form
+    (``weekly`` fires at 00:00)."""
+    tokens = _SHORTHAND_FORMS.get(expr.strip().lower(), expr).split()
     times = [t for t in tokens if ":" in t]
     if len(times) != 1 or tokens[-1] is not times[0]:
         return None  # no time (midnight shorthand), or a trailing time zone: local check is wrong
@@ -166,20 +176,66 @@ def calendar_fixed_times(expr: str) -> list[int] | None:
     return sorted(int(h) * 60 + int(mi) for h in m.group(1).split(",") for mi in m.group(2).split(","))
 
 
-def _check_calendar_in_window(calendar: str, delay_s: int, start_min: int, duration_min: int) -> None:
+_ELAPSE = re.compile(r"^\s*(?:Next elapse|Iter\. #\d+): \S+ \d{4}-\d\d-\d\d (\d\d):(\d\d):\d\d\b")
+
+
+def systemd_analyze_times(expr: str, iterations: int = 30) -> list[int] | None:
+    """Minutes of day of the next ``iterations`` elapses, from ``systemd-analyze calendar``
+    (the real parser, in this host's local time like the window guard); None where
+    systemd-analyze is not installed. Raises ``BadInput`` when systemd rejects ``expr``."""
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "calendar", f"--iterations={iterations}", "--", expr],
+                              capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # the basic check already passed; the guard still protects the cluster
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["rejected by systemd-analyze calendar"])[-1]
+        raise BadInput("OnCalendar", "", f"{expr!r}: {why}")
+    times = [int(m.group(1)) * 60 + int(m.group(2))
+             for m in map(_ELAPSE.match, proc.stdout.splitlines()) if m]
+    return sorted(set(times)) or None
+
+
+def calendar_times(expr: str) -> list[int] | None:
+    """Minutes of day ``expr`` fires at: systemd's own answer where systemd-analyze is
+    installed, else :func:`calendar_fixed_times`."""
+    found = systemd_analyze_times(expr)
+    return found if found is not None else calendar_fixed_times(expr)
+
+
+def _check_times_in_window(what: str, field: str, fixed: list[int] | None, delay_s: int,
+                           start_min: int, duration_min: int) -> None:
     """Refuse a schedule whose guard would refuse every run: a drill that never happens is
     worse than no schedule, because everyone believes it runs."""
-    fixed = calendar_fixed_times(calendar)
     if fixed is None or duration_min >= 1440:
         return
     end_delay = (delay_s + 59) // 60
     for t in fixed:
         first, last = (t - start_min) % 1440, (t + end_delay - start_min) % 1440
         if first >= duration_min or last >= duration_min or last < first:
-            raise BadInput("schedule", "on_calendar",
-                           f"{calendar!r} (+{delay_s}s random delay) fires outside the window "
-                           f"{start_min // 60:02d}:{start_min % 60:02d} +{duration_min}min; "
+            raise BadInput("schedule", field,
+                           f"{what!r} (+{delay_s}s random delay) fires at {t // 60:02d}:{t % 60:02d}, outside the "
+                           f"window {start_min // 60:02d}:{start_min % 60:02d} +{duration_min}min; "
                            "the guard would refuse every run")
+
+
+def _check_calendar_in_window(calendar: str, delay_s: int, start_min: int, duration_min: int) -> None:
+    _check_times_in_window(calendar, "on_calendar", calendar_times(calendar), delay_s, start_min, duration_min)
+
+
+def parse_window(text: str, source: str = "command line", field: str = "--window") -> tuple[str, int]:
+    """``"02:00-06:00"`` -> ``("02:00", 14400)``: the start and the length in seconds
+    (a window may cross midnight; equal ends mean the whole day). Raises ``BadInput``."""
+    m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*", str(text))
+    if not m:
+        raise BadInput(source, field, f"{text!r}: expected HH:MM-HH:MM, e.g. 02:00-06:00")
+    start = int(m.group(1)) * 60 + int(m.group(2))
+    end = int(m.group(3)) * 60 + int(m.group(4))
+    return f"{start // 60:02d}:{start % 60:02d}", (((end - start) % 1440) or 1440) * 60
 
 
 # --------------------------------------------------------------------------- systemd
@@ -333,12 +389,18 @@ def install_units(units: Mapping[str, str], dest: str | Path = "/etc/systemd/sys
 
 # --------------------------------------------------------------------------- cron
 
-_CRON_SHORTHANDS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+# The "@" nicknames and the five fields each stands for, as cronie's crontab(5) lists them.
+_CRON_SHORTHANDS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                    "@hourly": "0 * * * *"}
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*,/-]+")
 
 
 def validate_cron(expr: str) -> str:
-    """Basic check of a 5-field crontab schedule (or ``@weekly``...); raises ``BadInput``."""
+    """A 5-field crontab schedule (or ``@weekly``...) checked field by field, ranges
+    included, by the cronsim library; raises ``BadInput`` naming the bad field."""
+    from cronsim import CronSim, CronSimError
+
     text = str(expr).strip()
     if not text.isprintable():
         raise BadInput("cron", "", f"{expr!r}: control characters are not allowed")
@@ -347,7 +409,20 @@ def validate_cron(expr: str) -> str:
     fields = text.split()
     if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
         raise BadInput("cron", "", f"{expr!r}: expected 5 fields (minute hour day month weekday)")
+    try:
+        CronSim(" ".join(fields), datetime(2026, 1, 1))
+    except CronSimError as exc:  # "Bad minute", "Bad day-of-month"...: the field out of range
+        raise BadInput("cron", "", f"{expr!r}: {str(exc).lower() or 'invalid schedule'}") from None
     return " ".join(fields)
+
+
+def cron_times(expr: str, count: int = 50) -> list[int]:
+    """Minutes of day of the next ``count`` runs of a crontab schedule (local time)."""
+    from cronsim import CronSim
+
+    text = validate_cron(expr)
+    it = CronSim(_CRON_SHORTHANDS.get(text, text), datetime.now().replace(second=0, microsecond=0))
+    return sorted({t.hour * 60 + t.minute for t, _ in zip(it, range(count))})
 
 
 def cron_line(
@@ -360,15 +435,20 @@ def cron_line(
     lock_file: str | Path | None = None,
     log_file: str | Path | None = None,
     trigger: str = "cron",
+    window: tuple[str, int | float | str | timedelta] | None = None,
 ) -> str:
     """One crontab line running the drill under ``flock -n`` (a still-running drill makes
     the next one exit at once instead of queueing behind it).
 
-    Cron has no catch-up after downtime, so no window guard is needed. ``%`` is escaped
-    as cron requires. Default lock: ``/run/lock/drtool-drill-<cluster>.lock``.
+    Cron has no catch-up after downtime, so no window guard is needed; with ``window``
+    a schedule that fires outside it is refused. ``%`` is escaped as cron requires.
+    Default lock: ``/run/lock/drtool-drill-<cluster>.lock``.
     """
     _check_cluster(cluster)
     when = validate_cron(schedule)
+    if window is not None:
+        start_min, duration_min = _window(window)
+        _check_times_in_window(when, "cron", cron_times(when), 0, start_min, duration_min)
     lock = str(lock_file or f"/run/lock/drtool-drill-{cluster}.lock")
     argv = [*_split_cmd(invoke_cmd, "invoke_cmd"), "drill", "-i", _check_text(str(inventory_path), "inventory_path"),
             "--yes", "--trigger", trigger]

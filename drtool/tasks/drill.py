@@ -103,13 +103,12 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
     workdir = Path.cwd().resolve()
     inventory_path = Path(inventory).resolve()
     invoke_cmd = [str(Path(sys.executable).with_name("inv"))]  # the unit builders append "drill -i ..."
-    win = window or inv.drill.window or "02:00-06:00"
-    start, _, end = win.partition("-")
-    sh, sm = map(int, start.split(":"))
-    eh, em = map(int, end.split(":"))
-    duration_min = ((eh * 60 + em) - (sh * 60 + sm)) % (24 * 60) or 24 * 60
+    if window:
+        win = sched.parse_window(window, "command line", "--window")
+    else:
+        win = sched.parse_window(inv.drill.window or "02:00-06:00", str(inv.path), "drill.window")
     if cron:
-        line = sched.cron_line(inventory_path, inv.cluster.name, cron, workdir, invoke_cmd)
+        line = sched.cron_line(inventory_path, inv.cluster.name, cron, workdir, invoke_cmd, window=win)
         if install:
             current = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
             subprocess.run(["crontab", "-"], input=current + line + "\n", text=True, check=True)
@@ -117,7 +116,7 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
         print(line)
         return
     units = sched.systemd_units(inventory_path, inv.cluster.name, on_calendar, randomized_delay,
-                                (start, duration_min * 60), workdir, invoke_cmd)
+                                win, workdir, invoke_cmd)
     if install:
         sched.install_units(units)
         timer = next(n for n in units if n.endswith(".timer"))
