@@ -401,11 +401,41 @@ class HttpCheck(_Model):
 
 
 class Webhook(_Model):
-    name: str
+    name: str = Field(min_length=1)
     type: Literal["json", "slack", "discord", "ntfy", "alertmanager"]
     url: str
+    """http:// or https:// URL; checked when the inventory loads, not after the wipe."""
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Seconds = 5.0
+    timeout: Seconds = Field(default=5.0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _http_url(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, value in v.items():
+            # RFC 9110 field-name token; a newline in a value would split the request.
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", k) or any(c in value for c in "\r\n\x00"):
+                raise ValueError(f"header {k!r}: not a valid HTTP header")
+        return v
+
+
+def _http_url(v: str) -> str:
+    """``v`` when it is an http(s) URL with a host and a valid port; ValueError otherwise
+    (the message never repeats the URL: webhook URLs usually hold a token)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ValueError("expected an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in v):
+        raise ValueError("expected an http:// or https:// URL")
+    return v
 
 
 class Drill(_Model):
@@ -426,6 +456,15 @@ class Drill(_Model):
     def _window(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", v):
             raise ValueError("expected HH:MM-HH:MM")
+        return v
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_hooks(cls, v: tuple[Webhook, ...]) -> tuple[Webhook, ...]:
+        names = [h.name for h in v]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _FieldError(f"drill.notify[{i}].name", f"duplicate webhook name {name!r}")
         return v
 
 

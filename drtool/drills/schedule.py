@@ -458,3 +458,28 @@ def cron_line(
         cmd += f" >> {shlex.quote(_check_text(str(log_file), 'log_file'))} 2>&1"
     # In a crontab an unescaped % ends the command and starts stdin.
     return f"{when} {cmd.replace('%', chr(92) + '%')}"
+
+
+def cron_marker(cluster: str) -> str:
+    """The comment line drtool puts above its crontab line, so a re-install finds it."""
+    return f"# drtool drill of cluster {_check_cluster(cluster)} (inv drill.schedule --install)"
+
+
+def crontab_with(current: str, line: str, cluster: str) -> str:
+    """``current`` crontab text with this cluster's drill line installed exactly once:
+    an earlier drtool line for the cluster (the line after its marker) is replaced, every
+    other line is kept as it was."""
+    marker = cron_marker(cluster)
+    kept: list[str] = []
+    skip = False
+    for existing in current.splitlines():
+        if skip:
+            skip = False
+            continue
+        if existing == marker:
+            skip = True
+            continue
+        if existing.strip() == line.strip():
+            continue  # the same line installed by hand, or by an older drtool without the marker
+        kept.append(existing)
+    return "\n".join([*kept, marker, line]) + "\n"

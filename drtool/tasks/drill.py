@@ -80,6 +80,26 @@ def history(c, inventory=None, last=10, html=None):
         print(f"wrote {html}")
 
 
+def _install_crontab(crontab_with, line: str, cluster: str) -> None:
+    """Put ``line`` into the user's crontab once, however often this runs. A crontab that
+    cannot be read is never overwritten (that would drop the operator's other jobs)."""
+    import shutil
+    import subprocess
+
+    from drtool.errors import DrtoolError
+
+    exe = shutil.which("crontab")
+    if exe is None:
+        raise DrtoolError("crontab(1) not found: install cron, or add the printed line by hand")
+    listed = subprocess.run([exe, "-l"], capture_output=True, text=True, timeout=30)
+    if listed.returncode != 0 and "no crontab" not in listed.stderr.lower():
+        raise DrtoolError(f"crontab -l failed ({listed.stderr.strip() or listed.returncode}); nothing changed")
+    current = listed.stdout if listed.returncode == 0 else ""
+    new = crontab_with(current, line, cluster)
+    if new != current:
+        subprocess.run([exe, "-"], input=new, text=True, check=True, timeout=30)
+
+
 @task(help={"inventory": "inventory file", "on_calendar": "systemd OnCalendar expression, e.g. 'Sun *-*-* 03:00'",
             "cron": "write a crontab line with this schedule instead, e.g. '0 3 * * 0'",
             "randomized_delay": "RandomizedDelaySec (default 15m)",
@@ -110,8 +130,7 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
     if cron:
         line = sched.cron_line(inventory_path, inv.cluster.name, cron, workdir, invoke_cmd, window=win)
         if install:
-            current = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
-            subprocess.run(["crontab", "-"], input=current + line + "\n", text=True, check=True)
+            _install_crontab(sched.crontab_with, line, inv.cluster.name)
             print("installed crontab line")
         print(line)
         return
