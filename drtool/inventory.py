@@ -403,15 +403,30 @@ class HttpCheck(_Model):
 class Webhook(_Model):
     name: str = Field(min_length=1)
     type: Literal["json", "slack", "discord", "ntfy", "alertmanager"]
-    url: str
+    url: str | None = None
     """http:// or https:// URL; checked when the inventory loads, not after the wipe."""
+    url_env: str | None = None
+    """Environment variable holding the URL instead (webhook URLs usually carry a token)."""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Seconds = Field(default=5.0, le=60)
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        return _http_url(v)
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
+
+    @field_validator("url_env")
+    @classmethod
+    def _url_env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError("expected an environment variable name")
+        return v
+
+    @model_validator(mode="after")
+    def _one_url(self) -> "Webhook":
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("set exactly one of url or url_env")
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -423,7 +438,7 @@ class Webhook(_Model):
         return v
 
 
-def _http_url(v: str) -> str:
+def http_url(v: str) -> str:
     """``v`` when it is an http(s) URL with a host and a valid port; ValueError otherwise
     (the message never repeats the URL: webhook URLs usually hold a token)."""
     import urllib.parse

@@ -28,13 +28,16 @@ def _trigger(trigger: str | None) -> str:
 @guarded
 def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, history_html=None, yes=True, quiet=False):
     """Run a DR drill: the full rebuild unattended, post-checks, verdict against the objective, outputs."""
-    from drtool.drills.drill import drill_phases, publish, require_enabled
+    from drtool.drills.drill import drill_phases, publish, require_enabled, webhooks
+    from drtool.drills.unattended import load_credentials
     from drtool.errors import DrtoolError, ExitCode
     from drtool.phases.context import Options
     from drtool.pipeline import Pipeline
 
+    load_credentials()  # under systemd LoadCredential=: the tokens become variables
     inv = load(inventory)
     require_enabled(inv)  # before anything touches a node
+    hooks = webhooks(inv)  # a webhook URL missing from the environment stops the drill here, not after the wipe
     options = Options(yes=True, quiet=quiet, trigger=_trigger(trigger))
     pipeline = Pipeline(inv, options, kind="drill", phases=drill_phases())
     error: DrtoolError | None = None
@@ -45,7 +48,7 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
     run = pipeline.run_obj
     if run is None or not (run.dir / "report.json").exists():
         raise error or Exit("error: the drill left no report", code=int(ExitCode.FAILED))
-    report, outputs = publish(inv, run.dir, junit, textfile_dir, history_html)
+    report, outputs = publish(inv, run.dir, junit, textfile_dir, history_html, hooks)
     con = console(quiet)
     for r in outputs.regressions:
         con.print(f"[yellow]regression[/]: {r.describe()}")
@@ -105,19 +108,44 @@ def _install_crontab(crontab_with, line: str, cluster: str) -> None:
             "randomized_delay": "RandomizedDelaySec (default 15m)",
             "window": "allowed start window HH:MM-HH:MM (default: drill.window, else 02:00-06:00)",
             "output": "directory to write the units into (default: print them)",
-            "install": "install into /etc/systemd/system and enable the timer (or the crontab)"})
+            "install": "install into /etc/systemd/system and enable the timer (or the crontab)",
+            "env_file": "0600 file of KEY=VALUE lines with the tokens (EnvironmentFile=, or read by the cron line)",
+            "credential": "NAME=FILE: a systemd credential (LoadCredential=) the drill reads as variable NAME; repeatable",
+            "check": "only check that the scheduled drill's environment has what preflight needs (exit 3 if not)"},
+      iterable=["credential"])
 @guarded
-def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="15m", window=None, output=None, install=False):
+def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="15m", window=None, output=None,
+             install=False, env_file=None, credential=None, check=False):
     """Write a systemd service+timer (or a crontab line) that runs `inv drill` on a schedule."""
     import subprocess
     import sys
     from pathlib import Path
 
     from drtool.drills import schedule as sched
+    from drtool.drills import unattended
     from drtool.drills.drill import require_enabled
+    from drtool.errors import PreflightFailed
 
     inv = load(inventory)
     require_enabled(inv)
+    env_path = unattended.check_env_file(env_file) if env_file else None
+    if env_path is not None:
+        unattended.read_env_file(env_path)  # a line systemd and sh would read differently is refused now
+    credentials = unattended.parse_credentials(credential)
+    if credentials and cron:
+        raise bad_arg("--credential", "systemd credentials need --on-calendar; with --cron use --env-file")
+    if check or install:
+        rows = unattended.check_unattended(inv, env_path, credentials)
+        failed = [r for r in rows if r[1] == "fail"]
+        if check:
+            for name, state, detail in rows:
+                print(f"{state:4}  {name:16} {detail}")
+        if failed:
+            raise PreflightFailed(f"the scheduled drill would fail preflight: {failed[0][0]}: {failed[0][2]}"
+                                  + (f" (and {len(failed) - 1} more; see --check)" if len(failed) > 1 else ""))
+        if check:
+            print("the scheduled drill's environment has what preflight needs")
+            return
     if bool(on_calendar) == bool(cron):
         raise bad_arg("--on-calendar", "give exactly one of --on-calendar or --cron")
     workdir = Path.cwd().resolve()
@@ -128,14 +156,15 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
     else:
         win = sched.parse_window(inv.drill.window or "02:00-06:00", str(inv.path), "drill.window")
     if cron:
-        line = sched.cron_line(inventory_path, inv.cluster.name, cron, workdir, invoke_cmd, window=win)
+        line = sched.cron_line(inventory_path, inv.cluster.name, cron, workdir, invoke_cmd, window=win,
+                               environment_file=env_path)
         if install:
             _install_crontab(sched.crontab_with, line, inv.cluster.name)
             print("installed crontab line")
         print(line)
         return
     units = sched.systemd_units(inventory_path, inv.cluster.name, on_calendar, randomized_delay,
-                                win, workdir, invoke_cmd)
+                                win, workdir, invoke_cmd, environment_file=env_path, credentials=credentials)
     if install:
         sched.install_units(units)
         timer = next(n for n in units if n.endswith(".timer"))
