@@ -63,21 +63,27 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
 
 
 @task(help={"inventory": "inventory file", "last": "how many drills to show (default 10)",
-            "html": "also write the HTML trend page to this file"})
+            "html": "also write the HTML trend page to this file", "json": "print the table as JSON"})
 @guarded
-def history(c, inventory=None, last=10, html=None):
+def history(c, inventory=None, last=10, html=None, json=False):
     """Show the last drills (verdict, recovery, objective) and per-phase durations against their median."""
+    import json as jsonlib
+
     from drtool.drills.history import history_table, load_history, render_history_table
     from drtool.drills.html_history import write_history_html
     from drtool.run import runs_dir
 
     inv = load(inventory)
     reports = load_history(runs_dir(), inv.cluster.name, kind="drill", last=int(last))
-    if not reports:
+    table = history_table(reports, inv.cluster.name, margin=inv.drill.regression_margin)
+    if json:
+        print(jsonlib.dumps(table.to_dict(), indent=2))
+    elif not reports:
         print(f"no drills of cluster {inv.cluster.name} under {runs_dir()}")
         return
-    table = history_table(reports, inv.cluster.name, margin=inv.drill.regression_margin)
-    console().print(render_history_table(table))
+    else:
+        con = console()
+        con.print(render_history_table(table, width=con.width))
     if html:
         write_history_html(html, reports, inv.cluster.name, margin=inv.drill.regression_margin)
         print(f"wrote {html}")

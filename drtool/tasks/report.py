@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import json as jsonlib  # the --json flag shadows the module name inside compare
 
 
 from drtool.tasks._cli import bad_arg, guarded, task
@@ -28,9 +29,10 @@ def render(c, run_id):
         print(p)
 
 
-@task(help={"run_a": "older run id", "run_b": "newer run id", "output": "write the Markdown here too"})
+@task(help={"run_a": "older run id", "run_b": "newer run id", "output": "write the Markdown here too",
+            "json": "print the comparison as JSON (schema drtool.report-compare/v1)"})
 @guarded
-def compare(c, run_a, run_b, output=None):
+def compare(c, run_a, run_b, output=None, json=False):
     """Per-phase and per-object time deltas between two runs."""
     from drtool.report import build_report
     from drtool.report.compare import compare as cmp, render_compare_md
@@ -39,9 +41,10 @@ def compare(c, run_a, run_b, output=None):
     for rid in (run_a, run_b):
         d = _run_dir(rid)
         rp = d / "report.json"
-        reports.append(json.loads(rp.read_text()) if rp.exists() else build_report(json.loads((d / "journal.json").read_text())))
-    text = render_compare_md(cmp(*reports))
-    print(text)
+        reports.append(jsonlib.loads(rp.read_text()) if rp.exists() else build_report(jsonlib.loads((d / "journal.json").read_text())))
+    comparison = cmp(*reports)
+    text = render_compare_md(comparison)
+    print(jsonlib.dumps(comparison, indent=2) if json else text)
     if output:
         from pathlib import Path
 
