@@ -26,29 +26,16 @@ from pydantic import (
     model_validator,
 )
 
+from drtool.durations import parse_seconds
 from drtool.errors import BadInput
 from drtool.inputs import read_yaml, validation_error
 
 # ---------------------------------------------------------------------------
 # Small value types
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
 def _seconds(value: Any) -> float:
-    """Accept 90, 90.5, "90s", "15m", "1h" (bools and negatives are errors)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90, '90s', '15m' or '1h'")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError("expected a duration such as 90, '90s', '15m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
+    """Accept 90, 90.5, "90s", "1.5m", "1h30m" (drtool.durations); bools, zero and negatives are errors."""
+    return parse_seconds(value, positive=True)
 
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]

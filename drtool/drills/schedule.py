@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drtool.durations import parse_seconds
 from drtool.errors import BadInput
 from drtool.files import atomic_write
 
@@ -115,21 +116,12 @@ def validate_on_calendar(expr: str) -> str:
 
 
 def parse_duration(value: int | float | str | timedelta, field: str = "duration") -> int:
-    """Seconds from ``7200``, ``timedelta``, ``"2h"``, ``"90m"``, ``"1h30m"`` or ``"45s"``."""
-    if isinstance(value, timedelta):
-        secs = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        secs = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*(\d+\s*[hms]\s*)+", value.lower()):
-        secs = sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u]
-                   for n, u in re.findall(r"(\d+)\s*([hms])", value.lower()))
-    elif isinstance(value, str) and value.strip().isdigit():
-        secs = float(value)
-    else:
-        raise BadInput("schedule", field, f"expected seconds or a duration like 2h, 90m; got {value!r}")
-    if secs < 0:
-        raise BadInput("schedule", field, "must not be negative")
-    return int(secs)
+    """Whole seconds from ``7200``, ``timedelta``, ``"2h"``, ``"1.5m"``, ``"1h30m"`` or ``"45s"``
+    (drtool's one duration format, :mod:`drtool.durations`)."""
+    try:
+        return int(parse_seconds(value))
+    except ValueError as exc:
+        raise BadInput("schedule", field, f"{exc}; got {value!r}") from None
 
 
 def _check_cluster(cluster: str) -> str:
