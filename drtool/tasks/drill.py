@@ -154,6 +154,12 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
             return
     if bool(on_calendar) == bool(cron):
         raise bad_arg("--on-calendar", "give exactly one of --on-calendar or --cron")
+    if not install:
+        provided = set(credentials) | set(unattended.read_env_file(env_path) if env_path else {})
+        missing = [v for v in unattended.required_variables(inv) if v not in provided]
+        if missing:
+            print(f"note: the scheduled drill reads {', '.join(missing)}, which nothing here provides: "
+                  "give --env-file or --credential (and try --check)", file=sys.stderr)
     workdir = Path.cwd().resolve()
     inventory_path = Path(inventory).resolve()
     invoke_cmd = [str(Path(sys.executable).with_name("inv"))]  # the unit builders append "drill -i ..."

@@ -245,3 +245,10 @@ def test_install_refuses_a_schedule_that_would_fail_preflight(tmp_path):
               env={**env, "GITHUB_TOKEN": "ghp_shell", "K3S_TOKEN": "K10shell"})
     assert res.returncode == 3 and "would fail preflight" in res.stderr and "GITHUB_TOKEN" in res.stderr, res.stderr
     assert not (tmp_path / "crontab.txt").exists()
+
+
+def test_units_without_secrets_say_what_the_drill_will_miss(tmp_path):
+    res = inv("drill.schedule", "-i", str(unattended_inventory(tmp_path)), "--on-calendar", "Sun 03:00",
+              env={"GITHUB_TOKEN": "ghp_shell"})
+    assert res.returncode == 0, res.stderr
+    assert "note: the scheduled drill reads GITHUB_TOKEN, K3S_TOKEN, which nothing here provides" in res.stderr

@@ -94,6 +94,22 @@ def test_systemd_analyze_verify_accepts_units(tmp_path):
     assert "drtool-drill" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_systemd_analyze_verify_accepts_env_file_and_credentials(tmp_path):
+    env_file = tmp_path / "drill.env"
+    env_file.write_text("GITHUB_TOKEN=x\n")
+    cred = tmp_path / "k3s-token"
+    cred.write_text("K10x\n")
+    made = units(workdir=str(tmp_path), environment_file=str(env_file), credentials={"K3S_TOKEN": str(cred)})
+    service = parse_unit(made["drtool-drill-homelab.service"])["Service"]
+    assert one(service, "EnvironmentFile") == str(env_file)
+    assert one(service, "LoadCredential") == f"K3S_TOKEN:{cred}"
+    paths = install_units(made, tmp_path / "units")
+    proc = subprocess.run(["systemd-analyze", "verify", *map(str, paths)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "drtool-drill" not in proc.stderr, proc.stderr
+
+
 def run_guard(tmp_path: Path, unit_text: str, hhmm: str) -> subprocess.CompletedProcess:
     """Run the unit's ExecCondition the way systemd would, with ``date`` faked to ``hhmm``."""
     cond = one(parse_unit(unit_text)["Service"], "ExecCondition")
