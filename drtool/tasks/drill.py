@@ -5,7 +5,7 @@ import os
 
 from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, console, guarded, load, task
+from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load, prune_runs, read_only
 
 
 def _trigger(trigger: str | None) -> str:
@@ -16,7 +16,7 @@ def _trigger(trigger: str | None) -> str:
     return "ci" if os.environ.get("CI", "").lower() == "true" else "manual"
 
 
-@task(default=True, help={
+@inventory_task(default=True, help={
     "inventory": "inventory file (must have drill.enabled: true)",
     "trigger": "manual, timer, cron or ci (default: ci when CI=true, else manual)",
     "junit": "also write JUnit XML here (always written to runs/<id>/junit.xml)",
@@ -35,7 +35,7 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
     from drtool.pipeline import Pipeline
 
     load_credentials()  # under systemd LoadCredential=: the tokens become variables
-    inv = load(inventory)
+    inv = load(inventory, c)
     require_enabled(inv)  # before anything touches a node
     hooks = webhooks(inv)  # a webhook URL missing from the environment stops the drill here, not after the wipe
     options = Options(yes=True, quiet=quiet, trigger=_trigger(trigger))
@@ -49,6 +49,7 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
     if run is None or not (run.dir / "report.json").exists():
         raise error or Exit("error: the drill left no report", code=int(ExitCode.FAILED))
     report, outputs = publish(inv, run.dir, junit, textfile_dir, history_html, hooks)
+    prune_runs(inv, run.record["run_id"], quiet)  # after the history and trends have used the old runs
     con = console(quiet)
     for r in outputs.regressions:
         con.print(f"[yellow]regression[/]: {r.describe()}")
@@ -62,9 +63,10 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
         raise error
 
 
-@task(help={"inventory": "inventory file", "last": "how many drills to show (default 10)",
-            "html": "also write the HTML trend page to this file", "json": "print the table as JSON"})
+@inventory_task(help={"inventory": "inventory file", "last": "how many drills to show (default 10)",
+                      "html": "also write the HTML trend page to this file", "json": "print the table as JSON"})
 @guarded
+@read_only("html")
 def history(c, inventory=None, last=10, html=None, json=False):
     """Show the last drills (verdict, recovery, objective) and per-phase durations against their median."""
     import json as jsonlib
@@ -73,7 +75,7 @@ def history(c, inventory=None, last=10, html=None, json=False):
     from drtool.drills.html_history import write_history_html
     from drtool.run import runs_dir
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     reports = load_history(runs_dir(), inv.cluster.name, kind="drill", last=int(last))
     table = history_table(reports, inv.cluster.name, margin=inv.drill.regression_margin)
     if json:
@@ -109,7 +111,7 @@ def _install_crontab(crontab_with, line: str, cluster: str) -> None:
         subprocess.run([exe, "-"], input=new, text=True, check=True, timeout=30)
 
 
-@task(help={"inventory": "inventory file", "on_calendar": "systemd OnCalendar expression, e.g. 'Sun *-*-* 03:00'",
+@inventory_task(help={"inventory": "inventory file", "on_calendar": "systemd OnCalendar expression, e.g. 'Sun *-*-* 03:00'",
             "cron": "write a crontab line with this schedule instead, e.g. '0 3 * * 0'",
             "randomized_delay": "RandomizedDelaySec (default 15m)",
             "window": "allowed start window HH:MM-HH:MM (default: drill.window, else 02:00-06:00)",
@@ -132,7 +134,7 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
     from drtool.drills.drill import require_enabled
     from drtool.errors import PreflightFailed
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     require_enabled(inv)
     env_path = unattended.check_env_file(env_file) if env_file else None
     if env_path is not None:
@@ -154,14 +156,16 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
             return
     if bool(on_calendar) == bool(cron):
         raise bad_arg("--on-calendar", "give exactly one of --on-calendar or --cron")
-    if not install:
-        provided = set(credentials) | set(unattended.read_env_file(env_path) if env_path else {})
-        missing = [v for v in unattended.required_variables(inv) if v not in provided]
-        if missing:
+    provided = set(credentials) | set(unattended.read_env_file(env_path) if env_path else {})
+    missing = [v for v in unattended.required_variables(inv) if v not in provided]
+
+    def warn_missing() -> None:  # after every check passed, so an error stays the only line
+        if missing and not install:
             print(f"note: the scheduled drill reads {', '.join(missing)}, which nothing here provides: "
                   "give --env-file or --credential (and try --check)", file=sys.stderr)
+
     workdir = Path.cwd().resolve()
-    inventory_path = Path(inventory).resolve()
+    inventory_path = Path(inv.path).resolve()
     invoke_cmd = [str(Path(sys.executable).with_name("inv"))]  # the unit builders append "drill -i ..."
     if window:
         win = sched.parse_window(window, "command line", "--window")
@@ -173,10 +177,12 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
         if install:
             _install_crontab(sched.crontab_with, line, inv.cluster.name)
             print("installed crontab line")
+        warn_missing()
         print(line)
         return
     units = sched.systemd_units(inventory_path, inv.cluster.name, on_calendar, randomized_delay,
                                 win, workdir, invoke_cmd, environment_file=env_path, credentials=credentials)
+    warn_missing()
     if install:
         sched.install_units(units)
         timer = next(n for n in units if n.endswith(".timer"))

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 
-from drtool.tasks._cli import bad_arg, guarded, task
+from drtool.tasks._cli import bad_arg, guarded, read_only, task
 
 
 @task(help={"file": "inventory file to validate"})
 @guarded
+@read_only()
 def check(c, file):
     """Validate an inventory file; print a summary or one line naming the bad field (exit 2)."""
     from drtool.inventory import load_inventory
@@ -22,6 +23,7 @@ def check(c, file):
     "node_name": "ADDRESS=NAME: the node name of a host the inventory lists by IP address (repeatable)"},
       iterable=["node_name"])
 @guarded
+@read_only("output")
 def import_ansible(c, file, output=None, node_name=None):
     """Convert a k3s-ansible inventory into a drtool inventory (tokens and vault values are never copied)."""
     import sys
