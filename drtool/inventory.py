@@ -286,6 +286,8 @@ class Flux(_Model):
     token_env: str | None = None
     """Environment variable holding the Git token (default GITHUB_TOKEN / GITLAB_TOKEN)."""
     timeout: Seconds = 300.0
+    checkout: Path | None = None
+    """Local checkout of the GitOps repository that ``inv gitops.check`` and preflight read."""
 
     @field_validator("version")
     @classmethod

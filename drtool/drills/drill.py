@@ -189,5 +189,7 @@ def publish(inv: Inventory, run_dir, junit: str | None, textfile_dir: str | None
     tf_dir = textfile_dir or (str(inv.resolve(inv.drill.textfile_dir)) if inv.drill.textfile_dir else None)
     outputs = publish_drill(report, runs_dir(), margin=inv.drill.regression_margin, junit_path=junit or run_dir / "junit.xml",
                             textfile_dir=tf_dir, history_html_path=history_html or run_dir / "history.html", webhooks=hooks)
-    (run_dir / "drill-outputs.json").write_text(json.dumps(outputs.to_dict(), indent=2))
+    # The GitOps check's findings travel with the outputs: what this drill proved Git alone cannot rebuild.
+    (run_dir / "drill-outputs.json").write_text(json.dumps({**outputs.to_dict(),
+                                                             "gitops_check": report.get("gitops_check")}, indent=2))
     return report, outputs

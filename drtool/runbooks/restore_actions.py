@@ -23,7 +23,7 @@ Plan = list[tuple[str, str]]
 
 
 def _secrets_dir(run_id: str):
-    from drtool.runbooks.actions import _backup_dir
+    from drtool.runbooks.action_support import backup_dir as _backup_dir
 
     d = _backup_dir(run_id)
     if (d / "manifest.json").exists():
@@ -37,7 +37,7 @@ def _restore_secrets(ctx, args: Mapping, where: tuple[str, str]) -> str:
     from kubernetes import client as kclient
     from kubernetes.client.exceptions import ApiException
 
-    from drtool.runbooks.actions import ensure_kubeconfig
+    from drtool.runbooks.action_support import ensure_kubeconfig
 
     files = sorted(_secrets_dir(args["run"]).glob("*.json"))
     if not files:
@@ -76,7 +76,8 @@ def _plan_restore_secrets(ctx, args: Mapping) -> Plan:
 
 
 def _archives(ctx, args: Mapping, where: tuple[str, str]):
-    from drtool.runbooks.actions import _backup_dir, _targets
+    from drtool.runbooks.action_support import backup_dir as _backup_dir
+    from drtool.runbooks.action_support import targets as _targets
 
     d = _backup_dir(args["run"])
     nodes = _targets(ctx, args.get("on", "all"), where)
@@ -116,7 +117,7 @@ def _restore_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
 
 
 def _plan_restore_volumes(ctx, args: Mapping) -> Plan:
-    from drtool.runbooks.actions import _targets
+    from drtool.runbooks.action_support import targets as _targets
 
     steps: Plan = [("local", f"verify runs/{args['run']}/backup/manifest.json")]
     for node in _targets(ctx, args.get("on", "all"), ("<runbook>", "")):
@@ -127,11 +128,9 @@ def _plan_restore_volumes(ctx, args: Mapping) -> Plan:
 
 
 def restore_actions():
-    from drtool.runbooks.actions import Action
-
+    """(name, summary, run, plan) of each restore action; ``actions`` registers them."""
     return (
-        Action("restore-secrets", "create again the Flux secrets a backup saved", ("run",), (),
-               _restore_secrets, _plan_restore_secrets),
-        Action("restore-volumes", "extract each node's archived local-path volumes under its data dir", ("run",),
-               ("on",), _restore_volumes, _plan_restore_volumes),
+        ("restore-secrets", "create again the Flux secrets a backup saved", _restore_secrets, _plan_restore_secrets),
+        ("restore-volumes", "extract each node's archived local-path volumes under its data dir",
+         _restore_volumes, _plan_restore_volumes),
     )

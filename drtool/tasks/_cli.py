@@ -153,7 +153,7 @@ def inventory_path(c, inventory: str | None) -> str | None:
     if os.environ.get(INVENTORY_ENV):
         return os.environ[INVENTORY_ENV]
     try:
-        configured = c.config.drtool.inventory  # type: ignore[union-attr]
+        configured = c.config.drtool.inventory
     except (AttributeError, KeyError):
         return None
     return str(configured) if configured else None

@@ -89,7 +89,7 @@ def _machine_factory(original):
         machine.handle, machine.complete_context = handle, complete_context
         return machine
 
-    build.drtool_optional_positionals = True  # type: ignore[attr-defined]
+    build.drtool_optional_positionals = True
     return build
 
 

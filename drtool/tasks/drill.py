@@ -24,9 +24,11 @@ def _trigger(trigger: str | None) -> str:
     "history_html": "also write the HTML history page here",
     "yes": "accepted for symmetry with rebuild; a drill never asks",
     "quiet": "print only errors and the final line",
-})
+    "accept": "go on despite this GitOps-check blocker (finding id; repeatable); the report records it",
+}, iterable=["accept"])
 @guarded
-def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, history_html=None, yes=True, quiet=False):
+def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, history_html=None, yes=True, quiet=False,
+          accept=None):
     """Run a DR drill: the full rebuild unattended, post-checks, verdict against the objective, outputs."""
     from drtool.drills.drill import drill_phases, publish, require_enabled, webhooks
     from drtool.drills.unattended import load_credentials
@@ -38,7 +40,7 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
     inv = load(inventory, c)
     require_enabled(inv)  # before anything touches a node
     hooks = webhooks(inv)  # a webhook URL missing from the environment stops the drill here, not after the wipe
-    options = Options(yes=True, quiet=quiet, trigger=_trigger(trigger))
+    options = Options(yes=True, quiet=quiet, trigger=_trigger(trigger), accept=tuple(accept or ()))
     pipeline = Pipeline(inv, options, kind="drill", phases=drill_phases())
     error: DrtoolError | None = None
     try:

@@ -20,6 +20,7 @@ HELP = {
     "accept_new_host_keys": "record unknown SSH host keys instead of refusing",
     "json": "with --dry-run: print the plan as JSON",
     "discard_volume_data": "wipe even when local-path volumes under the K3s data dir hold data the backup did not archive",
+    "accept": "go on despite this GitOps-check blocker (finding id; repeatable); the report records it",
 }
 
 
@@ -47,11 +48,11 @@ def print_plan(steps) -> None:
         print(f"  [{target}] {action}")
 
 
-@inventory_task(help=HELP)
+@inventory_task(help=HELP, iterable=["accept"])
 @guarded
 def rebuild(c, inventory=None, yes=False, dry_run=False, skip_backup=False, resume=None, from_=None, to=None,
             merge_kubeconfig=False, keep_waiting=False, quiet=False, accept_new_host_keys=False, discard_volume_data=False,
-            json=False):
+            accept=None, json=False):
     """Rebuild the cluster from Git: preflight, backup, teardown, install, join, bootstrap, converge, report."""
     from drtool.phases.context import Options
     from drtool.pipeline import Pipeline
@@ -60,7 +61,7 @@ def rebuild(c, inventory=None, yes=False, dry_run=False, skip_backup=False, resu
     inv = load(inventory, c)
     options = Options(yes=yes, dry_run=dry_run, skip_backup=skip_backup, merge_kubeconfig=merge_kubeconfig,
                       keep_waiting=keep_waiting, quiet=quiet, accept_new_host_keys=accept_new_host_keys,
-                      discard_volume_data=discard_volume_data)
+                      discard_volume_data=discard_volume_data, accept=tuple(accept or ()))
     pipeline = Pipeline(inv, options, start=from_, stop=to, resume=resume)
     if json and not dry_run:
         from drtool.tasks._cli import bad_arg
