@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from drtool.tasks._cli import guarded
+from drtool.tasks._cli import guarded, read_only
 
 
 def _lab():
@@ -48,6 +48,7 @@ def down(c, purge=False):
 
 @task
 @guarded
+@read_only()
 def status(c):
     """Show each lab node: running, pid, address."""
     lab = _lab()
@@ -70,6 +71,7 @@ def status(c):
 
 @task(name="critical-path", help={"scenario": "scenario name or YAML file (default homelab)"})
 @guarded
+@read_only()
 def critical_path(c, scenario=None):
     """Print the scenario's critical path: the least possible install-to-all-ready time."""
     import json

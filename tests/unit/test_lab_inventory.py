@@ -9,7 +9,7 @@ import yaml
 from drtool.errors import BadInput
 from drtool.inventory import load_inventory
 from drtool.lab.lab_inventory import build_inventory, nodes_from_inventory, parse_names, write_inventory
-from drtool.lab.nodes import NodeSpec
+from drtool.lab.nodes import LabNodeSpec as NodeSpec
 from drtool.lab.setup import describe_gitops
 
 FIXTURE = {"default": "/lab/gitops/homelab-gitops", "path": "clusters/homelab", "branch": "main", "owner": "lab",

@@ -125,6 +125,8 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
 
     from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION
     proc.info(f"Starting k3s agent {K3S_VERSION} ({K3S_COMMIT})")
+    from drtool.lab.k3s import images
+    images.preload(fs, cfg.data_dir)
     try:
         token = parse_token(cfg.token, default_user="node")
     except TokenError as exc:

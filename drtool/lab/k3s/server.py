@@ -5,7 +5,8 @@ On start, like K3s: reuse or create the cluster CAs and token (``server/token``,
 ``server/db/etcd/`` with embedded etcd), serve the API and the supervisor endpoints on
 ``<node address>:6443``, write ``/etc/rancher/k3s/k3s.yaml``, register this node (node
 password rule included), deploy the kube-system workloads, start the simulated Flux
-controllers when that package is present, and tell the unit manager it is ready.
+controllers (a server whose controllers fail to import does not start), and tell the unit
+manager it is ready.
 
 A server started with ``--server https://<first>:6443`` joins the first one: it gets the
 cluster CAs with the server token and forwards its API port to the first server, so
@@ -33,6 +34,7 @@ from drtool.lab.api.certs import LabPki
 from drtool.lab.api.objects import now_rfc3339
 from drtool.lab.api.server import LabApiServer
 from drtool.lab.api.status import ApiError
+from drtool.lab.k3s import images
 from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION, datastore, nodes, proc, supervisor, system_pods
 from drtool.lab.k3s.flags import ServerConfig, kubeconfig_mode
 from drtool.lab.k3s.labconfig import K3sScenario, LabConfig
@@ -327,16 +329,17 @@ async def _proxy_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
 
 
 async def _start_controllers(store: Store, lab: LabConfig) -> Any:
-    try:
-        from drtool.lab.controllers import start_controllers  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    # The controllers are part of the lab: if they cannot be imported the server must fail to
+    # start (loudly, in the unit's log), not serve a cluster where no Flux object ever reconciles.
+    from drtool.lab.controllers import start_controllers
+
     return await start_controllers(store, lab.raw)
 
 
 async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     """Serve until SIGTERM. Returns the process exit status."""
     proc.info(f"Starting k3s {K3S_VERSION} ({K3S_COMMIT})")
+    images.preload(fs, cfg.data_dir)
     address = cfg.listen_address or lab.own_address(cfg.node_name) or "127.0.0.1"
     base = fs.path(cfg.data_dir)
     server_dir, tls_dir = base / "server", base / "server" / "tls"
