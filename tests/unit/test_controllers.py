@@ -321,6 +321,22 @@ def test_bad_repos_give_clear_conditions_and_the_controllers_keep_going(tmp_path
     _run(tmp_path, {}, body, files)
 
 
+def test_a_failed_build_stays_failed_until_its_retry_interval(tmp_path: Path) -> None:
+    """Its own status write must not retrigger it (the real controller ignores status-only changes)."""
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("broken", "./broken", retryInterval="10m"))          # 0.6 s at FAST_SCALE
+        group, kind = "kustomize.toolkit.fluxcd.io", "Kustomization"
+        await _eventually(lambda: (_ready(store, group, kind, "flux-system", "broken") or {}).get("reason")
+                          == "BuildFailed")
+        seen = set()
+        for _ in range(20):
+            seen.add(_ready(store, group, kind, "flux-system", "broken")["reason"])
+            await asyncio.sleep(0.02)
+        assert seen == {"BuildFailed"}
+
+    _run(tmp_path, {}, body, {"broken/bad.yaml": "kind: [oops\n"})
+
+
 def test_new_commits_are_picked_up_and_pruned(tmp_path: Path) -> None:
     files = {**APPS, "apps/a.yaml": CM.format(name="a").replace("{name: a}", "{name: a, namespace: apps}"),
              "apps/b.yaml": CM.format(name="b").replace("{name: b}", "{name: b, namespace: apps}")}
