@@ -317,7 +317,8 @@ def build_kustomization(root: Path, path: str, spec: Mapping[str, Any] | None = 
 
 def _documents(output: str) -> list[str]:
     """kustomize's output split at its ``---`` separator lines."""
-    docs, current = [], []
+    docs: list[str] = []
+    current: list[str] = []
     for line in output.splitlines(keepends=True):
         if line.rstrip("\r\n") == "---":
             docs.append("".join(current))

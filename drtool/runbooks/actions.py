@@ -20,11 +20,12 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, PermanentError
 from drtool.inventory import Node
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
+from drtool.runbooks.model import ACTION_ARGS
 from drtool.secret import Secret
 
 Plan = list[tuple[str, str]]
@@ -34,27 +35,17 @@ Plan = list[tuple[str, str]]
 class Action:
     name: str
     summary: str
-    required: tuple[str, ...]
-    optional: tuple[str, ...]
     run: Callable[..., str]
     """``run(ctx, args, where) -> message``; ``where`` is (file, field) for bad-input errors."""
     plan: Callable[..., Plan]
 
-    def check_args(self, args: Mapping[str, Any]) -> str | None:
-        """A problem with the step's ``args``, or None."""
-        for key in args:
-            if key not in self.required + self.optional:
-                allowed = ", ".join(self.required + self.optional) or "none"
-                return f"{key}: unknown argument of action {self.name} (arguments: {allowed})"
-        for key in self.required:
-            if key not in args:
-                return f"{key}: required by action {self.name}"
-        for key, value in args.items():
-            ok = isinstance(value, str) and value.strip() or (
-                key == "on" and isinstance(value, list) and value and all(isinstance(v, str) for v in value))
-            if not ok:
-                return f"{key}: expected a non-empty string"
-        return None
+    @property
+    def required(self) -> tuple[str, ...]:
+        return ACTION_ARGS[self.name][0]
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        return ACTION_ARGS[self.name][1]
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -165,9 +156,7 @@ def _join_agent(ctx, args: Mapping, where: tuple[str, str]) -> str:
             ctx.runner.run(node, cmd, sudo=True, stdin=token.reveal() + "\n", step=ctx.phase_name,
                            timeout=ctx.deadline("join_agents"))
 
-    bad = failures(ctx.runner.fan_out(nodes, join))
-    if bad:
-        raise DrtoolError("join failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    ctx.runner.fan_out(nodes, join).raise_on_failure("join")
     return f"joined {', '.join(n.name for n in nodes)} with the server's node-token"
 
 
@@ -268,10 +257,19 @@ def _plan_install_server(ctx, args: Mapping) -> Plan:
 
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("delete-node", "delete a Node object through the API", ("node",), (), _delete_node, _plan_delete_node),
-    Action("join-agent", "join agents with the server's node-token (on stdin)", (), ("on",), _join_agent, _plan_join_agent),
-    Action("restore-datastore", "put a backed-up state.db back on the first server", ("run",), (),
-           _restore_datastore, _plan_restore_datastore),
-    Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", (),
-           ("token_from_run",), _install_server, _plan_install_server),
+    Action("delete-node", "delete a Node object through the API", _delete_node, _plan_delete_node),
+    Action("join-agent", "join agents with the server's node-token (on stdin)", _join_agent, _plan_join_agent),
+    Action("restore-datastore", "put a backed-up state.db back on the first server", _restore_datastore,
+           _plan_restore_datastore),
+    Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", _install_server,
+           _plan_install_server),
 )}
+
+
+def _register_restore_actions() -> None:
+    from drtool.runbooks.restore_actions import restore_actions
+
+    ACTIONS.update({a.name: a for a in restore_actions()})
+
+
+_register_restore_actions()

@@ -83,3 +83,15 @@ def test_parse_facts():
     assert (f.os, f.arch, f.distro, f.disk_free_kb, f.k3s_units) == ("Linux", "x86_64", "Ubuntu 24.04 LTS", 1048576, ("k3s",))
     assert f.protected == {"/mnt/k8s-storage": True, "/mnt/x": False}
     assert abs(f.clock - 1764200000.5) < 1e-6
+
+
+def test_airgap_images_keep_the_suffix_k3s_decompresses_by():
+    # k3s-io/k3s pkg/agent/containerd (preloadFile / wharfie tarfile): the name picks the decompressor.
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    for name, remote in (("k3s-airgap-images-amd64.tar.zst", "k3s-airgap-images.tar.zst"),
+                         ("bundle.TGZ", "k3s-airgap-images.TGZ".lower()),
+                         ("k3s-airgap-images-amd64.tar", "k3s-airgap-images.tar")):
+        data["k3s"]["install"]["images"] = f"/srv/{name}"
+        inv = parse_inventory(data, REPO / "inventory" / "lab.yaml")
+        uploads = dict((a, r) for a, r, _ in k3s.airgap_uploads(inv))
+        assert uploads["images"] == f"/var/lib/rancher/k3s/agent/images/{remote}", name

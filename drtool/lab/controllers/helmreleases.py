@@ -9,6 +9,7 @@ helm-controller v1.1.0's remediation (see ``_failed``): with the default
 ``install.remediation.retries: 0`` the first failure stalls the release (``Stalled=True``
 reason ``RetriesExceeded``). Dependencies are re-checked every ``--requeue-dependency``;
 durations play at the scenario's ``time_scale``.
+A chart the catalog (``drtool/gitops/chart_crds.yaml``) knows also gets its CRDs (``chartcrds``).
 
 Status carries the fields of both API shapes the lab serves (v2 ``history``,
 ``lastAttemptedRevision``; v2beta1 ``lastAppliedRevision``, ``helmChart``), since all
@@ -20,82 +21,20 @@ import hashlib
 import json
 from typing import Any
 
+from drtool.gitops.charts import ChartCatalog, default_catalog
 from drtool.lab.api.objects import clone, now_rfc3339
 from drtool.lab.api.status import ApiError
 
+from .chartcrds import chart_crd_objects
 from .conditions import flux_not_ready, flux_progressing, flux_ready, is_ready, set_condition, status_copy
 from .durations import format_duration, parse_duration
 from .health import CURRENT, health
+from .charts import chart_of as _chart, workload_for
 from .runtime import DONE, WAIT, Key, Result, Runtime, flux_gate, key_of
 
 GROUP = "helm.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 DEFAULT_TIMEOUT = 300.0
-
-
-def _chart(spec: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """(chart name, version, sourceRef) from ``spec.chart.spec`` or ``spec.chartRef``."""
-    chart_spec = (spec.get("chart") or {}).get("spec") or {}
-    if chart_spec:
-        return (str(chart_spec.get("chart") or "chart"), str(chart_spec.get("version") or "1.0.0"),
-                chart_spec.get("sourceRef") or {})
-    ref = spec.get("chartRef") or {}
-    return str(ref.get("name") or "chart"), "1.0.0", ref
-
-
-def _first(values: dict[str, Any], *paths: str) -> Any:
-    for path in paths:
-        cur: Any = values
-        for part in path.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if cur is not None:
-            return cur
-    return None
-
-
-def workload_for(release: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
-    """The Deployment/StatefulSet the chart "renders" for ``release`` (pure).
-
-    Values honoured: ``replicas``/``replicaCount``/``deployment.replicas``/
-    ``singleBinary.replicas``, ``nodeSelector``, ``tolerations``, ``image.repository``/
-    ``image.tag`` and the lab convention ``workloadKind`` (Deployment or StatefulSet).
-    """
-    meta, spec = release["metadata"], release.get("spec") or {}
-    values = spec.get("values") or {}
-    chart, version, _ = _chart(spec)
-    kind = kind or str(values.get("workloadKind") or "Deployment")
-    namespace = spec.get("targetNamespace") or meta.get("namespace") or "default"
-    name = spec.get("releaseName") or (f"{spec['targetNamespace']}-{meta['name']}" if spec.get("targetNamespace")
-                                       else meta["name"])
-    replicas = _first(values, "replicas", "replicaCount", "deployment.replicas", "singleBinary.replicas")
-    image_repo = _first(values, "image.repository") or f"docker.io/lab/{chart}"
-    image_tag = _first(values, "image.tag") or version.lstrip("v")
-    selector = {"app.kubernetes.io/name": chart, "app.kubernetes.io/instance": name}
-    labels = dict(selector, **{
-        "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/version": version.lstrip("v"),
-        "helm.sh/chart": f"{chart}-{version.lstrip('v')}",
-        "helm.toolkit.fluxcd.io/name": meta["name"],
-        "helm.toolkit.fluxcd.io/namespace": meta.get("namespace") or "default",
-    })
-    pod_spec: dict[str, Any] = {"containers": [{"name": chart, "image": f"{image_repo}:{image_tag}",
-                                                "ports": [{"containerPort": 8080, "name": "http"}]}]}
-    if isinstance(values.get("nodeSelector"), dict):
-        pod_spec["nodeSelector"] = {str(k): str(v) for k, v in values["nodeSelector"].items()}
-    if isinstance(values.get("tolerations"), list):
-        pod_spec["tolerations"] = clone(values["tolerations"])
-    body: dict[str, Any] = {
-        "apiVersion": "apps/v1", "kind": kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "annotations": {"meta.helm.sh/release-name": name,
-                                     "meta.helm.sh/release-namespace": namespace}},
-        "spec": {"replicas": int(replicas) if isinstance(replicas, (int, float, str)) and str(replicas).isdigit()
-                 else 1,
-                 "selector": {"matchLabels": selector},
-                 "template": {"metadata": {"labels": dict(selector)}, "spec": pod_spec}},
-    }
-    if kind == "StatefulSet":
-        body["spec"]["serviceName"] = f"{name}-headless"
-    return body
 
 
 class HelmReleaseReconciler:
@@ -104,8 +43,9 @@ class HelmReleaseReconciler:
     watches = ((SOURCE_GROUP, "HelmRepository"), (SOURCE_GROUP, "HelmChart"), (SOURCE_GROUP, "OCIRepository"),
                (GROUP, "HelmRelease"), ("apps", "Deployment"))
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, catalog: ChartCatalog | None = None):
         self.rt = runtime
+        self.catalog = catalog if catalog is not None else default_catalog()
         self._failures: dict[tuple[Key, Any], int] = {}
 
     def forget(self, key: Key) -> None:
@@ -175,10 +115,11 @@ class HelmReleaseReconciler:
                                 f"Helm {action} failed for release {release} with chart {chart}@{version}: "
                                 "context deadline exceeded")
 
-        # 4. the workload, then wait for it like `helm install --wait`
+        # 4. the chart's CRDs, then the workload, then wait for it like `helm install --wait`
         kind = faults.workload_kind or None
         workload = workload_for(obj, kind)
         try:
+            self._install_crds(obj, chart, version, action)
             self.rt.store.apply(workload)
         except ApiError as exc:
             return self._failed(obj, status, gen, key, token, attempt, action,
@@ -219,6 +160,14 @@ class HelmReleaseReconciler:
         self.rt.write_status(obj, status)
         self.rt.emit(obj, f"{Action}Succeeded", message, self.component)
         return DONE
+
+    def _install_crds(self, obj: dict[str, Any], chart: str, version: str, action: str) -> None:
+        for crd, replace in chart_crd_objects(self.catalog, chart, version, obj, action):
+            name = crd["metadata"]["name"]
+            if self.rt.store.peek("apiextensions.k8s.io", "CustomResourceDefinition", None, name) is None:
+                self.rt.store.create(crd)
+            elif replace:
+                self.rt.store.apply(crd)
 
     def _failed(self, obj: dict[str, Any], status: dict[str, Any], gen: int, key: Key, token: Any, attempt: int,
                 action: str, message: str) -> Result:

@@ -33,7 +33,7 @@ from drtool.lab.api.objects import clone
 from drtool.lab.api.status import ApiError
 
 from .conditions import flux_not_ready, flux_progressing, flux_ready, get_condition, status_copy
-from .durations import format_duration, parse_duration
+from .durations import HEALTH_POLL, format_duration, parse_duration
 from .health import CURRENT, FAILED, health
 from .runtime import WAIT, Key, Result, Runtime, flux_gate, key_of
 from .sources import ArtifactStore
@@ -41,7 +41,6 @@ from .sources import ArtifactStore
 GROUP = "kustomize.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 _ENC = re.compile(r"^ENC\[[A-Z0-9_]+,data:.*\]$")
-HEALTH_POLL = 5.0            # kustomization_controller.go checkHealth: WaitForSet Interval 5s
 MIN_TIMEOUT = 30.0           # api/v1 kustomization_types.go GetTimeout: never under 30s
 DEFAULT_INTERVAL = 600.0
 # fluxcd/pkg ssa v0.41.1 sort.go ReconcileOrder.

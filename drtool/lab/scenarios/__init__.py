@@ -104,6 +104,7 @@ class FluxFaults(BaseModel):
     # kustomize-controller v1.4.0 and helm-controller v1.1.0 main.go: --requeue-dependency=30s.
     requeue_dependency: Seconds = Field(30.0, gt=0, description="real seconds between re-checks of a "
                                         "not-ready dependency (the controllers' --requeue-dependency)")
+    rate_limited_times: int = Field(0, ge=0, description="the first N bootstraps hit GitHub's API rate limit (403)")
 
 
 class Scenario(BaseModel):
@@ -118,6 +119,24 @@ class Scenario(BaseModel):
     api: ApiFaults = ApiFaults()
     ssh_drop: SshDrop | None = None
     flux: FluxFaults = FluxFaults()
+    # Chart -> CRDs entries (format of drtool/gitops/chart_crds.yaml) that replace the built-in
+    # catalog's for the charts they name.
+    chart_crds: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("chart_crds")
+    @classmethod
+    def _chart_crds(cls, value: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        from drtool.gitops.charts import ChartCatalogError, parse_entries
+        try:
+            parse_entries(list(value), "scenario", "chart_crds")
+        except ChartCatalogError as exc:
+            raise ValueError(str(exc).removeprefix("scenario: ")) from None
+        return value
+
+    def chart_crd_entries(self) -> tuple[Any, ...]:
+        """The ``chart_crds`` entries as :class:`drtool.gitops.charts.ChartEntry` objects."""
+        from drtool.gitops.charts import parse_entries
+        return parse_entries(list(self.chart_crds), f"scenario {self.name}", "chart_crds")
     time_scale: float = Field(
         0.05, gt=0, le=1, description="lab seconds per real second for Flux's own durations (requeue, "
         "interval, retryInterval, timeout, health-check polling); 0.05 plays 30 s in 1.5 s")
@@ -194,8 +213,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         elif problem.startswith("Value error, "):
             problem = problem[len("Value error, "):]
             # Cross-field checks say which field they are about: "objects.X: ...".
-            named = re.match(r"^([A-Za-z_][\w./-]*): (.*)$", problem, re.S)
-            if named and not field:
+            named = re.match(r"^([A-Za-z_][\w./\[\]-]*): (.*)$", problem, re.S)
+            if named and (not field or named.group(1).startswith(field)):
                 field, problem = named.group(1), named.group(2)
         raise BadInput(source, field, problem) from None
 

@@ -22,8 +22,8 @@ from typing import Any, Callable
 from drtool.errors import BadInput
 from drtool.gitops.kustomize import BuildError, build_kustomization, substitute
 from drtool.lab.api.kinds import KindRegistry, split_api_version
-from drtool.lab.controllers.helmreleases import _chart, workload_for
-from drtool.lab.controllers.kustomizations import HEALTH_POLL
+from drtool.lab.controllers.charts import chart_of as _chart, workload_for
+from drtool.lab.controllers.durations import HEALTH_POLL
 from drtool.lab.controllers.scheduler import schedule
 
 from . import Scenario
@@ -64,7 +64,10 @@ class _Plan:
         self.nodes = []
         for name, info in nodes.items():
             delay = scenario.node_ready_delay(name)
-            self.nodes.append(({"metadata": {"name": name, "labels": dict(info.get("labels") or {})},
+            # The kubelet's own labels too: Flux's Deployments select kubernetes.io/os=linux.
+            labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                      **dict(info.get("labels") or {})}
+            self.nodes.append(({"metadata": {"name": name, "labels": labels},
                                 "spec": {"taints": list(info.get("taints") or [])},
                                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
                                INF if delay is None else delay))
