@@ -23,10 +23,14 @@ def _mutate(kustomizations: list[str], helmreleases: list[dict], converge: str):
     return mutate
 
 
-def test_layered_fixture_rebuilds_to_all_ready():
-    mutate = _mutate(["flux-system", "infra-controllers", "infra-configs", "apps"],
-                     [{"namespace": "platform", "name": "reloader", "version": "1.2.0"}], "90s")
-    full = start_full_lab("127.0.203", nodes=2, mutate=mutate, gitops=str(FIXTURES / "layered"), path="clusters/lab")
+@pytest.mark.parametrize(("fixture", "subnet", "kustomizations", "helmreleases"), [
+    ("layered", "127.0.203", ["flux-system", "infra-controllers", "infra-configs", "apps"],
+     [{"namespace": "platform", "name": "reloader", "version": "1.2.0"}]),
+    ("platform", "127.0.205", ["flux-system", "infra-controllers", "infra-configs", "tenants"], []),
+])
+def test_fixture_rebuilds_to_all_ready(fixture, subnet, kustomizations, helmreleases):
+    mutate = _mutate(kustomizations, helmreleases, "90s")
+    full = start_full_lab(subnet, nodes=2, mutate=mutate, gitops=str(FIXTURES / fixture), path="clusters/lab")
     try:
         res = full.inv("rebuild", "-i", str(full.inventory), "--yes", timeout=300)
     finally:
