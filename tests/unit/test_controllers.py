@@ -388,3 +388,33 @@ def test_restarted_controllers_reconcile_every_object_they_find(tmp_path: Path) 
         assert restarted.runtime.reconcile_count > 0
 
     _run(tmp_path, {}, body, files, restartable=True)
+
+
+def _dep(name: str, ready: str = "True", generation: int = 1, observed: int = 1, applied: str = "main@sha1:new",
+         source: str = "flux-system") -> dict:
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system", "generation": generation},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": source}},
+            "status": {"observedGeneration": observed, "lastAppliedRevision": applied,
+                       "conditions": [{"type": "Ready", "status": ready, "reason": "X", "message": ""}]}}
+
+
+@pytest.mark.parametrize(("dep", "problem"), [
+    (_dep("base"), ""),
+    (None, "dependency 'flux-system/base' not found: kustomizations.kustomize.toolkit.fluxcd.io \"base\" not found"),
+    (_dep("base", ready="Unknown"), "dependency 'flux-system/base' is not ready"),
+    (_dep("base", generation=2, observed=1), "dependency 'flux-system/base' is not ready"),
+    (_dep("base", applied="main@sha1:old"), "dependency 'flux-system/base' revision is not up to date"),
+    # Another source: its revision cannot be compared, Ready is enough.
+    (_dep("base", applied="main@sha1:old", source="other"), ""),
+])
+def test_dependency_check_follows_kustomize_controller(dep: dict | None, problem: str) -> None:
+    """kustomization_controller.go checkDependencies (kustomize-controller v1.4.0)."""
+    from types import SimpleNamespace
+
+    from drtool.lab.controllers.kustomizations import KustomizationReconciler
+
+    store = SimpleNamespace(peek=lambda group, kind, ns, name: dep if dep and name == dep["metadata"]["name"] else None)
+    reconciler = KustomizationReconciler(SimpleNamespace(store=store), None)    # type: ignore[arg-type]
+    obj = _ks("apps", "./apps", dependsOn=[{"name": "base"}])
+    assert reconciler._check_dependencies(obj, obj["spec"], "main@sha1:new") == problem
