@@ -10,6 +10,7 @@ Kustomizations that read another source than the bootstrap repository are noted 
 from __future__ import annotations
 
 import base64
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -126,11 +127,9 @@ def _norm(path: str) -> str:
 
 def _count_files(root: Path) -> int:
     n = 0
-    for p in root.rglob("*"):
-        if ".git" in p.parts:
-            continue
-        if p.is_file():
-            n += 1
+    for _, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        n += len(files)
     return n
 
 
