@@ -119,7 +119,10 @@ class RunbookExecutor:
                             ("--approve", list(o.approve))):
             for name in names:
                 if name not in ids:
-                    raise BadInput("command line", flag, f"no step {name!r} in runbook {self.book.name} (steps: {', '.join(ids)})")
+                    from drtool.suggest import did_you_mean
+
+                    raise BadInput("command line", flag, f"no step {name!r} in runbook {self.book.name}"
+                                                         f"{did_you_mean(name, ids)} (steps: {', '.join(ids)})")
         for name in o.approve:
             if self.book.step(name).kind != "manual":
                 raise BadInput("command line", "--approve", f"step {name!r} is not a manual step")
