@@ -43,7 +43,8 @@ class _PreflightPhase:
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
         return [(n.name, "ssh connect (strict host key), sudo -n true, OS/arch/disk/clock/protected-path facts") for n in ctx.inv.nodes] + \
-               [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present")]
+               [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present, "
+                            "git: repository, branch and path exist and flux-system matches the inventory's bootstrap options")]
 
 
 PHASES: tuple[ModuleType | type, ...] = (

@@ -89,4 +89,8 @@ def lab_up(lab: Lab, n: int | None = None, *, gitops: str | None = None, path: s
     if gitops or "gitops" not in existing:
         keys["gitops"] = prepare_gitops(lab.root, Path(gitops).resolve() if gitops else None, path)
     update_lab_json(lab, **keys)
+    from drtool.lab.git_remote import write_git_remote
+
+    gitops_cfg = keys.get("gitops") or existing.get("gitops") or {}
+    write_git_remote(lab.root, gitops_cfg.get("url_map") or {})
     return state

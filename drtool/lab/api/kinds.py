@@ -78,6 +78,9 @@ BUILTIN_KINDS: tuple[KindInfo, ...] = (
     KindInfo("apps", ("v1",), "ReplicaSet", "replicasets", True, short_names=("rs",),
              categories=("all",), builtin=True),
     KindInfo("batch", ("v1",), "Job", "jobs", True, categories=("all",), builtin=True),
+    # Part of Kubernetes 1.31's networking.k8s.io/v1; Flux's gotk-components.yaml carries three.
+    KindInfo("networking.k8s.io", ("v1",), "NetworkPolicy", "networkpolicies", True, subresources=(),
+             short_names=("netpol",), builtin=True),
     KindInfo("apiextensions.k8s.io", ("v1",), "CustomResourceDefinition", "customresourcedefinitions",
              False, short_names=("crd", "crds"), builtin=True),
     KindInfo("events.k8s.io", ("v1",), "Event", "events", True, subresources=(), short_names=("ev",),

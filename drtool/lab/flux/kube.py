@@ -20,7 +20,7 @@ class KubeError(Exception):
 
 def _plural(kind: str) -> str:
     return {"GitRepository": "gitrepositories", "Kustomization": "kustomizations",
-            "HelmRelease": "helmreleases", "HelmRepository": "helmrepositories"}[kind]
+            "HelmRelease": "helmreleases", "HelmRepository": "helmrepositories", "NetworkPolicy": "networkpolicies"}[kind]
 
 
 class Kube:
