@@ -11,12 +11,12 @@ survive. Pure code: parse the files, list the differences with the inventory.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import yaml
 
-from drtool.inventory import Inventory
+from drtool.inventory import FLUX_DEFAULT_COMPONENTS, Inventory
 
 COMPONENTS_FILE = "gotk-components.yaml"
 SYNC_FILE = "gotk-sync.yaml"
@@ -35,7 +35,6 @@ class Declared:
     cluster_domain: str | None = None
     registry: str | None = None
     image_pull_secret: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _docs(text: str) -> list[dict[str, Any]]:
@@ -103,9 +102,10 @@ def component_differences(inv: Inventory, declared: Declared) -> list[str]:
             gone = [c for c in declared.components if c not in ours]
             effect = (f"bootstrap would remove {', '.join(gone)} and flux-system would prune them" if gone
                       else "bootstrap would add controllers the repository does not run")
-            differ("components_extra" if set(declared.components) - set(f.components) or
-                   set(f.components_extra) - set(declared.components) else "components",
-                   ",".join(declared.components), ",".join(ours), effect)
+            # Name the field an operator would edit: extras live in components_extra.
+            changed = set(declared.components) ^ set(ours)
+            name = "components" if changed <= set(FLUX_DEFAULT_COMPONENTS) else "components_extra"
+            differ(name, ",".join(declared.components), ",".join(ours), effect)
     if declared.toleration_keys is not None and set(declared.toleration_keys) != set(f.toleration_keys):
         differ("toleration_keys", list(declared.toleration_keys), list(f.toleration_keys),
                "the controllers' tolerations would change")
