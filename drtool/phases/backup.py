@@ -14,12 +14,13 @@ import json
 import time
 from pathlib import Path
 
-from drtool.errors import DrtoolError, PermanentError
+from drtool.errors import PermanentError
 from drtool.files import write_private
 from drtool.inventory import Node
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok, skipped
 from drtool.remote import k3s
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
 
 NAME = "backup"
 FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
@@ -188,10 +189,10 @@ def verify_manifest(dest: Path) -> int:
     return len(data["files"])
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     if ctx.options.skip_backup:
         ctx.run.record["flags"]["skip_backup"] = True
-        return "skipped (--skip-backup): nothing was saved before the wipe"
+        return skipped("skipped (--skip-backup): nothing was saved before the wipe")
     try:
         dest = ctx.run.backup_dir
         probe = dest / ".write-test"
@@ -199,20 +200,32 @@ def run(ctx: Context) -> str:
         probe.unlink()
     except OSError as exc:
         raise PermanentError(f"backup directory {ctx.run.dir / 'backup'} is not writable: {exc.strerror}") from None
-    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest))
-    bad = failures(results)
-    if bad:
-        first = next(iter(bad.values()))
-        raise DrtoolError(f"backup failed on {', '.join(bad)}: {first}")
-    infos = [r for r in results.values() if isinstance(r, dict)]
+    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest)).raise_on_failure("backup")
+    infos = list(results.values())
     servers = [i for i in infos if i["role"] == "server"]
     saved = _flux_secrets(ctx, dest, servers)
     write_private(dest / "nodes.json", json.dumps(infos, indent=2).encode())
     manifest = write_manifest(dest)
     ctx.state["backup_manifest"] = str(manifest)
+    # Teardown refuses to wipe volumes with data unless they are archived here.
+    ctx.state["volumes_archived"] = [i["node"] for i in infos if "volumes.tgz" in i["files"]]
     count = verify_manifest(dest)
     vols = sum(len(i["volumes"]) for i in infos)
-    return f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed"
+    return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {_volumes_summary(infos)}",
+              files=count, flux_secrets=list(saved), volumes=vols)
+
+
+
+def _volumes_summary(infos: list[dict]) -> str:
+    """Each local-path volume with its size, and whether it was archived (the report shows this)."""
+    from drtool.remote.volumes import human_size
+
+    listed = [(i["node"], v, "volumes.tgz" in i["files"]) for i in infos for v in i["volumes"]]
+    if not listed:
+        return "no local-path volumes"
+    return f"{len(listed)} local-path volume(s): " + "; ".join(
+        f"{node}:{v['path']} ({human_size(v['kib'])}, {'archived' if archived else 'not archived'})"
+        for node, v, archived in listed)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

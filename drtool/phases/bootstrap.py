@@ -11,6 +11,7 @@ import time
 from drtool.errors import PermanentError, RetryableError
 from drtool.flux import FLUX_TOKEN_VARIABLE, bootstrap_argv, bootstrap_env, is_permanent
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.phases.preflight import flux_cli
 from drtool.secret import Secret, redact
 
@@ -90,7 +91,7 @@ def _attempt(ctx: Context, argv: list[str], env: dict[str, str], timeout: float)
     raise RetryableError(f"{head}:\n{tail}{why}")
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
     cli = flux_cli(ctx.inv)
@@ -115,7 +116,8 @@ def run(ctx: Context) -> str:
                     ctx.progress.print(f"    retrying flux bootstrap (attempt {tries}/{ATTEMPTS})")
                 _attempt(ctx, argv, env, timeout=per_attempt)
     ctx.run.record["versions"]["flux"] = ctx.inv.flux.version
-    return f"flux {ctx.inv.flux.version} bootstrapped {ctx.inv.flux.provider} path {ctx.inv.flux.path}" + (f" after {tries} attempts" if tries > 1 else "")
+    return ok(f"flux {ctx.inv.flux.version} bootstrapped {ctx.inv.flux.provider} path {ctx.inv.flux.path}"
+              + (f" after {tries} attempts" if tries > 1 else ""), attempts=tries)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

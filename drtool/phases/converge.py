@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from drtool.errors import NotConverged
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 
 NAME = "converge"
 
@@ -69,7 +70,7 @@ def _run_stoppable(ctx: Context, converger):
     return box["result"]
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from drtool.converge import Converger
 
     client = ctx.api_client()
@@ -104,7 +105,7 @@ def run(ctx: Context) -> str:
         more = f" (+{len(result.pending) - 10} more)" if len(result.pending) > 10 else ""
         raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(pending)}{more}")
     n = len(data.get("objects", []))
-    return f"{n} objects ready"
+    return ok(f"{n} objects ready", objects=n)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from drtool.errors import DrtoolError, RetryableError
+from drtool.errors import RetryableError
 from drtool.inventory import Node
 from drtool.kubeconfig import dump, rewrite
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
-from drtool.remote.runner import failures
 
 NAME = "install_servers"
 
@@ -89,7 +89,7 @@ def _wait_readyz(ctx: Context, kubeconfig: Path, deadline_s: float) -> None:
         client.close()
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     servers = ctx.inv.servers
     first, rest = servers[0], servers[1:]
     ha = bool(rest)
@@ -101,11 +101,10 @@ def run(ctx: Context) -> str:
             install_node(ctx, node, server_url=None, first=first, cluster_init=False)
             wait_ready(ctx, node, deadline)
 
-        bad = failures(ctx.runner.fan_out(rest, one))
-        if bad:
-            raise DrtoolError("server install failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+        ctx.runner.fan_out(rest, one).raise_on_failure("server install")
     ctx.run.record["versions"]["k3s"] = ctx.inv.k3s.version
-    return f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
+    return ok(f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})",
+              servers=[n.name for n in servers], ha=ha)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ import base64
 from drtool.errors import BadInput, PermanentError
 from drtool.phases.backup import SEALED_SECRETS_FILE
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, noop, ok
 from drtool.secret import Secret
 
 NAME = "restore_secrets"
@@ -83,7 +84,7 @@ def _restore_sealed_secrets_keys(ctx: Context, core) -> int:
     return len(items)
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from kubernetes import client as kclient
     from kubernetes.client.exceptions import ApiException
 
@@ -116,7 +117,9 @@ def run(ctx: Context) -> str:
             created.append(f"{keys} sealed-secrets key(s)")
     finally:
         api_client.close()
-    return f"restored {', '.join(created) or 'no secrets (none in the inventory)'}"
+    if not created:
+        return noop("restored no secrets (none in the inventory)")
+    return ok(f"restored {', '.join(created)}", secrets=created)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -36,9 +36,9 @@ BOOTSTRAP = ["bootstrap", "github", "--owner=lab", "--repository=homelab-gitops"
 
 def _node(name: str, labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "Node",
-            # kubelet's well-known labels: Flux's controllers select kubernetes.io/os=linux.
+            # The kubelet's own labels, as a K3s node has them (Flux's Deployments select kubernetes.io/os).
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                                  **(labels or {})}},
+                                                  "kubernetes.io/arch": "amd64", **(labels or {})}},
             "spec": {"taints": taints or []},
             "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                        "message": "kubelet is posting ready status"}],

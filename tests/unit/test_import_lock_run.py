@@ -13,7 +13,9 @@ from drtool.errors import BadInput, LockHeld
 from drtool.inventory import parse_inventory
 from drtool.inventory_import import convert_ansible
 from drtool.lock import ClusterLock
-from drtool.pipeline import PHASE_NAMES, recovery_seconds, select_phases
+from drtool.pipeline import PHASE_NAMES, select_phases
+from drtool.report.model import recovery
+from drtool.report.record import parse_record
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = """
@@ -38,9 +40,9 @@ k3s_cluster:
 
 
 def test_convert_ansible_never_copies_token():
-    data, notes = convert_ansible(yaml.safe_load(ANSIBLE), "inventory.yml")
+    data, notes = convert_ansible(yaml.safe_load(ANSIBLE), "inventory.yml", {"192.168.1.10": "node1"})
     inv = parse_inventory(data, "converted.yaml")
-    assert [(n.name, n.host, n.role) for n in inv.nodes] == [("server1", "192.168.1.10", "server"), ("node2", "192.168.1.11", "agent")]
+    assert [(n.name, n.host, n.role) for n in inv.nodes] == [("node1", "192.168.1.10", "server"), ("node2", "192.168.1.11", "agent")]
     assert inv.k3s.server_args == ("--disable", "traefik")
     assert inv.k3s.token.token_env == "K3S_TOKEN"
     assert inv.cluster.api_endpoint == "https://192.168.1.10:6443"
@@ -59,7 +61,8 @@ def test_import_task_writes_valid_inventory(tmp_path):
     src = tmp_path / "inventory.yml"
     src.write_text(ANSIBLE)
     out = tmp_path / "drtool.yaml"
-    res = subprocess.run([sys.executable, "-m", "invoke", "inventory.import-ansible", str(src), "--output", str(out)],
+    res = subprocess.run([sys.executable, "-m", "invoke", "inventory.import-ansible", str(src), "--output", str(out),
+                          "--node-name", "192.168.1.10=node1"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "token was NOT copied" in res.stderr
@@ -99,7 +102,11 @@ def test_select_phases_and_recovery():
     assert PHASE_NAMES[0] == "preflight" and PHASE_NAMES[-1] == "converge"
     with pytest.raises(BadInput, match="--from"):
         select_phases("converge", "teardown")
-    record = {"phases": [{"name": "preflight", "started_at": 100.0, "ended_at": 101.0},
-                         {"name": "teardown", "started_at": 105.0, "ended_at": 110.0},
-                         {"name": "converge", "started_at": 110.0, "ended_at": 130.0}]}
-    assert recovery_seconds(record) == 25.0
+    record = {"run_id": "r", "started_at": 99.0, "objective_s": 20.0,
+              "phases": [{"name": "preflight", "started_at": 100.0, "ended_at": 101.0},
+                         {"name": "teardown", "started_at": 105.0, "ended_at": 110.0, "outcome": "ok"},
+                         {"name": "converge", "started_at": 110.0, "ended_at": 130.0}],
+              "converge": {"converged": True, "ended": 129.5}}
+    # From the start of the wipe to the moment the converge phase saw everything Ready.
+    rcv = recovery(parse_record(record))
+    assert (rcv.seconds, rcv.start_phase, rcv.over_objective) == (24.5, "teardown", True)

@@ -1,9 +1,8 @@
 """The bootstrap flags that shape gotk-components.yaml, applied to the lab's component objects.
 
 Follows flux2 v2.4.0 ``pkg/manifestgen/install`` (``options.go`` defaults, ``templates.go``):
-``--components``/``--components-extra`` pick the controller Deployments and the ``# Components:``
-header; ``--network-policy`` adds ``manifests/policies`` (allow-egress, allow-scraping,
-allow-webhooks); ``--toleration-keys`` adds ``{key, operator: Exists}`` tolerations and
+``--components``/``--components-extra`` pick the controllers and the ``# Components:`` header;
+``--network-policy`` keeps ``manifests/policies`` (both from :mod:`.components`); ``--toleration-keys`` adds ``{key, operator: Exists}`` tolerations and
 ``--image-pull-secret`` ``imagePullSecrets`` to every Deployment (the ``node-selector.yaml``
 patch, which also sets ``nodeSelector kubernetes.io/os: linux``); ``--watch-all-namespaces``,
 ``--log-level`` and ``--cluster-domain`` rewrite the controllers' args; ``--registry`` their images.
@@ -13,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import components as _components
 from . import manifests
 
-DEFAULT_COMPONENTS = manifests.COMPONENTS
-EXTRA_COMPONENTS = ("image-reflector-controller", "image-automation-controller")
+DEFAULT_COMPONENTS = _components.DEFAULT_COMPONENTS
+EXTRA_COMPONENTS = _components.EXTRA_COMPONENTS
 
 
 @dataclass(frozen=True)
@@ -31,22 +31,15 @@ class InstallOptions:
     image_pull_secret: str = ""
 
 
-def _network_policies(namespace: str) -> list[dict[str, Any]]:
-    def policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-    return [
-        policy("allow-egress", {"policyTypes": ["Ingress", "Egress"], "ingress": [{"from": [{"podSelector": {}}]}],
-                                "egress": [{}], "podSelector": {}}),
-        policy("allow-scraping", {"policyTypes": ["Ingress"], "podSelector": {},
-                                  "ingress": [{"from": [{"namespaceSelector": {}}],
-                                               "ports": [{"protocol": "TCP", "port": 8080}]}]}),
-        policy("allow-webhooks", {"policyTypes": ["Ingress"], "ingress": [{"from": [{"namespaceSelector": {}}]}],
-                                  "podSelector": {"matchLabels": {"app": "notification-controller"}}}),
-    ]
+def _set_arg(args: list[str], flag: str, value: str) -> None:
+    for i, a in enumerate(args):
+        if a.startswith(flag + "="):
+            args[i] = f"{flag}={value}"
+            return
+    args.append(f"{flag}={value}")
 
 
-def _shape(dep: dict[str, Any], opts: InstallOptions, version_tag: str) -> dict[str, Any]:
+def _shape(dep: dict[str, Any], opts: InstallOptions) -> dict[str, Any]:
     name = dep["metadata"]["name"]
     pod = dep["spec"]["template"]["spec"]
     pod["nodeSelector"] = {"kubernetes.io/os": "linux"}
@@ -55,26 +48,31 @@ def _shape(dep: dict[str, Any], opts: InstallOptions, version_tag: str) -> dict[
     if opts.toleration_keys:
         pod["tolerations"] = [{"key": k, "operator": "Exists"} for k in opts.toleration_keys]
     container = pod["containers"][0]
-    args = [f"--events-addr=http://notification-controller.{manifests.NAMESPACE}.svc.{opts.cluster_domain}./"]
-    if name == "notification-controller":
-        args = []
-    args += [f"--watch-all-namespaces={str(opts.watch_all_namespaces).lower()}", f"--log-level={opts.log_level}"]
+    args = list(container.get("args") or ())
+    if name != "notification-controller":
+        _set_arg(args, "--events-addr", f"http://notification-controller.{manifests.NAMESPACE}.svc.{opts.cluster_domain}./")
+    _set_arg(args, "--watch-all-namespaces", str(opts.watch_all_namespaces).lower())
+    _set_arg(args, "--log-level", opts.log_level)
     if name == "source-controller":
-        args.append(f"--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.{opts.cluster_domain}.")
+        _set_arg(args, "--storage-adv-addr", f"source-controller.$(RUNTIME_NAMESPACE).svc.{opts.cluster_domain}.")
     container["args"] = args
-    container["image"] = f"{opts.registry}/{name}:{version_tag}"
+    container["image"] = f"{opts.registry}/{name}:{container['image'].rsplit(':', 1)[-1]}"
     return dep
 
 
 def component_objects(version: str, opts: InstallOptions) -> list[dict[str, Any]]:
-    """Every object of gotk-components.yaml for these options, in apply order."""
-    deployments = manifests.controller_deployments(version, opts.components)
-    shaped = []
-    for dep in deployments:
-        tag = dep["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[-1]
-        shaped.append(_shape(dep, opts, tag))
-    policies = _network_policies(manifests.NAMESPACE) if opts.network_policy else []
-    return [manifests.namespace(version), *manifests.crds(version), *policies, *shaped]
+    """Every object of gotk-components.yaml for these options, in apply order (the component set
+    itself is :mod:`.components`; this module only applies the flags)."""
+    extra = tuple(c for c in opts.components if c not in DEFAULT_COMPONENTS)
+    dropped = set(DEFAULT_COMPONENTS) - set(opts.components)
+    if "notification-controller" in dropped:
+        dropped.add("webhook-receiver")
+    out = []
+    for obj in _components.components(version, extra, network_policy=opts.network_policy):
+        if obj["kind"] in ("Deployment", "ServiceAccount", "Service") and obj["metadata"]["name"] in dropped:
+            continue
+        out.append(_shape(obj, opts) if obj["kind"] == "Deployment" else obj)
+    return out
 
 
 def components_yaml(version: str, opts: InstallOptions) -> str:

@@ -135,7 +135,7 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
         proc.warn("Cluster CA certificate is not trusted by the host CA bundle, but the token does not include a CA hash. "
                   "Use the full token from the server's node-token file to enable Cluster CA validation.")
     password = proc.read_or_create_secret_file(fs.path(NODE_PASSWORD), new_password)
-    address = cfg.node_ip or lab.address_of(cfg.node_name) or "127.0.0.1"
+    address = cfg.node_ip or lab.own_address(cfg.node_name) or "127.0.0.1"
     cfg = dataclasses.replace(cfg, node_ip=address)
     client = SupervisorClient(cfg.server_url, token.username, token.password)
     scenario = lab.scenario
