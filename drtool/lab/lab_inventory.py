@@ -148,6 +148,7 @@ def build_inventory(root: Path, nodes: Sequence[Any], gitops: dict[str, Any],
                               "binary": str(root / "artifacts" / "k3s"),
                               "images": str(root / "artifacts" / "k3s-airgap-images.tar")}
     data["flux"]["cli"] = str(root / "bin" / "flux")
+    data["flux"]["git_config_file"] = str(root / "gitconfig")   # written by lab_up (drtool.lab.git_remote)
     data["flux"]["path"] = gitops["path"]
     data["flux"]["owner"] = gitops.get("owner", data["flux"]["owner"])
     data["flux"]["repository"] = gitops.get("repository", data["flux"]["repository"])

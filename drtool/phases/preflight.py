@@ -117,6 +117,38 @@ def flux_cli(inv: Inventory) -> str:
     return cli
 
 
+def repository_checks(inv: Inventory, env: dict[str, str]) -> list[tuple[str, State, str]]:
+    """The repository, branch and path exist, and its flux-system manifests say what the
+    inventory says: the next bootstrap regenerates them from the inventory's options and
+    flux-system prunes what they leave out (see drtool.flux_system)."""
+    from drtool.flux_system import (COMPONENTS_FILE, KUSTOMIZATION_FILE, SYNC_FILE, component_differences,
+                                    kustomization_patches, parse_components, sync_differences)
+    from drtool.gitrepo import read_flux_system
+
+    f = inv.flux
+    view = read_flux_system(inv, env, timeout=max(5.0, inv.timeouts.preflight))
+    if view.problem:
+        return [("gitops repo", "fail", view.problem)]
+    out: list[tuple[str, State, str]] = [("gitops repo", "pass", f"{view.url} branch {f.branch} path {f.path}")]
+    if COMPONENTS_FILE not in view.files:
+        out.append(("flux options", "pass", f"no {f.path}/flux-system/{COMPONENTS_FILE} yet: bootstrap writes it from the inventory"))
+        return out
+    where = f"{f.path}/flux-system"
+    try:
+        diffs = component_differences(inv, parse_components(view.files[COMPONENTS_FILE]))
+        diffs += sync_differences(inv, view.files.get(SYNC_FILE, ""))
+        patches = kustomization_patches(view.files.get(KUSTOMIZATION_FILE, ""))
+    except ValueError as exc:
+        return out + [("flux options", "fail", f"{where}: {exc}")]
+    if diffs:
+        out.append(("flux options", "fail", f"{where} differs from the inventory, and bootstrap would rewrite it: "
+                    + "; ".join(diffs) + ". Set these in the inventory's flux section"))
+    else:
+        kept = f"; {patches} patch(es) in kustomization.yaml are kept by bootstrap" if patches else ""
+        out.append(("flux options", "pass", f"{where} matches the inventory's bootstrap options{kept}"))
+    return out
+
+
 def local_checks(inv: Inventory, environ: dict[str, str] | None = None) -> list[Check]:
     env = os.environ if environ is None else environ
     checks: list[Check] = []
@@ -142,8 +174,8 @@ def local_checks(inv: Inventory, environ: dict[str, str] | None = None) -> list[
     if inv.flux.provider == "git" and inv.flux.url and not re.match(r"^(ssh|https?)://", inv.flux.url):
         add("gitops repo", "fail", "url must start with ssh://, https:// or http://")
     else:
-        where = inv.flux.url or f"{inv.flux.provider}:{inv.flux.owner}/{inv.flux.repository}"
-        add("gitops repo", "pass", f"{where} branch {inv.flux.branch} path {inv.flux.path}")
+        for name, state, detail in repository_checks(inv, dict(env)):
+            add(name, state, detail)
 
     token = inv.k3s.token
     if token is None:
