@@ -471,3 +471,22 @@ def test_substitute_from_a_missing_configmap_fails_unless_optional(tmp_path: Pat
         assert store.get("", "ConfigMap", "flux-system", "web")["data"] == {"greeting": "hello", "who": "world"}
 
     _run(tmp_path, {}, body, files)
+
+
+def test_helmrelease_timeout_counts_as_a_failed_install(tmp_path: Path) -> None:
+    """helm install --wait past spec.timeout fails the release; with retries 0 it is Stalled."""
+    files = {k: v for k, v in HELM.items() if k != "infra/grafana.yaml"}
+    files["infra/loki.yaml"] = files["infra/loki.yaml"].replace(
+        " install: {remediation: {retries: 3}}, values: {workloadKind: StatefulSet}",
+        " timeout: 2m, values: {nodeSelector: {disk: none-has-it}}")
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("infra", "./infra"))
+        cond = await _eventually(lambda: get_condition(
+            store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki"), "Stalled"))
+        assert cond["message"] == "Failed to install after 1 attempt(s)"
+        ready = _ready(store, "helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki")
+        assert ready["reason"] == "InstallFailed"
+        assert "timed out waiting for the condition" in ready["message"]
+
+    _run(tmp_path, {}, body, files)
