@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, PermanentError
 from drtool.inventory import Node
 from drtool.remote.runner import q
+from drtool.runbooks.action_support import backup_file as _backup_file
+from drtool.runbooks.action_support import ensure_kubeconfig
+from drtool.runbooks.action_support import targets as _targets
 from drtool.runbooks.model import ACTION_ARGS
+from drtool.runbooks.restore_actions import restore_actions
 from drtool.secret import Secret
 
 Plan = list[tuple[str, str]]
@@ -46,48 +49,6 @@ class Action:
     @property
     def optional(self) -> tuple[str, ...]:
         return ACTION_ARGS[self.name][1]
-
-
-# --- helpers -------------------------------------------------------------------------
-
-
-def ensure_kubeconfig(ctx) -> None:
-    """The run's kubeconfig, fetched from the first server when this run has none yet."""
-    if not ctx.kubeconfig_path.exists():
-        from drtool.phases import kubeconfig
-
-        kubeconfig.run(ctx)
-
-
-def _targets(ctx, on: str | list[str], where: tuple[str, str]) -> tuple[Node, ...]:
-    from drtool.runbooks.params import resolve_targets
-
-    spec = on if isinstance(on, str) and on in ("servers", "agents", "all") else tuple([on] if isinstance(on, str) else on)
-    return resolve_targets(ctx.inv, spec, {}, source=where[0], field=where[1] + ".args.on")
-
-
-def _backup_dir(run_id: str) -> Path:
-    from drtool.run import runs_dir
-
-    if "/" in run_id or run_id.startswith("."):
-        raise BadInput("command line", "--param", f"{run_id!r} is not a run id")
-    d = runs_dir() / run_id / "backup"
-    if not d.is_dir():
-        raise BadInput("command line", "--param", f"run {run_id!r} has no backup directory under {runs_dir()}")
-    return d
-
-
-def _backup_file(ctx, run_id: str, name: str) -> Path:
-    """``backup/<first server>/<name>`` (as the backup phase writes it), else ``backup/<name>``."""
-    d = _backup_dir(run_id)
-    if (d / "manifest.json").exists():
-        from drtool.phases.backup import verify_manifest
-
-        verify_manifest(d)
-    for candidate in (d / ctx.inv.servers[0].name / name, d / name):
-        if candidate.is_file():
-            return candidate
-    raise PermanentError(f"run {run_id}: no {name} in {d} (expected {ctx.inv.servers[0].name}/{name})")
 
 
 # --- delete-node ---------------------------------------------------------------------
@@ -265,11 +226,4 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            _plan_install_server),
 )}
 
-
-def _register_restore_actions() -> None:
-    from drtool.runbooks.restore_actions import restore_actions
-
-    ACTIONS.update({a.name: a for a in restore_actions()})
-
-
-_register_restore_actions()
+ACTIONS.update({name: Action(name, summary, run, plan) for name, summary, run, plan in restore_actions()})

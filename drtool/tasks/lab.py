@@ -1,9 +1,8 @@
 """`inv lab.*`: the local lab (real sshd nodes, simulated K3s and Flux on loopback)."""
 from __future__ import annotations
 
-from invoke import task
 
-from drtool.tasks._cli import guarded, read_only
+from drtool.tasks._cli import guarded, read_only, task
 
 
 def _lab():
