@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import ssl
 import tempfile
 from pathlib import Path
@@ -77,7 +78,10 @@ class LabPki:
     def issue_client_cert(self, user: str, groups: Iterable[str] = ()) -> tuple[bytes, bytes]:
         """A client certificate (PEM cert, PEM key) for ``user``; the API reads the user from its CN."""
         groups = tuple(groups)
-        leaf = self._client_ca.issue_cert(common_name=user, organization_name=groups[0] if groups else None)
+        # cryptography >= 44 refuses a SubjectAlternativeName without names, which trustme
+        # writes when no identity is given: name the client in a DNS SAN too (the API reads the CN).
+        san = re.sub(r"[^a-z0-9-]+", "-", user.lower()).strip("-") + ".client.lab"
+        leaf = self._client_ca.issue_cert(san, common_name=user, organization_name=groups[0] if groups else None)
         return leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
 
     def server_ssl_context(self) -> ssl.SSLContext:
