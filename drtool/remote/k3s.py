@@ -61,6 +61,11 @@ def install_command(
         "INSTALL_K3S_VERSION": inv.k3s.version,
         "INSTALL_K3S_EXEC": shlex.join(exec_args(inv, node, first_server=first_server, cluster_init=cluster_init)),
         "K3S_KUBECONFIG_MODE": inv.k3s.kubeconfig_mode,
+        # k3s-io/k3s install.sh (service_enable_and_start): when binary, unit and env file are
+        # unchanged the script prints "No change detected so skipping service start" and a
+        # stopped K3s stays stopped. drtool re-runs it after a dropped session and after
+        # stopping K3s (restore), so it always asks for the restart.
+        "INSTALL_K3S_FORCE_RESTART": "true",
     }
     if inv.k3s.channel:
         env["INSTALL_K3S_CHANNEL"] = inv.k3s.channel

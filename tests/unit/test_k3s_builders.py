@@ -83,3 +83,9 @@ def test_parse_facts():
     assert (f.os, f.arch, f.distro, f.disk_free_kb, f.k3s_units) == ("Linux", "x86_64", "Ubuntu 24.04 LTS", 1048576, ("k3s",))
     assert f.protected == {"/mnt/k8s-storage": True, "/mnt/x": False}
     assert abs(f.clock - 1764200000.5) < 1e-6
+
+
+def test_install_always_asks_for_the_restart():
+    # install.sh skips the start when nothing changed; drtool re-runs it after stopping K3s.
+    for node, url in ((INV.node("node1"), None), (INV.node("node2"), "https://127.0.0.11:6443")):
+        assert "INSTALL_K3S_FORCE_RESTART=true" in shlex.split(k3s.install_command(INV, node, server_url=url).split("env ", 1)[1])
