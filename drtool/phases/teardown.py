@@ -21,7 +21,7 @@ def _teardown(ctx: Context, node: Node) -> str:
     with ctx.step(node, "uninstall"):
         # The script is idempotent (it uninstalls whatever is left, then verifies), so a
         # dropped connection is retried once instead of leaving a half-wiped node.
-        res = ctx.runner.run(node, k3s.teardown_script(node), sudo=True, check=False, step=NAME,
+        res = ctx.runner.run(node, k3s.teardown_script(ctx.inv, node), sudo=True, check=False, step=NAME,
                              timeout=ctx.deadline("teardown"), idempotent=True)
     noop, left = k3s.parse_teardown(res.stdout)
     if left or res.exit_code not in (0,):
@@ -31,7 +31,7 @@ def _teardown(ctx: Context, node: Node) -> str:
 
 def run(ctx: Context) -> str:
     for node in ctx.inv.nodes:
-        bad = k3s.protected_conflicts(node)
+        bad = k3s.protected_conflicts(ctx.inv, node)
         if bad:
             raise PermanentError(f"{node.name}: protected path(s) {', '.join(bad)} lie under directories the uninstall deletes; refusing to wipe")
     outcome: dict[str, str] = {}
@@ -48,4 +48,4 @@ def run(ctx: Context) -> str:
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
-    return [(n.name, ctx.runner.wrap(n, k3s.teardown_script(n), sudo=True)) for n in (*ctx.inv.agents, *ctx.inv.servers)]
+    return [(n.name, ctx.runner.wrap(n, k3s.teardown_script(ctx.inv, n), sudo=True)) for n in (*ctx.inv.agents, *ctx.inv.servers)]

@@ -18,6 +18,7 @@ INSTALL_SCRIPT = "/usr/local/share/drtool/k3s-install.sh"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 NODE_PASSWORD = "/etc/rancher/node/password"
 UNIT_DIR = "/etc/systemd/system"
+DEFAULT_DATA_DIR = "/var/lib/rancher/k3s"
 # What the uninstall scripts delete (DOMAIN.md): protected paths must not live under these.
 WIPED_DIRS = ("/etc/rancher/k3s", "/run/k3s", "/var/lib/kubelet", "/var/lib/rancher/k3s")
 
@@ -36,6 +37,8 @@ def exec_args(inv: Inventory, node: Node, *, first_server: Node | None, cluster_
             words += ["--server", f"https://{first_server.address}:6443"]
     else:
         words = ["agent", *inv.k3s.agent_args]
+    if inv.k3s.data_dir != DEFAULT_DATA_DIR:
+        words += ["--data-dir", inv.k3s.data_dir]
     words += ["--node-name", node.name]
     for key, value in sorted(node.labels.items()):
         words += ["--node-label", f"{key}={value}"]
@@ -92,15 +95,46 @@ def airgap_uploads(inv: Inventory) -> list[tuple[str, str, str]]:
     return items
 
 
-def teardown_script(node: Node, *, full_wipe: bool = True) -> str:
+def wiped_dirs(inv: Inventory) -> tuple[str, ...]:
+    """What the uninstall scripts delete; the data dir is the inventory's (``K3S_DATA_DIR``)."""
+    return (*WIPED_DIRS[:-1], inv.k3s.data_dir.rstrip("/") or "/")
+
+
+# A directory that is (or holds) a mount point is emptied entry by entry and the mount points
+# stay, as clean_mounted_directory in k3s-io/k3s install.sh (the uninstall it generates) does.
+_MOUNT_FUNCS = r"""
+holds_mount() { awk -v p="$1" '$2 == p || index($2, p "/") == 1 { f = 1 } END { exit !f }' /proc/mounts; }
+drtool_clean() {
+  if ! holds_mount "$1"; then rm -rf "$1"; return 0; fi
+  for p in "$1"/* "$1"/.[!.]*; do
+    [ -e "$p" ] || [ -L "$p" ] || continue
+    if [ -d "$p" ] && holds_mount "$p"; then drtool_clean "$p"; else rm -rf "$p"; fi
+  done
+}
+drtool_check() {
+  [ -e "$1" ] || [ -L "$1" ] || return 0
+  if [ -d "$1" ] && holds_mount "$1"; then
+    for p in "$1"/* "$1"/.[!.]*; do { [ -e "$p" ] || [ -L "$p" ]; } && drtool_check "$p"; done
+  else
+    echo "drtool-left: $1"; left=1
+  fi
+}
+"""
+
+
+def teardown_script(inv: Inventory, node: Node, *, full_wipe: bool = True) -> str:
     """Uninstall whatever K3s is on the node, then report what is left.
 
     Prints ``drtool-teardown: noop`` when nothing was installed. When both the
     server and agent units exist, the real uninstall scripts skip the data wipe:
     the unit of the other role is disabled and removed first so the wipe happens.
+    The uninstall scripts read the data dir from ``K3S_DATA_DIR`` in their environment.
     """
+    data_dir = q(inv.k3s.data_dir)
     script = f"""
 set -u
+{_MOUNT_FUNCS.strip()}
+export K3S_DATA_DIR={data_dir}
 srv={UNIT_DIR}/k3s.service; agt={UNIT_DIR}/k3s-agent.service
 if [ -f "$srv" ] && [ -f "$agt" ]; then
   echo "drtool-teardown: both units present, removing the stale one first"
@@ -112,10 +146,11 @@ if [ -x {BIN}/k3s-uninstall.sh ]; then
   echo "drtool-teardown: running k3s-uninstall.sh"; {BIN}/k3s-uninstall.sh
 elif [ -x {BIN}/k3s-agent-uninstall.sh ]; then
   echo "drtool-teardown: running k3s-agent-uninstall.sh"; {BIN}/k3s-agent-uninstall.sh
-elif [ -e {BIN}/k3s ] || [ -d /var/lib/rancher/k3s ] || [ -d /etc/rancher/k3s ]; then
+elif [ -e {BIN}/k3s ] || [ -d {data_dir} ] || [ -d /etc/rancher/k3s ]; then
   echo "drtool-teardown: leftovers without an uninstall script"
   [ -x {BIN}/k3s-killall.sh ] && {BIN}/k3s-killall.sh
-  rm -rf {' '.join(WIPED_DIRS)} {BIN}/k3s
+  for d in {' '.join(q(d) for d in wiped_dirs(inv))}; do drtool_clean "$d"; done
+  rm -f {BIN}/k3s
 else
   echo "drtool-teardown: noop"
 fi
@@ -123,16 +158,22 @@ fi
     if full_wipe:
         # A leftover node password makes a fresh server reject this node (DOMAIN.md).
         script += f"rm -f {NODE_PASSWORD}\n"
-    return script.strip() + "\n" + verify_clean_command()
+    return script.strip() + "\n" + _verify_clean_command(inv)
 
 
-def verify_clean_command() -> str:
-    """Prints ``drtool-left: <what>`` for each leftover; exits 3 when anything is left."""
-    dirs = " ".join(WIPED_DIRS)
+def _verify_clean_command(inv: Inventory) -> str:
+    """Prints ``drtool-left: <what>`` for each leftover; exits 3 when anything is left.
+
+    Runs at the end of :func:`teardown_script`, whose ``drtool_check`` it uses.
+    Mount points under the wiped dirs (and the directories leading to them) are not
+    leftovers: the real uninstall keeps them.
+    """
+    dirs = " ".join(q(d) for d in wiped_dirs(inv))
     return (
         "left=0; "
         "for p in $(pgrep -f '(^|/)k3s (server|agent)' 2>/dev/null); do echo drtool-left: process $p; left=1; done; "
-        f"for d in {dirs} {BIN}/k3s; do [ -e \"$d\" ] && {{ echo drtool-left: $d; left=1; }}; done; "
+        + f"for d in {dirs}; do drtool_check \"$d\"; done; "
+        f"[ -e {BIN}/k3s ] && {{ echo drtool-left: {BIN}/k3s; left=1; }}; "
         "[ $left = 0 ] || exit 3"
     )
 
@@ -144,12 +185,12 @@ def parse_teardown(output: str) -> tuple[bool, list[str]]:
     return noop, left
 
 
-def protected_conflicts(node: Node) -> list[str]:
+def protected_conflicts(inv: Inventory, node: Node) -> list[str]:
     """Protected paths that the uninstall would delete: refuse before wiping."""
     bad = []
     for p in node.protected_paths:
         norm = p.rstrip("/")
-        if any(norm == d or norm.startswith(d + "/") for d in WIPED_DIRS):
+        if any(norm == d or norm.startswith(d + "/") for d in wiped_dirs(inv)):
             bad.append(p)
     return bad
 
@@ -185,8 +226,9 @@ def datastore_backup_command(inv: Inventory, dest: str) -> str:
 def etcd_snapshot_command(inv: Inventory, name: str) -> str:
     """Take an etcd snapshot and print its path (embedded etcd only)."""
     snaps = f"{server_dir(inv)}/db/snapshots"
+    data_dir = f" --data-dir {q(inv.k3s.data_dir)}" if inv.k3s.data_dir != DEFAULT_DATA_DIR else ""
     return (
-        f"k3s etcd-snapshot save --name {q(name)} >/dev/null && "
+        f"k3s etcd-snapshot save{data_dir} --name {q(name)} >/dev/null && "
         f"ls -t {q(snaps)}/{q(name)}* 2>/dev/null | head -n 1"
     )
 

@@ -5,7 +5,7 @@ relocated roots (``DRTOOL_LAB_ROOT``), the fast way ``test_k3s_sim`` runs the pr
 """
 from __future__ import annotations
 
-from .test_k3s_sim import _server, roots  # noqa: F401  (roots is a fixture)
+from .test_k3s_sim import _free_port, _server, roots  # noqa: F401  (roots is a fixture)
 
 
 def _active(root, unit: str = "k3s") -> str:
@@ -26,3 +26,33 @@ def test_rerun_with_unchanged_files_leaves_a_stopped_k3s_stopped_unless_forced(r
     assert forced.returncode == 0, forced.stderr + srv.log("k3s")
     assert "No change detected" not in forced.stdout
     assert _active(srv) == "active"
+
+
+def test_uninstall_wipes_the_data_dir_named_by_K3S_DATA_DIR(roots):  # noqa: F811
+    srv = roots("node1")
+    port = _free_port(srv.address)
+    started = srv.install(INSTALL_K3S_EXEC=f"server --bind-address {srv.address} --https-listen-port {port} "
+                                          "--data-dir /var/lib/k3s-data")
+    assert started.returncode == 0, started.stderr + srv.log("k3s")
+    assert srv.file("/var/lib/k3s-data/server/token").exists()
+    assert not srv.file("/var/lib/rancher/k3s/server").exists()
+    # The generated script does not remember --data-dir: without K3S_DATA_DIR it wipes the default.
+    result = srv.run("env", "K3S_DATA_DIR=/var/lib/k3s-data", str(srv.file("/usr/local/bin/k3s-uninstall.sh")))
+    assert result.returncode == 0, result.stderr
+    assert not srv.file("/var/lib/k3s-data").exists()
+
+
+def test_uninstall_keeps_mount_points_under_the_data_dir_and_empties_them(roots):  # noqa: F811
+    srv = roots("node1")
+    _server(srv)
+    storage = srv.file("/var/lib/rancher/k3s/storage")
+    storage.mkdir(parents=True, exist_ok=True)
+    # A private mount namespace: the tmpfs exists only for this uninstall run.
+    script = (f"mount -t tmpfs lab-volumes {storage} && echo data > {storage}/pvc-1 && "
+              f"{srv.file('/usr/local/bin/k3s-uninstall.sh')}; rc=$?; "
+              f"grep -c ' {storage} ' /proc/mounts; ls -A {storage}; ls -A {storage.parent}; exit $rc")
+    result = srv.run("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    assert lines[-2:] == ["1", "storage"], result.stdout     # mounted, empty, the only entry left
+    assert not srv.file("/var/lib/rancher/k3s/server").exists()

@@ -1,0 +1,73 @@
+"""drtool against the lab where real K3s differs from a naive reading: rebuilds with a data dir of
+the inventory's own, mount points under it, config files, restores and node passwords."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .fulllab import start_full_lab, stop_full_lab_dir
+
+pytestmark = pytest.mark.slow
+
+DATA_DIR = "/var/lib/k3s-data"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    def custom(data):
+        data["k3s"]["data_dir"] = DATA_DIR
+    full = start_full_lab("127.0.150", nodes=2, mutate=custom)
+    yield full
+    stop_full_lab_dir(full.lab)
+
+
+def node_sh(lab, node: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """A root shell command on a lab node, over its real sshd."""
+    return subprocess.run(["ssh", "-F", str(lab.lab.ssh_config_path), "-o", "BatchMode=yes", node,
+                           "sudo -n sh -c " + _sh_quote(command)],
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _sh_quote(text: str) -> str:
+    import shlex
+    return shlex.quote(text)
+
+
+def rebuild(lab, *extra: str):
+    res = lab.inv("rebuild", "-i", str(lab.inventory), "--yes", *extra, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    return lab.runs_list()[-1]
+
+
+def test_the_inventory_data_dir_is_used_for_install_backup_and_wipe(lab):
+    rebuild(lab)
+    for node in ("node1", "node2"):
+        assert not lab.node_file(node, "/var/lib/rancher/k3s").exists(), node
+    assert lab.node_file("node1", f"{DATA_DIR}/server/db/state.db").exists()
+    assert lab.node_file("node1", f"{DATA_DIR}/server/token").exists()
+    # Something K3s never wrote: the second rebuild's uninstall must wipe it with the data dir.
+    stale = lab.node_file("node1", f"{DATA_DIR}/server/stale-marker")
+    stale.write_text("old")
+    run = rebuild(lab)
+    assert not stale.exists()
+    assert (run / "backup" / "node1" / "token").exists() and (run / "backup" / "node1" / "state.db").exists()
+    commands = (run / "commands.log").read_text()
+    assert f"K3S_DATA_DIR={DATA_DIR}" in commands and f"--data-dir {DATA_DIR}" in commands
+
+
+def test_mount_points_under_the_data_dir_are_not_leftovers(lab):
+    rebuild(lab) if not lab.node_file("node2", f"{DATA_DIR}/agent").exists() else None
+    mounted = node_sh(lab, "node2", f"mkdir -p {DATA_DIR}/storage && mount -t tmpfs lab-volumes {DATA_DIR}/storage && "
+                                    f"echo data > {DATA_DIR}/storage/pvc-1")
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        run = rebuild(lab)
+        journal = json.loads((run / "journal.json").read_text())
+        assert journal["status"] == "succeeded"
+        # As the real uninstall: the mount point stays, what was in it is gone.
+        left = node_sh(lab, "node2", f"grep -c ' {DATA_DIR}/storage ' /proc/mounts; ls -A {DATA_DIR}/storage")
+        assert left.stdout.split()[0] == "1" and "pvc-1" not in left.stdout
+    finally:
+        node_sh(lab, "node2", f"umount {DATA_DIR}/storage")
