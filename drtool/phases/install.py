@@ -7,6 +7,7 @@ then waited on (bounded, tenacity) until its API answers /readyz.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from drtool.errors import DrtoolError, RetryableError
@@ -14,7 +15,8 @@ from drtool.inventory import Node
 from drtool.kubeconfig import dump, rewrite
 from drtool.phases.context import Context
 from drtool.remote import k3s
-from drtool.remote.runner import failures
+from drtool.remote.runner import failures, q
+from drtool.secret import Secret
 
 NAME = "install_servers"
 
@@ -27,18 +29,23 @@ def upload_artifacts(ctx: Context, node: Node) -> None:
         ctx.runner.put_many(node, items, step="upload")
 
 
-def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Node | None, cluster_init: bool) -> None:
+def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Node | None, cluster_init: bool,
+                 token: Secret | None = None, step: str = "install") -> str:
+    """Install (or reinstall) K3s on a server; returns the start marker for :func:`wait_ready`."""
     upload_artifacts(ctx, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url, first_server=first, cluster_init=cluster_init)
+    marker = f"/run/drtool/start-{uuid.uuid4().hex}"
     with ctx.step(node, "install"):
+        ctx.runner.run(node, k3s.start_marker_command(marker), sudo=True, step="wait")
         # The install script is safe to run again: a dropped connection reruns it once.
-        ctx.runner.run(node, cmd, sudo=True, stdin=ctx.cluster_token().reveal() + "\n", step="install",
+        ctx.runner.run(node, cmd, sudo=True, stdin=(token or ctx.cluster_token()).reveal() + "\n", step=step,
                        timeout=ctx.deadline("install_servers"), idempotent=True)
+    return marker
 
 
-def wait_ready(ctx: Context, node: Node, deadline_s: float) -> None:
-    """Wait for the kubeconfig file, then for /readyz through the API (bounded)."""
+def wait_ready(ctx: Context, node: Node, deadline_s: float, since: str | None = None) -> None:
+    """Wait for the kubeconfig written by this start (newer than ``since``), then for /readyz (bounded)."""
     import time
 
     from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -49,9 +56,12 @@ def wait_ready(ctx: Context, node: Node, deadline_s: float) -> None:
                                 retry=retry_if_exception_type(RetryableError), reraise=True):
             with attempt:
                 ctx.check_stop()
-                res = ctx.runner.run(node, k3s.wait_file_command(k3s.KUBECONFIG), sudo=True, check=False, step="wait")
+                res = ctx.runner.run(node, k3s.wait_file_command(k3s.KUBECONFIG, since), sudo=True, check=False,
+                                     step="wait")
                 if not res.ok:
-                    raise RetryableError(f"{node.name}: {k3s.KUBECONFIG} not written yet")
+                    raise RetryableError(f"{node.name}: {k3s.KUBECONFIG} not written by this start yet")
+    if since is not None:
+        ctx.runner.run(node, f"rm -f {q(since)}", sudo=True, check=False, step="wait")
     text = ctx.runner.read(node, k3s.KUBECONFIG, step="wait")
     cfg = rewrite(text, f"https://{node.address}:6443", ctx.inv.cluster.context_name)
     tmp = ctx.run.dir / f".kubeconfig-{node.name}"
@@ -94,12 +104,12 @@ def run(ctx: Context) -> str:
     first, rest = servers[0], servers[1:]
     ha = bool(rest)
     deadline = ctx.deadline("install_servers")
-    install_node(ctx, first, server_url=None, first=None, cluster_init=ha)
-    wait_ready(ctx, first, deadline)
+    marker = install_node(ctx, first, server_url=None, first=None, cluster_init=ha)
+    wait_ready(ctx, first, deadline, since=marker)
     if rest:
         def one(node: Node) -> None:
-            install_node(ctx, node, server_url=None, first=first, cluster_init=False)
-            wait_ready(ctx, node, deadline)
+            mark = install_node(ctx, node, server_url=None, first=first, cluster_init=False)
+            wait_ready(ctx, node, deadline, since=mark)
 
         bad = failures(ctx.runner.fan_out(rest, one))
         if bad:
@@ -117,5 +127,5 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
         cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=None if i == 0 else first,
                                   cluster_init=len(ctx.inv.servers) > 1 and i == 0)
         steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))
-        steps.append((node.name, f"wait for {k3s.KUBECONFIG}, then GET https://{node.address}:6443/readyz"))
+        steps.append((node.name, f"wait for a {k3s.KUBECONFIG} written by this start, then GET https://{node.address}:6443/readyz"))
     return steps

@@ -199,8 +199,20 @@ def installed_units_command() -> str:
     return f"for u in k3s k3s-agent; do [ -f {UNIT_DIR}/$u.service ] && echo $u; done; true"
 
 
-def wait_file_command(path: str) -> str:
-    return f"test -s {q(path)}"
+def start_marker_command(marker: str) -> str:
+    """Touch ``marker`` on the node just before K3s is (re)started."""
+    return f"mkdir -p {q(marker.rsplit('/', 1)[0])} && touch {q(marker)}"
+
+
+def wait_file_command(path: str, newer_than: str | None = None) -> str:
+    """Succeeds once ``path`` is non-empty (and written after ``newer_than`` was touched).
+
+    A restarted or restored server still has the previous start's ``k3s.yaml`` (or one put
+    back from a backup) until the new start rewrites it: only a newer file is this start's.
+    """
+    if newer_than is None:
+        return f"test -s {q(path)}"
+    return f"test -s {q(path)} && test {q(path)} -nt {q(newer_than)}"
 
 
 def datastore_backup_command(inv: Inventory, dest: str) -> str:

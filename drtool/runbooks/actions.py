@@ -229,8 +229,7 @@ def _plan_restore_datastore(ctx, args: Mapping) -> Plan:
 
 
 def _install_server(ctx, args: Mapping, where: tuple[str, str]) -> str:
-    from drtool.phases.install import upload_artifacts, wait_ready
-    from drtool.remote import k3s
+    from drtool.phases.install import install_node, wait_ready
 
     run_id = args.get("token_from_run")
     if run_id:
@@ -243,12 +242,9 @@ def _install_server(ctx, args: Mapping, where: tuple[str, str]) -> str:
     deadline = ctx.deadline("install_servers")
     for i, node in enumerate(servers):
         ctx.check_stop()
-        upload_artifacts(ctx, node)
-        cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=servers[0] if i else None,
-                                  cluster_init=ha and i == 0)
-        with ctx.step(node, "install"):
-            ctx.runner.run(node, cmd, sudo=True, stdin=token.reveal() + "\n", step=ctx.phase_name, timeout=deadline)
-        wait_ready(ctx, node, deadline)
+        marker = install_node(ctx, node, server_url=None, first=servers[0] if i else None, cluster_init=ha and i == 0,
+                              token=token, step=ctx.phase_name)
+        wait_ready(ctx, node, deadline, since=marker)
     source = f"the token saved by run {run_id}" if run_id else "the inventory's token"
     return f"{len(servers)} server(s) reinstalled with {source} and answering"
 

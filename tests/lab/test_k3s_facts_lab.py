@@ -71,3 +71,17 @@ def test_mount_points_under_the_data_dir_are_not_leftovers(lab):
         assert left.stdout.split()[0] == "1" and "pvc-1" not in left.stdout
     finally:
         node_sh(lab, "node2", f"umount {DATA_DIR}/storage")
+
+
+def test_only_a_kubeconfig_written_after_the_start_marker_counts(lab):
+    from drtool.remote import k3s
+
+    if not lab.node_file("node1", k3s.KUBECONFIG).exists():
+        rebuild(lab)
+    marker = "/run/drtool/start-test"
+    wait = k3s.wait_file_command(k3s.KUBECONFIG, marker)
+    assert node_sh(lab, "node1", k3s.start_marker_command(marker)).returncode == 0
+    # The previous start's file (or one put back from a backup) is not this start's.
+    assert node_sh(lab, "node1", wait).returncode != 0
+    assert node_sh(lab, "node1", "systemctl restart k3s").returncode == 0
+    assert node_sh(lab, "node1", wait).returncode == 0
