@@ -3,6 +3,7 @@ the inventory's own, mount points under it, config files, restores and node pass
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 
 import pytest
@@ -53,6 +54,11 @@ def test_the_inventory_data_dir_is_used_for_install_backup_and_wipe(lab):
     run = rebuild(lab)
     assert not stale.exists()
     assert (run / "backup" / "node1" / "token").exists() and (run / "backup" / "node1" / "state.db").exists()
+    # state.db is a real SQLite database: the backup went through SQLite's online backup API.
+    node1 = next(n for n in json.loads((run / "backup" / "nodes.json").read_text()) if n["node"] == "node1")
+    assert node1["datastore"] in ("sqlite3-backup", "python-backup"), node1
+    with sqlite3.connect(run / "backup" / "node1" / "state.db") as conn:
+        assert conn.execute("SELECT count(*) FROM kine WHERE name LIKE '/registry/%'").fetchone()[0] > 10
     commands = (run / "commands.log").read_text()
     assert f"K3S_DATA_DIR={DATA_DIR}" in commands and f"--data-dir {DATA_DIR}" in commands
 

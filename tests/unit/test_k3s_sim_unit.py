@@ -35,10 +35,10 @@ def test_server_flags_like_the_reference_install():
     assert kubeconfig_mode(cfg.kubeconfig_mode) == 0o644
 
 
-def test_disable_takes_comma_lists_and_rejects_unknown_components():
+def test_disable_takes_comma_lists_and_any_name_as_k3s_does():
     assert parse_server(["--disable=traefik,servicelb"], {}, "n").disable == ("traefik", "servicelb")
-    with pytest.raises(UsageError, match="not a packaged component"):
-        parse_server(["--disable", "trafik"], {}, "n")
+    # K3s only skips manifests by name: a misspelt or custom addon name is not an error.
+    assert parse_server(["--disable", "trafik", "--disable=my-addon"], {}, "n").disable == ("trafik", "my-addon")
 
 
 def test_unknown_flag_fails_like_urfave_cli():
