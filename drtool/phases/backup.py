@@ -77,6 +77,12 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
             if kc.ok:
                 write_private(dest / node.name / "k3s.yaml", kc.stdout.encode())
                 info["files"].append("k3s.yaml")
+    with ctx.step(node, "node password"):
+        # What a restored datastore's node-password Secret was made from (restore-datastore puts it back).
+        password = runner.read_secret(node, k3s.NODE_PASSWORD, label="node-password", step="backup")
+        if password is not None:
+            write_private(dest / node.name / "node-password", password.reveal() + "\n")
+            info["files"].append("node-password")
     vols = runner.run(node, k3s.volumes_command(inv), sudo=True, step="backup").stdout
     for line in vols.splitlines():
         size, _, path = line.partition("\t")
@@ -194,6 +200,7 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     for n in ctx.inv.servers:
         steps += [(n.name, f"read {k3s.server_dir(ctx.inv)}/token"), (n.name, k3s.datastore_backup_command(ctx.inv, "/var/tmp/drtool-state.db")),
                   (n.name, f"read {k3s.KUBECONFIG}")]
+    steps += [(n.name, f"read {k3s.NODE_PASSWORD}") for n in ctx.inv.nodes]
     steps += [(n.name, k3s.volumes_command(ctx.inv)) for n in ctx.inv.nodes]
     steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} if the old cluster answers; write and verify manifest.json"))
     return steps

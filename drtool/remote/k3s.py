@@ -122,13 +122,18 @@ drtool_check() {
 """
 
 
-def teardown_script(inv: Inventory, node: Node, *, full_wipe: bool = True) -> str:
+def teardown_script(inv: Inventory, node: Node) -> str:
     """Uninstall whatever K3s is on the node, then report what is left.
 
     Prints ``drtool-teardown: noop`` when nothing was installed. When both the
     server and agent units exist, the real uninstall scripts skip the data wipe:
     the unit of the other role is disabled and removed first so the wipe happens.
     The uninstall scripts read the data dir from ``K3S_DATA_DIR`` in their environment.
+
+    ``/etc/rancher/node/password`` is kept, as the uninstall keeps it: a fresh datastore
+    accepts any node password (a new ``<node>.node-password.k3s`` Secret), while a restored
+    one accepts only the password its Secret was made from (k3s-io/k3s v1.31
+    pkg/nodepassword), so deleting it gains nothing and breaks a restore.
     """
     data_dir = q(inv.k3s.data_dir)
     script = f"""
@@ -155,9 +160,6 @@ else
   echo "drtool-teardown: noop"
 fi
 """
-    if full_wipe:
-        # A leftover node password makes a fresh server reject this node (DOMAIN.md).
-        script += f"rm -f {NODE_PASSWORD}\n"
     return script.strip() + "\n" + _verify_clean_command(inv)
 
 
@@ -249,3 +251,44 @@ def volumes_command(inv: Inventory) -> str:
     """List local-path volume dirs with sizes (KiB): ``<kib>\\t<path>`` lines."""
     storage = f"{inv.k3s.data_dir}/storage"
     return f"[ -d {q(storage)} ] && du -sk {q(storage)}/* 2>/dev/null; true"
+
+
+RESTORE_SUFFIX = ".drtool-before-restore"
+
+
+def restore_prepare_command(inv: Inventory, *, datastore: str, peer: bool = False) -> str:
+    """Refuse while K3s runs, then set aside what a restored datastore must replace.
+
+    K3s keeps its bootstrap data (CAs, keys, credentials) in the datastore and refuses to
+    start when ``server/tls`` or ``server/cred`` on disk are newer than the datastore's copy
+    ("... newer than datastore and could cause a cluster outage", k3s-io/k3s v1.31
+    pkg/cluster/bootstrap.go ReconcileBootstrapData). A restore from before a rebuild has
+    an older CA, so those dirs go aside with the database (``sqlite``), together with the
+    token files and ``k3s.yaml`` (fetched afresh from the restored cluster). For embedded
+    etcd (``etcd``) ``--cluster-reset`` replaces the files from the snapshot itself; peer
+    servers set aside their whole ``server/db`` and certificates and join again.
+    """
+    srv = server_dir(inv)
+    paths = [f"{srv}/token", f"{srv}/node-token", KUBECONFIG]
+    if datastore == "sqlite":
+        paths += [f"{srv}/db/state.db", f"{srv}/db/state.db-wal", f"{srv}/db/state.db-shm", f"{srv}/tls", f"{srv}/cred"]
+    elif peer:
+        paths += [f"{srv}/db", f"{srv}/tls", f"{srv}/cred"]
+    moves = " ".join(q(p) for p in paths)
+    return (
+        "if pgrep -f '(^|/)k3s (server|agent)' >/dev/null 2>&1; then echo 'k3s is still running: stop it first' >&2; exit 3; fi; "
+        f"mkdir -p {q(srv + '/db')} && "
+        f"for p in {moves}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then rm -rf \"$p{RESTORE_SUFFIX}\" && mv -f \"$p\" \"$p{RESTORE_SUFFIX}\"; fi; done"
+    )
+
+
+def cluster_reset_command(inv: Inventory, snapshot: str) -> str:
+    """Restore an etcd snapshot on the first server (token on stdin); K3s exits when done.
+
+    As docs.k3s.io "Backup and Restore" (embedded etcd) and k3s-io/k3s v1.31 pkg/etcd:
+    ``k3s server --cluster-reset --cluster-reset-restore-path=<snapshot>`` with the token the
+    snapshot was taken with, K3s stopped on every server; then start K3s again.
+    """
+    data_dir = f" --data-dir {q(inv.k3s.data_dir)}" if inv.k3s.data_dir != DEFAULT_DATA_DIR else ""
+    return ("IFS= read -r K3S_TOKEN && export K3S_TOKEN && "
+            f"{BIN}/k3s server --cluster-reset --cluster-reset-restore-path={q(snapshot)}{data_dir}")

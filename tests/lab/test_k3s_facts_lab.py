@@ -91,3 +91,40 @@ def test_only_a_kubeconfig_written_after_the_start_marker_counts(lab):
     assert node_sh(lab, "node1", wait).returncode != 0
     assert node_sh(lab, "node1", "systemctl restart k3s").returncode == 0
     assert node_sh(lab, "node1", wait).returncode == 0
+
+
+PROGRAM = ("from invoke import Program, Collection; from drtool.tasks import runbook; "
+           "Program(namespace=Collection.from_module(runbook), binary='inv').run()")
+
+
+def _core(run_dir):
+    from kubernetes import client, config
+    return client.CoreV1Api(config.new_client_from_config(str(run_dir / "kubeconfig")))
+
+
+def test_restore_a_backup_taken_before_a_full_rebuild(lab):
+    import sys
+
+    from .fulllab import REPO
+
+    first = rebuild(lab)                                     # cluster generation A
+    _core(first).create_namespaced_config_map("default", {"metadata": {"name": "generation-a"}, "data": {"k": "v"}})
+    old_ca = lab.node_file("node1", f"{DATA_DIR}/server/tls/server-ca.crt").read_bytes()
+    second = rebuild(lab)                                    # generation B: its backup holds A's datastore
+    assert (second / "backup" / "node2" / "node-password").exists()
+    assert lab.node_file("node1", f"{DATA_DIR}/server/tls/server-ca.crt").read_bytes() != old_ca
+    assert "generation-a" not in [c.metadata.name for c in _core(second).list_namespaced_config_map("default").items]
+
+    res = subprocess.run([sys.executable, "-c", PROGRAM, "run", "restore-datastore", "-i", str(lab.inventory), "--yes",
+                          "--approve", "confirm", "--param", f"run={second.name}"], cwd=REPO, capture_output=True,
+                         text=True, env=lab.env(), timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    restored = lab.runs_list()[-1]
+    # Generation A is back: its CA (from the datastore's bootstrap data), its objects, both nodes.
+    assert lab.node_file("node1", f"{DATA_DIR}/server/tls/server-ca.crt").read_bytes() == old_ca
+    assert lab.node_file("node1", f"{DATA_DIR}/server/tls.drtool-before-restore").is_dir()
+    api = _core(restored)
+    assert "generation-a" in [c.metadata.name for c in api.list_namespaced_config_map("default").items]
+    ready = {n.metadata.name for n in api.list_node().items
+             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
+    assert ready == {"node1", "node2"}

@@ -56,3 +56,67 @@ def test_uninstall_keeps_mount_points_under_the_data_dir_and_empties_them(roots)
     lines = result.stdout.split()
     assert lines[-2:] == ["1", "storage"], result.stdout     # mounted, empty, the only entry left
     assert not srv.file("/var/lib/rancher/k3s/server").exists()
+
+
+def test_a_restored_older_datastore_refuses_newer_certificates_until_they_are_set_aside(roots):  # noqa: F811
+    import shutil
+    import sqlite3
+    import time
+
+    srv = roots("node1")
+    port, old_token = _server(srv)
+    started = time.monotonic()
+    old_ca = srv.file("/var/lib/rancher/k3s/server/tls/server-ca.crt").read_bytes()
+    backup = srv.path / "state-backup.db"
+    with sqlite3.connect(srv.file("/var/lib/rancher/k3s/server/db/state.db")) as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)
+    assert srv.run("k3s-uninstall.sh").returncode == 0
+    srv.put_binary()
+    time.sleep(max(0.0, started + 3.5 - time.monotonic()))   # K3s tolerates 3 s of clock skew
+    exec_ = f"server --bind-address {srv.address} --https-listen-port {port}"
+    assert srv.install(INSTALL_K3S_EXEC=exec_).returncode == 0     # a new cluster: new CA, new token
+    assert srv.file("/var/lib/rancher/k3s/server/tls/server-ca.crt").read_bytes() != old_ca
+
+    assert srv.run("systemctl", "stop", "k3s").returncode == 0
+    db = srv.file("/var/lib/rancher/k3s/server/db/state.db")
+    shutil.copyfile(backup, db)
+    srv.file("/var/lib/rancher/k3s/server/token").unlink()
+    refused = srv.install(INSTALL_K3S_EXEC=exec_, K3S_TOKEN=old_token, INSTALL_K3S_FORCE_RESTART="true")
+    assert refused.returncode != 0
+    assert ("/var/lib/rancher/k3s/server/tls/server-ca.crt" in srv.log("k3s")
+            and "newer than datastore and could cause a cluster outage" in srv.log("k3s"))
+
+    srv.file("/var/lib/rancher/k3s/server/tls").rename(srv.file("/var/lib/rancher/k3s/server/tls.old"))
+    srv.file("/var/lib/rancher/k3s/server/token").unlink(missing_ok=True)
+    restored = srv.install(INSTALL_K3S_EXEC=exec_, K3S_TOKEN=old_token, INSTALL_K3S_FORCE_RESTART="true")
+    assert restored.returncode == 0, restored.stderr + srv.log("k3s")
+    assert srv.file("/var/lib/rancher/k3s/server/tls/server-ca.crt").read_bytes() == old_ca
+
+
+def test_the_stored_bootstrap_data_needs_the_token_it_was_saved_with(roots):  # noqa: F811
+    srv = roots("node1")
+    port, _ = _server(srv)
+    assert srv.run("systemctl", "stop", "k3s").returncode == 0
+    srv.file("/var/lib/rancher/k3s/server/token").unlink()
+    other = "K10" + "0" * 64 + "::server:another-secret"
+    result = srv.install(INSTALL_K3S_EXEC=f"server --bind-address {srv.address} --https-listen-port {port}",
+                         K3S_TOKEN=other, INSTALL_K3S_FORCE_RESTART="true")
+    assert result.returncode != 0
+    assert "bootstrap data already found and encrypted with different token" in srv.log("k3s")
+
+
+def test_the_servers_own_node_is_checked_against_its_local_password_file(roots):  # noqa: F811
+    from .test_k3s_sim import _kube, _wait_nodes_ready
+
+    srv = roots("node1")
+    port, _ = _server(srv)
+    api = _kube(srv, port)
+    _wait_nodes_ready(api, {"node1"})
+    # As after restoring a datastore whose node1 Secret was made from another password.
+    assert srv.run("systemctl", "stop", "k3s").returncode == 0
+    srv.file("/etc/rancher/node/password").write_text("a-different-password\n")
+    assert srv.run("systemctl", "start", "k3s").returncode == 0
+    api = _kube(srv, port)
+    _wait_nodes_ready(api, {"node1"})
+    events = [e for e in api.list_namespaced_event("default").items if e.reason == "NodePasswordValidationFailed"]
+    assert events and events[0].type == "Warning" and events[0].involved_object.name == "node1"
