@@ -23,6 +23,7 @@ from drtool.remote.runner import failures, q
 
 NAME = "backup"
 FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
+CONFIG_BACKUP = "etc-rancher-k3s"   # backup/<node>/etc-rancher-k3s/<file>: /etc/rancher/k3s/<file>
 
 
 def _node_temp(what: str, suffix: str) -> str:
@@ -77,6 +78,15 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
             if kc.ok:
                 write_private(dest / node.name / "k3s.yaml", kc.stdout.encode())
                 info["files"].append("k3s.yaml")
+    with ctx.step(node, "k3s config"):
+        # The uninstall deletes /etc/rancher/k3s whole: flags kept in config files and registry
+        # mirrors go with it. Kept 0600 (they may hold tokens or registry credentials).
+        listing = runner.run(node, k3s.config_files_command(), sudo=True, check=False, step="backup").stdout
+        info["k3s_config_files"] = []
+        for rel in (line.strip() for line in listing.splitlines()):
+            if rel and ".." not in rel.split("/") and not rel.startswith("/"):
+                _fetch_binary(ctx, node, f"{k3s.CONFIG_DIR}/{rel}", dest / node.name / CONFIG_BACKUP / rel, "backup")
+                info["k3s_config_files"].append(rel)
     with ctx.step(node, "node password"):
         # What a restored datastore's node-password Secret was made from (restore-datastore puts it back).
         password = runner.read_secret(node, k3s.NODE_PASSWORD, label="node-password", step="backup")
@@ -190,7 +200,9 @@ def run(ctx: Context) -> str:
     ctx.state["backup_manifest"] = str(manifest)
     count = verify_manifest(dest)
     vols = sum(len(i["volumes"]) for i in infos)
-    return f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed"
+    configs = "; ".join(f"{i['node']}: {', '.join(i['k3s_config_files'])}" for i in infos if i.get("k3s_config_files"))
+    return (f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed; "
+            f"K3s config files: {configs or 'none'}")
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -200,6 +212,7 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     for n in ctx.inv.servers:
         steps += [(n.name, f"read {k3s.server_dir(ctx.inv)}/token"), (n.name, k3s.datastore_backup_command(ctx.inv, "/var/tmp/drtool-state.db")),
                   (n.name, f"read {k3s.KUBECONFIG}")]
+    steps += [(n.name, k3s.config_files_command() + "   # then read each listed file") for n in ctx.inv.nodes]
     steps += [(n.name, f"read {k3s.NODE_PASSWORD}") for n in ctx.inv.nodes]
     steps += [(n.name, k3s.volumes_command(ctx.inv)) for n in ctx.inv.nodes]
     steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} if the old cluster answers; write and verify manifest.json"))

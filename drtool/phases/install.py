@@ -29,10 +29,26 @@ def upload_artifacts(ctx: Context, node: Node) -> None:
         ctx.runner.put_many(node, items, step="upload")
 
 
+def restore_config_files(ctx: Context, node: Node) -> list[str]:
+    """Put the node's backed-up /etc/rancher/k3s config files back before K3s starts; returns them."""
+    from drtool.phases.backup import CONFIG_BACKUP
+
+    base = ctx.run.dir / "backup" / node.name / CONFIG_BACKUP
+    if not base.is_dir():
+        return []
+    files = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+    if files:
+        with ctx.step(node, "k3s config"):
+            ctx.runner.put_many(node, [(base / rel, f"{k3s.CONFIG_DIR}/{rel}", "0600") for rel in files], step="install")
+        ctx.state.setdefault("k3s_config_restored", {})[node.name] = files
+    return files
+
+
 def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Node | None, cluster_init: bool,
                  token: Secret | None = None, step: str = "install") -> str:
     """Install (or reinstall) K3s on a server; returns the start marker for :func:`wait_ready`."""
     upload_artifacts(ctx, node)
+    restore_config_files(ctx, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url, first_server=first, cluster_init=cluster_init)
     marker = f"/run/drtool/start-{uuid.uuid4().hex}"
@@ -115,7 +131,15 @@ def run(ctx: Context) -> str:
         if bad:
             raise DrtoolError("server install failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
     ctx.run.record["versions"]["k3s"] = ctx.inv.k3s.version
-    return f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
+    return (f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
+            + config_note(ctx, servers))
+
+
+def config_note(ctx: Context, nodes) -> str:
+    """``; K3s config files put back: node1: config.yaml`` (or nothing)."""
+    restored = ctx.state.get("k3s_config_restored") or {}
+    parts = [f"{n.name}: {', '.join(restored[n.name])}" for n in nodes if restored.get(n.name)]
+    return f"; K3s config files put back: {'; '.join(parts)}" if parts else ""
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -124,6 +148,7 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     for i, node in enumerate(ctx.inv.servers):
         if ctx.inv.k3s.install.method == "airgap":
             steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})") for a, r, m in k3s.airgap_uploads(ctx.inv)]
+        steps.append((node.name, f"upload backup/{node.name}/etc-rancher-k3s/* -> {k3s.CONFIG_DIR}/ (mode 0600), if backed up"))
         cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=None if i == 0 else first,
                                   cluster_init=len(ctx.inv.servers) > 1 and i == 0)
         steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from drtool.errors import DrtoolError
 from drtool.inventory import Node
 from drtool.phases.context import Context
-from drtool.phases.install import upload_artifacts
+from drtool.phases.install import config_note, restore_config_files, upload_artifacts
 from drtool.remote import k3s
 from drtool.remote.runner import failures
 
@@ -17,6 +17,7 @@ def server_url(ctx: Context) -> str:
 
 def _join(ctx: Context, node: Node) -> None:
     upload_artifacts(ctx, node)
+    restore_config_files(ctx, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
     with ctx.step(node, "join"):
@@ -32,7 +33,7 @@ def run(ctx: Context) -> str:
     bad = failures(ctx.runner.fan_out(agents, lambda n: _join(ctx, n)))
     if bad:
         raise DrtoolError("agent join failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
-    return f"{len(agents)} agent(s) joined"
+    return f"{len(agents)} agent(s) joined" + config_note(ctx, agents)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -40,5 +41,6 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     for node in ctx.inv.agents:
         if ctx.inv.k3s.install.method == "airgap":
             steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})") for a, r, m in k3s.airgap_uploads(ctx.inv)]
+        steps.append((node.name, f"upload backup/{node.name}/etc-rancher-k3s/* -> {k3s.CONFIG_DIR}/ (mode 0600), if backed up"))
         steps.append((node.name, ctx.runner.wrap(node, k3s.install_command(ctx.inv, node, server_url=server_url(ctx)), sudo=True) + "   # token on stdin: ***"))
     return steps

@@ -292,3 +292,18 @@ def cluster_reset_command(inv: Inventory, snapshot: str) -> str:
     data_dir = f" --data-dir {q(inv.k3s.data_dir)}" if inv.k3s.data_dir != DEFAULT_DATA_DIR else ""
     return ("IFS= read -r K3S_TOKEN && export K3S_TOKEN && "
             f"{BIN}/k3s server --cluster-reset --cluster-reset-restore-path={q(snapshot)}{data_dir}")
+
+
+CONFIG_DIR = "/etc/rancher/k3s"
+
+
+def config_files_command() -> str:
+    """Lists (relative to /etc/rancher/k3s) the operator's K3s config files the uninstall deletes.
+
+    ``config.yaml`` and the drop-ins in ``config.yaml.d/`` (flags kept in files, read by
+    K3s's configfilearg parser) and ``registries.yaml`` (registry mirrors, docs.k3s.io
+    "Private Registry Configuration"); ``k3s.yaml`` is K3s's own output, not listed.
+    """
+    return (f"cd {CONFIG_DIR} 2>/dev/null || exit 0; "
+            "for f in config.yaml registries.yaml config.yaml.d/*.yaml config.yaml.d/*.yml; do "
+            "[ -f \"$f\" ] && echo \"$f\"; done; true")

@@ -128,3 +128,30 @@ def test_restore_a_backup_taken_before_a_full_rebuild(lab):
     ready = {n.metadata.name for n in api.list_node().items
              if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
     assert ready == {"node1", "node2"}
+
+
+def test_k3s_config_files_survive_the_rebuild(lab):
+    if not lab.node_file("node2", "/usr/local/bin/k3s").exists():
+        rebuild(lab)
+    conf = "node-label:\n  - from-config=yes\n"
+    registries = "mirrors:\n  docker.io:\n    endpoint: [\"https://registry.lab.example:5000\"]\n"
+    wrote = node_sh(lab, "node2", f"mkdir -p /etc/rancher/k3s/config.yaml.d && printf %s {_sh_quote(conf)} > "
+                                  "/etc/rancher/k3s/config.yaml && echo 'kubelet-arg+: [max-pods=120]' > "
+                                  "/etc/rancher/k3s/config.yaml.d/10-kubelet.yaml && "
+                                  f"printf %s {_sh_quote(registries)} > /etc/rancher/k3s/registries.yaml")
+    assert wrote.returncode == 0, wrote.stderr
+    run = rebuild(lab)
+    backup = run / "backup" / "node2" / "etc-rancher-k3s"
+    assert (backup / "config.yaml").read_text() == conf
+    assert (backup / "registries.yaml").stat().st_mode & 0o777 == 0o600
+    assert (backup / "config.yaml.d" / "10-kubelet.yaml").exists()
+    # Put back before the install: the agent registered with the label its config file gives.
+    assert lab.node_file("node2", "/etc/rancher/k3s/registries.yaml").read_text() == registries
+    node2 = _core(run).read_node("node2")
+    assert node2.metadata.labels.get("from-config") == "yes"
+    journal = json.loads((run / "journal.json").read_text())
+    messages = {p["name"]: p.get("message", "") for p in journal["phases"]}
+    assert "node2: config.yaml, registries.yaml, config.yaml.d/10-kubelet.yaml" in messages["backup"]
+    assert "K3s config files put back: node2" in messages["join_agents"]
+    report = (run / "report.md").read_text()
+    assert "registries.yaml" in report

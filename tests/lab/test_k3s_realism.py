@@ -120,3 +120,17 @@ def test_the_servers_own_node_is_checked_against_its_local_password_file(roots):
     _wait_nodes_ready(api, {"node1"})
     events = [e for e in api.list_namespaced_event("default").items if e.reason == "NodePasswordValidationFailed"]
     assert events and events[0].type == "Warning" and events[0].involved_object.name == "node1"
+
+
+def test_flags_from_config_yaml_and_its_dropins(roots):  # noqa: F811
+    from .test_k3s_sim import _kube, _wait_nodes_ready
+
+    srv = roots("node1")
+    conf = srv.file("/etc/rancher/k3s/config.yaml")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("node-label:\n  - from-config=yes\n")
+    (conf.parent / "config.yaml.d").mkdir()
+    (conf.parent / "config.yaml.d" / "50-extra.yaml").write_text("node-label+: [dropin=yes]\n")
+    port, _ = _server(srv)
+    labels = _wait_nodes_ready(_kube(srv, port), {"node1"})["node1"].metadata.labels
+    assert labels["from-config"] == "yes" and labels["dropin"] == "yes"

@@ -297,3 +297,23 @@ def test_snapshot_with_sqlite_fails_like_k3s(tmp_path):
         datastore.save_snapshot(fs, "/var/lib/rancher/k3s", "node1", "tok")
     with pytest.raises(datastore.SnapshotError, match="etcd database not found"):
         datastore.list_snapshots(RootFS(tmp_path / "none"), "/var/lib/rancher/k3s")
+
+
+def test_config_file_and_dropins_become_flags_before_the_command_line():
+    from drtool.lab.k3s.configfile import config_args
+
+    files = {
+        "/etc/rancher/k3s/config.yaml": "node-label: [a=1]\ndisable: traefik\ncluster-init: true\nno-such-flag: x\n",
+        "/etc/rancher/k3s/config.yaml.d/10-more.yaml": "node-label+: [b=2]\n",
+        "/etc/rancher/k3s/config.yaml.d/20-replace.yml": "disable: [servicelb]\n",
+        "/etc/rancher/k3s/config.yaml.d/notes.txt": "ignored: true\n",
+    }
+    warnings: list[str] = []
+    words = config_args({}, files.__contains__, files.__getitem__,
+                        lambda d: [p.rsplit("/", 1)[1] for p in files if p.rsplit("/", 1)[0] == d],
+                        {"node-label", "disable", "cluster-init"}, warnings.append)
+    assert words == ["--node-label=a=1", "--node-label=b=2", "--disable=servicelb", "--cluster-init=true"]
+    assert warnings == ["Unknown flag --no-such-flag found in config.yaml, skipping"]
+    # A single value given on the command line wins; list flags add up.
+    cfg = parse_server([*words, "--node-label", "c=3"], {}, "n")
+    assert cfg.labels == {"a": "1", "b": "2", "c": "3"} and cfg.disable == ("servicelb",) and cfg.cluster_init

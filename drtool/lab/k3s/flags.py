@@ -78,6 +78,12 @@ _SERVER_ONLY: dict[str, tuple[str, tuple[str, ...]]] = {
     "embedded-registry": ("bool", ()),
 }
 
+def flag_names(server: bool) -> set[str]:
+    """Every flag name and alias of ``k3s server`` (or ``agent``), for config-file keys."""
+    spec = {**_COMMON, **_SERVER_ONLY} if server else _COMMON
+    return {n for name, (_, aliases) in spec.items() for n in (name, *aliases)}
+
+
 #: Components ``--disable`` accepts, and the kube-system objects each one owns.
 PACKAGED_COMPONENTS = ("coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes")
 
