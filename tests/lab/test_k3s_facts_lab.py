@@ -155,3 +155,28 @@ def test_k3s_config_files_survive_the_rebuild(lab):
     assert "K3s config files put back: node2" in messages["join_agents"]
     report = (run / "report.md").read_text()
     assert "registries.yaml" in report
+
+
+def test_preflight_refuses_an_enforcing_rpm_node_without_k3s_selinux(lab):
+    # The lab's nodes are Debian: node2 is made to look like an enforcing RHEL-family node.
+    fakes = {"/etc/redhat-release": "Rocky Linux release 9.4 (Blue Onyx)\n",
+             "/usr/local/bin/getenforce": "#!/bin/sh\necho Enforcing\n"}
+    for path, text in fakes.items():
+        f = lab.node_file("node2", path)
+        f.write_text(text)
+        f.chmod(0o755)
+    rpm = lab.node_file("node2", "/usr/local/bin/rpm")
+    try:
+        res = lab.inv("preflight", "-i", str(lab.inventory), "--json")
+        assert res.returncode == 3, res.stdout[-2000:] + res.stderr
+        check = next(c for c in json.loads(res.stdout)["checks"] if c["target"] == "node2" and c["name"] == "selinux")
+        assert check["state"] == "fail" and "k3s-selinux" in check["detail"], check
+        # Once the policy package is there (rpm -q answers yes), preflight lets it through.
+        rpm.write_text('#!/bin/sh\n[ "$*" = "-q --quiet k3s-selinux" ]\n')
+        rpm.chmod(0o755)
+        res = lab.inv("preflight", "-i", str(lab.inventory), "--json")
+        check = next(c for c in json.loads(res.stdout)["checks"] if c["target"] == "node2" and c["name"] == "selinux")
+        assert check["state"] == "pass", check
+    finally:
+        for path in (*fakes, "/usr/local/bin/rpm"):
+            lab.node_file("node2", path).unlink(missing_ok=True)

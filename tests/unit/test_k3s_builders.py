@@ -114,3 +114,16 @@ def test_a_data_dir_the_uninstall_would_take_the_system_with_is_refused(bad):
     data["k3s"]["data_dir"] = bad
     with pytest.raises(Exception, match="k3s.data_dir"):
         parse_inventory(data, "x.yaml")
+
+
+def test_selinux_facts_and_the_airgap_refusal():
+    from drtool.phases.preflight import selinux_check
+
+    enforcing = parse_facts("os=Linux\nrpmfamily=yes\nselinux=Enforcing\n")
+    assert (enforcing.rpm_family, enforcing.selinux, enforcing.k3s_selinux) == (True, "enforcing", False)
+    state, detail = selinux_check(INV, enforcing)          # the lab inventory installs air-gapped
+    assert state == "fail" and "k3s-selinux" in detail and "INSTALL_K3S_SKIP_DOWNLOAD=true" in detail
+    assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Enforcing\nk3sselinux=yes\n"))[0] == "pass"
+    assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Permissive\n"))[0] == "warn"
+    assert selinux_check(INV, parse_facts("selinux=Enforcing\n")) is None          # not an RPM node
+    assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Disabled\n")) is None

@@ -121,6 +121,17 @@ download_and_verify() {
     fatal "Download failed: this node has no network access. Upload the k3s binary to ${BIN_DIR}/k3s and set INSTALL_K3S_SKIP_DOWNLOAD=true (air-gapped install)"
 }
 
+# As k3s-io/k3s install.sh setup_selinux: an air-gapped install (or a node without
+# /usr/share/selinux) never installs the k3s-selinux RPM and checks nothing.
+setup_selinux() {
+    if [ "${INSTALL_K3S_SKIP_SELINUX_RPM}" = true ] || [ "${INSTALL_K3S_SKIP_DOWNLOAD}" = true ] || \
+       [ "${INSTALL_K3S_SKIP_DOWNLOAD}" = selinux ] || [ ! -d "$R/usr/share/selinux" ]; then
+        info "Skipping installation of SELinux RPM"
+        return
+    fi
+    fatal "Installing the k3s-selinux RPM needs network access, which lab nodes do not have"
+}
+
 create_symlinks() {
     [ "${INSTALL_K3S_SYMLINK}" = skip ] && return
     for cmd in kubectl crictl ctr; do
@@ -242,6 +253,7 @@ eval set -- $(escape "${INSTALL_K3S_EXEC}") $(quote "$@")
 verify_system
 setup_env "$@"
 download_and_verify
+setup_selinux
 create_symlinks
 create_killall
 create_uninstall
