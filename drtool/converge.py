@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping
 from drtool.errors import DrtoolError, NotConverged
 from drtool.kube import graph
 from drtool.kube.client import KubeTransport
-from drtool.kube.readiness import (CONFIG_ERROR_REASONS, IMAGE_PULL_REASONS, Status, flux_fatal,
+from drtool.kube.readiness import (CONFIG_ERROR_REASONS, FLUX_KINDS, IMAGE_PULL_REASONS, Status, condition, flux_fatal,
                                    helmrelease_chart_version, is_k3s_helm_install_pod, pod_problem,
                                    restart_count)
 from drtool.kube.watcher import DEFAULT_KINDS, KindSpec, ObjectRecord, Watcher
@@ -57,6 +57,9 @@ class ConvergeOptions:
     """``namespace/name`` of Kustomizations that must exist and be Ready."""
     expected_helmreleases: tuple[tuple[str, str, str | None], ...] = ()
     """``(namespace, name, chart version or None)`` of HelmReleases that must be Ready."""
+    stuck_grace_s: float = 60
+    """Fail once nothing changed this long and every pending object waits on a kind no pending
+    object can install (``no matches for kind``), directly or through ``dependsOn``."""
 
 
 # --- policy: how one object counts -------------------------------------------------------
@@ -124,6 +127,64 @@ def _assess_pod(pod: Mapping, status: Status, options: ConvergeOptions) -> Asses
     return Assessment(True, False, problem)
 
 
+# --- stuck: nothing pending can make progress ---------------------------------------------------
+
+# kustomize-controller v1.4.0 (internal/controller/kustomization_controller.go, reconcile → apply)
+# marks Ready=False ReconciliationFailed with the server-side apply error, whose text for a kind
+# the API does not serve is "<Kind>/<ns>/<name> dry-run failed: no matches for kind ...". Only a
+# CRD applied by something else heals it; DependencyNotReady ("dependency 'ns/name' is not
+# ready", checkDependencies) heals only when the dependency does.
+NO_MATCHES = "no matches for kind"
+DEPENDENCY_NOT_READY = "DependencyNotReady"
+
+
+def _dependencies(oid: str, obj: Mapping) -> list[str]:
+    kind, ns, _ = _split_id(oid)
+    return [f"{kind}/{d.get('namespace') or ns}/{d.get('name', '')}"
+            for d in (obj.get("spec") or {}).get("dependsOn") or () if isinstance(d, Mapping)]
+
+
+def stuck_causes(pending: Mapping[str, Mapping]) -> dict[str, tuple[str, str]]:
+    """``{id: (reason, message)}`` of the objects everything pending waits on, when every pending
+    object is either a Flux object whose apply hit ``no matches for kind`` or DependencyNotReady
+    behind one; empty as soon as one pending object could still make progress (a pending
+    HelmRelease that may install the CRD, a pod starting, a Kustomization applying). Pure."""
+    roots: dict[str, tuple[str, str]] = {}
+    for oid, obj in pending.items():
+        ready = condition(obj, "Ready") or {}
+        if ready.get("status") == "False" and NO_MATCHES in (ready.get("message") or ""):
+            roots[oid] = (ready.get("reason") or "ReconciliationFailed", ready.get("message") or "")
+    if not roots:
+        return {}
+    blocked = set(roots)
+    for _ in range(len(pending)):
+        grew = False
+        for oid, obj in pending.items():
+            ready = condition(obj, "Ready") or {}
+            if oid in blocked or ready.get("status") != "False" or ready.get("reason") != DEPENDENCY_NOT_READY:
+                continue
+            deps = _dependencies(oid, obj)
+            if deps and any(d in blocked for d in deps):
+                blocked.add(oid)
+                grew = True
+        if not grew:
+            break
+    return roots if blocked >= set(pending) else {}
+
+
+def settled_fingerprint(kind: str, obj: Mapping, done: bool) -> tuple | None:
+    """What must change for an object to count as having moved; None while a Flux controller is
+    mid-reconcile (Reconciling=True / Ready=Unknown), which a retry of a failing apply shows each
+    time without changing anything."""
+    if kind in FLUX_KINDS and not done:
+        ready = condition(obj, "Ready") or {}
+        reconciling = condition(obj, "Reconciling") or {}
+        if ready.get("status") != "False" or reconciling.get("status") == "True":
+            return None
+        return (False, ready.get("reason"), ready.get("message"))
+    return (done,)
+
+
 # --- results -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -132,7 +193,8 @@ class ObjectReport:
     kind: str
     namespace: str
     name: str
-    first_seen: float
+    first_seen: float | None
+    """None for an expected object that never appeared."""
     ready_at: float | None
     state: str
     reason: str
@@ -164,7 +226,7 @@ class ConvergeResult:
 
     converged: bool
     outcome: str
-    """``converged``, ``failed`` (fail fast) or ``deadline``."""
+    """``converged``, ``failed`` (fail fast), ``stuck`` (nothing can move any more) or ``deadline``."""
     started: float
     ended: float
     objects: tuple[ObjectReport, ...]
@@ -172,6 +234,8 @@ class ConvergeResult:
     failures: tuple[Failure, ...]
     pending: tuple[str, ...]
     api_requests: dict[str, int]
+    stuck_s: float = 0.0
+    """For ``stuck``: how long nothing had changed."""
 
     @property
     def elapsed_s(self) -> float:
@@ -187,6 +251,16 @@ class ConvergeResult:
         d["pending"] = list(d["pending"])
         return d
 
+    def pending_described(self, limit: int = 10) -> list[str]:
+        """The first ``limit`` pending ids, each with its reason and message when it has one."""
+        why = {o.id: o for o in self.objects}
+        out = []
+        for pid in self.pending[:limit]:
+            o = why.get(pid)
+            detail = ": ".join(x for x in (o.reason, o.message[:200]) if x) if o is not None else ""
+            out.append(f"{pid} ({detail})" if detail else pid)
+        return out
+
     def summary(self) -> str:
         """One line for the CLI."""
         if self.converged:
@@ -194,8 +268,11 @@ class ConvergeResult:
         problems = "; ".join(f.describe() for f in self.failures[:3])
         if self.outcome == "failed":
             return "not converged: " + problems
+        if self.outcome == "stuck":
+            return (f"not converged: nothing changed for {self.stuck_s:.0f}s and every pending object waits on a "
+                    f"kind the API does not serve, which no pending object can install: {problems}")
         more = f" (+{len(self.pending) - 5} more)" if len(self.pending) > 5 else ""
-        text = f"not converged after {self.elapsed_s:.0f}s; pending: " + ", ".join(self.pending[:5]) + more
+        text = f"not converged after {self.elapsed_s:.0f}s; pending: " + ", ".join(self.pending_described(5)) + more
         return text + (f"; problems: {problems}" if problems else "")
 
     def raise_for_status(self) -> "ConvergeResult":
@@ -315,6 +392,8 @@ class Converger:
         self._problems: dict[str, tuple[str, str, float]] = {}   # id -> (reason, message, since)
         self._fatal: dict[str, tuple[str, str]] = {}
         self._graced: set[str] = set()
+        self._fingerprints: dict[str, tuple] = {}
+        self._last_change = -1e18
 
     # Called from watcher threads: keep the per-object bookkeeping incremental, so a tick
     # costs O(pending), not O(objects).
@@ -324,6 +403,11 @@ class Converger:
             verdict = None if deleted else assess(rec.kind, rec.obj, rec.status, self.options)
             now = self.clock()
             with self._lock:
+                fp = None if deleted else settled_fingerprint(rec.kind, rec.obj, bool(verdict and verdict.done))
+                if deleted or (fp is not None and self._fingerprints.get(oid) != fp):
+                    self._last_change = now
+                    if fp is not None:
+                        self._fingerprints[oid] = fp
                 if verdict is None or not verdict.counted or verdict.done:
                     self._not_done.pop(oid, None)
                 else:
@@ -351,6 +435,7 @@ class Converger:
     def run(self) -> ConvergeResult:
         """Wait until converged, a fail-fast problem, or the deadline; never raises for those."""
         self._mono0, self._wall0 = self.clock(), self.wall()
+        self._last_change = max(self._last_change, self._mono0)
         deadline = self._mono0 + self.options.deadline_s
         last_progress = -1e9
         self.watcher.start()
@@ -362,6 +447,9 @@ class Converger:
                 fatal = self._fatal_now(now)
                 if fatal and not self.options.keep_waiting:
                     return self._result("failed", now, fatal)
+                stuck = {} if self.options.keep_waiting else self._stuck(now)
+                if stuck:
+                    return self._result("stuck", now, stuck)
                 if not self._has_pending() and now >= self._confirm_after:
                     if self._confirmed():
                         return self._result("converged", now, {})
@@ -405,6 +493,23 @@ class Converger:
                 if now - since >= grace:
                     fatal[oid] = (reason, message)
         return fatal
+
+    def _stuck(self, now: float) -> dict[str, tuple[str, str]]:
+        """Root causes when nothing changed for ``stuck_grace_s`` and nothing pending can move."""
+        with self._lock:
+            if now - self._last_change < self.options.stuck_grace_s or not self._not_done:
+                return {}
+            pending = {oid: rec.obj for oid, rec in self._not_done.items()}
+        if self._waiting_kinds():
+            return {}
+        return stuck_causes(pending)
+
+    def _never_appeared(self) -> list[tuple[str, str, str, str]]:
+        """(id, kind, namespace, name) of expected Kustomizations/HelmReleases the watches never saw."""
+        wanted = [("Kustomization", *ref.partition("/")[::2]) for ref in self.options.expected_kustomizations]
+        wanted += [("HelmRelease", ns, name) for ns, name, _ in self.options.expected_helmreleases]
+        return [(f"{kind}/{ns}/{name}", kind, ns, name) for kind, ns, name in wanted
+                if self.watcher.get(kind, ns, name) is None]
 
     def _waiting_kinds(self) -> list[str]:
         synced, absent = self.watcher.synced(), self.watcher.absent()
@@ -457,6 +562,10 @@ class Converger:
             r.status.state, r.status.reason, redact(r.status.message),
             tuple({"at": self._to_wall(t.at), "state": t.state, "reason": t.reason, "message": redact(t.message)}
                   for t in r.history)) for r in records)
+        # Expected objects that never appeared are not ready either: count and list them.
+        objects += tuple(ObjectReport(oid, kind, ns, name, None, None, "NotFound", "NotFound",
+                                      "expected by the inventory, never appeared", ())
+                         for oid, kind, ns, name in self._never_appeared())
         ready_at = {r.id: r.ready_at for r in records if r.ready_at is not None}
         end = None
         flux_ready = [r for r in records if r.kind == "Kustomization" and r.ready_at is not None]
@@ -468,7 +577,8 @@ class Converger:
             converged=outcome == "converged", outcome=outcome,
             started=round(self._wall0, 3), ended=self._to_wall(now), objects=objects,
             critical_path=path, failures=tuple(failures), pending=tuple(pending),
-            api_requests=dict(self.transport.requests))
+            api_requests=dict(self.transport.requests),
+            stuck_s=round(now - self._last_change, 1) if outcome == "stuck" else 0.0)
 
 
 def _split_id(oid: str) -> tuple[str, str, str]:

@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     OVER_OBJECTIVE = 5     # rebuilt, but slower than the recovery-time objective
     LOCKED = 6             # another run holds the cluster lock
     REFUSED = 7            # refused: no confirmation, drills disabled, host key unknown
+    INTERNAL = 70          # a bug in drtool (sysexits EX_SOFTWARE); the traceback is in the debug log
     INTERRUPTED = 130      # SIGINT/SIGTERM; a partial report was written
 
 
@@ -34,10 +35,20 @@ class BadInput(DrtoolError):
 
     exit_code = ExitCode.BAD_INPUT
 
-    def __init__(self, source: str, field: str, problem: str):
+    def __init__(self, source: str, field: str, problem: str, more: tuple[tuple[str, str], ...] = ()):
         self.source, self.field, self.problem = str(source), field, problem
-        where = f"{self.source}: {field}" if field else self.source
-        super().__init__(f"{where}: {problem}")
+        self.more = tuple(more)
+        """Further ``(field, problem)`` pairs found in the same file: every one is reported at once."""
+        lines = []
+        for f, p in ((field, problem), *self.more):
+            where = f"{self.source}: {f}" if f else self.source
+            lines.append(f"{where}: {p}")
+        super().__init__("\n".join(lines))
+
+    @property
+    def problems(self) -> tuple[tuple[str, str], ...]:
+        """Every ``(field, problem)``, the first one first."""
+        return ((self.field, self.problem), *self.more)
 
 
 class Refused(DrtoolError):
@@ -93,3 +104,69 @@ class HostKeyError(DrtoolError):
     """The node's SSH host key is unknown or changed; never retried."""
 
     exit_code = ExitCode.REFUSED
+
+
+class NodesFailed(DrtoolError):
+    """One or more nodes of a fan-out failed; ``errors`` maps each failed node to its error.
+
+    Raised through ``NodesFailed.of``, which gives the instance the most specific type the
+    node errors share (``Interrupted``, ``HostKeyError``...), so callers and exit codes treat
+    a failure on many nodes like the same failure on one.
+    """
+
+    def __init__(self, message: str, errors: dict[str, DrtoolError]):
+        Exception.__init__(self, message)
+        self.errors = dict(errors)
+
+    @classmethod
+    def of(cls, what: str, errors: dict[str, DrtoolError]) -> "NodesFailed":
+        """``{what} failed: <node error>; <node error>`` typed after the dominant node error."""
+        message = f"{what} failed: " + "; ".join(_first_line(e) for e in errors.values())
+        return _typed(_dominant_type(list(errors.values())))(message, errors)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
+# An interrupt stops the whole run (exit 130, resumable) and a host-key problem needs the
+# operator, whichever node saw it: they outrank every other node's error.
+_OUTRANKING: tuple[type[DrtoolError], ...] = (Interrupted, HostKeyError)
+
+
+def _dominant_type(errors: list[DrtoolError]) -> type[DrtoolError]:
+    for kind in _OUTRANKING:
+        for exc in errors:
+            if isinstance(exc, kind):
+                return type(exc) if not isinstance(exc, NodesFailed) else _base_of(type(exc))
+    special = [e for e in errors if e.exit_code != ExitCode.FAILED]
+    if special:
+        return _base_of(type(special[0]))
+    # Otherwise the most derived class every error is an instance of (all retryable → retryable).
+    types = [_base_of(type(e)) for e in errors]
+    for candidate in types[0].__mro__:
+        if isinstance(candidate, type) and issubclass(candidate, DrtoolError) and \
+                all(issubclass(t, candidate) for t in types):
+            return candidate
+    return DrtoolError
+
+
+def _base_of(kind: type[DrtoolError]) -> type[DrtoolError]:
+    """The drtool error class behind a composed ``NodesFailed`` class."""
+    return getattr(kind, "_node_error", kind)
+
+
+_TYPED: dict[type[DrtoolError], type[NodesFailed]] = {}
+
+
+def _typed(kind: type[DrtoolError]) -> type[NodesFailed]:
+    if kind in (DrtoolError, NodesFailed):
+        return NodesFailed
+    typed = _TYPED.get(kind)
+    if typed is None:
+        # Named after the node error, so a report says "HostKeyError: teardown failed: ...".
+        typed = type(kind.__name__, (NodesFailed, kind),
+                     {"exit_code": kind.exit_code, "_node_error": kind, "__module__": __name__})
+        _TYPED[kind] = typed
+    return typed

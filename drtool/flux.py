@@ -1,7 +1,8 @@
 """The flux CLI: the bootstrap command built from the inventory, and its failures classified.
 
 Pure code: the bootstrap phase runs what this builds. The Git token travels only
-in the environment variable the provider reads (GITHUB_TOKEN, GITLAB_TOKEN).
+in the environment variable the provider's flux reads (GITHUB_TOKEN, GITLAB_TOKEN,
+GIT_PASSWORD), whatever variable the operator keeps it in.
 """
 from __future__ import annotations
 
@@ -9,12 +10,22 @@ import re
 
 from drtool.inventory import Inventory
 
-# Output that retrying will not fix: bad credentials, missing repository, bad flags.
+# The only variable each `flux bootstrap` provider reads its token from (fluxcd/flux2 v2.4.0
+# cmd/flux/bootstrap_github.go ghTokenEnvVar, bootstrap_gitlab.go glTokenEnvVar,
+# bootstrap_git.go gitPasswordEnvVar). Without it flux prompts on stdin and, with no
+# terminal, fails with "could not read token".
+FLUX_TOKEN_VARIABLE = {"github": "GITHUB_TOKEN", "gitlab": "GITLAB_TOKEN", "git": "GIT_PASSWORD"}
+
+# Output that retrying will not fix: bad credentials, missing repository, bad flags, no token.
 _PERMANENT = re.compile(
     r"(401|403|bad credentials|unauthorized|authentication failed|repository not found|404 not found|"
-    r"environment variable not set|unknown flag|invalid argument|permission denied)",
+    r"could not read token|environment variable not set|unknown flag|invalid argument|permission denied)",
     re.IGNORECASE,
 )
+# GitHub answers an exhausted rate limit with 403 (go-github RateLimitError / AbuseRateLimitError:
+# "403 API rate limit exceeded ...", "403 You have exceeded a secondary rate limit"), GitLab with
+# 429: both pass once the limit resets, so they are retried despite the 403.
+_TRANSIENT = re.compile(r"(rate limit|429 too many requests)", re.IGNORECASE)
 
 
 def bootstrap_argv(inv: Inventory, cli: str, kubeconfig: str) -> list[str]:
@@ -35,7 +46,23 @@ def bootstrap_argv(inv: Inventory, cli: str, kubeconfig: str) -> list[str]:
 
 
 def is_permanent(output: str) -> bool:
+    if _TRANSIENT.search(output):
+        return False
     return bool(_PERMANENT.search(output))
+
+
+def bootstrap_env(inv: Inventory, environ: dict[str, str]) -> dict[str, str]:
+    """The environment for `flux bootstrap`: the token (read from ``flux.token_env``) under the
+    one name this provider's flux reads. Raises KeyError naming the variable when it is unset."""
+    env = dict(environ)
+    var = inv.flux.token_variable
+    if not var:
+        return env
+    token = environ.get(var, "")
+    if not token:
+        raise KeyError(var)
+    env[FLUX_TOKEN_VARIABLE[inv.flux.provider]] = token
+    return env
 
 
 def parse_version(output: str) -> str | None:

@@ -206,6 +206,11 @@ class TokenSource(_Model):
         return self
 
 
+# Suffixes K3s v1.31 imports from agent/images (rancher/wharfie pkg/tarfile SupportedExtensions,
+# used by k3s-io/k3s pkg/agent/containerd watcher.go).
+IMAGE_SUFFIXES = (".tar", ".tar.lz4", ".tar.bz2", ".tbz", ".tar.gz", ".tgz", ".tar.zst", ".tzst")
+
+
 class Install(_Model):
     method: Literal["online", "airgap"] = "online"
     script_url: str = "https://get.k3s.io"
@@ -215,7 +220,16 @@ class Install(_Model):
     binary: Path | None = None
     """Air-gapped: local k3s binary to upload to /usr/local/bin/k3s."""
     images: Path | None = None
-    """Air-gapped: images tarball uploaded to /var/lib/rancher/k3s/agent/images/."""
+    """Air-gapped: images archive uploaded to <data_dir>/agent/images/ keeping its suffix (.tar, .tar.gz, .tar.zst, ...)."""
+
+    @field_validator("images")
+    @classmethod
+    def _images_suffix(cls, v: Path | None) -> Path | None:
+        # K3s imports by suffix and skips anything else (k3s-io/k3s pkg/agent/containerd, v1.31).
+        if v is not None and not any(v.name.lower().endswith(s) for s in IMAGE_SUFFIXES):
+            raise ValueError(f"K3s imports only {', '.join(IMAGE_SUFFIXES)} archives (it picks the "
+                             f"decompressor by suffix): {v.name}")
+        return v
 
     @model_validator(mode="after")
     def _airgap(self) -> "Install":
@@ -296,6 +310,8 @@ class Flux(_Model):
     token_env: str | None = None
     """Environment variable holding the Git token (default GITHUB_TOKEN / GITLAB_TOKEN)."""
     timeout: Seconds = 300.0
+    checkout: Path | None = None
+    """Local checkout of the GitOps repository that ``inv gitops.check`` and preflight read."""
 
     @field_validator("version")
     @classmethod
@@ -394,6 +410,8 @@ class Converge(_Model):
     ignore_namespaces: tuple[str, ...] = ()
     crashloop_restarts: int = Field(default=3, ge=0)
     unschedulable_grace: Seconds = 30.0
+    stuck_grace: Seconds = 60.0
+    """Fail once nothing changed this long and every pending object waits on a kind no pending object can install."""
 
 
 class Backup(_Model):
@@ -411,7 +429,7 @@ class HttpCheck(_Model):
     timeout: Seconds = 5.0
 
 
-class Webhook(_Model):
+class WebhookConfig(_Model):
     name: str
     type: Literal["json", "slack", "discord", "ntfy", "alertmanager"]
     url: str
@@ -428,7 +446,7 @@ class Drill(_Model):
     regression_margin: float = Field(default=0.25, ge=0)
     window: str | None = None
     """Allowed start window ``HH:MM-HH:MM`` for scheduled drills."""
-    notify: tuple[Webhook, ...] = ()
+    notify: tuple[WebhookConfig, ...] = ()
     textfile_dir: Path | None = None
     """node_exporter textfile collector dir for ``drtool_drill.prom``."""
 
@@ -462,6 +480,9 @@ class Inventory(_Model):
     """Recovery-time objective: the rebuild must be all-ready within this."""
     drill: Drill = Field(default_factory=Drill)
     ssh: Ssh = Field(default_factory=Ssh)
+    runs_dir: Path | None = None
+    """Where this cluster's runs (journals, backups, reports) are kept; relative to the inventory's
+    folder. Default: ``runs/`` beside the inventory file. ``$DRTOOL_RUNS_DIR`` overrides it."""
 
     @model_validator(mode="after")
     def _nodes(self) -> "Inventory":
@@ -489,6 +510,11 @@ class Inventory(_Model):
                 return n
         raise KeyError(name)
 
+    @property
+    def runs_path(self) -> Path:
+        """The runs directory this inventory asks for (absolute)."""
+        return self.resolve(self.runs_dir) or (self.path.parent / "runs").resolve()
+
     def resolve(self, p: Path | str | None) -> Path | None:
         """A path from the inventory, resolved against the inventory file's folder."""
         if p is None:
@@ -509,12 +535,13 @@ class _FieldError(ValueError):
 # Loading
 
 
-def _first_error(source: str, exc: ValidationError) -> BadInput:
-    err = exc.errors(include_url=False)[0]
-    ctx_err = (err.get("ctx") or {}).get("error")
+def _all_errors(source: str, exc: ValidationError) -> BadInput:
+    """Every problem at once; a model validator's error points at its precise field."""
+    errors = exc.errors(include_url=False)
+    ctx_err = (errors[0].get("ctx") or {}).get("error") if len(errors) == 1 else None
     if isinstance(ctx_err, _FieldError):
         return BadInput(source, ctx_err.field, ctx_err.problem)
-    return validation_error(source, exc)
+    return validation_error(source, exc, model=Inventory)
 
 
 def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
@@ -524,7 +551,7 @@ def parse_inventory(data: Any, source: str | Path = "<inventory>") -> Inventory:
     try:
         return Inventory.model_validate({**data, "path": Path(source)})
     except ValidationError as exc:
-        raise _first_error(str(source), exc) from None
+        raise _all_errors(str(source), exc) from None
 
 
 def load_inventory(path: str | Path) -> Inventory:

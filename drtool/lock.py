@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TextIO
 
 from drtool.errors import LockHeld
 
@@ -30,7 +31,7 @@ class ClusterLock:
     def __init__(self, directory: Path, cluster: str):
         self.path = directory / ".locks" / f"{cluster}.lock"
         self.cluster = cluster
-        self._fh = None
+        self._fh: TextIO | None = None
         self.stale: dict | None = None
         """The previous holder's record when it died without releasing."""
 

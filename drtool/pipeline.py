@@ -1,6 +1,8 @@
 """The rebuild pipeline: an ordered list of phases, each timed and journaled.
 
-Before and after every phase the journal is rewritten, so a run that stops
+The run session (``drtool.session``) opens the run, holds the cluster lock and the
+runner, and writes the partial report when the loop stops; the pipeline only runs
+its phases in order. Before and after every phase the journal is rewritten, so a run that stops
 anywhere (failure, SIGINT/SIGTERM, a killed process) can be resumed from the
 first unfinished phase with ``--resume RUN_ID``, and always leaves a report
 saying where it stopped. Nothing destructive starts unless preflight passed
@@ -8,22 +10,17 @@ and the backup was written and verified (or ``--skip-backup`` was given).
 """
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
-from types import ModuleType
-from typing import Iterator
 
-from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, OverObjective, PreflightFailed
+from drtool.errors import BadInput, ExitCode, Interrupted, OverObjective, PreflightFailed
 from drtool.inventory import Inventory
-from drtool.lock import ClusterLock
-from drtool.phases import (backup, bootstrap, converge, install, join, kubeconfig, nodes_ready, preflight,
-                           restore_secrets, teardown)
-from drtool.phases.context import Context, Options, Progress
-from drtool.remote.runner import CommandLog, Runner
-from drtool.run import Run, runs_dir
+from drtool.phases import (backup, bootstrap, converge, gitops_check, install, join, kubeconfig, nodes_ready,
+                           preflight, restore_secrets, teardown)
+from drtool.phases.context import Context, Options, RunProgress
+from drtool.phases.dry_run import dry_context, plan_phase
+from drtool.phases.result import Phase, PhaseResult, ok
+from drtool.run import Run
+from drtool.session import RunnerFactory, SessionStyle, run_session, ssh_runner, write_report
 
 
 class _PreflightPhase:
@@ -32,32 +29,40 @@ class _PreflightPhase:
     NAME = "preflight"
 
     @staticmethod
-    def run(ctx: Context) -> str:
+    def run(ctx: Context) -> PhaseResult:
         result = preflight.run_preflight(ctx.inv, ctx.runner)
         (ctx.run.dir / "preflight.json").write_text(__import__("json").dumps(result.to_dict(), indent=2))
         if not result.ok:
             raise PreflightFailed("preflight failed: " + "; ".join(f"{c.target}: {c.name}: {c.detail}" for c in result.failed()))
         warns = sum(1 for c in result.checks if c.state == "warn")
-        return f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else "")
+        # What Git alone cannot rebuild, found while nothing has been touched yet.
+        gitops = gitops_check.run_in_preflight(ctx)
+        return ok(f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else "") + f"; {gitops}",
+                  checks=len(result.checks), warnings=warns)
 
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
+        checkout = ctx.inv.resolve(ctx.inv.flux.checkout) if ctx.inv.flux.checkout else None
         return [(n.name, "ssh connect (strict host key), sudo -n true, OS/arch/disk/clock/protected-path facts") for n in ctx.inv.nodes] + \
-               [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present")]
+               [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present"),
+                ("local", f"gitops check of {checkout} path {ctx.inv.flux.path} (read-only; live cluster listed when it answers)"
+                 if checkout else "gitops check skipped: no flux.checkout")]
 
 
-PHASES: tuple[ModuleType | type, ...] = (
+PHASES: tuple[Phase, ...] = (
     _PreflightPhase, backup, teardown, install, join, kubeconfig, nodes_ready, restore_secrets, bootstrap, converge,
 )
 PHASE_NAMES: tuple[str, ...] = tuple(p.NAME for p in PHASES)
-DESTRUCTIVE_FROM = "teardown"
 
 
 def select_phases(start: str | None, stop: str | None) -> list:
     """The phases from ``start`` to ``stop`` inclusive; unknown names are bad input."""
     for flag, name in (("--from", start), ("--to", stop)):
         if name is not None and name not in PHASE_NAMES:
-            raise BadInput("command line", flag, f"unknown phase {name!r}; phases: {', '.join(PHASE_NAMES)}")
+            from drtool.suggest import did_you_mean
+
+            raise BadInput("command line", flag, f"unknown phase {name!r}{did_you_mean(name, PHASE_NAMES)}; "
+                                                 f"phases: {', '.join(PHASE_NAMES)}")
     i = PHASE_NAMES.index(start) if start else 0
     j = PHASE_NAMES.index(stop) if stop else len(PHASE_NAMES) - 1
     if i > j:
@@ -65,42 +70,12 @@ def select_phases(start: str | None, stop: str | None) -> list:
     return list(PHASES[i : j + 1])
 
 
-@contextmanager
-def signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``; phases stop at the next safe point. A second SIGINT raises at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-        print(f"\n{signal.Signals(signum).name}: stopping at the next safe point (again to abort now)", file=sys.stderr)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def write_report(run: Run) -> None:
-    """Render report.json/md/html from the journal; never raises (a report must not mask the run's error)."""
-    try:
-        from drtool.report import write_reports
-
-        write_reports(run.dir, run.record)
-    except Exception as exc:  # the journal is still there and the report can be re-rendered
-        (run.dir / "report-error.txt").write_text(f"report rendering failed: {type(exc).__name__}: {exc}\n")
-
-
 class Pipeline:
     """Runs phases for one inventory; ``run()`` returns the exit code and always writes a report."""
 
     def __init__(self, inv: Inventory, options: Options, *, kind: str = "rebuild", start: str | None = None,
-                 stop: str | None = None, resume: str | None = None, phases: list | None = None):
+                 stop: str | None = None, resume: str | None = None, phases: list | None = None,
+                 runner: RunnerFactory = ssh_runner):
         self.inv = inv
         self.options = options
         self.kind = kind
@@ -108,19 +83,17 @@ class Pipeline:
         # A resumed run continues the whole pipeline; --from/--to slice a new one.
         self.phases = phases if phases is not None else select_phases(None if resume else start, None if resume else stop)
         self.start, self.stop_at = start, stop
-        self.progress = Progress(options.quiet)
-        self.stop_event = threading.Event()
+        self.progress = RunProgress(options.quiet)
+        self.runner = runner
         self.run_obj: Run | None = None
 
     # -- dry run ------------------------------------------------------------
     def plan(self) -> list[tuple[str, str, str]]:
         """(phase, target, action) for every step, secrets masked; touches nothing."""
-        runner = Runner(self.inv, dry_run=True)
-        fake_run = Run(runs_dir() / "<run-id>", {"run_id": "<run-id>", "state": {}, "phases": [], "flags": {}, "versions": {}})
-        ctx = Context(self.inv, runner, fake_run, self.options, self.progress)
+        ctx = dry_context(self.inv, self.options)
         steps = []
         for phase in self.phases:
-            for target, action in phase.plan(ctx):
+            for target, action in plan_phase(phase, ctx):
                 steps.append((phase.NAME, target, action))
         return steps
 
@@ -130,13 +103,15 @@ class Pipeline:
             run = Run.load(self.resume)
             if run.record.get("cluster") != self.inv.cluster.name:
                 raise BadInput("command line", "--resume", f"run {self.resume} is for cluster {run.record.get('cluster')}, not {self.inv.cluster.name}")
-            run.record["flags"]["resumed"] = True
-            run.record.update(status="running", ended_at=None, stopped_at=None, error=None)
+            run.resumed()
             return run
         flags = {"skip_backup": self.options.skip_backup, "dry_run": False, "from": self.start, "to": self.stop_at,
-                 "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig}
+                 "keep_waiting": self.options.keep_waiting, "merge_kubeconfig": self.options.merge_kubeconfig,
+                 "discard_volume_data": self.options.discard_volume_data}
+        # The recovery-time objective judges rebuilds, not a backup on its own.
+        objective = self.inv.objective if self.kind in ("rebuild", "drill") else None
         return Run.create(self.kind, str(self.inv.path), self.inv.cluster.name, trigger=self.options.trigger,
-                          objective_s=self.inv.objective, flags=flags)
+                          objective_s=objective, flags=flags)
 
     def _todo(self, run: Run) -> list:
         if not self.resume:
@@ -145,90 +120,48 @@ class Pipeline:
         return [p for p in self.phases if p.NAME not in done]
 
     def run(self) -> int:
-        run = self._open_run()
-        self.run_obj = run
-        lock = ClusterLock(runs_dir(), self.inv.cluster.name)
-        try:
-            lock.acquire(run.record["run_id"])
-        except DrtoolError as exc:
-            run.finish("failed", stopped_at="lock", error={"phase": "lock", "type": type(exc).__name__, "message": str(exc), "exit_code": int(exc.exit_code)})
-            write_report(run)
-            raise
-        if lock.stale:
-            self.progress.print(f"[yellow]stale lock from run {lock.stale.get('run_id')} (pid {lock.stale.get('pid')}, no longer running) taken over[/]")
-        runner = Runner(self.inv, CommandLog(run.dir / "commands.log"), accept_new_host_keys=self.options.accept_new_host_keys)
-        ctx = Context(self.inv, runner, run, self.options, self.progress, stop=self.stop_event)
-        self.progress.print(f"[bold]{self.kind} of cluster {self.inv.cluster.name}[/] — run {run.record['run_id']} ({run.dir})")
-        current = None
-        try:
-            with signals(self.stop_event):
-                for phase in self._todo(run):
-                    current = phase.NAME
-                    ctx.check_stop()
-                    self._run_phase(ctx, phase)
-                current = None
-        except KeyboardInterrupt:
-            self._finish_error(run, current, Interrupted(f"aborted during {current}"), status="interrupted")
-            raise Interrupted(f"aborted during {current}; resume with --resume {run.record['run_id']}") from None
-        except DrtoolError as exc:
-            status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            self._finish_error(run, current, exc, status=status)
-            if isinstance(exc, Interrupted):
-                raise Interrupted(f"{exc}; resume with --resume {run.record['run_id']}") from None
-            raise
-        finally:
-            runner.close()
-            lock.release()
-        return self._finish_ok(run)
+        def open_run() -> Run:
+            self.run_obj = self._open_run()
+            return self.run_obj
+
+        style = SessionStyle(title=f"{self.kind} of cluster {self.inv.cluster.name}", label=self.kind)
+        with run_session(self.inv, self.options, open_run, style, progress=self.progress, runner=self.runner) as session:
+            for phase in self._todo(session.run):
+                session.at(phase.NAME)
+                session.ctx.check_stop()
+                self._run_phase(session.ctx, phase)
+            session.at(None)
+        return self._finish_ok(session.run)
 
     def _run_phase(self, ctx: Context, phase) -> None:
-        entry = ctx.run.phase(phase.NAME)
-        entry.update(started_at=time.time(), ended_at=None, outcome="running", message="")
-        entry["nodes"] = {}
         ctx.phase_name = phase.NAME
-        ctx.run.save()
+        ctx.run.start_phase(phase.NAME)
         self.progress.phase_start(phase.NAME)
         t0 = time.monotonic()
         try:
-            message = phase.run(ctx) or ""
+            result = PhaseResult.of(phase.run(ctx))
         except BaseException as exc:
-            interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
-            entry.update(ended_at=time.time(), outcome="interrupted" if interrupted else "failed",
-                         message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            ctx.run.save()
-            self.progress.phase_end(phase.NAME, entry["outcome"], time.monotonic() - t0, entry["message"])
+            outcome = "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ctx.run.end_phase(phase.NAME, outcome, message)
+            self.progress.phase_end(phase.NAME, outcome, time.monotonic() - t0, message)
             raise
-        outcome = "skipped" if message.startswith("skipped") else "noop" if message.startswith("nothing") else "ok"
-        entry.update(ended_at=time.time(), outcome=outcome, message=message)
-        ctx.run.save()
-        self.progress.phase_end(phase.NAME, outcome, time.monotonic() - t0, message)
+        ctx.run.end_phase(phase.NAME, result.outcome, result.message, dict(result.details))
+        self.progress.phase_end(phase.NAME, result.outcome, time.monotonic() - t0, result.message)
 
     def _finish_ok(self, run: Run) -> int:
-        recovery = recovery_seconds(run.record)
-        objective = run.record.get("objective_s")
-        over = objective is not None and recovery is not None and recovery > objective and self.kind != "runbook"
+        from drtool.report.model import recovery
+
+        rcv = recovery(run.typed)
+        recovery_s, objective, over = rcv.seconds, run.record.get("objective_s"), rcv.over_objective
         run.finish("over-objective" if over else "succeeded")
         write_report(run)
-        verdict = f"recovery {recovery:.1f}s" if recovery is not None else "done"
+        verdict = f"recovery {recovery_s:.1f}s" if recovery_s is not None else "done"
         if objective:
             verdict += f" (objective {objective:g}s{': MISSED' if over else ''})"
         self.progress.print(f"[bold green]✔ {self.kind} finished[/]: {verdict}; report {run.dir / 'report.md'}")
         if over:
-            raise OverObjective(f"rebuilt, but recovery took {recovery:.1f}s, over the objective of {objective:g}s; report {run.dir / 'report.md'}")
+            raise OverObjective(f"rebuilt, but recovery took {recovery_s:.1f}s, over the objective of {objective:g}s; report {run.dir / 'report.md'}")
         return int(ExitCode.OK)
 
-    def _finish_error(self, run: Run, phase: str | None, exc: DrtoolError, *, status: str) -> None:
-        run.finish(status, stopped_at=phase, error={"phase": phase, "type": type(exc).__name__,
-                                                     "message": str(exc), "exit_code": int(exc.exit_code)})
-        write_report(run)
-        self.progress.print(f"[bold red]✘ {self.kind} {status} in {phase}[/]; partial report {run.dir / 'report.md'}")
 
-
-def recovery_seconds(record: dict) -> float | None:
-    """From the start of the wipe (or of the run when there was none) to the end of the last phase."""
-    phases = [p for p in record.get("phases", []) if p.get("started_at")]
-    if not phases:
-        return None
-    start = next((p["started_at"] for p in phases if p["name"] == DESTRUCTIVE_FROM), phases[0]["started_at"])
-    end = max((p.get("ended_at") or 0) for p in phases)
-    return max(0.0, end - start) if end else None

@@ -26,7 +26,8 @@ class Secret:
     def __str__(self) -> str:
         return MASK
 
-    __repr__ = lambda self: f"Secret({self.label}={MASK})"  # noqa: E731
+    def __repr__(self) -> str:
+        return f"Secret({self.label}={MASK})"
 
     def __format__(self, spec: str) -> str:
         return MASK

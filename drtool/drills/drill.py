@@ -17,7 +17,8 @@ import urllib.request
 from drtool.errors import DrtoolError, Refused
 from drtool.inventory import Inventory, Node
 from drtool.phases.context import Context
-from drtool.remote.runner import failures, q
+from drtool.phases.result import PhaseResult, ok, skipped
+from drtool.remote.runner import q
 
 
 def require_enabled(inv: Inventory) -> None:
@@ -37,10 +38,7 @@ def protected_digests(ctx: Context) -> dict[str, str]:
     def one(node: Node) -> str:
         return ctx.runner.run(node, digest_command(node.protected_paths), sudo=True, step="checksum").stdout
 
-    results = ctx.runner.fan_out(nodes, one)
-    bad = failures(results)
-    if bad:
-        raise DrtoolError("checksumming protected paths failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    results = ctx.runner.fan_out(nodes, one).raise_on_failure("checksumming protected paths")
     return {name: str(out) for name, out in results.items()}
 
 
@@ -50,13 +48,13 @@ class ProtectSnapshot:
     NAME = "protect_snapshot"
 
     @staticmethod
-    def run(ctx: Context) -> str:
+    def run(ctx: Context) -> PhaseResult:
         if not ctx.inv.drill.verify_protected:
-            return "skipped (drill.verify_protected is false)"
+            return skipped("skipped (drill.verify_protected is false)")
         digests = protected_digests(ctx)
         ctx.state["protected_before"] = digests
         files = sum(len(v.splitlines()) for v in digests.values())
-        return f"{files} protected file(s) checksummed on {len(digests)} node(s)"
+        return ok(f"{files} protected file(s) checksummed on {len(digests)} node(s)", files=files)
 
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -114,7 +112,7 @@ class PostChecks:
     NAME = "post_checks"
 
     @staticmethod
-    def run(ctx: Context) -> str:
+    def run(ctx: Context) -> PhaseResult:
         checks: list[dict] = []
         for check in ctx.inv.drill.http_checks:
             t0 = time.monotonic()
@@ -136,7 +134,7 @@ class PostChecks:
         failed = [c for c in checks if not c["ok"]]
         if failed:
             raise DrtoolError("post-checks failed: " + "; ".join(f"{c['name']}: {c['message']}" for c in failed))
-        return f"{len(checks)} post-check(s) passed"
+        return ok(f"{len(checks)} post-check(s) passed", checks=len(checks))
 
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -164,5 +162,7 @@ def publish(inv: Inventory, run_dir, junit: str | None, textfile_dir: str | None
     tf_dir = textfile_dir or (str(inv.resolve(inv.drill.textfile_dir)) if inv.drill.textfile_dir else None)
     outputs = publish_drill(report, runs_dir(), margin=inv.drill.regression_margin, junit_path=junit or run_dir / "junit.xml",
                             textfile_dir=tf_dir, history_html_path=history_html or run_dir / "history.html", webhooks=hooks)
-    (run_dir / "drill-outputs.json").write_text(json.dumps(outputs.to_dict(), indent=2))
+    # The GitOps check's findings travel with the outputs: what this drill proved Git alone cannot rebuild.
+    (run_dir / "drill-outputs.json").write_text(json.dumps({**outputs.to_dict(),
+                                                             "gitops_check": report.get("gitops_check")}, indent=2))
     return report, outputs

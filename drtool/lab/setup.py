@@ -44,11 +44,11 @@ def _age_key(path: Path) -> None:
 
 
 def seed_protected_data(lab: Lab) -> None:
-    """node2 keeps the users' data outside K3s's dirs, as in the reference homelab (once)."""
+    """The second node (node2) keeps the users' data outside K3s's dirs, as in the reference homelab (once)."""
     names = [n.name for n in lab.nodes]
-    if "node2" not in names:
+    if len(names) < 2:
         return
-    base = lab.node_dir("node2") / "mnt" / "k8s-storage"
+    base = lab.node_dir(names[1]) / "mnt" / "k8s-storage"
     if base.exists():
         return
     for rel, size in (("loki/chunks/0001", 8192), ("models/llama-3.2-1b.gguf", 16384), ("grafana/grafana.db", 4096)):
@@ -67,16 +67,54 @@ def update_lab_json(lab: Lab, **keys) -> dict:
     return data
 
 
+def describe_gitops(gitops: dict | None) -> str:
+    """One line: which repository and path the lab serves, and how to go back to the fixture."""
+    if not gitops:
+        return "gitops: none yet (`inv lab.up` lays out the fixture)"
+    url = f"https://github.com/{gitops.get('owner', 'lab')}/{gitops.get('repository', 'homelab-gitops')}"
+    if gitops.get("source"):
+        return (f"gitops: {gitops['source']} (path {gitops['path']}, copied at lab.up) served as {url}; "
+                "`inv lab.up` without --gitops goes back to the fixture")
+    return f"gitops: the lab fixture (path {gitops['path']}) served as {url}"
+
+
 def lab_up(lab: Lab, n: int | None = None, *, gitops: str | None = None, path: str | None = None,
-           scenario: str | None = None) -> LabState:
-    """Start (or keep) the nodes and lay out everything a lab rebuild needs."""
+           scenario: str | None = None, names: str | None = None, inventory: str | None = None,
+           chart_crds: str | None = None) -> LabState:
+    """Start (or keep) the nodes and lay out everything a lab rebuild needs.
+
+    ``names`` (comma-separated) or ``inventory`` (a drtool inventory file) give the nodes an
+    operator's own names, roles, labels and taints. Without ``gitops`` the lab serves its
+    fixture: a repository an earlier ``--gitops`` brought is dropped, never kept silently.
+    ``chart_crds`` is a chart → CRDs catalog file that extends drtool's. Writes
+    ``<lab>/inventory.yaml`` (see :mod:`drtool.lab.lab_inventory`).
+    """
+    from drtool.gitops.charts import ChartCatalogError, load_catalog
     from drtool.lab.flux import flux_program
     from drtool.lab.gitops_repo import prepare_gitops
     from drtool.lab.k3s.artifacts import build_artifacts, node_os_programs
+    from drtool.lab.lab_inventory import nodes_from_inventory, parse_names, write_inventory
 
+    if names and inventory:
+        from drtool.errors import BadInput
+
+        raise BadInput("command line", "--names", "give --names or --inventory, not both")
+    plans = parse_names(names) if names else nodes_from_inventory(inventory) if inventory else None
+    if chart_crds:
+        try:
+            load_catalog(chart_crds)
+        except ChartCatalogError as exc:
+            from drtool.errors import BadInput
+
+            raise BadInput(chart_crds, "", str(exc).removeprefix(f"{chart_crds}: ")) from None
+    if path and not gitops:
+        from drtool.errors import BadInput
+
+        raise BadInput("command line", "--path", "--path needs --gitops (the fixture's path is clusters/homelab)")
     python = str(lab.python)
     lab.root.mkdir(parents=True, exist_ok=True)
-    state = lab.up(n, extra_bin=node_os_programs(lab.root, python))
+    state = lab.up(n if not plans else None, [p.name for p in plans] if plans else None,
+                   extra_bin=node_os_programs(lab.root, python))
     build_artifacts(lab.root, python)
     flux = lab.root / "bin" / "flux"
     flux.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +124,20 @@ def lab_up(lab: Lab, n: int | None = None, *, gitops: str | None = None, path: s
     seed_protected_data(lab)
     existing = json.loads(lab.lab_json_path.read_text()) if lab.lab_json_path.exists() else {}
     keys = {"scenario": str(scenario_path(scenario)) if scenario or "scenario" not in existing else existing["scenario"]}
-    if gitops or "gitops" not in existing:
-        keys["gitops"] = prepare_gitops(lab.root, Path(gitops).resolve() if gitops else None, path)
-    update_lab_json(lab, **keys)
+    previous = existing.get("gitops") or {}
+    if gitops:
+        source = Path(gitops).expanduser().resolve()
+        keys["gitops"] = {**prepare_gitops(lab.root, source, path), "source": str(source)}
+    elif not previous or previous.get("source"):
+        # The fixture again: a lab that served an operator's repository says it no longer does.
+        keys["gitops"] = {**prepare_gitops(lab.root, None, None), "source": None}
+        if previous.get("source"):
+            print(f"note: the lab no longer serves {previous['source']} (no --gitops given); "
+                  "it serves the fixture again", flush=True)
+    keys["chart_crds"] = str(Path(chart_crds).resolve()) if chart_crds else None
+    data = update_lab_json(lab, **keys)
+    wanted = ({p.name for p in plans} if plans else {f"node{i}" for i in range(1, n + 1)} if n
+              else {s.name for s in state.nodes})
+    nodes = [s for s in state.nodes if s.name in wanted]
+    write_inventory(lab.root, nodes, data["gitops"], plans)
     return state

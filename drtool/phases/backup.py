@@ -14,16 +14,19 @@ import json
 import time
 from pathlib import Path
 
-from drtool.errors import DrtoolError, PermanentError
+from drtool.errors import PermanentError
 from drtool.files import write_private
 from drtool.inventory import Node
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok, skipped
 from drtool.remote import k3s
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
 
 NAME = "backup"
 FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
 CONFIG_BACKUP = "etc-rancher-k3s"   # backup/<node>/etc-rancher-k3s/<file>: /etc/rancher/k3s/<file>
+SEALED_SECRETS_KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
+SEALED_SECRETS_FILE = "sealed-secrets-keys.json"
 
 
 def _node_temp(what: str, suffix: str) -> str:
@@ -140,11 +143,12 @@ def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[st
                     if exc.status == 404:
                         continue
                     raise
-                obj = api.api_client.sanitize_for_serialization(secret)
-                for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
-                    obj.get("metadata", {}).pop(k, None)
+                obj = _clean(api, secret)
                 write_private(dest / "flux-secrets" / f"{name}.json", json.dumps(obj).encode())
                 saved.append(name)
+            keys = _sealed_secrets_keys(api, dest)
+            if keys:
+                saved.append(f"sealed-secrets keys ({keys})")
             return saved
         except Exception as exc:  # the old cluster may be half dead: that is exactly why we rebuild
             ctx.progress.print(f"    old cluster did not answer for Flux secrets ({type(exc).__name__}); continuing")
@@ -152,6 +156,31 @@ def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[st
         finally:
             tmp.unlink(missing_ok=True)
     return []
+
+
+def _clean(api, secret) -> dict:
+    obj = api.api_client.sanitize_for_serialization(secret)
+    for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "ownerReferences"):
+        obj.get("metadata", {}).pop(k, None)
+    return obj
+
+
+def _sealed_secrets_keys(api, dest: Path) -> int:
+    """Save the sealed-secrets controller's key pairs, when the controller has made any.
+
+    They are what decrypts every SealedSecret in Git, and they live only in the cluster:
+    Secrets labelled ``sealedsecrets.bitnami.com/sealed-secrets-key`` (bitnami-labs/sealed-secrets
+    pkg/controller/keys.go SealedSecretsKeyLabel; "active" or "compromised") in the controller's
+    namespace (kube-system by default, any namespace with the Helm chart), so every namespace is
+    searched. A new controller that finds them at start uses them instead of generating new ones
+    (pkg/controller/main.go initKeyRegistry), which is why restore_secrets puts them back first.
+    """
+    found = api.list_secret_for_all_namespaces(label_selector=SEALED_SECRETS_KEY_LABEL, _request_timeout=(3, 10))
+    items = [_clean(api, s) for s in found.items]
+    if items:
+        write_private(dest / "flux-secrets" / SEALED_SECRETS_FILE,
+                      json.dumps({"apiVersion": "v1", "kind": "List", "items": items}).encode())
+    return len(items)
 
 
 def write_manifest(dest: Path) -> Path:
@@ -176,10 +205,10 @@ def verify_manifest(dest: Path) -> int:
     return len(data["files"])
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     if ctx.options.skip_backup:
         ctx.run.record["flags"]["skip_backup"] = True
-        return "skipped (--skip-backup): nothing was saved before the wipe"
+        return skipped("skipped (--skip-backup): nothing was saved before the wipe")
     try:
         dest = ctx.run.backup_dir
         probe = dest / ".write-test"
@@ -187,22 +216,35 @@ def run(ctx: Context) -> str:
         probe.unlink()
     except OSError as exc:
         raise PermanentError(f"backup directory {ctx.run.dir / 'backup'} is not writable: {exc.strerror}") from None
-    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest))
-    bad = failures(results)
-    if bad:
-        first = next(iter(bad.values()))
-        raise DrtoolError(f"backup failed on {', '.join(bad)}: {first}")
-    infos = [r for r in results.values() if isinstance(r, dict)]
+    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest)).raise_on_failure("backup")
+    infos = list(results.values())
     servers = [i for i in infos if i["role"] == "server"]
     saved = _flux_secrets(ctx, dest, servers)
     write_private(dest / "nodes.json", json.dumps(infos, indent=2).encode())
     manifest = write_manifest(dest)
     ctx.state["backup_manifest"] = str(manifest)
+    # Teardown refuses to wipe volumes with data unless they are archived here.
+    ctx.state["volumes_archived"] = [i["node"] for i in infos if "volumes.tgz" in i["files"]]
     count = verify_manifest(dest)
     vols = sum(len(i["volumes"]) for i in infos)
     configs = "; ".join(f"{i['node']}: {', '.join(i['k3s_config_files'])}" for i in infos if i.get("k3s_config_files"))
-    return (f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {vols} local-path volume(s) listed; "
-            f"K3s config files: {configs or 'none'}")
+    return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {_volumes_summary(infos)}; "
+              f"K3s config files: {configs or 'none'}",
+              files=count, flux_secrets=list(saved), volumes=vols,
+              k3s_config_files={i["node"]: i["k3s_config_files"] for i in infos if i.get("k3s_config_files")})
+
+
+
+def _volumes_summary(infos: list[dict]) -> str:
+    """Each local-path volume with its size, and whether it was archived (the report shows this)."""
+    from drtool.remote.volumes import human_size
+
+    listed = [(i["node"], v, "volumes.tgz" in i["files"]) for i in infos for v in i["volumes"]]
+    if not listed:
+        return "no local-path volumes"
+    return f"{len(listed)} local-path volume(s): " + "; ".join(
+        f"{node}:{v['path']} ({human_size(v['kib'])}, {'archived' if archived else 'not archived'})"
+        for node, v, archived in listed)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -215,5 +257,6 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     steps += [(n.name, k3s.config_files_command() + "   # then read each listed file") for n in ctx.inv.nodes]
     steps += [(n.name, f"read {k3s.NODE_PASSWORD}") for n in ctx.inv.nodes]
     steps += [(n.name, k3s.volumes_command(ctx.inv)) for n in ctx.inv.nodes]
-    steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} if the old cluster answers; write and verify manifest.json"))
+    steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} and sealed-secrets keys ({SEALED_SECRETS_KEY_LABEL}) "
+                           "if the old cluster answers; write and verify manifest.json"))
     return steps

@@ -9,8 +9,9 @@ import subprocess
 import time
 
 from drtool.errors import PermanentError, RetryableError
-from drtool.flux import bootstrap_argv, is_permanent
+from drtool.flux import FLUX_TOKEN_VARIABLE, bootstrap_argv, bootstrap_env, is_permanent
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.phases.preflight import flux_cli
 from drtool.secret import Secret, redact
 
@@ -18,40 +19,92 @@ NAME = "bootstrap"
 ATTEMPTS = 3
 
 
+# flux bootstrap bounds its whole run by --timeout (flux2 v2.4.0 cmd/flux/bootstrap_github.go:
+# context.WithTimeout(rootArgs.timeout)) and then prints why it stopped; drtool's own bound leaves
+# it this long past --timeout to do so, so the operator sees flux's reason, not a bare timeout.
+def exit_grace(flux_timeout: float) -> float:
+    """Seconds past flux's --timeout that drtool waits for flux to print its reason and exit."""
+    return min(30.0, max(5.0, flux_timeout * 0.1))
+# kustomize-controller v1.4.0 Ready=False reasons that a re-run of bootstrap cannot change: the
+# repository's content does not build or apply (e.g. "dry-run failed: no matches for kind").
+_PERMANENT_READY_REASONS = ("ReconciliationFailed", "BuildFailed", "ArtifactFailed")
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def flux_system_status(ctx: Context) -> tuple[str, str, str] | None:
+    """(status, reason, message) of the flux-system Kustomization's Ready condition, or None when it
+    cannot be read (absent, API down): what real bootstrap reports when it gives up
+    (flux2 v2.4.0 pkg/bootstrap/bootstrap_plain_git.go ReportKustomizationHealth)."""
+    from drtool.kube.client import KubeTransport
+
+    try:
+        client = ctx.api_client()
+    except Exception:  # best effort: the bootstrap error stands on its own
+        return None
+    try:
+        transport = KubeTransport(client)
+        transport.timeout = (3, 5)
+        obj = transport.get_json("/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/flux-system")
+    except Exception:
+        return None
+    finally:
+        client.close()
+    for c in (obj.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Ready":
+            return str(c.get("status", "")), str(c.get("reason", "")), redact(str(c.get("message", "")))
+    return None
+
+
 def _attempt(ctx: Context, argv: list[str], env: dict[str, str], timeout: float) -> str:
     ctx.check_stop()
     start = time.time()
+    code: int | None
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise RetryableError(f"flux bootstrap timed out after {timeout:g}s") from None
+        out, code = (proc.stdout or "") + (proc.stderr or ""), proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        # What flux printed until then is kept: it says how far it got.
+        out, code = _text(exc.stdout) + _text(exc.stderr), None
     except OSError as exc:
         raise PermanentError(f"cannot run {argv[0]}: {exc.strerror}") from None
-    out = redact((proc.stdout or "") + (proc.stderr or ""))
-    ctx.runner.log.write(node="local", step=NAME, command=redact(" ".join(argv)), duration=round(time.time() - start, 3), exit_code=proc.returncode)
-    (ctx.run.dir / "bootstrap.log").open("a").write(out + "\n")
-    if proc.returncode == 0:
+    out = redact(out)
+    ctx.runner.log.write(node="local", step=NAME, command=redact(" ".join(argv)), duration=round(time.time() - start, 3),
+                         exit_code=code if code is not None else f"timeout after {timeout:g}s")
+    with (ctx.run.dir / "bootstrap.log").open("a") as log:
+        log.write(out + ("\n" if code is not None else f"\n[drtool] flux bootstrap stopped after {timeout:g}s\n"))
+    if code == 0:
         return out
     tail = "\n".join(out.strip().splitlines()[-8:])
-    if is_permanent(out):
-        raise PermanentError(f"flux bootstrap failed (not retried):\n{tail}")
-    raise RetryableError(f"flux bootstrap failed (exit {proc.returncode}):\n{tail}")
+    ready = flux_system_status(ctx)
+    why = ""
+    if ready is not None and ready[0] != "True":
+        why = f"\nKustomization flux-system/flux-system Ready={ready[0]} {ready[1]}: {ready[2]}"
+    head = (f"flux bootstrap did not finish within {timeout:g}s (see bootstrap.log)" if code is None
+            else f"flux bootstrap failed (exit {code})")
+    if is_permanent(out) or (ready is not None and ready[0] == "False" and ready[1] in _PERMANENT_READY_REASONS):
+        raise PermanentError(f"{head}, not retried:\n{tail}{why}")
+    raise RetryableError(f"{head}:\n{tail}{why}")
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
     cli = flux_cli(ctx.inv)
-    env = dict(ctx.environ)
+    try:
+        env = bootstrap_env(ctx.inv, dict(ctx.environ))
+    except KeyError as exc:
+        raise PermanentError(f"{exc.args[0]} is not set: flux bootstrap {ctx.inv.flux.provider} needs it") from None
     env["KUBECONFIG"] = str(ctx.ensure_kubeconfig())
-    var = ctx.inv.flux.token_variable
-    if var:
-        token = env.get(var, "")
-        if not token:
-            raise PermanentError(f"{var} is not set: flux bootstrap {ctx.inv.flux.provider} needs it")
-        Secret(token, var)
+    if ctx.inv.flux.token_variable:
+        Secret(env[FLUX_TOKEN_VARIABLE[ctx.inv.flux.provider]], ctx.inv.flux.token_variable)
     argv = bootstrap_argv(ctx.inv, cli, str(ctx.kubeconfig_path))
-    budget = ctx.deadline("bootstrap")
+    per_attempt = float(ctx.inv.flux.timeout) + exit_grace(float(ctx.inv.flux.timeout))
+    budget = max(ctx.deadline("bootstrap"), per_attempt)
     tries = 0
     with ctx.step("local", "flux bootstrap"):
         for attempt in Retrying(stop=stop_after_attempt(ATTEMPTS) | stop_after_delay(budget),
@@ -61,12 +114,13 @@ def run(ctx: Context) -> str:
                 tries += 1
                 if tries > 1:
                     ctx.progress.print(f"    retrying flux bootstrap (attempt {tries}/{ATTEMPTS})")
-                _attempt(ctx, argv, env, timeout=budget)
+                _attempt(ctx, argv, env, timeout=per_attempt)
     ctx.run.record["versions"]["flux"] = ctx.inv.flux.version
-    return f"flux {ctx.inv.flux.version} bootstrapped {ctx.inv.flux.provider} path {ctx.inv.flux.path}" + (f" after {tries} attempts" if tries > 1 else "")
+    return ok(f"flux {ctx.inv.flux.version} bootstrapped {ctx.inv.flux.provider} path {ctx.inv.flux.path}"
+              + (f" after {tries} attempts" if tries > 1 else ""), attempts=tries)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
-    var = ctx.inv.flux.token_variable
+    var = ctx.inv.flux.token_variable and FLUX_TOKEN_VARIABLE[ctx.inv.flux.provider]
     argv = bootstrap_argv(ctx.inv, flux_cli(ctx.inv), "runs/<id>/kubeconfig")
     return [("local", (f"{var}=*** " if var else "") + " ".join(argv))]

@@ -32,9 +32,13 @@ class Options:
     quiet: bool = False
     accept_new_host_keys: bool = False
     trigger: str = "manual"
+    discard_volume_data: bool = False
+    """Wipe even when local-path volumes under the data dir hold data that was not archived."""
+    accept: tuple[str, ...] = ()
+    """GitOps-check finding ids the operator accepted: a blocker among them does not stop the run."""
 
 
-class Progress:
+class RunProgress:
     """Live progress lines (rich); silent with --quiet."""
 
     def __init__(self, quiet: bool = False):
@@ -68,7 +72,7 @@ class Context:
     runner: Runner
     run: Run
     options: Options
-    progress: Progress
+    progress: RunProgress
     stop: threading.Event = field(default_factory=threading.Event)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     phase_name: str = ""
@@ -116,6 +120,7 @@ class Context:
             return Secret(value.strip(), "k3s-token")
         if source is not None and source.token_file:
             path = self.inv.resolve(source.token_file)
+            assert path is not None  # token_file is set
             try:
                 return Secret(path.read_text().strip(), "k3s-token")
             except OSError as exc:
@@ -136,10 +141,23 @@ class Context:
         """The run's kubeconfig, fetched from the first server when this run has none yet
         (a run sliced with ``--from bootstrap`` starts after the kubeconfig phase)."""
         if not self.kubeconfig_path.exists():
-            from drtool.phases.kubeconfig import fetch
-
-            fetch(self)
+            self.fetch_kubeconfig()
         return self.kubeconfig_path
+
+    def fetch_kubeconfig(self) -> dict:
+        """Fetch k3s.yaml from the first server, point it at the API endpoint, name its context,
+        write it 0600 into the run dir; returns the kubeconfig."""
+        from drtool.files import atomic_write
+        from drtool.kubeconfig import dump, rewrite
+        from drtool.remote import k3s
+
+        server = self.inv.servers[0]
+        with self.step(server, "fetch kubeconfig"):
+            text = self.runner.read(server, k3s.KUBECONFIG, step="kubeconfig")
+        cfg = rewrite(text, self.inv.cluster.api_endpoint, self.inv.cluster.context_name)
+        atomic_write(self.kubeconfig_path, dump(cfg), mode=0o600)
+        self.state["kubeconfig"] = str(self.kubeconfig_path)
+        return cfg
 
     def api_client(self):
         """A kubernetes ApiClient for the rebuilt cluster (from the run's kubeconfig)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from drtool.errors import NotConverged
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 
 NAME = "converge"
 
@@ -22,6 +23,7 @@ def options_for(ctx: Context):
         ignore_namespaces=tuple(inv.converge.ignore_namespaces),
         crashloop_restarts=inv.converge.crashloop_restarts,
         unschedulable_grace_s=inv.converge.unschedulable_grace,
+        stuck_grace_s=inv.converge.stuck_grace,
         keep_waiting=ctx.options.keep_waiting,
         expected_kustomizations=tuple(inv.expectations.kustomizations),
         expected_helmreleases=tuple((h.namespace, h.name, h.version) for h in inv.expectations.helmreleases),
@@ -68,7 +70,7 @@ def _run_stoppable(ctx: Context, converger):
     return box["result"]
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from drtool.converge import Converger
 
     client = ctx.api_client()
@@ -96,11 +98,14 @@ def run(ctx: Context) -> str:
         if failures:
             f = failures[0]
             chain = f" (blocks {' → '.join(f['blocks'])})" if f.get("blocks") else ""
-            raise NotConverged(f"{f['object']}: {f['reason']}: {f['message']}{chain}")
-        pending = data.get("pending") or []
-        raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(map(str, pending[:10]))}")
+            why = (f"nothing changed for {result.stuck_s:.0f}s and every pending object waits on a kind the API "
+                   "does not serve, which nothing pending can install: " if result.outcome == "stuck" else "")
+            raise NotConverged(f"{why}{f['object']}: {f['reason']}: {f['message']}{chain}")
+        pending = result.pending_described(10)
+        more = f" (+{len(result.pending) - 10} more)" if len(result.pending) > 10 else ""
+        raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(pending)}{more}")
     n = len(data.get("objects", []))
-    return f"{n} objects ready"
+    return ok(f"{n} objects ready", objects=n)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -10,12 +10,13 @@ import os
 import uuid
 from pathlib import Path
 
-from drtool.errors import DrtoolError, RetryableError
+from drtool.errors import RetryableError
 from drtool.inventory import Node
 from drtool.kubeconfig import dump, rewrite
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
 from drtool.secret import Secret
 
 NAME = "install_servers"
@@ -115,7 +116,7 @@ def _wait_readyz(ctx: Context, kubeconfig: Path, deadline_s: float) -> None:
         client.close()
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     servers = ctx.inv.servers
     first, rest = servers[0], servers[1:]
     ha = bool(rest)
@@ -127,12 +128,10 @@ def run(ctx: Context) -> str:
             mark = install_node(ctx, node, server_url=None, first=first, cluster_init=False)
             wait_ready(ctx, node, deadline, since=mark)
 
-        bad = failures(ctx.runner.fan_out(rest, one))
-        if bad:
-            raise DrtoolError("server install failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+        ctx.runner.fan_out(rest, one).raise_on_failure("server install")
     ctx.run.record["versions"]["k3s"] = ctx.inv.k3s.version
-    return (f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
-            + config_note(ctx, servers))
+    return ok(f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
+              + config_note(ctx, servers), servers=[n.name for n in servers], ha=ha)
 
 
 def config_note(ctx: Context, nodes) -> str:

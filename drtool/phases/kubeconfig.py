@@ -10,8 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from drtool.kubeconfig import dump, merge, rewrite
+from drtool.kubeconfig import dump, merge
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
 from drtool.run import atomic_write
 
@@ -25,16 +26,10 @@ def user_kubeconfig(environ: dict[str, str]) -> Path:
 
 def fetch(ctx: Context) -> dict:
     """Fetch k3s.yaml from the first server, rewrite it, write it 0600 into the run dir."""
-    server = ctx.inv.servers[0]
-    with ctx.step(server, "fetch kubeconfig"):
-        text = ctx.runner.read(server, k3s.KUBECONFIG, step=NAME)
-    cfg = rewrite(text, ctx.inv.cluster.api_endpoint, ctx.inv.cluster.context_name)
-    atomic_write(ctx.kubeconfig_path, dump(cfg), mode=0o600)
-    ctx.state["kubeconfig"] = str(ctx.kubeconfig_path)
-    return cfg
+    return ctx.fetch_kubeconfig()
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     cfg = fetch(ctx)
     msg = f"wrote {ctx.kubeconfig_path} (context {ctx.inv.cluster.context_name})"
     if ctx.options.merge_kubeconfig:
@@ -42,7 +37,7 @@ def run(ctx: Context) -> str:
         existing = yaml.safe_load(target.read_text()) if target.exists() else None
         atomic_write(target, dump(merge(existing, cfg)), mode=0o600)
         msg += f"; merged into {target}"
-    return msg
+    return ok(msg)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ import time
 
 from drtool.errors import NotConverged
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, ok
 
 NAME = "nodes_ready"
 
@@ -36,7 +37,7 @@ def node_problems(inv, nodes: list[dict]) -> dict[str, str]:
     return problems
 
 
-def run(ctx: Context) -> str:
+def run(ctx: Context) -> PhaseResult:
     from drtool.kube.client import KubeTransport
 
     deadline = time.monotonic() + ctx.deadline("nodes_ready")
@@ -53,7 +54,7 @@ def run(ctx: Context) -> str:
             except Exception as exc:  # transient API trouble right after install: keep polling until the bound
                 problems = {"api": f"{type(exc).__name__}: {exc}".splitlines()[0]}
             if not problems:
-                return f"{len(ctx.inv.nodes)} node(s) Ready with their labels and taints"
+                return ok(f"{len(ctx.inv.nodes)} node(s) Ready with their labels and taints")
             ctx.sleep(delay)
             delay = min(delay * 1.5, 1.0)
     finally:

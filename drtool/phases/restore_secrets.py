@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 
 from drtool.errors import BadInput, PermanentError
+from drtool.phases.backup import SEALED_SECRETS_FILE
 from drtool.phases.context import Context
+from drtool.phases.result import PhaseResult, noop, ok
 from drtool.secret import Secret
 
 NAME = "restore_secrets"
@@ -38,7 +40,51 @@ def _retrying(ctx: Context):
                     retry=retry_if_exception(_transient), reraise=True)
 
 
-def run(ctx: Context) -> str:
+def _put(ctx: Context, core, namespace: str, name: str, body: dict) -> None:
+    """Create a Secret, or replace it when it exists; bounded retries on transient errors."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        for attempt in _retrying(ctx):
+            with attempt:
+                core.create_namespaced_secret(namespace, body, _request_timeout=(5, 10))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise PermanentError(f"creating Secret {namespace}/{name}: HTTP {exc.status} {exc.reason}") from None
+        for attempt in _retrying(ctx):
+            with attempt:
+                core.replace_namespaced_secret(name, namespace, body, _request_timeout=(5, 10))
+
+
+def _restore_sealed_secrets_keys(ctx: Context, core) -> int:
+    """Put back the sealed-secrets controller keys the backup phase saved, before Flux installs the
+    controller: at start it adopts every Secret labelled sealedsecrets.bitnami.com/sealed-secrets-key=active
+    in its namespace (bitnami-labs/sealed-secrets pkg/controller/main.go initKeyRegistry) instead of
+    generating a new key that cannot decrypt the SealedSecrets in Git."""
+    import json
+
+    from kubernetes.client.exceptions import ApiException
+
+    saved = ctx.run.dir / "backup" / "flux-secrets" / SEALED_SECRETS_FILE
+    if not saved.is_file():
+        return 0
+    items = json.loads(saved.read_text()).get("items") or []
+    for obj in items:
+        meta = obj.get("metadata") or {}
+        name, namespace = meta.get("name", ""), meta.get("namespace", "kube-system")
+        for value in (obj.get("data") or {}).values():
+            Secret(value, "sealed-secrets-key")
+        try:
+            core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                                  _request_timeout=(5, 10))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise PermanentError(f"creating namespace {namespace}: HTTP {exc.status} {exc.reason}") from None
+        _put(ctx, core, namespace, name, obj)
+    return len(items)
+
+
+def run(ctx: Context) -> PhaseResult:
     from kubernetes import client as kclient
     from kubernetes.client.exceptions import ApiException
 
@@ -64,23 +110,20 @@ def run(ctx: Context) -> str:
                 raise BadInput(str(ctx.inv.path), f"secrets[{i}].from_file", f"cannot read {path}: {exc.strerror}") from None
             Secret(value.decode(errors="replace").strip(), spec.name)  # registered with the redactor
             body = secret_manifest(spec.name, spec.namespace, spec.data_key, value)
-            try:
-                for attempt in _retrying(ctx):
-                    with attempt:
-                        core.create_namespaced_secret(spec.namespace, body, _request_timeout=(5, 10))
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise PermanentError(f"creating Secret {spec.namespace}/{spec.name}: HTTP {exc.status} {exc.reason}") from None
-                for attempt in _retrying(ctx):
-                    with attempt:
-                        core.replace_namespaced_secret(spec.name, spec.namespace, body, _request_timeout=(5, 10))
+            _put(ctx, core, spec.namespace, spec.name, body)
             created.append(f"{spec.namespace}/{spec.name}")
+        keys = _restore_sealed_secrets_keys(ctx, core)
+        if keys:
+            created.append(f"{keys} sealed-secrets key(s)")
     finally:
         api_client.close()
-    return f"restored {', '.join(created) or 'no secrets (none in the inventory)'}"
+    if not created:
+        return noop("restored no secrets (none in the inventory)")
+    return ok(f"restored {', '.join(created)}", secrets=created)
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
     steps = [("local", "create namespace flux-system")]
     steps += [("local", f"create Secret {s.namespace}/{s.name} key {s.data_key} from {ctx.inv.resolve(s.from_file)} (value ***)") for s in ctx.inv.secrets]
+    steps.append(("local", f"put back the sealed-secrets keys saved in backup/flux-secrets/{SEALED_SECRETS_FILE}, if any"))
     return steps

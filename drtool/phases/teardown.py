@@ -1,17 +1,20 @@
 """Teardown: uninstall K3s, agents first (in parallel), then servers.
 
 Idempotent: a node with nothing installed is a recorded no-op. The node password
-is removed on a full wipe (a rebuilt server would reject it), the double-unit
-case is handled in the script, and the node is verified clean afterwards.
-Protected paths that an uninstall would delete are refused before anything runs.
+is kept (as the uninstall keeps it: a restored datastore checks agents against it), the
+double-unit case is handled in the script, and the node is verified clean afterwards
+(mount points under the wiped dirs, which the uninstall keeps, are not leftovers).
+Protected paths that an uninstall would delete are refused before anything runs, and so
+are local-path volumes holding data the backup did not archive (unless
+``--discard-volume-data``).
 """
 from __future__ import annotations
 
-from drtool.errors import DrtoolError, PermanentError
+from drtool.errors import DrtoolError, PermanentError, Refused
 from drtool.inventory import Node
 from drtool.phases.context import Context
-from drtool.remote import k3s
-from drtool.remote.runner import failures
+from drtool.phases.result import PhaseResult, ok
+from drtool.remote import k3s, volumes
 
 NAME = "teardown"
 DESTRUCTIVE = True
@@ -29,23 +32,38 @@ def _teardown(ctx: Context, node: Node) -> str:
     return "noop" if noop else "wiped"
 
 
-def run(ctx: Context) -> str:
+def _volume_guard(ctx: Context) -> str:
+    """Refuse the wipe while local-path volumes under the data dir hold data that was neither
+    archived by the backup nor explicitly given up with ``--discard-volume-data``."""
+    results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: volumes.parse_volumes(
+        n.name, ctx.runner.run(n, volumes.volumes_with_data_command(ctx.inv), sudo=True, step=NAME).stdout))
+    listed = results.raise_on_failure("listing local-path volumes")
+    archived = set(ctx.state.get("volumes_archived", ()))
+    found = [v for vols in listed.values() for v in vols]
+    at_risk = [v for v in found if v.node not in archived]
+    if not at_risk:
+        return f"; volumes archived by the backup: {volumes.describe_all(found)}" if found else ""
+    if ctx.options.discard_volume_data:
+        ctx.state["volumes_discarded"] = [v.describe() for v in at_risk]
+        return f"; volume data discarded (--discard-volume-data): {volumes.describe_all(at_risk)}"
+    raise Refused(
+        f"refusing to wipe: local-path volumes under {volumes.storage_dir(ctx.inv)} hold data the uninstall deletes "
+        f"and the backup did not archive: {volumes.describe_all(at_risk)}. Set backup.archive_volumes: true to "
+        "archive them first, move the data to a protected path, or pass --discard-volume-data; nothing was wiped")
+
+
+def run(ctx: Context) -> PhaseResult:
     for node in ctx.inv.nodes:
         bad = k3s.protected_conflicts(ctx.inv, node)
         if bad:
             raise PermanentError(f"{node.name}: protected path(s) {', '.join(bad)} lie under directories the uninstall deletes; refusing to wipe")
+    volume_note = _volume_guard(ctx)
     outcome: dict[str, str] = {}
     for group in (ctx.inv.agents, ctx.inv.servers):
         ctx.check_stop()
-        results = ctx.runner.fan_out(group, lambda n: _teardown(ctx, n))
-        bad = failures(results)
-        if bad:
-            raise DrtoolError("teardown failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
-        outcome.update(results)  # type: ignore[arg-type]
+        outcome.update(ctx.runner.fan_out(group, lambda n: _teardown(ctx, n)).raise_on_failure("teardown"))
     wiped = sorted(n for n, r in outcome.items() if r == "wiped")
     noop = sorted(n for n, r in outcome.items() if r == "noop")
-    return f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}"
-
-
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    return [(n.name, ctx.runner.wrap(n, k3s.teardown_script(ctx.inv, n), sudo=True)) for n in (*ctx.inv.agents, *ctx.inv.servers)]
+    # Still "ok" when every node was already clean: recovery time is measured from teardown's start.
+    return ok(f"wiped: {', '.join(wiped) or 'none'}; nothing installed: {', '.join(noop) or 'none'}{volume_note}",
+              wiped=wiped, nothing_installed=noop)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 
-from drtool.inventory import Inventory, Node
+from drtool.inventory import IMAGE_SUFFIXES, Inventory, Node
 from drtool.remote.runner import q
 
 BIN = "/usr/local/bin"
@@ -87,11 +87,21 @@ def install_command(
     )
 
 
+def images_suffix(filename: str) -> str:
+    """The image-archive suffix K3s recognises in ``filename`` (longest match), or "" when none."""
+    lower = filename.lower()
+    return max((s for s in IMAGE_SUFFIXES if lower.endswith(s)), key=len, default="")
+
+
 def airgap_uploads(inv: Inventory) -> list[tuple[str, str, str]]:
     """(inventory attribute, remote path, mode) for an air-gapped install."""
     items = [("script", INSTALL_SCRIPT, "0755"), ("binary", f"{BIN}/k3s", "0755")]
     if inv.k3s.install.images is not None:
-        items.append(("images", f"{inv.k3s.data_dir}/agent/images/k3s-airgap-images.tar", "0644"))
+        # K3s picks the decompressor from the file name (k3s-io/k3s pkg/agent/containerd
+        # containerd.go preloadFile; watcher.go + wharfie tarfile in v1.31): a .tar.zst renamed
+        # to .tar is not imported at all, so the archive keeps its own suffix.
+        suffix = images_suffix(inv.k3s.install.images.name)
+        items.append(("images", f"{inv.k3s.data_dir}/agent/images/k3s-airgap-images{suffix}", "0644"))
     return items
 
 

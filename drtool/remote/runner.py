@@ -16,13 +16,13 @@ import shlex
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-from drtool.errors import ConnectError, ConnectionLost, DrtoolError, HostKeyError, RemoteError
+from drtool.errors import ConnectError, ConnectionLost, HostKeyError, PermanentError, RemoteError, RetryableError
 from drtool.inventory import Inventory, Node
+from drtool.remote.fanout import NodeResults, fan_out
 from drtool.secret import Secret, redact
 
 log = logging.getLogger("drtool.remote")
@@ -53,6 +53,10 @@ class Result:
     def tail(self, lines: int = TAIL_LINES) -> str:
         text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).rstrip()
         return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalCommandTimedOut(RetryableError):
+    """A local command (flux CLI, git, a runbook's local step) ran past its bound."""
 
 
 class CommandLog:
@@ -98,14 +102,11 @@ class Runner:
         inventory: Inventory,
         command_log: CommandLog | None = None,
         accept_new_host_keys: bool = False,
-        dry_run: bool = False,
     ):
         self.inventory = inventory
         self.log = command_log or CommandLog(None)
         self.accept_new_host_keys = accept_new_host_keys
-        self.dry_run = dry_run
-        self.planned: list[tuple[str, str]] = []
-        self._conns: dict[str, object] = {}
+        self._conns: dict[str, Any] = {}  # fabric Connections, imported lazily
         self._locks: dict[str, threading.Lock] = {n.name: threading.Lock() for n in inventory.nodes}
 
     # -- connections --------------------------------------------------------
@@ -221,9 +222,6 @@ class Runner:
         """
         full = self.wrap(node, command, sudo)
         shown = redact(full)
-        if self.dry_run:
-            self.planned.append((node.name, shown))
-            return Result(node.name, shown, 0, "", "", 0.0)
         try:
             return self._run_once(node, full, shown, sudo=sudo, timeout=timeout, stdin=stdin, check=check, step=step,
                                   redact_output=redact_output)
@@ -295,11 +293,6 @@ class Runner:
         """Upload files: each ``(local path or bytes, remote path, mode)`` goes over SFTP to a
         private temp file, then one command installs them all in place (one round trip per node,
         whatever the number of files)."""
-        if self.dry_run:
-            for local, remote, mode in items:
-                label = "<bytes>" if isinstance(local, bytes) else str(local)
-                self.planned.append((node.name, f"upload {label} -> {remote} (mode {mode})"))
-            return
         import uuid
 
         conn = self.connection(node)
@@ -328,9 +321,6 @@ class Runner:
 
     def read(self, node: Node, remote: str, *, sudo: bool = True, step: str | None = None) -> str:
         """The text of a remote file (read with sudo when needed). Not logged."""
-        if self.dry_run:
-            self.planned.append((node.name, f"read {remote}"))
-            return ""
         res = self.run(node, f"cat {q(remote)}", sudo=sudo, step=step)
         return res.stdout
 
@@ -340,33 +330,37 @@ class Runner:
         Its output is not redacted (a token already known would otherwise come back as ``***``);
         the value is registered with the redactor before anything else sees it.
         """
-        if self.dry_run:
-            self.planned.append((node.name, f"read secret {remote}"))
-            return None
         res = self.run(node, f"cat {q(remote)}", sudo=True, check=False, step=step, redact_output=False)
         value = res.stdout.strip()
         return Secret(value, label) if res.ok and value else None
 
-    def fan_out(self, nodes: Iterable[Node], fn: Callable[[Node], T], max_workers: int = 32) -> dict[str, T | DrtoolError]:
-        """Run ``fn(node)`` for every node in parallel: ``{node name: result or DrtoolError}``.
+    def local(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
+              step: str | None = None, check: bool = True) -> Result:
+        """Run a command on this machine (a shell line, or an argv run without a shell): timed,
+        logged as node ``local`` with secrets redacted, bounded by ``timeout``. Raises
+        ``LocalCommandTimedOut`` past it, ``PermanentError`` when it cannot start, and
+        ``RemoteError`` (node ``local``) on a non-zero exit when ``check``."""
+        import subprocess
 
-        Non-drtool exceptions are programming errors and propagate.
-        """
-        nodes = list(nodes)
-        if not nodes:
-            return {}
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        shown = redact(command if isinstance(command, str) else " ".join(q(a) for a in command))
+        timeout = timeout or self.inventory.timeouts.command
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(argv, env=dict(env) if env is not None else None, capture_output=True, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            self.log.write(node="local", step=step, command=shown, exit_code=None, error="timeout")
+            raise LocalCommandTimedOut(f"local: `{shown}` timed out after {timeout:g}s") from None
+        except OSError as exc:
+            raise PermanentError(f"local: cannot run {argv[0]}: {exc.strerror}") from None
+        duration = time.monotonic() - start
+        self.log.write(node="local", step=step, command=shown, duration=round(duration, 3), exit_code=proc.returncode)
+        result = Result("local", shown, proc.returncode, redact(proc.stdout or ""), redact(proc.stderr or ""), duration)
+        if check and proc.returncode != 0:
+            raise RemoteError("local", shown, proc.returncode, result.tail())
+        return result
 
-        def call(node: Node):
-            try:
-                return fn(node)
-            except DrtoolError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(nodes))) as pool:
-            futures = {n.name: pool.submit(call, n) for n in nodes}
-            return {name: f.result() for name, f in futures.items()}
-
-
-def failures(results: dict[str, object]) -> dict[str, DrtoolError]:
-    """Only the per-node errors of a fan-out."""
-    return {k: v for k, v in results.items() if isinstance(v, DrtoolError)}
+    def fan_out(self, nodes: Iterable[Node], fn: Callable[[Node], T], max_workers: int = 32) -> NodeResults[T]:
+        """Run ``fn(node)`` for every node in parallel (see ``drtool.remote.fanout``)."""
+        return fan_out(nodes, fn, max_workers)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drtool.report.record import ObjectRecord, PhaseRecord, RunRecord, parse_record
+from drtool.report.record import PhaseRecord, RunRecord, WaitedObject, parse_record
 from drtool.secret import redact
 
 REPORT_SCHEMA = "drtool.report/v1"
@@ -172,6 +172,8 @@ class Report(_Frozen):
     failures: list[FailureInfo]
     pending: list[str]
     post_checks: list[PostCheckResult]
+    gitops_check: dict[str, Any] | None = None
+    """The preflight GitOps check: findings (with ``accepted``), accepted ids, notes; None when not run."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -216,6 +218,32 @@ def recovery_start(rec: RunRecord) -> tuple[float, str | None]:
     return rec.started_at, None
 
 
+class Recovery(_Frozen):
+    """Where recovery time starts and ends, and whether it missed the objective."""
+
+    start_at: float
+    start_phase: str | None
+    end_at: float | None
+    """When everything was Ready (a drill: when its post-checks passed); None if never."""
+    seconds: float | None
+    over_objective: bool
+
+
+def recovery(rec: RunRecord) -> Recovery:
+    """The one recovery-time formula: the pipeline's exit code and the report's verdict both
+    come from it, so they cannot disagree near the objective."""
+    start_at, start_phase = recovery_start(rec)
+    conv = rec.converge
+    end_at = conv.ended if conv is not None and conv.converged else None
+    # A drill has recovered only once its post-checks pass too.
+    post = next((p for p in rec.phases if p.name == "post_checks"), None)
+    if end_at is not None and post is not None and rec.kind == "drill":
+        end_at = post.ended_at if post.outcome == "ok" else None
+    seconds = _diff(end_at, start_at)
+    over = rec.objective_s is not None and seconds is not None and seconds > rec.objective_s
+    return Recovery(start_at=start_at, start_phase=start_phase, end_at=end_at, seconds=seconds, over_objective=over)
+
+
 def where_stopped(rec: RunRecord) -> str | None:
     """The phase a run that did not finish stopped in (None for a finished run)."""
     if rec.status in COMPLETED_STATUSES:
@@ -233,7 +261,7 @@ def where_stopped(rec: RunRecord) -> str | None:
     return started[-1].name if started else None
 
 
-def decide_verdict(rec: RunRecord, recovery_s: float | None, stopped_at: str | None) -> tuple[Verdict, str]:
+def decide_verdict(rec: RunRecord, rcv: Recovery, stopped_at: str | None) -> tuple[Verdict, str]:
     """The verdict and a one-sentence reason a person can act on.
 
     - ``incomplete``: the run did not get to judge recovery (still running, interrupted,
@@ -243,6 +271,7 @@ def decide_verdict(rec: RunRecord, recovery_s: float | None, stopped_at: str | N
     - ``pass``: recovered, within the objective (or no objective was set).
     """
     where = f" in {stopped_at}" if stopped_at else ""
+    recovery_s = rcv.seconds
     if rec.status in ("running", "interrupted"):
         word = "still running" if rec.status == "running" else "interrupted"
         return "incomplete", f"run {word}{where}; recovery not measured"
@@ -263,7 +292,7 @@ def decide_verdict(rec: RunRecord, recovery_s: float | None, stopped_at: str | N
         if rec.flags.get("dry_run"):
             return "incomplete", "dry run: nothing was changed, recovery not measured"
         return "incomplete", "the run ended before the cluster converged; recovery not measured"
-    if rec.objective_s is not None and recovery_s > rec.objective_s:
+    if rcv.over_objective:
         return "over-objective", f"recovered in {recovery_s:.0f}s, over the {rec.objective_s:.0f}s objective"
     if rec.objective_s is None:
         return "pass", f"recovered in {recovery_s:.0f}s (no objective set)"
@@ -281,7 +310,7 @@ def _phase(p: PhaseRecord, t0: float) -> PhaseTiming:
                for node, steps in p.nodes.items()})
 
 
-def _object(o: ObjectRecord, t0: float, failed: set[str], critical: set[str]) -> ObjectTiming:
+def _object(o: WaitedObject, t0: float, failed: set[str], critical: set[str]) -> ObjectTiming:
     if o.ready_at is not None:
         outcome: ObjectOutcome = "ready"
     elif o.id in failed or o.state.lower() == "failed":
@@ -318,16 +347,11 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
     """
     rec = parse_record(record)
     generated = time.time() if now is None else now
-    t_rec, start_phase = recovery_start(rec)
+    rcv = recovery(rec)
+    t_rec, start_phase, end_at, recovery_s = rcv.start_at, rcv.start_phase, rcv.end_at, rcv.seconds
     conv = rec.converge
-    end_at = conv.ended if conv is not None and conv.converged else None
-    # A drill has recovered only once its post-checks pass too.
-    post = next((p for p in rec.phases if p.name == "post_checks"), None)
-    if end_at is not None and post is not None and rec.kind == "drill":
-        end_at = post.ended_at if post.outcome == "ok" else None
-    recovery_s = _diff(end_at, t_rec)
     stopped = where_stopped(rec)
-    verdict, reason = decide_verdict(rec, recovery_s, stopped)
+    verdict, reason = decide_verdict(rec, rcv, stopped)
 
     failed_ids = {f.object for f in conv.failures} if conv else set()
     path = conv.critical_path if conv else []
@@ -360,5 +384,6 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
         failures=[FailureInfo(**f.model_dump()) for f in (conv.failures if conv else [])],
         pending=list(conv.pending) if conv else [],
         post_checks=[PostCheckResult(**c.model_dump()) for c in rec.post_checks],
+        gitops_check=rec.gitops_check.model_dump() if rec.gitops_check is not None else None,
     )
     return _redact_tree(report.model_dump(mode="json", by_alias=True))

@@ -1,12 +1,14 @@
-"""The run record (``drtool.run/v1``) as typed, read-only objects.
+"""The run record (``drtool.run/v1``) as typed objects: how it is written and read back.
 
-The pipeline writes the record as plain JSON (``runs/<run-id>/journal.json``) and keeps
-writing it while the run goes on, so the report must accept every stage of it: a run
-that died in preflight has one phase and no converge result, an interrupted one has a
-phase that started and never ended. Parsing is therefore tolerant about what is *missing*
-(everything optional has a default) and strict only about what would make the report
-lie (a timestamp that is not a number). Unknown keys are ignored: the journal also holds
-phase state (paths, node facts) that a report must never show.
+``drtool.run.Run`` builds the record from these models and passes it through them on every
+write of ``runs/<run-id>/journal.json``, so a field of the wrong type fails where it is
+written, not later in the report. The record is rewritten while the run goes on, so the
+report must accept every stage of it: a run that died in preflight has one phase and no
+converge result, an interrupted one has a phase that started and never ended. Parsing is
+therefore tolerant about what is *missing* (everything optional has a default) and strict
+only about what would make the report lie (a timestamp that is not a number). Keys these
+models do not name are kept as they are (the converge result carries request counts, for
+example) and never reach a report, which reads only the named fields.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ Text = Annotated[str, BeforeValidator(lambda v: "" if v is None else v)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="allow")
 
 
 class NodeStep(_Frozen):
@@ -44,6 +46,8 @@ class PhaseRecord(_Frozen):
     outcome: str = "pending"
     message: Text = ""
     nodes: dict[str, list[NodeStep]] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+    """What the phase's result said beyond its message (node names, counts)."""
 
 
 
@@ -57,7 +61,7 @@ class Transition(_Frozen):
 
 
 
-class ObjectRecord(_Frozen):
+class WaitedObject(_Frozen):
     """One Flux object or workload the converge phase waited on."""
 
     id: str
@@ -114,7 +118,7 @@ class ConvergeRecord(_Frozen):
     outcome: str = ""
     started: float | None = None
     ended: float | None = None
-    objects: list[ObjectRecord] = Field(default_factory=list)
+    objects: list[WaitedObject] = Field(default_factory=list)
     critical_path: list[PathStep] = Field(default_factory=list)
     failures: list[FailureRecord] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
@@ -141,6 +145,57 @@ class PostCheck(_Frozen):
     duration_s: float | None = None
 
 
+class GitopsFinding(_Frozen):
+    """One finding of the GitOps check run in preflight."""
+
+    id: str
+    kind: str
+    severity: str
+    subject: Text = ""
+    message: Text = ""
+    fix: Text = ""
+    kustomization: Text = ""
+    file: Text = ""
+    accepted: bool = False
+
+
+class GitopsCheck(_Frozen):
+    """The GitOps check's result as preflight recorded it (``skipped`` says why it did not run)."""
+
+    skipped: Text = ""
+    checkout: Text = ""
+    live: bool = False
+    notes: list[str] = Field(default_factory=list)
+    accepted: list[str] = Field(default_factory=list)
+    findings: list[GitopsFinding] = Field(default_factory=list)
+
+
+class StepRecord(_Frozen):
+    """One runbook step in a runbook run's journal."""
+
+    id: str
+    title: Text = ""
+    kind: Text = ""
+    sha256: Text = ""
+    """Of the step's definition, so ``--resume`` refuses a changed runbook."""
+    status: str = "pending"
+    message: Text = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempts: int = 0
+    output: Text = ""
+
+
+class RunbookSection(_Frozen):
+    """The ``runbook`` section of a runbook run's journal."""
+
+    name: str
+    file: Text = ""
+    description: Text = ""
+    params: dict[str, str] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
+
+
 class RunRecord(_Frozen):
     """The whole run record; see docs/report-schema.md for the meaning of each field."""
 
@@ -163,6 +218,10 @@ class RunRecord(_Frozen):
     phases: list[PhaseRecord] = Field(default_factory=list)
     converge: ConvergeRecord | None = None
     post_checks: list[PostCheck] = Field(default_factory=list)
+    state: dict[str, Any] = Field(default_factory=dict)
+    """What phases hand to later phases (where the token and kubeconfig are kept); never reported."""
+    runbook: RunbookSection | None = None
+    gitops_check: GitopsCheck | None = None
 
     @field_validator("post_checks", "phases", mode="before")
     @classmethod

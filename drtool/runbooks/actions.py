@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, PermanentError
 from drtool.inventory import Node
-from drtool.remote.runner import failures, q
+from drtool.remote.runner import q
+from drtool.runbooks.action_support import backup_dir as _backup_dir
+from drtool.runbooks.action_support import backup_file as _backup_file
+from drtool.runbooks.action_support import ensure_kubeconfig
+from drtool.runbooks.action_support import targets as _targets
+from drtool.runbooks.model import ACTION_ARGS
+from drtool.runbooks.restore_actions import restore_actions
 from drtool.secret import Secret
 
 Plan = list[tuple[str, str]]
@@ -36,69 +41,17 @@ Plan = list[tuple[str, str]]
 class Action:
     name: str
     summary: str
-    required: tuple[str, ...]
-    optional: tuple[str, ...]
     run: Callable[..., str]
     """``run(ctx, args, where) -> message``; ``where`` is (file, field) for bad-input errors."""
     plan: Callable[..., Plan]
 
-    def check_args(self, args: Mapping[str, Any]) -> str | None:
-        """A problem with the step's ``args``, or None."""
-        for key in args:
-            if key not in self.required + self.optional:
-                allowed = ", ".join(self.required + self.optional) or "none"
-                return f"{key}: unknown argument of action {self.name} (arguments: {allowed})"
-        for key in self.required:
-            if key not in args:
-                return f"{key}: required by action {self.name}"
-        for key, value in args.items():
-            ok = isinstance(value, str) and value.strip() or (
-                key == "on" and isinstance(value, list) and value and all(isinstance(v, str) for v in value))
-            if not ok:
-                return f"{key}: expected a non-empty string"
-        return None
+    @property
+    def required(self) -> tuple[str, ...]:
+        return ACTION_ARGS[self.name][0]
 
-
-# --- helpers -------------------------------------------------------------------------
-
-
-def ensure_kubeconfig(ctx) -> None:
-    """The run's kubeconfig, fetched from the first server when this run has none yet."""
-    if not ctx.kubeconfig_path.exists():
-        from drtool.phases import kubeconfig
-
-        kubeconfig.run(ctx)
-
-
-def _targets(ctx, on: str | list[str], where: tuple[str, str]) -> tuple[Node, ...]:
-    from drtool.runbooks.params import resolve_targets
-
-    spec = on if isinstance(on, str) and on in ("servers", "agents", "all") else tuple([on] if isinstance(on, str) else on)
-    return resolve_targets(ctx.inv, spec, {}, source=where[0], field=where[1] + ".args.on")
-
-
-def _backup_dir(run_id: str) -> Path:
-    from drtool.run import runs_dir
-
-    if "/" in run_id or run_id.startswith("."):
-        raise BadInput("command line", "--param", f"{run_id!r} is not a run id")
-    d = runs_dir() / run_id / "backup"
-    if not d.is_dir():
-        raise BadInput("command line", "--param", f"run {run_id!r} has no backup directory under {runs_dir()}")
-    return d
-
-
-def _backup_file(ctx, run_id: str, name: str) -> Path:
-    """``backup/<first server>/<name>`` (as the backup phase writes it), else ``backup/<name>``."""
-    d = _backup_dir(run_id)
-    if (d / "manifest.json").exists():
-        from drtool.phases.backup import verify_manifest
-
-        verify_manifest(d)
-    for candidate in (d / ctx.inv.servers[0].name / name, d / name):
-        if candidate.is_file():
-            return candidate
-    raise PermanentError(f"run {run_id}: no {name} in {d} (expected {ctx.inv.servers[0].name}/{name})")
+    @property
+    def optional(self) -> tuple[str, ...]:
+        return ACTION_ARGS[self.name][1]
 
 
 # --- delete-node ---------------------------------------------------------------------
@@ -167,9 +120,7 @@ def _join_agent(ctx, args: Mapping, where: tuple[str, str]) -> str:
             ctx.runner.run(node, cmd, sudo=True, stdin=token.reveal() + "\n", step=ctx.phase_name,
                            timeout=ctx.deadline("join_agents"))
 
-    bad = failures(ctx.runner.fan_out(nodes, join))
-    if bad:
-        raise DrtoolError("join failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    ctx.runner.fan_out(nodes, join).raise_on_failure("join")
     return f"joined {', '.join(n.name for n in nodes)} with the server's node-token"
 
 
@@ -198,7 +149,7 @@ def _db_dir(ctx) -> str:
     return f"{k3s.server_dir(ctx.inv)}/db"
 
 
-def _datastore_backup(ctx, run_id: str) -> tuple[str, Path]:
+def _datastore_backup(ctx, run_id: str) -> tuple[str, "Path"]:
     """(``sqlite`` or ``etcd``, file) from the run's backup of the first server."""
     try:
         return "etcd", _backup_file(ctx, run_id, "etcd-snapshot")
@@ -223,9 +174,7 @@ def _restore_node_passwords(ctx, run_id: str) -> list[str]:
             ctx.runner.put(node, (d / node.name / "node-password").read_bytes(), k3s.NODE_PASSWORD, mode="0600",
                            step=ctx.phase_name)
 
-    bad = failures(ctx.runner.fan_out(nodes, put))
-    if bad:
-        raise DrtoolError("restoring node passwords failed: " + "; ".join(str(e).splitlines()[0] for e in bad.values()))
+    ctx.runner.fan_out(nodes, put).raise_on_failure("restoring node passwords")
     return [n.name for n in nodes]
 
 
@@ -328,10 +277,12 @@ def _plan_install_server(ctx, args: Mapping) -> Plan:
 
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("delete-node", "delete a Node object through the API", ("node",), (), _delete_node, _plan_delete_node),
-    Action("join-agent", "join agents with the server's node-token (on stdin)", (), ("on",), _join_agent, _plan_join_agent),
-    Action("restore-datastore", "put a backed-up datastore (state.db or etcd snapshot) back", ("run",), (),
-           _restore_datastore, _plan_restore_datastore),
-    Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", (),
-           ("token_from_run",), _install_server, _plan_install_server),
+    Action("delete-node", "delete a Node object through the API", _delete_node, _plan_delete_node),
+    Action("join-agent", "join agents with the server's node-token (on stdin)", _join_agent, _plan_join_agent),
+    Action("restore-datastore", "put a backed-up datastore (state.db or etcd snapshot) back", _restore_datastore,
+           _plan_restore_datastore),
+    Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", _install_server,
+           _plan_install_server),
 )}
+
+ACTIONS.update({name: Action(name, summary, run, plan) for name, summary, run, plan in restore_actions()})

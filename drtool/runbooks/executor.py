@@ -15,20 +15,23 @@ the operator to confirm; without a terminal, or with ``--yes`` and no
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NotConverged, Refused
+from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NodesFailed, NotConverged, Refused
 from drtool.inventory import Inventory
+from drtool.phases.result import PhaseResult
 from drtool.runbooks import journal
 from drtool.runbooks.model import Runbook, Step
 from drtool.runbooks.params import resolve_params, resolve_targets, substitute, substitute_args
 from drtool.runbooks.plan import converge_text, dry_context, phase_module, plan_step
 from drtool.secret import redact
+
+if TYPE_CHECKING:
+    from drtool.session import RunnerFactory, Session
 
 MAX_BAD_ANSWERS = 5
 
@@ -85,16 +88,21 @@ class StepFailed(DrtoolError):
         self.exit_code = exit_code
 
 
-class _Quit(Exception):
-    """The operator chose quit."""
+class Quit(Interrupted):
+    """The operator chose quit: the run stops (status ``stopped``) and can be resumed."""
+
+    run_status = "stopped"
 
 
 class RunbookExecutor:
     """Runs (or plans) one runbook against one inventory."""
 
     def __init__(self, inv: Inventory, book: Runbook, options: RunOptions = RunOptions(),
-                 terminal: Terminal | None = None):
+                 terminal: Terminal | None = None, runner: "RunnerFactory | None" = None):
+        from drtool.session import ssh_runner
+
         self.inv, self.book, self.options = inv, book, options
+        self.runner = runner or ssh_runner
         self.terminal = terminal or Terminal()
         self.source = str(book.path)
         self._check_selection()
@@ -125,8 +133,9 @@ class RunbookExecutor:
         return list(self.book.steps)
 
     # -- dry run ----------------------------------------------------------------
-    def plan(self) -> list[tuple[Step, list[tuple[str, str]]]]:
-        """Each selected step with (target, what) lines, resolved and redacted; changes nothing."""
+    def plan(self) -> list[tuple[Step, str, list[tuple[str, str]]]]:
+        """Each selected step with its title (parameters filled in) and (target, what) lines,
+        resolved and redacted; changes nothing."""
         params = resolve_params(self.book, self.inv, self.options.params)
         ctx = dry_context(self.inv, keep_waiting=self.options.keep_waiting)
         out = []
@@ -137,77 +146,63 @@ class RunbookExecutor:
                 note = ("pre-approved (--approve)" if step.id in self.options.approve
                         else "fails: --yes without --approve" if self.options.yes else "asks the operator")
                 lines.append(("operator", note))
-            out.append((step, lines))
+            out.append((step, substitute(step.title, params, shell=False), lines))
         return out
 
     # -- real run ----------------------------------------------------------------
     def run(self) -> int:
         """Run the selected (or unfinished) steps; returns 0 or raises a DrtoolError with its exit code."""
-        from drtool.lock import ClusterLock
-        from drtool.phases.context import Context, Options, Progress
-        from drtool.pipeline import signals
-        from drtool.remote.runner import CommandLog, Runner
-        from drtool.run import Run, runs_dir
+        from drtool.phases.context import Options
+        from drtool.session import SessionStyle, error_record, run_session
 
         if self.options.step_mode and not self.terminal.is_tty():
             raise BadInput("command line", "--step", "needs a terminal to ask on")
-        run, todo, params = self._open(Run)
-        lock = ClusterLock(runs_dir(), self.inv.cluster.name)
-        try:
-            lock.acquire(run.record["run_id"])
-        except DrtoolError as exc:
-            run.finish("failed", stopped_at="lock", error=_error("lock", exc))
-            journal.write_report(run)
-            raise
-        progress = Progress(self.options.quiet)
-        runner = Runner(self.inv, CommandLog(run.dir / "commands.log"),
-                        accept_new_host_keys=self.options.accept_new_host_keys)
-        options = Options(yes=self.options.yes, quiet=self.options.quiet, keep_waiting=self.options.keep_waiting,
-                          accept_new_host_keys=self.options.accept_new_host_keys, trigger=self.options.trigger)
-        ctx = Context(self.inv, runner, run, options, progress)
-        self.ctx, self.params, self.progress = ctx, params, progress
-        rid = run.record["run_id"]
-        progress.print(f"[bold]runbook {self.book.name}[/] on cluster {self.inv.cluster.name} — run {rid} ({run.dir})")
-        current = None
+        o = self.options
+        options = Options(yes=o.yes, quiet=o.quiet, keep_waiting=o.keep_waiting,
+                          accept_new_host_keys=o.accept_new_host_keys, trigger=o.trigger)
+        opened: dict = {}
+
+        def open_run():
+            run, opened["todo"], opened["params"] = self._open()
+            return run
+
+        style = SessionStyle(title=f"runbook {self.book.name} on cluster {self.inv.cluster.name}",
+                             label=f"runbook {self.book.name}", unit="step ", report=journal.write_report,
+                             report_name="runbook-report.md", wrap_error=self._stopped_error)
         failed: list[str] = []
-        try:
-            with signals(ctx.stop):
-                for step in todo:
-                    current = step.id
-                    ctx.check_stop()
-                    if not self._one(step):
-                        failed.append(step.id)
-                current = None
-        except _Quit:
-            run.finish("stopped", stopped_at=current, error={"phase": current, "type": "Quit",
-                                                              "message": "stopped by the operator", "exit_code": int(ExitCode.INTERRUPTED)})
-            journal.write_report(run)
-            raise Interrupted(f"stopped at step {current}; resume with --resume {rid}") from None
-        except KeyboardInterrupt:
-            self._stop_error(run, current, Interrupted(f"aborted during step {current}"), "interrupted")
-            raise Interrupted(f"aborted during step {current}; resume with --resume {rid}") from None
-        except DrtoolError as exc:
-            status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            self._stop_error(run, current, exc, status)
-            if isinstance(exc, BadInput):
-                raise
-            raise StepFailed(f"step {current} failed: {exc}\nresume with --resume {rid}; "
-                             f"report {run.dir / 'runbook-report.md'}", exc.exit_code) from None
-        finally:
-            runner.close()
-            lock.release()
+        with run_session(self.inv, options, open_run, style, runner=self.runner) as session:
+            self.ctx, self.params, self.progress = session.ctx, opened["params"], session.ctx.progress
+            for step in opened["todo"]:
+                session.at(step.id)
+                self.ctx.check_stop()
+                if not self._one(step):
+                    failed.append(step.id)
+            session.at(None)
+        run = session.run
         if failed:
             exc = DrtoolError(f"steps failed (on_failure: continue): {', '.join(failed)}")
-            run.finish("failed", stopped_at=None, error=_error(None, exc))
+            run.finish("failed", stopped_at=None, error=error_record(None, exc))
             journal.write_report(run)
             raise DrtoolError(f"runbook {self.book.name} finished with failed steps {', '.join(failed)}; "
                               f"report {run.dir / 'runbook-report.md'}")
         run.finish("succeeded")
         journal.write_report(run)
-        progress.print(f"[bold green]✔ runbook {self.book.name} finished[/]; report {run.dir / 'runbook-report.md'}")
+        self.progress.print(f"[bold green]✔ runbook {self.book.name} finished[/]; report {run.dir / 'runbook-report.md'}")
         return int(ExitCode.OK)
 
-    def _open(self, Run):
+    @staticmethod
+    def _stopped_error(step_id: str | None, exc: DrtoolError, session: "Session") -> DrtoolError:
+        """What the operator sees when a step stopped the run: how to resume, and the report."""
+        if isinstance(exc, Quit):
+            return Interrupted(f"stopped at step {step_id}; {session.resume_hint()}")
+        if isinstance(exc, BadInput):
+            return exc
+        return StepFailed(f"step {step_id} failed: {exc}\n{session.resume_hint()}; report {session.report_path}",
+                          exc.exit_code)
+
+    def _open(self):
+        from drtool.run import Run
+
         o = self.options
         if o.resume:
             run = Run.load(o.resume)
@@ -219,8 +214,7 @@ class RunbookExecutor:
                 if saved.get(k) != v:
                     raise BadInput("command line", "--param", f"{k} was {saved.get(k)!r} in run {o.resume}; parameters cannot change on resume")
             params = dict(saved)
-            run.record["flags"]["resumed"] = True
-            run.record.update(status="running", ended_at=None, stopped_at=None, error=None)
+            run.resumed()
             run.save()
             return run, todo, params
         params = resolve_params(self.book, self.inv, o.params)
@@ -234,12 +228,6 @@ class RunbookExecutor:
         run = Run.create("runbook", str(self.inv.path), self.inv.cluster.name, trigger=o.trigger, flags=flags)
         journal.start(run, self.book, params, {s.id for s in todo})
         return run, todo, params
-
-    def _stop_error(self, run, step_id, exc: DrtoolError, status: str) -> None:
-        run.finish(status, stopped_at=step_id, error=_error(step_id, exc))
-        journal.write_report(run)
-        self.progress.print(f"[bold red]✘ runbook {self.book.name} {status} at step {step_id}[/]; "
-                            f"report {run.dir / 'runbook-report.md'}")
 
     # -- one step ----------------------------------------------------------------
     def _one(self, step: Step) -> bool:
@@ -258,7 +246,7 @@ class RunbookExecutor:
                 self.progress.print(f"[yellow]• {step.id} skipped[/]")
                 return True
             if answer == "q":
-                raise _Quit()
+                raise Quit(f"stopped by the operator at step {step.id}")
         while True:
             error = self._attempts(step)
             if error is None:
@@ -271,7 +259,7 @@ class RunbookExecutor:
                     journal.update(run, step.id, status="skipped",
                                    message=f"skipped after failure: {str(error).splitlines()[0]}")
                     return True
-                raise _Quit()
+                raise Quit(f"stopped by the operator at step {step.id}")
             if step.on_failure == "continue" and not isinstance(error, Interrupted):
                 self.progress.print(f"[yellow]  {step.id} failed; continuing (on_failure: continue)[/]")
                 return False
@@ -283,9 +271,8 @@ class RunbookExecutor:
         e = journal.entry(run, step.id)
         started = time.time()
         journal.update(run, step.id, status="running", started_at=started, ended_at=None, message="")
-        phase_entry = run.phase(step.phase or step.id)
-        phase_entry.update(started_at=started, ended_at=None, outcome="running", message="", nodes={})
         ctx.phase_name = step.phase or step.id
+        run.start_phase(ctx.phase_name)
         attempts = 1 + step.retries if step.kind != "manual" else 1
         error: DrtoolError | None = None
         message, output = "", ""
@@ -315,8 +302,7 @@ class RunbookExecutor:
             outcome = "interrupted" if isinstance(error, Interrupted) else "failed"
             journal.update(run, step.id, status="failed", ended_at=ended,
                            message=str(error).splitlines()[0] if str(error) else type(error).__name__, output=output)
-        phase_entry.update(ended_at=ended, outcome=outcome, message=redact(journal.entry(run, step.id)["message"]))
-        run.save()
+        run.end_phase(ctx.phase_name, outcome, journal.entry(run, step.id)["message"])
         colour = "green" if error is None else "red"
         text = journal.entry(run, step.id)["message"]
         self.progress.print(f"[{colour}]{'✔' if error is None else '✘'} {step.id}[/] {outcome} in {ended - started:.1f}s"
@@ -355,7 +341,7 @@ class RunbookExecutor:
             saved = self.ctx.options
             self.ctx.options = replace(saved, **step.args)
             try:
-                return phase_module(step.phase).run(self.ctx) or ""
+                return PhaseResult.of(phase_module(step.phase).run(self.ctx)).message
             finally:
                 self.ctx.options = saved
         if step.kind == "check":
@@ -408,8 +394,6 @@ class RunbookExecutor:
 
     def _remote(self, step: Step, command: str, on, sudo: bool, check: bool = True) -> tuple[str, str, dict[str, str]]:
         """(message, combined output tail, each node's own output); raises when any node fails."""
-        from drtool.remote.runner import failures
-
         i = self.book.index(step.id)
         nodes = resolve_targets(self.inv, on, self.params, source=self.source, field=self.book.where(i, "on"))
         cmd = substitute(command, self.params, shell=True)
@@ -422,11 +406,11 @@ class RunbookExecutor:
         output = "\n".join(
             f"[{name}] {line}" for name, r in results.items()
             for line in ((r.tail() if not isinstance(r, DrtoolError) else str(r)).splitlines() or [""]))
-        bad = failures(results)
-        if bad:
-            err = DrtoolError("failed on " + "; ".join(f"{str(e).splitlines()[0]}" for e in bad.values()))
+        try:
+            results.raise_on_failure(f"step {step.id}")
+        except NodesFailed as err:
             err.tail = journal.tail(output)  # type: ignore[attr-defined]
-            raise err
+            raise
         return f"ok on {', '.join(results)}", output, {n: r.stdout + r.stderr for n, r in results.items()}
 
     def _local(self, step: Step, command: str, check: bool = True) -> tuple[str, str]:
@@ -435,22 +419,15 @@ class RunbookExecutor:
         env["DRTOOL_RUN_DIR"] = str(self.ctx.run.dir)
         if self.ctx.kubeconfig_path.exists():
             env["KUBECONFIG"] = str(self.ctx.kubeconfig_path)
-        timeout = step.timeout or self.inv.timeouts.command
-        start = time.monotonic()
-        try:
-            proc = subprocess.run(["/bin/sh", "-c", cmd], env=env, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            self.ctx.runner.log.write(node="local", step=step.id, command=redact(cmd), exit_code=None, error="timeout")
-            raise DrtoolError(f"local: `{redact(cmd)}` timed out after {timeout:g}s") from None
-        output = redact((proc.stdout or "") + (proc.stderr or ""))
-        self.ctx.runner.log.write(node="local", step=step.id, command=redact(cmd),
-                                  duration=round(time.monotonic() - start, 3), exit_code=proc.returncode)
-        if check and proc.returncode != 0:
-            err = DrtoolError(f"local: `{redact(cmd)}` exited {proc.returncode}\n{journal.tail(output, 10)}")
+        # Through the runner like every command: logged, redacted, bounded, recordable in tests.
+        res = self.ctx.runner.local(cmd, env=env, timeout=step.timeout or self.inv.timeouts.command, step=step.id,
+                                    check=False)
+        output = res.stdout + res.stderr
+        if check and res.exit_code != 0:
+            err = DrtoolError(f"local: `{res.command}` exited {res.exit_code}\n{journal.tail(output, 10)}")
             err.tail = journal.tail(output)  # type: ignore[attr-defined]
             raise err
-        return f"exit {proc.returncode}", output
+        return f"exit {res.exit_code}", output
 
     def _converge(self, step: Step) -> str:
         from drtool.converge import Converger
@@ -488,10 +465,6 @@ def _release(text: str) -> tuple[str, str, str | None]:
     ref, _, version = text.partition("@")
     ns, _, name = ref.partition("/")
     return ns, name, version or None
-
-
-def _error(step_id: str | None, exc: DrtoolError) -> dict:
-    return {"phase": step_id, "type": type(exc).__name__, "message": redact(str(exc)), "exit_code": int(exc.exit_code)}
 
 
 def _indent(text: str) -> str:

@@ -24,15 +24,15 @@ OUTPUT_LINES = 20
 
 def start(run: Run, book: Runbook, params: dict[str, str], selected: set[str]) -> None:
     """Write the runbook section: every step pending, or skipped when not selected."""
-    run.record["runbook"] = {
-        "name": book.name, "file": str(book.path), "description": book.description, "params": dict(params),
-        "steps": [{
-            "id": s.id, "title": s.title, "kind": s.kind, "sha256": s.digest(),
-            "status": "pending" if s.id in selected else "skipped",
-            "message": "" if s.id in selected else "not selected (--from/--only)",
-            "started_at": None, "ended_at": None, "attempts": 0, "output": "",
-        } for s in book.steps],
-    }
+    from drtool.report.record import RunbookSection, StepRecord
+
+    section = RunbookSection(
+        name=book.name, file=str(book.path), description=book.description, params=dict(params),
+        steps=[StepRecord(id=s.id, title=s.title, kind=s.kind, sha256=s.digest(),
+                          status="pending" if s.id in selected else "skipped",
+                          message="" if s.id in selected else "not selected (--from/--only)")
+               for s in book.steps])
+    run.record["runbook"] = section.model_dump(mode="json")
     run.save()
 
 
@@ -126,7 +126,7 @@ def report_markdown(data: dict[str, Any]) -> str:
 
 def write_report(run: Run) -> None:
     """runbook-report.json and runbook-report.md, plus the usual report from the run record."""
-    from drtool.pipeline import write_report as write_run_report
+    from drtool.session import write_report as write_run_report
 
     data = report_data(run)
     atomic_write(run.dir / "runbook-report.json", redact(json.dumps(data, indent=2, default=str)))

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -35,7 +35,37 @@ MAX_RETRIES = 20
 TARGET_GROUPS = ("servers", "agents", "all")
 ACTION_KINDS = ("phase", "remote", "local", "check", "manual", "wait", "action")
 # Options a phase step may set: the same switches `inv rebuild` has for these phases.
-PHASE_ARGS = {"skip_backup": bool, "keep_waiting": bool, "merge_kubeconfig": bool}
+#: The drtool-internal actions (``action:``) and their (required, optional) arguments;
+#: ``drtool.runbooks.actions.ACTIONS`` implements each. Declared here so the model checks
+#: steps without importing the implementations (which import the model).
+ACTION_ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "delete-node": (("node",), ()),
+    "join-agent": ((), ("on",)),
+    "restore-datastore": (("run",), ()),
+    "install-server": ((), ("token_from_run",)),
+    "restore-secrets": (("run",), ()),
+    "restore-volumes": (("run",), ("on",)),
+}
+ACTION_NAMES = tuple(ACTION_ARGS)
+
+
+def action_args_problem(action: str, args: Mapping[str, Any]) -> str | None:
+    """A problem with an ``action:`` step's ``args``, or None."""
+    required, optional = ACTION_ARGS[action]
+    for key in args:
+        if key not in required + optional:
+            allowed = ", ".join(required + optional) or "none"
+            return f"{key}: unknown argument of action {action} (arguments: {allowed})"
+    for key in required:
+        if key not in args:
+            return f"{key}: required by action {action}"
+    for key, value in args.items():
+        ok = isinstance(value, str) and value.strip() or (
+            key == "on" and isinstance(value, list) and value and all(isinstance(v, str) for v in value))
+        if not ok:
+            return f"{key}: expected a non-empty string"
+    return None
+PHASE_ARGS = {"skip_backup": bool, "keep_waiting": bool, "merge_kubeconfig": bool, "discard_volume_data": bool}
 
 
 def _phase_names() -> tuple[str, ...]:
@@ -92,10 +122,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+PARAM_TYPES = ("string", "node", "agent", "server", "run")
+"""What a parameter's value must be: any text, a node of the inventory (any role, an agent, a
+server), or the id of a run under ``runs/``. Checked before anything runs."""
+
+
 class Parameter(_Model):
     default: str | None = None
     """Used when ``--param name=value`` is not given; no default makes the parameter required."""
     description: str = ""
+    type: Literal["string", "node", "agent", "server", "run"] = "string"
+    """Checked against the inventory (node types) or ``runs/`` (run) before any step runs."""
 
     @field_validator("default", mode="before")
     @classmethod
@@ -240,16 +277,16 @@ class Step(_Model):
     @classmethod
     def _phase(cls, v: str | None) -> str | None:
         if v is not None and v not in _phase_names():
-            raise ValueError(f"unknown phase {v!r}; phases: {', '.join(_phase_names())}")
+            from drtool.suggest import did_you_mean
+
+            raise ValueError(f"unknown phase {v!r}{did_you_mean(v, _phase_names())}; phases: {', '.join(_phase_names())}")
         return v
 
     @field_validator("action")
     @classmethod
     def _action(cls, v: str | None) -> str | None:
-        from drtool.runbooks.actions import ACTIONS
-
-        if v is not None and v not in ACTIONS:
-            raise ValueError(f"unknown action {v!r}; actions: {', '.join(sorted(ACTIONS))}")
+        if v is not None and v not in ACTION_NAMES:
+            raise ValueError(f"unknown action {v!r}; actions: {', '.join(sorted(ACTION_NAMES))}")
         return v
 
     @field_validator("retry_delay")
@@ -275,9 +312,7 @@ class Step(_Model):
                 if not isinstance(value, PHASE_ARGS[key]):
                     raise ValueError(f"args.{key}: expected true or false")
         if self.kind == "action":
-            from drtool.runbooks.actions import ACTIONS
-
-            problem = ACTIONS[self.action].check_args(self.args)
+            problem = action_args_problem(self.action, self.args)
             if problem:
                 raise ValueError(f"args: {problem}")
         return self
@@ -409,7 +444,7 @@ def _loc(loc: tuple, data: Any) -> str:
 
 
 def _bad_input(source: str, exc: ValidationError, data: Any) -> BadInput:
-    return validation_error(source, exc, field=lambda loc: _loc(loc, data))
+    return validation_error(source, exc, field=lambda loc: _loc(loc, data), model=Runbook)
 
 
 def parse_runbook(data: Any, source: str | Path = "<runbook>") -> Runbook:

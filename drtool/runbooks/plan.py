@@ -2,7 +2,7 @@
 
 With an inventory every command is resolved exactly as it will run (sudo
 wrapping, node names, quoted parameters); phase steps use the phase's own
-``plan(ctx)``. Without one, the text says which group of nodes a step targets.
+plan (``drtool.phases.dry_run.plan_phase``). Without one, the text says which group of nodes a step targets.
 Secrets are masked by the caller (``redact``) and never reach a plan anyway:
 tokens travel on stdin.
 """
@@ -17,14 +17,11 @@ Plan = list[tuple[str, str]]
 
 
 def dry_context(inv, *, keep_waiting: bool = False):
-    """A Context whose runner records instead of running and whose run is a placeholder."""
-    from drtool.phases.context import Context, Options, Progress
-    from drtool.remote.runner import Runner
-    from drtool.run import Run, runs_dir
+    """A Context whose runner records instead of running and whose run is a throwaway."""
+    from drtool.phases import dry_run
+    from drtool.phases.context import Options
 
-    runner = Runner(inv, dry_run=True)
-    fake = Run(runs_dir() / "<run-id>", {"run_id": "<run-id>", "state": {}, "phases": [], "flags": {}, "versions": {}})
-    return Context(inv, runner, fake, Options(dry_run=True, keep_waiting=keep_waiting), Progress(quiet=True))
+    return dry_run.dry_context(inv, Options(keep_waiting=keep_waiting))
 
 
 def phase_module(name: str):
@@ -66,7 +63,9 @@ def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx=None) ->
         saved = ctx.options
         ctx.options = replace(saved, **step.args)
         try:
-            return list(module.plan(ctx))
+            from drtool.phases.dry_run import plan_phase
+
+            return plan_phase(module, ctx)
         finally:
             ctx.options = saved
     if kind in ("remote", "check") and getattr(step, kind).command is not None:

@@ -30,10 +30,10 @@ def render_markdown(book: Runbook, inv: Inventory | None = None, params: Mapping
             + "".join(f" --param {k}=…" for k, p in book.parameters.items() if p.default is None) + "`"
             + " (add `--dry-run` to see every command first, `--step` to confirm each step).", ""]
     if book.parameters:
-        out += ["## Parameters", "", "| name | default | value used here | description |", "|---|---|---|---|"]
+        out += ["## Parameters", "", "| name | type | default | value used here | description |", "|---|---|---|---|---|"]
         for name, p in book.parameters.items():
             default = f"`{p.default}`" if p.default is not None else "(required)"
-            out.append(f"| `{name}` | {default} | `{values[name]}` | {p.description} |")
+            out.append(f"| `{name}` | {p.type} | {default} | `{values[name]}` | {p.description} |")
         out.append("")
     out += ["## Steps", ""]
     for i, step in enumerate(book.steps):

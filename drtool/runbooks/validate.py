@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from drtool.errors import BadInput
 from drtool.inventory import Inventory
 from drtool.runbooks.model import Runbook, load_runbook, template_names
-from drtool.runbooks.params import resolve_params
+from drtool.runbooks.params import resolve_params, sample_values
 from drtool.runbooks.plan import dry_context, plan_step
 
 DESTRUCTIVE_PHASES = ("teardown", "install_servers")
@@ -33,8 +34,9 @@ class Problem:
         return f"{where}: {self.severity}: {self.message}"
 
 
-def lint(book: Runbook, inv: Inventory | None = None) -> list[Problem]:
-    """Problems of one loaded runbook (targets are checked only with an inventory)."""
+def lint(book: Runbook, inv: Inventory | None = None, given: Mapping[str, str] | None = None) -> list[Problem]:
+    """Problems of one loaded runbook (targets are checked only with an inventory); ``given``
+    parameter values are checked against their types as ``runbook.run`` would."""
     from drtool.pipeline import PHASE_NAMES
 
     src = str(book.path)
@@ -58,9 +60,17 @@ def lint(book: Runbook, inv: Inventory | None = None) -> list[Problem]:
                                         f"destructive phase {step.phase} without a manual confirmation step before it", "warning"))
         if step.kind == "wait" and step.on_failure == "continue":
             problems.append(Problem(src, book.where(i, "on_failure"), "a wait cannot fail; on_failure has no effect", "warning"))
+    try:
+        # Given values (``--param``) are type-checked even without an inventory (run ids).
+        params = resolve_params(book, inv, given or {}, lenient=True)
+    except BadInput as exc:
+        return problems + [Problem(exc.source, exc.field, exc.problem)]
     if inv is not None:
+        for name, spec in book.parameters.items():
+            if spec.type in ("agent", "server") and not (inv.agents if spec.type == "agent" else inv.servers):
+                problems.append(Problem(src, f"parameters.{name}", f"inventory {inv.path} has no {spec.type}", "warning"))
         try:
-            params = resolve_params(book, inv, {}, lenient=True)
+            params = sample_values(book, inv, params)
             ctx = dry_context(inv)
             for i in range(len(book.steps)):
                 try:
@@ -72,20 +82,27 @@ def lint(book: Runbook, inv: Inventory | None = None) -> list[Problem]:
     return problems
 
 
-def lint_files(paths: list[Path], inv: Inventory | None = None) -> list[Problem]:
-    """Load and lint every file; a file that does not load is one error."""
+def lint_files(paths: list[Path], inv: Inventory | None = None, given: Mapping[str, str] | None = None) -> list[Problem]:
+    """Load and lint every file; a file that does not load is one error.
+
+    ``given`` parameter values apply to the runbooks that declare them; a name no runbook
+    declares is an error."""
     problems: list[Problem] = []
     names: dict[str, str] = {}
+    declared: set[str] = set()
     for path in paths:
         try:
             book = load_runbook(path)
         except BadInput as exc:
-            problems.append(Problem(exc.source, exc.field, exc.problem))
+            problems += [Problem(exc.source, f, p) for f, p in exc.problems]
             continue
         if book.name in names:
             problems.append(Problem(str(path), "name", f"runbook name {book.name!r} also used by {names[book.name]}"))
         names[book.name] = str(path)
         if Path(path).stem != book.name:
             problems.append(Problem(str(path), "name", f"name {book.name!r} differs from the file name", "warning"))
-        problems += lint(book, inv)
+        declared |= set(book.parameters)
+        problems += lint(book, inv, {k: v for k, v in (given or {}).items() if k in book.parameters})
+    for name in sorted(set(given or {}) - declared):
+        problems.append(Problem("command line", "--param", f"no runbook here has a parameter {name!r}"))
     return problems

@@ -14,7 +14,7 @@ from invoke import Exit, task
 
 from drtool.tasks._cli import bad_arg, guarded
 
-BENCHMARKS = ("startup", "recovery", "waiting", "failfast", "fanout")
+BENCHMARKS = ("startup", "gitops", "recovery", "waiting", "failfast", "fanout")
 
 
 def harness_command(only: str | None, reps: int | str | None, out: str | None, budget: str | float | None) -> list[str]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, console, guarded, load
+from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load, prune_runs, read_only
 
 
 def _trigger(trigger: str | None) -> str:
@@ -16,7 +16,7 @@ def _trigger(trigger: str | None) -> str:
     return "ci" if os.environ.get("CI", "").lower() == "true" else "manual"
 
 
-@task(default=True, help={
+@inventory_task(default=True, help={
     "inventory": "inventory file (must have drill.enabled: true)",
     "trigger": "manual, timer, cron or ci (default: ci when CI=true, else manual)",
     "junit": "also write JUnit XML here (always written to runs/<id>/junit.xml)",
@@ -24,18 +24,20 @@ def _trigger(trigger: str | None) -> str:
     "history_html": "also write the HTML history page here",
     "yes": "accepted for symmetry with rebuild; a drill never asks",
     "quiet": "print only errors and the final line",
-})
+    "accept": "go on despite this GitOps-check blocker (finding id; repeatable); the report records it",
+}, iterable=["accept"])
 @guarded
-def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, history_html=None, yes=True, quiet=False):
+def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, history_html=None, yes=True, quiet=False,
+          accept=None):
     """Run a DR drill: the full rebuild unattended, post-checks, verdict against the objective, outputs."""
     from drtool.drills.drill import drill_phases, publish, require_enabled
     from drtool.errors import DrtoolError, ExitCode
     from drtool.phases.context import Options
     from drtool.pipeline import Pipeline
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     require_enabled(inv)  # before anything touches a node
-    options = Options(yes=True, quiet=quiet, trigger=_trigger(trigger))
+    options = Options(yes=True, quiet=quiet, trigger=_trigger(trigger), accept=tuple(accept or ()))
     pipeline = Pipeline(inv, options, kind="drill", phases=drill_phases())
     error: DrtoolError | None = None
     try:
@@ -46,6 +48,7 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
     if run is None or not (run.dir / "report.json").exists():
         raise error or Exit("error: the drill left no report", code=int(ExitCode.FAILED))
     report, outputs = publish(inv, run.dir, junit, textfile_dir, history_html)
+    prune_runs(inv, run.record["run_id"], quiet)  # after the history and trends have used the old runs
     con = console(quiet)
     for r in outputs.regressions:
         con.print(f"[yellow]regression[/]: {r.describe()}")
@@ -59,16 +62,17 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
         raise error
 
 
-@task(help={"inventory": "inventory file", "last": "how many drills to show (default 10)",
+@inventory_task(help={"inventory": "inventory file", "last": "how many drills to show (default 10)",
             "html": "also write the HTML trend page to this file"})
 @guarded
+@read_only("html")
 def history(c, inventory=None, last=10, html=None):
     """Show the last drills (verdict, recovery, objective) and per-phase durations against their median."""
     from drtool.drills.history import history_table, load_history, render_history_table
     from drtool.drills.html_history import write_history_html
     from drtool.run import runs_dir
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     reports = load_history(runs_dir(), inv.cluster.name, kind="drill", last=int(last))
     if not reports:
         print(f"no drills of cluster {inv.cluster.name} under {runs_dir()}")
@@ -80,7 +84,7 @@ def history(c, inventory=None, last=10, html=None):
         print(f"wrote {html}")
 
 
-@task(help={"inventory": "inventory file", "on_calendar": "systemd OnCalendar expression, e.g. 'Sun *-*-* 03:00'",
+@inventory_task(help={"inventory": "inventory file", "on_calendar": "systemd OnCalendar expression, e.g. 'Sun *-*-* 03:00'",
             "cron": "write a crontab line with this schedule instead, e.g. '0 3 * * 0'",
             "randomized_delay": "RandomizedDelaySec (default 15m)",
             "window": "allowed start window HH:MM-HH:MM (default: drill.window, else 02:00-06:00)",
@@ -96,12 +100,12 @@ def schedule(c, inventory=None, on_calendar=None, cron=None, randomized_delay="1
     from drtool.drills import schedule as sched
     from drtool.drills.drill import require_enabled
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     require_enabled(inv)
     if bool(on_calendar) == bool(cron):
         raise bad_arg("--on-calendar", "give exactly one of --on-calendar or --cron")
     workdir = Path.cwd().resolve()
-    inventory_path = Path(inventory).resolve()
+    inventory_path = Path(inv.path).resolve()
     invoke_cmd = [str(Path(sys.executable).with_name("inv"))]  # the unit builders append "drill -i ..."
     win = window or inv.drill.window or "02:00-06:00"
     start, _, end = win.partition("-")

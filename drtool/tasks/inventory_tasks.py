@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from invoke import task
 
-from drtool.tasks._cli import bad_arg, guarded
+from drtool.tasks._cli import bad_arg, guarded, read_only
 
 
 @task(help={"file": "inventory file to validate"})
 @guarded
+@read_only()
 def check(c, file):
     """Validate an inventory file; print a summary or one line naming the bad field (exit 2)."""
     from drtool.inventory import load_inventory
@@ -19,6 +20,7 @@ def check(c, file):
 
 @task(name="import-ansible", help={"file": "k3s-ansible inventory.yml", "output": "write here instead of stdout"})
 @guarded
+@read_only("output")
 def import_ansible(c, file, output=None):
     """Convert a k3s-ansible inventory.yml into a drtool inventory (the token is never copied)."""
     import sys

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from drtool.tasks._cli import guarded
+from drtool.tasks._cli import guarded, read_only
 
 
 def _lab():
@@ -13,18 +13,28 @@ def _lab():
 
 
 @task(help={"nodes": "number of nodes (default: the lab's current count, or 2)",
-            "gitops": "a local Git repo or directory laid out for Flux to use instead of the fixture",
+            "gitops": "a local Git repo or directory laid out for Flux to use instead of the fixture "
+                      "(without it the lab serves its fixture)",
             "path": "cluster path inside --gitops (default clusters/homelab)",
-            "scenario": "scenario name or YAML file (default homelab)"})
+            "scenario": "scenario name or YAML file (default homelab)",
+            "names": "node names, comma-separated, the first one the server (e.g. cp-1,worker-1)",
+            "inventory": "take the node names, roles, labels and taints from this drtool inventory",
+            "chart_crds": "a chart -> CRDs catalog file (format of drtool/gitops/chart_crds.yaml) "
+                          "that overrides drtool's for the charts it names"})
 @guarded
-def up(c, nodes=None, gitops=None, path=None, scenario=None):
-    """Start the lab nodes (127.0.0.1X:2222) and lay out the K3s artifacts, flux CLI and GitOps repo."""
-    from drtool.lab.setup import lab_up
+def up(c, nodes=None, gitops=None, path=None, scenario=None, names=None, inventory=None, chart_crds=None):
+    """Start the lab nodes (127.0.0.1X:2222) and lay out the K3s artifacts, flux CLI, GitOps repo and inventory."""
+    import json
+
+    from drtool.lab.setup import describe_gitops, lab_up
 
     lab = _lab()
-    state = lab_up(lab, int(nodes) if nodes else None, gitops=gitops, path=path, scenario=scenario)
-    names = ", ".join(f"{n.name}@{n.address}:{n.ssh_port}" for n in state.nodes)
-    print(f"lab up in {lab.root}: {names} (started {len(state.started)} in {state.start_seconds:.2f}s)")
+    state = lab_up(lab, int(nodes) if nodes else None, gitops=gitops, path=path, scenario=scenario,
+                   names=names, inventory=inventory, chart_crds=chart_crds)
+    listed = ", ".join(f"{n.name}@{n.address}:{n.ssh_port}" for n in state.nodes)
+    print(f"lab up in {lab.root}: {listed} (started {len(state.started)} in {state.start_seconds:.2f}s)")
+    print(describe_gitops(json.loads(lab.lab_json_path.read_text()).get("gitops")))
+    print(f"inventory: {lab.root / 'inventory.yaml'} (rebuild: inv rebuild -i {lab.root / 'inventory.yaml'} --yes)")
 
 
 @task(help={"purge": "also delete the node dirs (their /etc, /var/lib and /mnt data)"})
@@ -38,6 +48,7 @@ def down(c, purge=False):
 
 @task
 @guarded
+@read_only()
 def status(c):
     """Show each lab node: running, pid, address."""
     lab = _lab()
@@ -49,10 +60,18 @@ def status(c):
         state = "listening" if st.listening else "running (sshd not listening)" if st.running else "stopped"
         pid = f"pid {st.pid}" if st.pid else "-"
         print(f"{st.name:<8} {st.address}:{st.ssh_port:<6} {state:<12} {pid}")
+    import json
+
+    from drtool.lab.setup import describe_gitops
+
+    print(describe_gitops(json.loads(lab.lab_json_path.read_text()).get("gitops")))
+    if (lab.root / "inventory.yaml").exists():
+        print(f"inventory: {lab.root / 'inventory.yaml'}")
 
 
 @task(name="critical-path", help={"scenario": "scenario name or YAML file (default homelab)"})
 @guarded
+@read_only()
 def critical_path(c, scenario=None):
     """Print the scenario's critical path: the least possible install-to-all-ready time."""
     import json

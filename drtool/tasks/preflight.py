@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json as jsonlib
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import console, guarded, load
+from drtool.tasks._cli import console, guarded, inventory_task, load, read_only
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -21,7 +21,7 @@ def render_checks(result, con) -> None:
     con.print(table)
 
 
-@task(
+@inventory_task(
     help={
         "inventory": "inventory file (YAML)",
         "json": "print the checks as JSON",
@@ -29,13 +29,14 @@ def render_checks(result, con) -> None:
     }
 )
 @guarded
+@read_only("accept_new_host_keys")
 def preflight(c, inventory=None, json=False, accept_new_host_keys=False):
     """Check nodes (SSH, host key, sudo, OS, disk, clock, protected paths) and local prerequisites."""
     from drtool.errors import ExitCode
     from drtool.phases.preflight import run_preflight
     from drtool.remote.runner import Runner
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     with Runner(inv, accept_new_host_keys=accept_new_host_keys) as runner:
         result = run_preflight(inv, runner)
     if json:

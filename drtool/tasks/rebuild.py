@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from invoke import task
 
-from drtool.tasks._cli import guarded, load
+from drtool.tasks._cli import guarded, inventory_task, load, prune_runs
 
 HELP = {
     "inventory": "inventory file (YAML)",
@@ -19,6 +18,8 @@ HELP = {
     "keep_waiting": "do not fail fast on errors that may fix themselves; wait until the converge deadline",
     "quiet": "print only errors and the final line",
     "accept_new_host_keys": "record unknown SSH host keys instead of refusing",
+    "discard_volume_data": "wipe even when local-path volumes under the K3s data dir hold data the backup did not archive",
+    "accept": "go on despite this GitOps-check blocker (finding id; repeatable); the report records it",
 }
 
 
@@ -46,22 +47,28 @@ def print_plan(steps) -> None:
         print(f"  [{target}] {action}")
 
 
-@task(help=HELP)
+@inventory_task(help=HELP, iterable=["accept"])
 @guarded
 def rebuild(c, inventory=None, yes=False, dry_run=False, skip_backup=False, resume=None, from_=None, to=None,
-            merge_kubeconfig=False, keep_waiting=False, quiet=False, accept_new_host_keys=False):
+            merge_kubeconfig=False, keep_waiting=False, quiet=False, accept_new_host_keys=False, discard_volume_data=False,
+            accept=None):
     """Rebuild the cluster from Git: preflight, backup, teardown, install, join, bootstrap, converge, report."""
     from drtool.phases.context import Options
     from drtool.pipeline import Pipeline
     from drtool.secret import redact
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     options = Options(yes=yes, dry_run=dry_run, skip_backup=skip_backup, merge_kubeconfig=merge_kubeconfig,
-                      keep_waiting=keep_waiting, quiet=quiet, accept_new_host_keys=accept_new_host_keys)
+                      keep_waiting=keep_waiting, quiet=quiet, accept_new_host_keys=accept_new_host_keys,
+                      discard_volume_data=discard_volume_data, accept=tuple(accept or ()))
     pipeline = Pipeline(inv, options, start=from_, stop=to, resume=resume)
     if dry_run:
         print(f"Plan for rebuilding cluster {inv.cluster.name} (dry run: nothing is changed)")
         print_plan([(p, t, redact(a)) for p, t, a in pipeline.plan()])
         return
     confirm(inv.cluster.name, yes)
-    pipeline.run()
+    try:
+        pipeline.run()
+    finally:
+        if pipeline.run_obj is not None:
+            prune_runs(inv, pipeline.run_obj.record["run_id"], quiet)

@@ -5,7 +5,7 @@ import json
 
 from invoke import task
 
-from drtool.tasks._cli import bad_arg, guarded
+from drtool.tasks._cli import bad_arg, default_runs_dir, guarded, load, read_only
 
 
 def _run_dir(run_id: str):
@@ -17,24 +17,38 @@ def _run_dir(run_id: str):
     return d
 
 
-@task(default=True, help={"run_id": "a run directory name under runs/"})
+def _runs_of(c, inventory: str | None) -> None:
+    """Find runs through the inventory (given, or the default one), else $DRTOOL_RUNS_DIR or ./runs."""
+    if inventory:
+        load(inventory, c)
+    else:
+        default_runs_dir(c)
+
+
+@task(default=True, help={"run_id": "a run directory name under runs/",
+                          "inventory": "find runs/ through this inventory (default: $DRTOOL_INVENTORY)"})
 @guarded
-def render(c, run_id):
+def render(c, run_id, inventory=None):
     """Re-render report.json, report.md and report.html of a run from its journal."""
     from drtool.report import write_reports
 
+    _runs_of(c, inventory)
     d = _run_dir(run_id)
     paths = write_reports(d, json.loads((d / "journal.json").read_text()))
     for p in paths.values():
         print(p)
 
 
-@task(help={"run_a": "older run id", "run_b": "newer run id", "output": "write the Markdown here too"})
+@task(help={"run_a": "older run id", "run_b": "newer run id", "output": "write the Markdown here too",
+            "inventory": "find runs/ through this inventory (default: $DRTOOL_INVENTORY)"})
 @guarded
-def compare(c, run_a, run_b, output=None):
+@read_only("output")
+def compare(c, run_a, run_b, output=None, inventory=None):
     """Per-phase and per-object time deltas between two runs."""
     from drtool.report import build_report
     from drtool.report.compare import compare as cmp, render_compare_md
+
+    _runs_of(c, inventory)
 
     reports = []
     for rid in (run_a, run_b):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from drtool.tasks._cli import guarded, load
+from drtool.tasks._cli import guarded, inventory_task, load, prune_runs, read_only
 
 RUN_HELP = {
     "inventory": "inventory file (YAML)",
@@ -27,6 +27,7 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 @task(name="list")
 @guarded
+@read_only()
 def list_(c):
     """List the runbooks in runbooks/ with their descriptions."""
     from drtool.errors import BadInput
@@ -50,6 +51,7 @@ def list_(c):
 
 @task(help={"name": "runbook name or file"})
 @guarded
+@read_only()
 def show(c, name):
     """Show a runbook's steps (id, kind, title)."""
     from drtool.runbooks import find
@@ -58,7 +60,7 @@ def show(c, name):
     book = find(name)
     print(f"{book.name}: {book.description.strip()}")
     for pname, p in book.parameters.items():
-        print(f"  param {pname}" + (f" (default {p.default})" if p.default is not None else " (required)")
+        print(f"  param {pname} ({p.type}" + (f", default {p.default})" if p.default is not None else ", required)")
               + (f": {p.description}" if p.description else ""))
     for i, step in enumerate(book.steps, 1):
         what = step.phase or step.action or ""
@@ -66,7 +68,7 @@ def show(c, name):
         print(f"  {i:>2}. {step.id:<22} {step.kind:<7} {what:<18} {step.title}" + (f"  ({policy})" if policy else ""))
 
 
-@task(help=RUN_HELP, iterable=["param", "approve"])
+@inventory_task("name", help=RUN_HELP, iterable=["param", "approve"])
 @guarded
 def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=False, yes=False, approve=None,
         resume=None, param=None, keep_waiting=False, quiet=False, accept_new_host_keys=False):
@@ -77,25 +79,31 @@ def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=Fals
     from drtool.secret import redact
 
     book = find(name)
-    inv = load(inventory)
+    inv = load(inventory, c)
     options = RunOptions(params=parse_param_args(param), step_mode=step, start=from_, only=_split(only), yes=yes,
                          approve=tuple(approve or ()), resume=resume, quiet=quiet, keep_waiting=keep_waiting,
                          accept_new_host_keys=accept_new_host_keys)
     executor = RunbookExecutor(inv, book, options)
     if dry_run:
         print(f"Plan for runbook {book.name} on cluster {inv.cluster.name} (dry run: nothing is changed)")
-        for s, lines in executor.plan():
-            print(f"\n== {book.index(s.id) + 1}. {s.id} ({s.kind}): {s.title}")
+        for s, title, lines in executor.plan():
+            print(f"\n== {book.index(s.id) + 1}. {s.id} ({s.kind}): {redact(title)}")
             for target, what in lines:
                 print(f"  [{target}] {redact(what)}")
         return
-    executor.run()
+    try:
+        executor.run()
+    finally:
+        ctx = getattr(executor, "ctx", None)
+        if ctx is not None:
+            prune_runs(inv, ctx.run.record["run_id"], quiet)
 
 
 @task(help={"name": "runbook name or file", "output": "write to FILE instead of the terminal",
             "inventory": "resolve commands per node against this inventory", "param": "NAME=VALUE (repeatable)"},
       iterable=["param"])
 @guarded
+@read_only("output")
 def render(c, name, output=None, inventory=None, param=None):
     """Write a runbook as Markdown: purpose, parameters, each step's doc and exact commands."""
     from pathlib import Path
@@ -106,7 +114,7 @@ def render(c, name, output=None, inventory=None, param=None):
     from drtool.runbooks.render import render_markdown
 
     book = find(name)
-    inv = load(inventory) if inventory else None
+    inv = load(inventory, c) if inventory else None
     text = render_markdown(book, inv, parse_param_args(param))
     if output:
         atomic_write(Path(output), text)
@@ -117,17 +125,21 @@ def render(c, name, output=None, inventory=None, param=None):
 
 @task(help={"inventory": "also check node names against this inventory",
             "name": "only this runbook (name or file); default: every file in runbooks/",
-            "strict": "warnings fail too"})
+            "strict": "warnings fail too",
+            "param": "check a parameter value NAME=VALUE against its type, as runbook.run would (repeatable)"},
+      iterable=["param"])
 @guarded
-def validate(c, name=None, inventory=None, strict=False):
+@read_only()
+def validate(c, name=None, inventory=None, strict=False, param=None):
     """Lint runbooks: schema, unknown phases/actions/nodes, duplicate ids, unused parameters, order."""
     from pathlib import Path
 
     from drtool.errors import ExitCode
     from drtool.runbooks import runbook_files, runbooks_dir
+    from drtool.runbooks.params import parse_param_args
     from drtool.runbooks.validate import lint_files
 
-    inv = load(inventory) if inventory else None
+    inv = load(inventory, c) if inventory else None
     if name:
         from drtool.runbooks import find
 
@@ -137,7 +149,7 @@ def validate(c, name=None, inventory=None, strict=False):
         files = runbook_files()
     if not files:
         raise Exit(f"error: no runbooks in {runbooks_dir()}", code=int(ExitCode.BAD_INPUT))
-    problems = lint_files(files, inv)
+    problems = lint_files(files, inv, parse_param_args(param))
     for p in problems:
         print(p)
     errors = [p for p in problems if p.severity == "error" or strict]

@@ -5,9 +5,9 @@ import json
 import time
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import console, guarded, load
+from drtool.tasks._cli import console, guarded, inventory_task, load, read_only
 
 
 def find_kubeconfig(inv, explicit: str | None) -> tuple[str, str | None]:
@@ -50,9 +50,10 @@ def _render(snap, con, elapsed: float | None = None) -> None:
     con.print("[green]all ready[/]" if snap.ok else f"[yellow]{len(snap.not_done)} not ready[/]")
 
 
-@task(help={"inventory": "inventory file", "kubeconfig": "kubeconfig to use (default: the newest run's)",
+@inventory_task(help={"inventory": "inventory file", "kubeconfig": "kubeconfig to use (default: the newest run's)",
             "watch": "refresh until everything is ready (bounded by timeouts.converge)", "json": "print JSON"})
 @guarded
+@read_only()
 def status(c, inventory=None, kubeconfig=None, watch=False, json=False):
     """One snapshot of the cluster (Flux objects, workloads, pods, expectations); exit 4 when not all ready."""
     import json as jsonlib
@@ -62,7 +63,7 @@ def status(c, inventory=None, kubeconfig=None, watch=False, json=False):
     from drtool.kube.client import api_client_from_kubeconfig
     from drtool.converge import ConvergeOptions
 
-    inv = load(inventory)
+    inv = load(inventory, c)
     path, context = find_kubeconfig(inv, kubeconfig)
     client = api_client_from_kubeconfig(path, context=context)
     options = ConvergeOptions(deadline_s=inv.timeouts.converge, ignore_namespaces=tuple(inv.converge.ignore_namespaces),

@@ -83,6 +83,7 @@ def write_inventory(lab: Lab, dest: Path, agents: int = 1, mutate=None) -> Path:
     data["k3s"]["install"] = {"method": "airgap", "script": str(root / "artifacts" / "install.sh"),
                               "binary": str(root / "artifacts" / "k3s"), "images": str(root / "artifacts" / "k3s-airgap-images.tar")}
     data["flux"]["cli"] = str(root / "bin" / "flux")
+    data["flux"]["checkout"] = str(root / "gitops" / "homelab-gitops")  # where lab_up put the lab's repo
     data["secrets"][0]["from_file"] = str(root / "secrets" / "age.agekey")
     if mutate:
         mutate(data)

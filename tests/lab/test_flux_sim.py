@@ -36,7 +36,9 @@ BOOTSTRAP = ["bootstrap", "github", "--owner=lab", "--repository=homelab-gitops"
 
 def _node(name: str, labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            # The kubelet's own labels, as a K3s node has them (Flux's Deployments select kubernetes.io/os).
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                                  "kubernetes.io/arch": "amd64", **(labels or {})}},
             "spec": {"taints": taints or []},
             "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                        "message": "kubelet is posting ready status"}],
@@ -72,14 +74,16 @@ class Cluster:
     recorder: Recorder
 
     def run_flux(self, *args: str, token: str | None = TOKEN, lab: Path | None = None,
-                 timeout: float = 90) -> subprocess.CompletedProcess:
+                 timeout: float = 90, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GITLAB_TOKEN", "DRTOOL_LAB")}
+        env.update(extra_env or {})
         env["KUBECONFIG"] = str(self.kubeconfig)
         if token is not None:
             env["GITHUB_TOKEN"] = token
         if lab is not None:
             env["DRTOOL_LAB"] = str(lab)
-        return subprocess.run([str(self.flux), *args], capture_output=True, text=True, env=env, timeout=timeout)
+        return subprocess.run([str(self.flux), *args], capture_output=True, text=True, env=env, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
 
     def objects(self, group: str, kind: str) -> list[dict]:
         return self.server.threadsafe(lambda: self.server.store.list(group, kind))
@@ -194,9 +198,24 @@ def test_bootstrap_again_is_idempotent(cluster: Cluster) -> None:
 
 
 def test_bootstrap_without_token_fails_like_flux(cluster: Cluster) -> None:
+    # flux2 v2.4.0 bootstrap_github.go: only GITHUB_TOKEN is read; otherwise a prompt, and EOF fails.
     result = cluster.run_flux(*BOOTSTRAP, token=None)
     assert result.returncode == 1
-    assert "✗ GITHUB_TOKEN environment variable not set" in result.stderr
+    assert "Please enter your GitHub personal access token (PAT): " in result.stdout
+    assert "✗ could not read token: could not read from stdin: EOF" in result.stderr
+    other_name = cluster.run_flux(*BOOTSTRAP, token=None, extra_env={"FLUX_GIT_TOKEN": TOKEN})
+    assert "could not read token" in other_name.stderr
+
+
+def test_bootstrap_rate_limit_is_githubs_403(cluster: Cluster, tmp_path: Path) -> None:
+    lab = tmp_path / "ratelimited"
+    lab.mkdir()
+    config = json.loads((cluster.lab / "lab.json").read_text())
+    config.update(root=str(lab), scenario=str(builtin_scenario_path("fault-rate-limit")))
+    (lab / "lab.json").write_text(json.dumps(config))
+    limited = cluster.run_flux(*BOOTSTRAP, lab=lab)
+    assert limited.returncode == 1
+    assert "403 API rate limit exceeded" in limited.stderr
 
 
 def test_bootstrap_unknown_repository_is_permanent_failure(cluster: Cluster) -> None:
@@ -232,3 +251,22 @@ def test_check_pre_and_version(cluster: Cluster) -> None:
     version = cluster.run_flux("version", "--client")
     assert version.stdout.strip() == "flux: v2.4.0"
     assert cluster.run_flux("--version").stdout.strip() == "flux version 2.4.0"
+
+
+def test_bootstrap_fails_at_once_when_flux_system_is_not_ready(cluster: Cluster) -> None:
+    # flux2 v2.4.0 pkg/bootstrap/bootstrap.go objectReconciled: Ready=False ends the wait with its message.
+    # Runs last in this module: it leaves flux-system failing.
+    monitor = cluster.repo / "clusters/homelab/servicemonitor.yaml"
+    monitor.write_text("apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x, namespace: default}\n")
+    git(cluster.repo, "add", "-A")
+    git(cluster.repo, "commit", "--quiet", "-m", "add a ServiceMonitor without its CRD")
+    store = cluster.server.store
+    for group, kind in (("source.toolkit.fluxcd.io", "GitRepository"), ("kustomize.toolkit.fluxcd.io", "Kustomization")):
+        if cluster.server.threadsafe(lambda g=group, k=kind: store.peek(g, k, "flux-system", "flux-system")) is not None:
+            cluster.server.threadsafe(lambda g=group, k=kind: store.delete(g, k, "flux-system", "flux-system"))
+    started = time.monotonic()
+    result = cluster.run_flux(*BOOTSTRAP)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert "✗ error while waiting for Kustomization to be ready: '" in result.stderr
+    assert 'no matches for kind "ServiceMonitor"' in result.stderr

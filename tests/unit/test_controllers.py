@@ -18,7 +18,7 @@ from drtool.lab.api import Store
 from drtool.lab.controllers import start_controllers
 from drtool.lab.controllers.conditions import get_condition
 from drtool.lab.controllers.health import health
-from drtool.lab.controllers.kustomize import BuildError, build
+from drtool.gitops.kustomize import build_kustomization
 from drtool.lab.controllers.scheduler import schedule
 from drtool.lab.flux import manifests
 from drtool.lab.gitops_repo import fixture_dir, git, prepare_gitops
@@ -37,51 +37,12 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\n"
 
 
-def test_build_without_kustomization_takes_every_manifest_recursively(tmp_path: Path) -> None:
-    _tree(tmp_path, {"c/a.yaml": CM.format(name="a"), "c/sub/b.yml": CM.format(name="b"),
-                     "c/old.yaml.backup": CM.format(name="backup"), "c/README.md": "# notes",
-                     "c/app/kustomization.yaml": "resources: [x.yaml]\n", "c/app/x.yaml": CM.format(name="x"),
-                     "c/app/ignored.yaml": CM.format(name="not-listed")})
-    names = [m.obj["metadata"]["name"] for m in build(tmp_path, "./c")]
-    assert sorted(names) == ["a", "b", "x"]
-
-
-def test_build_with_kustomization_follows_resources_and_namespace(tmp_path: Path) -> None:
-    _tree(tmp_path, {
-        "infra/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-                                    "namespace: tools\nresources: [one.yaml, sub]\n",
-        "infra/one.yaml": CM.format(name="one"), "infra/extra.yaml": CM.format(name="extra"),
-        "infra/sub/kustomization.yaml": "resources: [ns.yaml, two.yaml]\n",
-        "infra/sub/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: tools}\n",
-        "infra/sub/two.yaml": CM.format(name="two") + "---\n" + CM.format(name="three")})
-    built = {m.obj["metadata"]["name"]: m for m in build(tmp_path, "infra")}
-    assert sorted(built) == ["one", "three", "tools", "two"]
-    assert built["two"].obj["metadata"]["namespace"] == "tools"
-    assert "namespace" not in built["tools"].obj["metadata"]        # Namespaces are cluster-scoped
-    assert built["three"].source == "infra/sub/two.yaml"
-
-
-def test_build_of_the_lab_fixture_ignores_the_backup_file() -> None:
-    refs = [m.ref for m in build(fixture_dir(), "./clusters/homelab")]
+def test_lab_fixture_builds_with_flux_rules_and_skips_the_backup_file() -> None:
+    refs = [f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+            for o in build_kustomization(fixture_dir(), "./clusters/homelab")]
     assert refs == ["Kustomization/flux-system/infrastructure", "Kustomization/flux-system/workloads"]
-    infra = [m.ref for m in build(fixture_dir(), "./infrastructure")]
-    assert "HelmRelease/logging/loki" in infra and "PersistentVolume/loki-data" in infra
-
-
-@pytest.mark.parametrize(("files", "path", "message"), [
-    ({"c/bad.yaml": "kind: [unclosed\n"}, "c", "failed to decode c/bad.yaml"),
-    ({"c/x.yaml": "apiVersion: v1\nmetadata: {name: x}\n"}, "c", "c/x.yaml: missing apiVersion or kind"),
-    ({"c/x.yaml": "apiVersion: v1\nkind: ConfigMap\n"}, "c", "c/x.yaml: ConfigMap has no metadata.name"),
-    ({"c/kustomization.yaml": "resources: [gone.yaml]\n"}, "c", "'gone.yaml': no such file"),
-    ({"c/kustomization.yaml": "resources: [d]\n", "c/d/a.yaml": CM.format(name="a")}, "c", "must contain one of"),
-    ({"c/a.yaml": CM.format(name="a")}, "./missing", "kustomization path not found"),
-    ({"c/a.yaml": CM.format(name="a")}, "../..", "outside the source"),
-])
-def test_build_errors_name_the_file(tmp_path: Path, files: dict[str, str], path: str, message: str) -> None:
-    _tree(tmp_path, files)
-    with pytest.raises(BuildError) as err:
-        build(tmp_path, path)
-    assert message in str(err.value)
+    infra = [(o["kind"], o["metadata"]["name"]) for o in build_kustomization(fixture_dir(), "./infrastructure")]
+    assert ("HelmRelease", "loki") in infra and ("PersistentVolume", "loki-data") in infra
 
 
 # ----------------------------------------------------------------------------- scheduler
@@ -131,6 +92,9 @@ def test_scheduler_spreads_by_load() -> None:
 
 FAST = {"git_repository": 0.01, "helm_repository": 0.01, "kustomization": 0.01, "helm_release": 0.01,
         "pod": 0.01, "flux_controllers": 0.01, "node_ready": 0, "retry_interval": 0.05}
+# Flux's own durations a thousand times faster: the 30 s dependency requeue takes 30 ms,
+# a 10m retry interval 0.6 s.
+FAST_SCALE = 0.001
 
 
 def _ks(name: str, path: str, **spec: Any) -> dict:
@@ -162,7 +126,8 @@ def _run(tmp_path: Path, scenario: dict, body: Callable[..., Awaitable[None]],
     gitops = prepare_gitops(tmp_path / "lab", source, "clusters/lab")
     scenario_file = tmp_path / "scenario.yaml"
     import yaml
-    scenario_file.write_text(yaml.safe_dump({"name": "test", "defaults": FAST, **scenario}))
+    scenario_file.write_text(yaml.safe_dump({"name": "test", "defaults": FAST, "time_scale": FAST_SCALE,
+                                             **scenario}))
     config = {"root": str(tmp_path / "lab"), "gitops": gitops, "scenario": str(scenario_file)}
 
     async def main() -> None:
@@ -263,7 +228,7 @@ HELM = {
     "infra/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: logging}\n",
     "infra/loki.yaml": "apiVersion: helm.toolkit.fluxcd.io/v2beta1\nkind: HelmRelease\nmetadata: {name: loki, namespace: logging}\n"
                        "spec: {chart: {spec: {chart: loki, version: '6.21.0', sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}}},"
-                       " values: {workloadKind: StatefulSet}}\n",
+                       " install: {remediation: {retries: 3}}, values: {workloadKind: StatefulSet}}\n",
     "infra/grafana.yaml": "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: grafana, namespace: logging}\n"
                           "spec: {dependsOn: [{name: loki}], chart: {spec: {chart: grafana, version: '10.2.0',"
                           " sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}}}}\n",
@@ -299,6 +264,29 @@ def test_helmrelease_retries_then_succeeds_and_stalls_on_retries_exceeded(tmp_pa
     _run(tmp_path, scenario, body, HELM)
 
 
+def test_a_helmrelease_whose_first_install_fails_is_stalled_with_default_remediation(tmp_path: Path) -> None:
+    """helm-controller v1.1.0: install.remediation.retries defaults to 0, so one failure is terminal."""
+    scenario = {"objects": {"HelmRelease/logging/loki": {"fail_times": 1}}}
+    files = {k: v for k, v in HELM.items() if k != "infra/grafana.yaml"}
+    files["infra/loki.yaml"] = files["infra/loki.yaml"].replace(" install: {remediation: {retries: 3}},", "")
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("infra", "./infra"))
+
+        def stalled() -> dict | None:
+            return get_condition(store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki"), "Stalled")
+        cond = await _eventually(stalled)
+        assert (cond["status"], cond["reason"], cond["message"]) == ("True", "RetriesExceeded",
+                                                                     "Failed to install after 1 attempt(s)")
+        await asyncio.sleep(0.3)          # many retry periods at this time scale: no second attempt
+        loki = store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki")
+        assert loki["status"]["installFailures"] == 1
+        assert get_condition(loki, "Ready")["reason"] == "InstallFailed"
+        assert store.get("apps", "StatefulSet", "logging", "loki") is None
+
+    _run(tmp_path, scenario, body, files)
+
+
 def test_bad_repos_give_clear_conditions_and_the_controllers_keep_going(tmp_path: Path) -> None:
     files = {**APPS, "apps/web.yaml": DEPLOY.format(name="web", extra=""),
              "broken/bad.yaml": "kind: [oops\n",
@@ -316,7 +304,7 @@ def test_bad_repos_give_clear_conditions_and_the_controllers_keep_going(tmp_path
         async def reason(name: str, expected: str) -> dict:
             return await _eventually(lambda: (c := _ready(store, group, kind, "flux-system", name)) and
                                      c["reason"] == expected and c)
-        assert "failed to decode broken/bad.yaml" in (await reason("broken", "BuildFailed"))["message"]
+        assert "failed to decode Kubernetes YAML from broken/bad.yaml" in (await reason("broken", "BuildFailed"))["message"]
         assert 'no matches for kind "Widget" in version "example.com/v1"' in \
             (await reason("unknown", "ReconciliationFailed"))["message"]
         assert "kustomization path not found" in (await reason("nopath", "BuildFailed"))["message"]

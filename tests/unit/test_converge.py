@@ -271,3 +271,66 @@ def test_convergence_is_confirmed_by_a_fresh_list_when_a_kind_lags():
     api.put(flux("Kustomization", "flux-system", "apps", ready=True))
     worker.join(10)
     assert result["r"].outcome == "deadline", result["r"].summary()
+
+
+NO_MATCHES = ('HelmRelease/monitoring/kube-prometheus-stack dry-run failed: no matches for kind "ServiceMonitor" '
+              'in version "monitoring.coreos.com/v1"')
+
+
+def frozen_cluster(api: InMemoryApi, with_pending_helmrelease: bool = False):
+    """kustomize-controller v1.4.0 wording: the apply fails on a kind no CRD serves; apps waits on it."""
+    src = {"sourceRef": {"kind": "GitRepository", "name": "flux-system"}}
+    api.put(flux("GitRepository", "flux-system", "flux-system"))
+    api.put(flux("Kustomization", "flux-system", "monitoring", ready=False, reason="ReconciliationFailed",
+                 message=NO_MATCHES, spec=src))
+    api.put(flux("Kustomization", "flux-system", "apps", ready=False, reason="DependencyNotReady",
+                 message="dependency 'flux-system/monitoring' is not ready",
+                 spec={**src, "dependsOn": [{"name": "monitoring"}]}))
+    if with_pending_helmrelease:      # could still install the CRD: keep waiting
+        api.put(flux("HelmRelease", "monitoring", "prometheus-operator-crds", ready=False,
+                     reason="Progressing", message="Running 'install' action with timeout of 5m0s"))
+
+
+def test_stuck_cluster_fails_after_the_grace_naming_root_and_chain():
+    api = InMemoryApi()
+    frozen_cluster(api)
+    started = time.monotonic()
+    res = run(api, options(deadline_s=30, stuck_grace_s=0.5))
+    elapsed = time.monotonic() - started
+    assert res.outcome == "stuck" and not res.converged
+    assert 0.5 <= elapsed < 3
+    (failure,) = res.failures
+    assert failure.object == "Kustomization/flux-system/monitoring" and failure.reason == "ReconciliationFailed"
+    assert "no matches for kind" in failure.message and failure.chain == "apps waits on monitoring"
+    assert "nothing changed for" in res.summary() and "no matches for kind" in res.summary()
+
+
+@pytest.mark.parametrize("keep_waiting,pending_hr", [(True, False), (False, True)])
+def test_stuck_is_not_declared_while_something_could_still_move(keep_waiting, pending_hr):
+    api = InMemoryApi()
+    frozen_cluster(api, with_pending_helmrelease=pending_hr)
+    res = run(api, options(deadline_s=1.0, stuck_grace_s=0.2, keep_waiting=keep_waiting))
+    assert res.outcome == "deadline"
+
+
+def test_deadline_names_pending_objects_with_reason_and_message():
+    api = InMemoryApi()
+    frozen_cluster(api)
+    res = run(api, options(deadline_s=0.3))
+    assert res.outcome == "deadline"
+    assert "Kustomization/flux-system/apps (DependencyNotReady: dependency 'flux-system/monitoring' is not ready)" \
+        in res.summary()
+
+
+def test_expected_objects_that_never_appeared_are_counted_and_listed():
+    api = InMemoryApi()
+    homelab(api)
+    res = run(api, options(deadline_s=0.3, expected_kustomizations=("flux-system/apps",)))
+    missing = next(o for o in res.objects if o.id == "Kustomization/flux-system/apps")
+    assert missing.ready_at is None and missing.state == "NotFound"
+    from drtool.report.model import build_report
+
+    record = {"schema": "drtool.run/v1", "run_id": "r", "kind": "rebuild", "status": "failed",
+              "started_at": 1.0, "phases": [], "converge": res.to_dict()}
+    conv = build_report(record)["converge"]
+    assert conv["objects_ready"] == conv["objects_total"] - 1

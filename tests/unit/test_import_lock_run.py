@@ -13,7 +13,9 @@ from drtool.errors import BadInput, LockHeld
 from drtool.inventory import parse_inventory
 from drtool.inventory_import import convert_ansible
 from drtool.lock import ClusterLock
-from drtool.pipeline import PHASE_NAMES, recovery_seconds, select_phases
+from drtool.pipeline import PHASE_NAMES, select_phases
+from drtool.report.model import recovery
+from drtool.report.record import parse_record
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = """
@@ -99,7 +101,11 @@ def test_select_phases_and_recovery():
     assert PHASE_NAMES[0] == "preflight" and PHASE_NAMES[-1] == "converge"
     with pytest.raises(BadInput, match="--from"):
         select_phases("converge", "teardown")
-    record = {"phases": [{"name": "preflight", "started_at": 100.0, "ended_at": 101.0},
-                         {"name": "teardown", "started_at": 105.0, "ended_at": 110.0},
-                         {"name": "converge", "started_at": 110.0, "ended_at": 130.0}]}
-    assert recovery_seconds(record) == 25.0
+    record = {"run_id": "r", "started_at": 99.0, "objective_s": 20.0,
+              "phases": [{"name": "preflight", "started_at": 100.0, "ended_at": 101.0},
+                         {"name": "teardown", "started_at": 105.0, "ended_at": 110.0, "outcome": "ok"},
+                         {"name": "converge", "started_at": 110.0, "ended_at": 130.0}],
+              "converge": {"converged": True, "ended": 129.5}}
+    # From the start of the wipe to the moment the converge phase saw everything Ready.
+    rcv = recovery(parse_record(record))
+    assert (rcv.seconds, rcv.start_phase, rcv.over_objective) == (24.5, "teardown", True)

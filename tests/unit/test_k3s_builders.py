@@ -127,3 +127,15 @@ def test_selinux_facts_and_the_airgap_refusal():
     assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Permissive\n"))[0] == "warn"
     assert selinux_check(INV, parse_facts("selinux=Enforcing\n")) is None          # not an RPM node
     assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Disabled\n")) is None
+
+
+def test_airgap_images_keep_the_suffix_k3s_decompresses_by():
+    # k3s-io/k3s pkg/agent/containerd (preloadFile / wharfie tarfile): the name picks the decompressor.
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    for name, remote in (("k3s-airgap-images-amd64.tar.zst", "k3s-airgap-images.tar.zst"),
+                         ("bundle.TGZ", "k3s-airgap-images.TGZ".lower()),
+                         ("k3s-airgap-images-amd64.tar", "k3s-airgap-images.tar")):
+        data["k3s"]["install"]["images"] = f"/srv/{name}"
+        inv = parse_inventory(data, REPO / "inventory" / "lab.yaml")
+        uploads = dict((a, r) for a, r, _ in k3s.airgap_uploads(inv))
+        assert uploads["images"] == f"/var/lib/rancher/k3s/agent/images/{remote}", name

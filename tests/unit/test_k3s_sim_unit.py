@@ -317,3 +317,25 @@ def test_config_file_and_dropins_become_flags_before_the_command_line():
     # A single value given on the command line wins; list flags add up.
     cfg = parse_server([*words, "--node-label", "c=3"], {}, "n")
     assert cfg.labels == {"a": "1", "b": "2", "c": "3"} and cfg.disable == ("servicelb",) and cfg.cluster_init
+
+
+def test_lab_k3s_imports_image_archives_by_suffix_only(tmp_path, capsys):
+    # k3s-io/k3s pkg/agent/containerd preloadFile: a gzip archive named .tar is not imported.
+    import gzip
+
+    from drtool.lab.k3s import artifacts, images
+    from drtool.lab.k3s.rootfs import RootFS
+
+    folder = tmp_path / "var/lib/rancher/k3s/agent/images"
+    folder.mkdir(parents=True)
+    packed = gzip.compress(artifacts.images_tarball())
+    (folder / "renamed.tar").write_bytes(packed)
+    (folder / "notes.md").write_text("not an archive")
+    imported = images.preload(RootFS(tmp_path), "/var/lib/rancher/k3s")
+    assert imported == []
+    err = capsys.readouterr().err
+    assert "Error encountered while importing /var/lib/rancher/k3s/agent/images/renamed.tar" in err
+    assert "notes.md: unhandled file type" in err
+    (folder / "renamed.tar").rename(folder / "bundle.tar.gz")
+    imported = images.preload(RootFS(tmp_path), "/var/lib/rancher/k3s")
+    assert "docker.io/rancher/mirrored-coredns-coredns:1.11.3" in imported

@@ -6,7 +6,9 @@ from pathlib import Path
 import yaml
 
 from drtool.flux import bootstrap_argv, is_permanent, parse_version
-from drtool.inventory import load_inventory
+import pytest
+
+from drtool.inventory import load_inventory, parse_inventory
 from drtool.kubeconfig import merge, rewrite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,3 +67,29 @@ def test_failure_classification_and_version():
     assert parse_version("flux: v2.4.0\n") == "v2.4.0"
     assert parse_version("flux: 2.3.1") == "v2.3.1"
     assert parse_version("nothing") is None
+
+
+def test_no_token_is_permanent_and_githubs_rate_limit_403_is_transient():
+    # flux2 v2.4.0 bootstrap_github.go: no GITHUB_TOKEN and no terminal -> "could not read token".
+    assert is_permanent("✗ could not read token: could not read from stdin: EOF")
+    # go-github RateLimitError / AbuseRateLimitError: a 403 that passes once the limit resets.
+    assert not is_permanent('✗ failed to get Git repository "https://github.com/o/r": provider error: '
+                            "GET https://api.github.com/repos/o/r: 403 API rate limit exceeded for user ID 1.")
+    assert not is_permanent("✗ 403 You have exceeded a secondary rate limit. Please wait a few minutes")
+    assert is_permanent("✗ GET https://api.github.com/repos/o/r: 403 Resource not accessible by integration")
+
+
+def test_token_reaches_flux_under_the_name_the_provider_reads():
+    from drtool.flux import bootstrap_env
+
+    base = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    for provider, extra, flux_name in (("github", {"owner": "o", "repository": "r"}, "GITHUB_TOKEN"),
+                                       ("gitlab", {"owner": "o", "repository": "r"}, "GITLAB_TOKEN"),
+                                       ("git", {"url": "https://git.example/r.git"}, "GIT_PASSWORD")):
+        data = dict(base, flux={**{k: v for k, v in base["flux"].items() if k not in ("owner", "repository", "personal")},
+                                "provider": provider, "token_env": "MY_GIT_TOKEN", **extra})
+        inv = parse_inventory(data, "inv.yaml")
+        env = bootstrap_env(inv, {"MY_GIT_TOKEN": "t0k", "PATH": "/bin"})
+        assert env[flux_name] == "t0k" and env["PATH"] == "/bin", provider
+    with pytest.raises(KeyError, match="MY_GIT_TOKEN"):
+        bootstrap_env(inv, {})

@@ -29,7 +29,7 @@ def inv(tmp_path):
 def test_render_without_inventory_names_groups_and_required_params():
     text = render_markdown(load_runbook(REPO / "runbooks" / "agent-replace.yaml"))
     assert text.startswith("# Runbook: agent-replace\n")
-    assert "--param agent=…" in text and "| `agent` | (required) | `<agent>` |" in text
+    assert "--param agent=…" in text and "| `agent` | agent | (required) | `<agent>` |" in text
     assert "### 3. Uninstall K3s on <agent>" in text
     assert "# on <agent> (as root)" in text and "k3s-agent-uninstall.sh" in text
 
@@ -45,9 +45,10 @@ def test_render_with_inventory_shows_exact_commands_per_node(inv):
 def test_dry_run_plan_resolves_targets_and_refuses_unknown_nodes(inv):
     book = load_runbook(REPO / "runbooks" / "agent-replace.yaml")
     plan = RunbookExecutor(inv, book, RunOptions(params={"agent": "node2"})).plan()
-    targets = {s.id: [t for t, _ in lines] for s, lines in plan}
+    targets = {s.id: [t for t, _ in lines] for s, _, lines in plan}
     assert targets["wipe"] == ["node2"] and targets["delete-node"] == ["local"]
-    with pytest.raises(BadInput, match=r"steps\[2\] \(id wipe\).remote.on: unknown node 'node7'"):
+    # A typed parameter is checked before any step resolves it.
+    with pytest.raises(BadInput, match=r"command line: --param agent: unknown node 'node7'"):
         RunbookExecutor(inv, book, RunOptions(params={"agent": "node7"})).plan()
     with pytest.raises(BadInput, match="--from: no step 'nope'"):
         RunbookExecutor(inv, book, RunOptions(params={"agent": "node2"}, start="nope"))

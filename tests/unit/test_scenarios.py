@@ -81,14 +81,16 @@ def test_missing_file_is_bad_input(tmp_path: Path) -> None:
 def test_homelab_critical_path_follows_the_dependency_chain() -> None:
     # node1 Ready 0.3 → Flux controllers 0.5 → GitRepository 0.6 → flux-system applied 0.8
     # → infrastructure applied 1.0 → HelmRepositories 1.1 → loki installed 1.4, pod on node2 1.7
-    # → grafana (dependsOn loki) 2.0, pod 2.3 = infrastructure Ready → workloads applied 2.5 → pods 2.8.
+    # → grafana (dependsOn loki) 2.0, pod 2.3 → infrastructure's health poll (every 5 s × time_scale
+    # 0.05 = 0.25 s from 1.0) sees it at 2.5 → workloads, first looked at 0.8, re-checks its dependency
+    # every 30 s × 0.05 = 1.5 s: at 3.8 → applied 4.0 → pods 4.3 → its health poll sees them at 4.5.
     sc = load_scenario(builtin_scenario_path("homelab"))
-    assert critical_path(sc, fixture_dir(), "clusters/homelab") == pytest.approx(2.8)
+    assert critical_path(sc, fixture_dir(), "clusters/homelab") == pytest.approx(4.5)
 
 
 def test_critical_path_reacts_to_delays_and_unschedulable_nodes() -> None:
     slow = load_scenario(builtin_scenario_path("slow-phase"))
-    assert critical_path(slow, fixture_dir()) == pytest.approx(5.4)
+    assert critical_path(slow, fixture_dir()) == pytest.approx(6.0)
     never = load_scenario(builtin_scenario_path("unschedulable"))
     assert math.isinf(critical_path(never, fixture_dir()))
 
@@ -115,13 +117,14 @@ def test_critical_path_of_a_small_repo(tmp_path: Path) -> None:
         """))
     sc = parse_scenario({"name": "t", "defaults": {"git_repository": 1, "kustomization": 1, "pod": 1,
                                                   "flux_controllers": 1, "node_ready": 0}})
-    # controllers 1, git 2, flux-system 3, base applied 4 → web (2 ordered pods) 6; after applied 5.
+    # controllers 1, git 2, flux-system 3, base applied (Ready) 4 → web (2 ordered pods) 6; after, first
+    # looked at 3, sees base Ready at its next dependency requeue 3 + 1.5 → applied 5.5.
     assert critical_path(sc, tmp_path, "clusters") == pytest.approx(6.0)
 
 
 def test_cli_prints_critical_path_and_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert scenarios_cli(["critical-path", str(builtin_scenario_path("homelab"))]) == ExitCode.OK
-    assert capsys.readouterr().out.strip() == "2.800"
+    assert capsys.readouterr().out.strip() == "4.500"
     bad = _write(tmp_path, "name: x\nbogus: 1\n")
     assert scenarios_cli(["validate", str(bad)]) == ExitCode.BAD_INPUT
     assert f"{bad}: bogus: unknown key" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .kinds import ALL_VERBS, KindInfo, KindRegistry
+from .kinds import KindInfo, KindRegistry
 
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
 
@@ -40,7 +40,7 @@ def api_group(kinds: KindRegistry, group: str) -> dict[str, Any] | None:
 
 def _resource_entries(info: KindInfo) -> list[dict[str, Any]]:
     main: dict[str, Any] = {"name": info.plural, "singularName": info.singular_name,
-                            "namespaced": info.namespaced, "kind": info.kind, "verbs": list(ALL_VERBS)}
+                            "namespaced": info.namespaced, "kind": info.kind, "verbs": list(info.verbs)}
     if info.short_names:
         main["shortNames"] = list(info.short_names)
     if info.categories:

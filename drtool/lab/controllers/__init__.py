@@ -19,6 +19,7 @@ from typing import Any
 from drtool.errors import BadInput
 from drtool.lab.scenarios import Scenario, builtin_scenario_path, load_scenario
 
+from .chartcrds import lab_catalog
 from .helmreleases import HelmReleaseReconciler
 from .kustomizations import KustomizationReconciler
 from .pods import PodReconciler
@@ -83,11 +84,16 @@ async def start_controllers(store: Any, lab_config: dict[str, Any]) -> Controlle
     except BadInput:
         log.error("invalid lab scenario %s", lab_config.get("scenario"))
         raise
+    try:
+        catalog = lab_catalog(lab_config, scenario.chart_crd_entries())
+    except ValueError as exc:                   # ChartCatalogError names the file and field
+        raise BadInput(str(lab_config.get("chart_crds") or "chart_crds"), "", str(exc)) from None
     url_map = dict((lab_config.get("gitops") or {}).get("url_map") or {})
     artifacts = ArtifactStore(_artifact_root(lab_config))
     runtime = Runtime(store, scenario)
     for reconciler in (GitRepositoryReconciler(runtime, url_map, artifacts), SimpleSourceReconciler(runtime),
-                       KustomizationReconciler(runtime, artifacts), HelmReleaseReconciler(runtime),
+                       KustomizationReconciler(runtime, artifacts),
+                       HelmReleaseReconciler(runtime, catalog),
                        DeploymentReconciler(runtime), ReplicaSetReconciler(runtime),
                        StatefulSetReconciler(runtime), PodReconciler(runtime)):
         runtime.add(reconciler)

@@ -6,6 +6,9 @@ import re
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
+# kustomize-controller v1.4.0 kustomization_controller.go checkHealth: WaitForSet polls every 5 s.
+HEALTH_POLL = 5.0
+
 
 def parse_duration(text: object, default: float) -> float:
     """Seconds in ``text``; ``default`` when it is missing or malformed."""

@@ -3,8 +3,13 @@
 The release waits for its chart source (HelmRepository) and its ``dependsOn`` releases,
 then installs after the scenario's delay and waits for the workload like ``helm install
 --wait`` (Flux's default), before turning ``Ready=True`` reason ``InstallSucceeded``.
-Scenario faults: ``fail_times: N`` fails N installs (``InstallFailed``) then succeeds;
-``retries_exceeded`` stalls the release (``Stalled=True`` reason ``RetriesExceeded``).
+Scenario faults: ``fail_times: N`` fails N install/upgrade attempts (``InstallFailed``) then
+succeeds; ``retries_exceeded`` fails every attempt. Whether a failure is retried follows
+helm-controller v1.1.0's remediation (see ``_failed``): with the default
+``install.remediation.retries: 0`` the first failure stalls the release (``Stalled=True``
+reason ``RetriesExceeded``). Dependencies are re-checked every ``--requeue-dependency``;
+durations play at the scenario's ``time_scale``.
+A chart the catalog (``drtool/gitops/chart_crds.yaml``) knows also gets its CRDs (``chartcrds``).
 
 Status carries the fields of both API shapes the lab serves (v2 ``history``,
 ``lastAttemptedRevision``; v2beta1 ``lastAppliedRevision``, ``helmChart``), since all
@@ -16,82 +21,20 @@ import hashlib
 import json
 from typing import Any
 
+from drtool.gitops.charts import ChartCatalog, default_catalog
 from drtool.lab.api.objects import clone, now_rfc3339
 from drtool.lab.api.status import ApiError
 
+from .chartcrds import chart_crd_objects
 from .conditions import flux_not_ready, flux_progressing, flux_ready, is_ready, set_condition, status_copy
 from .durations import format_duration, parse_duration
 from .health import CURRENT, health
+from .charts import chart_of as _chart, workload_for
 from .runtime import DONE, WAIT, Key, Result, Runtime, flux_gate, key_of
 
 GROUP = "helm.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 DEFAULT_TIMEOUT = 300.0
-
-
-def _chart(spec: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """(chart name, version, sourceRef) from ``spec.chart.spec`` or ``spec.chartRef``."""
-    chart_spec = (spec.get("chart") or {}).get("spec") or {}
-    if chart_spec:
-        return (str(chart_spec.get("chart") or "chart"), str(chart_spec.get("version") or "1.0.0"),
-                chart_spec.get("sourceRef") or {})
-    ref = spec.get("chartRef") or {}
-    return str(ref.get("name") or "chart"), "1.0.0", ref
-
-
-def _first(values: dict[str, Any], *paths: str) -> Any:
-    for path in paths:
-        cur: Any = values
-        for part in path.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if cur is not None:
-            return cur
-    return None
-
-
-def workload_for(release: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
-    """The Deployment/StatefulSet the chart "renders" for ``release`` (pure).
-
-    Values honoured: ``replicas``/``replicaCount``/``deployment.replicas``/
-    ``singleBinary.replicas``, ``nodeSelector``, ``tolerations``, ``image.repository``/
-    ``image.tag`` and the lab convention ``workloadKind`` (Deployment or StatefulSet).
-    """
-    meta, spec = release["metadata"], release.get("spec") or {}
-    values = spec.get("values") or {}
-    chart, version, _ = _chart(spec)
-    kind = kind or str(values.get("workloadKind") or "Deployment")
-    namespace = spec.get("targetNamespace") or meta.get("namespace") or "default"
-    name = spec.get("releaseName") or (f"{spec['targetNamespace']}-{meta['name']}" if spec.get("targetNamespace")
-                                       else meta["name"])
-    replicas = _first(values, "replicas", "replicaCount", "deployment.replicas", "singleBinary.replicas")
-    image_repo = _first(values, "image.repository") or f"docker.io/lab/{chart}"
-    image_tag = _first(values, "image.tag") or version.lstrip("v")
-    selector = {"app.kubernetes.io/name": chart, "app.kubernetes.io/instance": name}
-    labels = dict(selector, **{
-        "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/version": version.lstrip("v"),
-        "helm.sh/chart": f"{chart}-{version.lstrip('v')}",
-        "helm.toolkit.fluxcd.io/name": meta["name"],
-        "helm.toolkit.fluxcd.io/namespace": meta.get("namespace") or "default",
-    })
-    pod_spec: dict[str, Any] = {"containers": [{"name": chart, "image": f"{image_repo}:{image_tag}",
-                                                "ports": [{"containerPort": 8080, "name": "http"}]}]}
-    if isinstance(values.get("nodeSelector"), dict):
-        pod_spec["nodeSelector"] = {str(k): str(v) for k, v in values["nodeSelector"].items()}
-    if isinstance(values.get("tolerations"), list):
-        pod_spec["tolerations"] = clone(values["tolerations"])
-    body: dict[str, Any] = {
-        "apiVersion": "apps/v1", "kind": kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "annotations": {"meta.helm.sh/release-name": name,
-                                     "meta.helm.sh/release-namespace": namespace}},
-        "spec": {"replicas": int(replicas) if isinstance(replicas, (int, float, str)) and str(replicas).isdigit()
-                 else 1,
-                 "selector": {"matchLabels": selector},
-                 "template": {"metadata": {"labels": dict(selector)}, "spec": pod_spec}},
-    }
-    if kind == "StatefulSet":
-        body["spec"]["serviceName"] = f"{name}-headless"
-    return body
 
 
 class HelmReleaseReconciler:
@@ -100,8 +43,9 @@ class HelmReleaseReconciler:
     watches = ((SOURCE_GROUP, "HelmRepository"), (SOURCE_GROUP, "HelmChart"), (SOURCE_GROUP, "OCIRepository"),
                (GROUP, "HelmRelease"), ("apps", "Deployment"))
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, catalog: ChartCatalog | None = None):
         self.rt = runtime
+        self.catalog = catalog if catalog is not None else default_catalog()
         self._failures: dict[tuple[Key, Any], int] = {}
 
     def forget(self, key: Key) -> None:
@@ -134,12 +78,16 @@ class HelmReleaseReconciler:
                                  f"HelmChart '{src_ns}/{ns}-{name}' is not ready: {src_kind} "
                                  f"'{src_ns}/{source_ref.get('name')}' {what}")
 
-        # 2. dependencies
+        # 2. dependencies: helm-controller v1.1.0 helmrelease_controller.go reconcileRelease
+        # requeues on a fixed --requeue-dependency interval ("Exponential backoff would cause
+        # execution to be prolonged too much"); no watch event wakes it earlier.
         for dep in spec.get("dependsOn") or []:
             dep_ns = dep.get("namespace") or ns
             if not is_ready(self.rt.store.peek(GROUP, "HelmRelease", dep_ns, dep.get("name", ""))):
-                return self._blocked(obj, status, gen, "DependencyNotReady",
-                                     f"dependency '{dep_ns}/{dep.get('name')}' is not ready")
+                message = f"dependency '{dep_ns}/{dep.get('name')}' is not ready"
+                self._blocked(obj, status, gen, "DependencyNotReady", message)
+                self.rt.emit(obj, "DependencyNotReady", message, self.component)
+                return Result(requeue_after=self.rt.scenario.scaled(self.rt.scenario.flux.requeue_dependency))
 
         # 3. install (after the scenario's delay), with the scenario's failures
         values_hash = hashlib.sha256(json.dumps(spec.get("values") or {}, sort_keys=True).encode()).hexdigest()[:8]
@@ -155,6 +103,7 @@ class HelmReleaseReconciler:
         status["lastAttemptedRevision"] = version
         status["lastAttemptedGeneration"] = gen
         status["lastAttemptedValuesChecksum"] = values_hash
+        status["lastAttemptedReleaseAction"] = action
         status["helmChart"] = f"{src_ns}/{ns}-{name}"
         if left > 0:
             flux_progressing(status, gen, f"Running '{action}' action with timeout of {format_duration(timeout)}")
@@ -162,51 +111,33 @@ class HelmReleaseReconciler:
             return Result(requeue_after=left)
         release = f"{ns}/{name}"
         if faults.retries_exceeded or attempt < faults.fail_times:
-            self._failures[(key, token)] = attempt + 1
-            message = (f"Helm {action} failed for release {release} with chart {chart}@{version}: "
-                       "context deadline exceeded")
-            status["failures"] = int(status.get("failures") or 0) + 1
-            status["installFailures" if action == "install" else "upgradeFailures"] = attempt + 1
-            set_condition(status, "Released", "False", f"{Action}Failed", message, gen)
-            if faults.retries_exceeded:
-                flux_not_ready(status, gen, f"{Action}Failed", message, stalled=True,
-                               stalled_reason="RetriesExceeded")
-                set_condition(status, "Stalled", "True", "RetriesExceeded",
-                              f"Failed to {action} after {attempt + 1} attempt(s)", gen)
-            else:
-                flux_not_ready(status, gen, f"{Action}Failed", message)
-            self.rt.write_status(obj, status)
-            self.rt.emit(obj, f"{Action}Failed", message, self.component, "Warning")
-            if faults.retries_exceeded:
-                return DONE
-            return Result(requeue_after=self.rt.scenario.defaults.retry_interval)
+            return self._failed(obj, status, gen, key, token, attempt, action,
+                                f"Helm {action} failed for release {release} with chart {chart}@{version}: "
+                                "context deadline exceeded")
 
-        # 4. the workload, then wait for it like `helm install --wait`
+        # 4. the chart's CRDs, then the workload, then wait for it like `helm install --wait`
         kind = faults.workload_kind or None
         workload = workload_for(obj, kind)
         try:
+            self._install_crds(obj, chart, version, action)
             self.rt.store.apply(workload)
         except ApiError as exc:
-            message = f"Helm {action} failed for release {release} with chart {chart}@{version}: {exc.message}"
-            flux_not_ready(status, gen, f"{Action}Failed", message)
-            self.rt.write_status(obj, status)
-            return Result(requeue_after=self.rt.scenario.defaults.retry_interval * 4)
+            return self._failed(obj, status, gen, key, token, attempt, action,
+                                f"Helm {action} failed for release {release} with chart {chart}@{version}: "
+                                f"{exc.message}")
         w_meta = workload["metadata"]
         current = self.rt.store.peek("apps", workload["kind"], w_meta["namespace"], w_meta["name"])
         h = health(current)
         if h.status != CURRENT:
-            waited = self.rt.elapsed(key, ("wait", token))
-            if waited < timeout:
+            waited = self.rt.elapsed(key, ("wait", token, attempt))
+            if waited < self.rt.scenario.scaled(timeout):
                 flux_progressing(status, gen, f"Running '{action}' action with timeout of {format_duration(timeout)}")
                 self.rt.write_status(obj, status)
-                return Result(requeue_after=timeout - waited, wait=True)
-            message = (f"Helm {action} failed for release {release} with chart {chart}@{version}: "
-                       f"timed out waiting for the condition: {workload['kind']}/{w_meta['namespace']}/"
-                       f"{w_meta['name']} {h.message}")
-            set_condition(status, "Released", "False", f"{Action}Failed", message, gen)
-            flux_not_ready(status, gen, f"{Action}Failed", message)
-            self.rt.write_status(obj, status)
-            return Result(wait=True)
+                return Result(requeue_after=self.rt.scenario.scaled(timeout) - waited, wait=True)
+            return self._failed(obj, status, gen, key, token, attempt, action,
+                                f"Helm {action} failed for release {release} with chart {chart}@{version}: "
+                                f"timed out waiting for the condition: {workload['kind']}/{w_meta['namespace']}/"
+                                f"{w_meta['name']} {h.message}")
 
         digest = hashlib.sha256(f"{release}{version}{values_hash}".encode()).hexdigest()
         entry = {"name": name, "namespace": w_meta["namespace"], "version": len(history) + 1,
@@ -229,6 +160,48 @@ class HelmReleaseReconciler:
         self.rt.write_status(obj, status)
         self.rt.emit(obj, f"{Action}Succeeded", message, self.component)
         return DONE
+
+    def _install_crds(self, obj: dict[str, Any], chart: str, version: str, action: str) -> None:
+        for crd, replace in chart_crd_objects(self.catalog, chart, version, obj, action):
+            name = crd["metadata"]["name"]
+            if self.rt.store.peek("apiextensions.k8s.io", "CustomResourceDefinition", None, name) is None:
+                self.rt.store.create(crd)
+            elif replace:
+                self.rt.store.apply(crd)
+
+    def _failed(self, obj: dict[str, Any], status: dict[str, Any], gen: int, key: Key, token: Any, attempt: int,
+                action: str, message: str) -> Result:
+        """A failed install/upgrade, remediated as helm-controller v1.1.0 does it.
+
+        ``internal/reconcile/atomic_release.go``: after a failed release action the object is
+        requeued for remediation and another attempt while its remediation has retries left
+        (``api/v2/helmrelease_types.go`` ``RetriesExhausted``: failures > retries, retries
+        default 0, -1 never exhausts); once exhausted it is ``Stalled=True`` reason
+        ``RetriesExceeded`` "Failed to <action> after N attempt(s)" and not retried again
+        (a terminal error) until its spec changes.
+        """
+        Action = action.capitalize()
+        failures = attempt + 1
+        self._failures[(key, token)] = failures
+        status["failures"] = int(status.get("failures") or 0) + 1
+        status[f"{action}Failures"] = failures
+        remediation = ((obj.get("spec") or {}).get(action) or {}).get("remediation") or {}
+        try:
+            retries = int(remediation.get("retries", 0))
+        except (TypeError, ValueError):
+            retries = 0
+        exhausted = retries >= 0 and failures > retries
+        set_condition(status, "Released", "False", f"{Action}Failed", message, gen)
+        flux_not_ready(status, gen, f"{Action}Failed", message)
+        if exhausted:
+            set_condition(status, "Stalled", "True", "RetriesExceeded",
+                          f"Failed to {action} after {failures} attempt(s)", gen)
+        self.rt.write_status(obj, status)
+        self.rt.emit(obj, f"{Action}Failed", message, self.component, "Warning")
+        if exhausted:
+            return DONE
+        # ErrMustRequeue → Requeue: true, paced by the workqueue's 5ms·2^n rate limiter.
+        return Result(requeue_after=self.rt.scenario.scaled(0.005 * 2 ** attempt))
 
     def _blocked(self, obj: dict[str, Any], status: dict[str, Any], gen: int, reason: str, message: str) -> Result:
         before = clone(status.get("conditions") or [])

@@ -1,31 +1,84 @@
 """Simulated kustomize-controller: build a Kustomization's path and apply it.
 
-Order of checks, as in the real controller: suspended → source artifact → dependsOn →
-decryption key → build → apply (CRDs and Namespaces first) → prune → health checks
-(``wait: true`` checks everything applied, else ``healthChecks``). Every failure lands
-on the ``Ready`` condition with Flux's reason and a message naming the file or object;
-nothing here raises into the runtime for a bad repo.
+Follows fluxcd/kustomize-controller v1.4.0 ``internal/controller/kustomization_controller.go``:
+suspended → source (``Source '...' not found``, retry at ``retryInterval``) → artifact
+(``Source artifact not found, retrying in 30s``) → ``dependsOn`` (``checkDependencies``: Ready
+for the current generation and, on the same source, ``lastAppliedRevision`` equal to the
+artifact's; otherwise re-checked only every ``--requeue-dependency``, never on a watch event) →
+decryption key → build (``drtool.gitops.kustomize``, the real kustomize) → decrypt →
+``postBuild`` substitution → staged apply → prune → health checks polled every 5 s
+(``WaitForSet`` Interval) up to ``GetTimeout()`` → ``Applied revision: ...``. A failure waits
+``GetRetryInterval()`` (``retryInterval``, else ``interval``). Every real duration is played
+at the scenario's ``time_scale``; messages keep Flux's real figures.
+
+The staged apply is ``apply()`` of the same file with fluxcd/pkg ``ssa`` v0.41.1
+(``manager_apply.go`` ``ApplyAll``, ``errors/errors.go`` ``DryRunErr``, ``sort.go``): CRDs and
+Namespaces first, then kinds ending in ``Class``, then everything else sorted by kind; in each
+stage every object is dry-run before any is applied, so one object of a kind the cluster does
+not serve (``no matches for kind``) fails the whole stage, including a HelmRelease in that
+same stage that would have brought its CRD.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
+import json
 import re
 from typing import Any
 
+from drtool.gitops.kustomize import BuildError, build_kustomization, substitute
 from drtool.lab.api.kinds import split_api_version
 from drtool.lab.api.objects import clone
 from drtool.lab.api.status import ApiError
 
-from .conditions import flux_not_ready, flux_progressing, flux_ready, is_ready, status_copy
-from .durations import format_duration, parse_duration
+from .conditions import flux_not_ready, flux_progressing, flux_ready, get_condition, status_copy
+from .durations import HEALTH_POLL, format_duration, parse_duration
 from .health import CURRENT, FAILED, health
-from .kustomize import BuildError, Manifest, build
 from .runtime import WAIT, Key, Result, Runtime, flux_gate, key_of
 from .sources import ArtifactStore
 
 GROUP = "kustomize.toolkit.fluxcd.io"
+SOURCE_GROUP = "source.toolkit.fluxcd.io"
 _ENC = re.compile(r"^ENC\[[A-Z0-9_]+,data:.*\]$")
-DEFAULT_TIMEOUT = 300.0
+MIN_TIMEOUT = 30.0           # api/v1 kustomization_types.go GetTimeout: never under 30s
+DEFAULT_INTERVAL = 600.0
+# fluxcd/pkg ssa v0.41.1 sort.go ReconcileOrder.
+ORDER_FIRST = ("CustomResourceDefinition", "Namespace", "ClusterClass", "RuntimeClass", "PriorityClass",
+               "StorageClass", "VolumeSnapshotClass", "IngressClass", "GatewayClass", "ResourceQuota",
+               "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap",
+               "Secret", "Service", "LimitRange", "Deployment", "StatefulSet", "CronJob", "PodDisruptionBudget")
+ORDER_LAST = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+def _kind_index(kind: str) -> int:
+    if kind in ORDER_FIRST:
+        return ORDER_FIRST.index(kind) - len(ORDER_FIRST)
+    if kind in ORDER_LAST:
+        return 1 + ORDER_LAST.index(kind)
+    return 0
+
+
+def sort_key(obj: dict[str, Any]) -> tuple[int, str, str, str]:
+    """ssa ``SortableUnstructureds``: kind order, then kind name, namespace, name."""
+    meta = obj.get("metadata") or {}
+    return _kind_index(obj["kind"]), obj["kind"], meta.get("namespace") or "", meta.get("name") or ""
+
+
+def stage_of(obj: dict[str, Any]) -> int:
+    """0: CRDs and Namespaces (``IsClusterDefinition``), 1: ``*Class`` kinds, 2: the rest."""
+    kind, api_version = str(obj.get("kind")), str(obj.get("apiVersion"))
+    if (kind == "CustomResourceDefinition" and api_version.startswith("apiextensions.k8s.io/")) or \
+            (kind == "Namespace" and api_version == "v1"):
+        return 0
+    return 1 if kind.endswith("Class") else 2
+
+
+def describe(obj: dict[str, Any]) -> str:
+    """ssa ``FmtUnstructured``: ``Kind/namespace/name`` (``Kind/name`` without a namespace)."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')}/{ns + '/' if ns else ''}{meta.get('name')}"
 
 
 def _inventory_id(obj: dict[str, Any]) -> str:
@@ -40,6 +93,11 @@ def _parse_inventory_id(entry: str) -> tuple[str, str, str, str] | None:
         return None
     namespace, name, group, kind = parts
     return group, kind, namespace, name
+
+
+def is_encrypted(obj: dict[str, Any]) -> bool:
+    """kustomize-controller's decryptor ``IsEncryptedSecret``: a Secret carrying a ``sops`` block."""
+    return obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1" and isinstance(obj.get("sops"), dict)
 
 
 def decrypt_sops(obj: dict[str, Any]) -> dict[str, Any]:
@@ -58,19 +116,41 @@ def decrypt_sops(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def get_timeout(spec: dict[str, Any]) -> float:
+    """api/v1 ``GetTimeout``: ``timeout``, else ``interval`` - 30s; at least 30s (real seconds)."""
+    interval = parse_duration(spec.get("interval"), DEFAULT_INTERVAL)
+    timeout = parse_duration(spec.get("timeout"), interval - 30.0)
+    return max(timeout, MIN_TIMEOUT)
+
+
+def get_retry_interval(spec: dict[str, Any]) -> float:
+    """api/v1 ``GetRetryInterval``: ``retryInterval``, else ``interval`` (real seconds)."""
+    return parse_duration(spec.get("retryInterval"), parse_duration(spec.get("interval"), DEFAULT_INTERVAL))
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
 class KustomizationReconciler:
     component = "kustomize-controller"
     owns = ((GROUP, "Kustomization"),)
-    watches = (("source.toolkit.fluxcd.io", "GitRepository"), ("source.toolkit.fluxcd.io", "OCIRepository"),
-               (GROUP, "Kustomization"), ("", "Secret"), ("apps", "Deployment"), ("apps", "StatefulSet"),
-               ("helm.toolkit.fluxcd.io", "HelmRelease"), ("", "Pod"))
+    watches = ((SOURCE_GROUP, "GitRepository"), (SOURCE_GROUP, "OCIRepository"))
 
     def __init__(self, runtime: Runtime, artifacts: ArtifactStore):
         self.rt, self.artifacts = runtime, artifacts
         self._applied: dict[Key, tuple[Any, list[str]]] = {}     # key -> (token, health-checked ids)
+        self._builds: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self._next_poll: dict[Key, float] = {}
 
     def forget(self, key: Key) -> None:
         self._applied.pop(key, None)
+        self._next_poll.pop(key, None)
+
+    def _scaled(self, real_seconds: float) -> float:
+        return self.rt.scenario.scaled(real_seconds)
 
     async def reconcile(self, obj: dict[str, Any]) -> Result:
         if (gate := flux_gate(self.rt, self.component, obj)) is not None:
@@ -79,30 +159,32 @@ class KustomizationReconciler:
         key, gen = key_of(obj), int(meta.get("generation") or 1)
         ns, name = meta.get("namespace") or "default", meta["name"]
         status = status_copy(obj)
+        retry = get_retry_interval(spec)
+        requeue_dep = self.rt.scenario.flux.requeue_dependency
 
-        # 1. source artifact
+        # 1. source
         ref = spec.get("sourceRef") or {}
         src_kind, src_ns = ref.get("kind", "GitRepository"), ref.get("namespace") or ns
-        source = self.rt.store.peek("source.toolkit.fluxcd.io", src_kind, src_ns, ref.get("name", ""))
-        revision = ((source or {}).get("status") or {}).get("artifact", {}).get("revision")
+        source = self.rt.store.peek(SOURCE_GROUP, src_kind, src_ns, ref.get("name", ""))
         if source is None:
-            return self._not_ready(obj, status, gen, "ArtifactFailed",
-                                   f"Source '{src_kind}/{src_ns}/{ref.get('name')}' not found")
+            plural = f"{src_kind.lower()}s.{SOURCE_GROUP}"
+            return self._not_ready(obj, status, gen, "ArtifactFailed", f'{plural} "{ref.get("name")}" not found',
+                                   requeue_after=self._scaled(retry), wait=True, warn=False)
+        revision = ((source.get("status") or {}).get("artifact") or {}).get("revision")
         tree = self.artifacts.path_for(revision) if revision else None
         if tree is None:
-            # kustomize-controller polls for the artifact (its --requeue-dependency) besides
-            # watching the source: a source whose status does not change must not strand it.
-            retry = self.rt.scenario.defaults.retry_interval
             return self._not_ready(obj, status, gen, "ArtifactFailed",
-                                   f"Source artifact not found, retrying in {format_duration(retry)}",
-                                   requeue_after=retry)
+                                   f"Source artifact not found, retrying in {format_duration(requeue_dep)}",
+                                   requeue_after=self._scaled(requeue_dep), wait=True, warn=False)
 
-        # 2. dependencies
-        for dep in spec.get("dependsOn") or []:
-            dep_ns = dep.get("namespace") or ns
-            if not is_ready(self.rt.store.peek(GROUP, "Kustomization", dep_ns, dep.get("name", ""))):
-                return self._not_ready(obj, status, gen, "DependencyNotReady",
-                                       f"dependency '{dep_ns}/{dep.get('name')}' is not ready")
+        # 2. dependencies: re-checked on a timer only, as the real controller does
+        if spec.get("dependsOn"):
+            problem = self._check_dependencies(obj, spec, revision)
+            if problem:
+                self._not_ready(obj, status, gen, "DependencyNotReady", problem, warn=False, event=False)
+                self.rt.emit(obj, "DependencyNotReady", "Dependencies do not meet ready condition, "
+                             f"retrying in {format_duration(requeue_dep)}", self.component)
+                return Result(requeue_after=self._scaled(requeue_dep))
 
         # 3. decryption key
         decryption = spec.get("decryption") or {}
@@ -110,7 +192,8 @@ class KustomizationReconciler:
         if decryption.get("provider") == "sops" and secret_name:
             if self.rt.store.peek("", "Secret", ns, secret_name) is None:
                 return self._not_ready(obj, status, gen, "DecryptionFailed",
-                                       f'decryption secret error: Secret "{secret_name}" not found')
+                                       f'decryption secret error: Secret "{secret_name}" not found',
+                                       requeue_after=self._scaled(retry))
 
         # 4. build and apply, once per (generation, revision, requested reconcile)
         token = (gen, revision, (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt"))
@@ -119,64 +202,150 @@ class KustomizationReconciler:
             delay = self.rt.scenario.delay("Kustomization", ns, name, self.rt.scenario.defaults.kustomization)
             left = self.rt.remaining(key, token, delay)
             if left > 0:
-                if not any(c.get("type") == "Reconciling" for c in status.get("conditions") or []):
-                    flux_progressing(status, gen, f"Building manifests for revision {revision}")
+                if get_condition({"status": status}, "Reconciling") is None:
+                    flux_progressing(status, gen, f"Building manifests for revision {revision} with a timeout of "
+                                                  f"{format_duration(get_timeout(spec))}")
                     status["lastAttemptedRevision"] = revision
                     self.rt.write_status(obj, status)
                 return Result(requeue_after=left)
-            outcome = self._build_and_apply(obj, spec, tree, revision, status, gen)
-            if outcome is not None:
-                return outcome
+            status["lastAttemptedRevision"] = revision
+            try:
+                objects = await self._build(tree, revision, spec, source, ns)
+                self._apply(obj, spec, objects, status, revision)
+            except _Failed as failure:
+                self.rt.reset_clock(key, token)
+                return self._not_ready(obj, status, gen, failure.reason, failure.message,
+                                       requeue_after=self._scaled(retry))
             applied = self._applied[key] = (token, self._checked_ids(spec, status))
-            status["lastAppliedRevision"] = revision
+            self._next_poll.pop(key, None)
 
         # 5. health
         return self._health(obj, spec, status, gen, revision, applied[1], key, token)
 
     # ------------------------------------------------------------------ steps
 
-    def _not_ready(self, obj: dict[str, Any], status: dict[str, Any], gen: int, reason: str, message: str,
-                   wait: bool = True, requeue_after: float | None = None) -> Result:
-        """Ready=False with ``reason``; wait for watched objects, or retry after the retry interval.
+    def _check_dependencies(self, obj: dict[str, Any], spec: dict[str, Any], revision: str) -> str:
+        """kustomization_controller.go ``checkDependencies``: the first problem, or ``""``."""
+        ns = obj["metadata"].get("namespace") or "default"
+        own_src = spec.get("sourceRef") or {}
+        for dep in spec.get("dependsOn") or []:
+            dep_ns, dep_name = dep.get("namespace") or ns, dep.get("name", "")
+            ref = f"{dep_ns}/{dep_name}"
+            k = self.rt.store.peek(GROUP, "Kustomization", dep_ns, dep_name)
+            if k is None:
+                return (f"dependency '{ref}' not found: kustomizations.{GROUP} \"{dep_name}\" not found")
+            k_status = k.get("status") or {}
+            ready = get_condition(k, "Ready")
+            if not k_status.get("conditions") or int(k["metadata"].get("generation") or 1) != \
+                    int(k_status.get("observedGeneration") or 0) or not ready or ready.get("status") != "True":
+                return f"dependency '{ref}' is not ready"
+            k_src = (k.get("spec") or {}).get("sourceRef") or {}
+            if (k_src.get("name") == own_src.get("name")
+                    and (k_src.get("namespace") or dep_ns) == (own_src.get("namespace") or ns)
+                    and k_src.get("kind") == own_src.get("kind")
+                    and k_status.get("lastAppliedRevision") != revision):
+                return f"dependency '{ref}' revision is not up to date"
+        return ""
 
-        ``requeue_after`` adds a timed retry to the wait (both, whichever comes first).
-        """
-        before = clone(status.get("conditions") or [])
-        flux_not_ready(status, gen, reason, message)
-        written = self.rt.write_status(obj, status)
-        if written is not None and before != status.get("conditions"):
-            self.rt.emit(obj, reason, message, self.component, "Warning" if reason != "DependencyNotReady" else "Normal")
-        if not wait:
-            requeue_after = self.rt.scenario.defaults.retry_interval
-        return Result(requeue_after=requeue_after, wait=wait)
-
-    def _build_and_apply(self, obj: dict[str, Any], spec: dict[str, Any], tree: Any, revision: str,
-                         status: dict[str, Any], gen: int) -> Result | None:
-        ns, name = obj["metadata"].get("namespace") or "default", obj["metadata"]["name"]
-        status["lastAttemptedRevision"] = revision
-        try:
-            manifests = build(tree, spec.get("path") or "./")
-        except BuildError as exc:
-            return self._not_ready(obj, status, gen, "BuildFailed", str(exc), wait=False)
-        prepared, problem = self._prepare(manifests, spec, ns, name, bool(spec.get("decryption")))
-        if problem:
-            return self._not_ready(obj, status, gen, "ReconciliationFailed", problem, wait=False)
-        changes: list[str] = []
-        for manifest in prepared:
-            group, _ = split_api_version(manifest["apiVersion"])
-            meta = manifest["metadata"]
-            before = self.rt.store.peek(group, manifest["kind"], meta.get("namespace"), meta["name"])
+    async def _build(self, tree: Any, revision: str, spec: dict[str, Any], source: dict[str, Any],
+                     ns: str) -> list[dict[str, Any]]:
+        """Build (cached per revision, path and spec: the artifact never changes), decrypt, substitute."""
+        build_spec = {k: spec.get(k) for k in ("targetNamespace", "namePrefix", "nameSuffix", "patches",
+                                               "components", "patchesStrategicMerge", "patchesJson6902",
+                                               "images") if spec.get(k)}
+        ignore = (source.get("spec") or {}).get("ignore")
+        cache_key = (revision, str(spec.get("path") or "./"),
+                     hashlib.sha256(json.dumps([build_spec, ignore], sort_keys=True).encode()).hexdigest())
+        objects = self._builds.get(cache_key)
+        if objects is None:
             try:
-                after = self.rt.store.apply(manifest)
-            except ApiError as exc:
-                ref = _describe(manifest)
-                return self._not_ready(obj, status, gen, "ReconciliationFailed", f"{ref} apply failed: {exc.message}",
-                                       wait=False)
-            if before is None:
-                changes.append(f"{_describe(manifest)} created")
-            elif before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion"):
-                changes.append(f"{_describe(manifest)} configured")
-        new_ids = [_inventory_id(m) for m in prepared]
+                objects = await asyncio.to_thread(build_kustomization, tree, spec.get("path") or "./",
+                                                  build_spec, ignore)
+            except BuildError as exc:
+                raise _Failed("BuildFailed", str(exc)) from None
+            self._builds[cache_key] = objects
+        # The cached objects are shared: decryption makes new ones, substitution returns new
+        # ones, and _apply copies what it changes.
+        if spec.get("decryption"):
+            objects = [decrypt_sops(o) if is_encrypted(o) else o for o in objects]
+        post = spec.get("postBuild")
+        if post:
+            try:
+                variables = self._load_vars(post, ns, objects)
+                variables.update({k: str(v) for k, v in (post.get("substitute") or {}).items()})
+                objects = substitute(objects, variables)
+            except BuildError as exc:
+                raise _Failed("BuildFailed", str(exc)) from None
+        return objects
+
+    def _load_vars(self, post: dict[str, Any], ns: str, objects: list[dict[str, Any]]) -> dict[str, str]:
+        """fluxcd/pkg kustomize v1.13.0 ``loadVars``: ConfigMap ``data`` / Secret ``data``, in order."""
+        variables: dict[str, str] = {}
+        for ref in post.get("substituteFrom") or []:
+            kind, name = ref.get("kind"), ref.get("name", "")
+            if kind not in ("ConfigMap", "Secret"):
+                continue
+            found = self.rt.store.peek("", kind, ns, name)
+            if found is None:
+                if ref.get("optional"):
+                    continue
+                first = next((o["metadata"]["name"] for o in objects
+                              if ((o["metadata"].get("labels") or {}).get("kustomize.toolkit.fluxcd.io/substitute")
+                                  != "disabled")), name)
+                raise _Failed("BuildFailed", f"post build failed for '{first}': substitute from '{kind}/{name}' "
+                                             f"error: {kind.lower()}s \"{name}\" not found")
+            for k, v in (found.get("data") or {}).items():
+                if kind == "Secret":
+                    try:
+                        v = base64.b64decode(str(v)).decode(errors="replace")
+                    except ValueError:
+                        continue
+                variables[str(k)] = str(v).replace("\n", "")
+        return variables
+
+    def _apply(self, obj: dict[str, Any], spec: dict[str, Any], objects: list[dict[str, Any]],
+               status: dict[str, Any], revision: str) -> None:
+        """``apply()`` + inventory + prune; raises ``_Failed`` with Flux's message."""
+        ns, name = obj["metadata"].get("namespace") or "default", obj["metadata"]["name"]
+        prepared = []
+        for o in objects:
+            o = dict(o)
+            meta = o["metadata"] = dict(o.get("metadata") or {})
+            labels = meta["labels"] = dict(meta.get("labels") or {})
+            labels["kustomize.toolkit.fluxcd.io/name"] = name
+            labels["kustomize.toolkit.fluxcd.io/namespace"] = ns
+            common = spec.get("commonMetadata") or {}
+            labels.update(common.get("labels") or {})
+            if common.get("annotations"):
+                meta["annotations"] = {**(meta.get("annotations") or {}), **common["annotations"]}
+            if is_encrypted(o):
+                raise _Failed("ReconciliationFailed", f"{describe(o)} is SOPS encrypted, configuring decryption is "
+                                                      "required for this secret to be reconciled")
+            prepared.append(o)
+        stages: list[list[dict[str, Any]]] = [[], [], []]
+        for o in prepared:
+            stages[stage_of(o)].append(o)
+        log: list[str] = []
+        for index, stage in enumerate(stages):
+            stage.sort(key=sort_key)
+            for o in stage:                                   # the server-side dry-run of ApplyAll
+                problem = self._dry_run(o)
+                if problem:
+                    raise _Failed("ReconciliationFailed", problem + ("\n" + "".join(log) if index == 2 else ""))
+            for o in stage:
+                group, _ = split_api_version(o["apiVersion"])
+                meta = o["metadata"]
+                before = self.rt.store.peek(group, o["kind"], meta.get("namespace"), meta["name"])
+                try:
+                    after = self.rt.store.apply(o)
+                except ApiError as exc:
+                    raise _Failed("ReconciliationFailed", f"{describe(o)} apply failed: {exc.message}") from None
+                if before is None:
+                    log.append(f"{describe(o)} created\n")
+                elif before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion"):
+                    log.append(f"{describe(o)} configured\n")
+        applied = [o for stage in stages for o in stage]
+        new_ids = [_inventory_id(o) for o in applied]
         old_entries = ((status.get("inventory") or {}).get("entries") or [])
         if spec.get("prune"):
             keep = set(new_ids)
@@ -187,51 +356,38 @@ class KustomizationReconciler:
                 if parsed and self.rt.store.kinds.by_kind(parsed[0], parsed[1]) is not None:
                     group, kind, o_ns, o_name = parsed
                     if self.rt.store.delete(group, kind, o_ns or None, o_name) is not None:
-                        changes.append(f"{kind}/{o_ns + '/' if o_ns else ''}{o_name} deleted")
-        status["inventory"] = {"entries": [{"id": i, "v": split_api_version(m["apiVersion"])[1]}
-                                           for i, m in zip(new_ids, prepared)]}
-        if changes:
-            self.rt.emit(obj, "Progressing", "\n".join(changes), self.component)
-        return None
+                        log.append(f"{kind}/{o_ns + '/' if o_ns else ''}{o_name} deleted\n")
+        status["inventory"] = {"entries": [{"id": i, "v": split_api_version(o["apiVersion"])[1]}
+                                           for i, o in zip(new_ids, applied)]}
+        if log:
+            self.rt.emit(obj, "Progressing", "".join(log).rstrip("\n"), self.component)
 
-    def _prepare(self, manifests: list[Manifest], spec: dict[str, Any], ns: str, name: str,
-                 decrypt: bool) -> tuple[list[dict[str, Any]], str]:
-        """Objects ready to apply (namespaced, labelled, decrypted), CRDs and Namespaces first."""
-        target_ns = spec.get("targetNamespace")
-        out: list[dict[str, Any]] = []
-        for m in manifests:
-            obj = clone(m.obj)
-            group, version = split_api_version(str(obj["apiVersion"]))
-            info = self.rt.store.kinds.by_kind(group, obj["kind"])
-            if info is None or version not in info.versions:
-                # Kinds whose CRD is part of this same build are applied after it.
-                known = {_crd_kind(c) for c in manifests if c.obj.get("kind") == "CustomResourceDefinition"}
-                if (group, obj["kind"]) not in known:
-                    return [], (f"{m.ref} dry-run failed ({m.source}): no matches for kind \"{obj['kind']}\" "
-                                f"in version \"{obj['apiVersion']}\"")
-            meta = obj.setdefault("metadata", {})
-            namespaced = info.namespaced if info is not None else True
-            if namespaced:
-                meta["namespace"] = target_ns or meta.get("namespace") or "default"
-            else:
-                meta.pop("namespace", None)
-            labels = meta.setdefault("labels", {})
-            labels["kustomize.toolkit.fluxcd.io/name"] = name
-            labels["kustomize.toolkit.fluxcd.io/namespace"] = ns
-            if obj.get("sops") is not None:
-                if not decrypt:
-                    return [], (f"{m.ref} ({m.source}): the object is SOPS-encrypted but spec.decryption "
-                                "is not configured")
-                obj = decrypt_sops(obj)
-            out.append(obj)
-        order = {"CustomResourceDefinition": 0, "Namespace": 1}
-        out.sort(key=lambda o: order.get(o["kind"], 2))
-        namespaces = {o["metadata"]["name"] for o in out if o["kind"] == "Namespace"}
-        for o in out:
-            o_ns = o["metadata"].get("namespace")
-            if o_ns and o_ns not in namespaces and self.rt.store.peek("", "Namespace", None, o_ns) is None:
-                return [], f"{_describe(o)} namespace not specified: namespaces \"{o_ns}\" not found"
-        return out, ""
+    def _dry_run(self, o: dict[str, Any]) -> str:
+        """What the API server's dry-run apply would refuse, in ssa ``DryRunErr`` wording."""
+        group, version = split_api_version(str(o["apiVersion"]))
+        info = self.rt.store.kinds.by_kind(group, o["kind"])
+        if info is None or version not in info.versions:
+            return f"{describe(o)} dry-run failed: no matches for kind \"{o['kind']}\" in version \"{o['apiVersion']}\""
+        o_ns = o["metadata"].get("namespace")
+        if info.namespaced:
+            if not o_ns:
+                return f"{describe(o)} namespace not specified: the server could not find the requested resource"
+            if self.rt.store.peek("", "Namespace", None, o_ns) is None:
+                return f"{describe(o)} not found: namespaces \"{o_ns}\" not found"
+        elif o_ns:
+            o["metadata"].pop("namespace", None)      # the API server ignores it on cluster-scoped kinds
+        return ""
+
+    def _not_ready(self, obj: dict[str, Any], status: dict[str, Any], gen: int, reason: str, message: str,
+                   requeue_after: float | None = None, wait: bool = False, warn: bool = True,
+                   event: bool = True) -> Result:
+        """Ready=False with ``reason``; an Event when the condition changed."""
+        before = clone(status.get("conditions") or [])
+        flux_not_ready(status, gen, reason, message)
+        written = self.rt.write_status(obj, status)
+        if event and written is not None and before != status.get("conditions"):
+            self.rt.emit(obj, reason, message, self.component, "Warning" if warn else "Normal")
+        return Result(requeue_after=requeue_after, wait=wait)
 
     def _checked_ids(self, spec: dict[str, Any], status: dict[str, Any]) -> list[str]:
         """Objects to health-check: everything applied with ``wait``, else ``healthChecks``."""
@@ -245,7 +401,12 @@ class KustomizationReconciler:
 
     def _health(self, obj: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], gen: int,
                 revision: str, checked: list[str], key: Key, token: Any) -> Result:
-        timeout = parse_duration(spec.get("timeout"), parse_duration(spec.get("interval"), DEFAULT_TIMEOUT))
+        timeout = get_timeout(spec)
+        now = self.rt.loop.time()
+        due = self._next_poll.get(key)
+        if checked and due is not None and now < due:
+            # Between two polls of WaitForSet nothing is looked at, whatever changed.
+            return Result(requeue_after=due - now)
         pending, failed = [], []
         for entry in checked:
             parsed = _parse_inventory_id(entry)
@@ -261,47 +422,46 @@ class KustomizationReconciler:
             elif h.status != CURRENT:
                 pending.append(f"{ref} status: '{'NotFound' if target is None else 'InProgress'}'")
         waited = self.rt.elapsed(key, ("health", token))
+        waited_real = waited / self.rt.scenario.time_scale
         if failed:
-            message = (f"health check failed after {format_duration(waited)}: failed early due to stalled "
+            message = (f"health check failed after {format_duration(waited_real)}: failed early due to stalled "
                        f"resources: [{', '.join(failed)}]")
-            return self._unhealthy(obj, status, gen, message)
+            return self._unhealthy(obj, status, gen, message, key, token, spec)
         if pending:
-            if waited >= timeout:
-                message = (f"health check failed after {format_duration(waited)}: timeout waiting for: "
+            if waited >= self._scaled(timeout):
+                message = (f"health check failed after {format_duration(waited_real)}: timeout waiting for: "
                            f"[{', '.join(pending)}]")
-                return self._unhealthy(obj, status, gen, message)
+                return self._unhealthy(obj, status, gen, message, key, token, spec)
             message = f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
             flux_progressing(status, gen, message)
             self.rt.write_status(obj, status)
-            return Result(requeue_after=max(0.05, timeout - waited), wait=True)
-        was_ready = is_ready(obj) and status.get("lastAppliedRevision") == (obj.get("status") or {}).get(
-            "lastAppliedRevision")
+            poll = self._scaled(HEALTH_POLL)
+            self._next_poll[key] = now + poll
+            return Result(requeue_after=min(poll, max(0.001, self._scaled(timeout) - waited)))
+        self._next_poll.pop(key, None)
+        was_ready = (get_condition(obj, "Ready") or {}).get("status") == "True" and \
+            (obj.get("status") or {}).get("lastAppliedRevision") == revision
+        status["lastAppliedRevision"] = revision
         flux_ready(status, gen, "ReconciliationSucceeded", f"Applied revision: {revision}")
         self.rt.write_status(obj, status)
         if not was_ready:
-            interval = format_duration(parse_duration(spec.get("interval"), 600.0))
-            waited_ms = int(self.rt.elapsed(key, token) * 1000)
+            interval = format_duration(parse_duration(spec.get("interval"), DEFAULT_INTERVAL))
+            waited_ms = int(self.rt.elapsed(key, token) / self.rt.scenario.time_scale * 1000)
             self.rt.emit(obj, "ReconciliationSucceeded",
                          f"Reconciliation finished in {waited_ms}ms, next run in {interval}", self.component)
         # Stay subscribed: a new source revision must trigger the next apply.
         return WAIT
 
-    def _unhealthy(self, obj: dict[str, Any], status: dict[str, Any], gen: int, message: str) -> Result:
+    def _unhealthy(self, obj: dict[str, Any], status: dict[str, Any], gen: int, message: str, key: Key,
+                   token: Any, spec: dict[str, Any]) -> Result:
         before = clone(status.get("conditions") or [])
         flux_not_ready(status, gen, "HealthCheckFailed", message)
         written = self.rt.write_status(obj, status)
         if written is not None and before != status.get("conditions"):
             self.rt.emit(obj, "HealthCheckFailed", message, self.component, "Warning")
-        # Keep watching: the objects may still recover (a flaky HelmRelease retried).
-        return Result(requeue_after=self.rt.scenario.defaults.retry_interval * 4, wait=True)
-
-
-def _describe(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    ns = meta.get("namespace")
-    return f"{obj.get('kind')}/{ns + '/' if ns else ''}{meta.get('name')}"
-
-
-def _crd_kind(m: Manifest) -> tuple[str, str]:
-    spec = m.obj.get("spec") or {}
-    return spec.get("group", ""), (spec.get("names") or {}).get("kind", "")
+        # The next attempt (after retryInterval) re-applies and waits for the objects again.
+        self._applied.pop(key, None)
+        self._next_poll.pop(key, None)
+        self.rt.reset_clock(key, ("health", token))
+        self.rt.reset_clock(key, token)
+        return Result(requeue_after=self._scaled(get_retry_interval(spec)))

@@ -1,7 +1,9 @@
 """``flux bootstrap github|gitlab|git`` against the lab: the steps and output of the real CLI.
 
-1. authenticate to the Git provider (token from the environment; the scenario's bad
-   tokens get a 401, its ``bootstrap_fail_times`` a transient 502);
+1. read the token from GITHUB_TOKEN / GITLAB_TOKEN only (else prompt, and fail at EOF with
+   "could not read token"), authenticate to the Git provider (the scenario's bad tokens get a
+   401, its ``rate_limited_times`` GitHub's rate-limit 403, its ``bootstrap_fail_times`` a
+   transient 502);
 2. clone the repo (a local one, found through lab.json's URL map), commit
    ``<path>/flux-system/{gotk-components,gotk-sync,kustomization}.yaml`` when they are
    missing or stale, and push;
@@ -19,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,11 +77,33 @@ class Bootstrap:
 
     # ------------------------------------------------------------------ provider
 
+    def read_token(self) -> None:
+        """flux2 v2.4.0 cmd/flux/bootstrap_github.go / bootstrap_gitlab.go: the token comes only from
+        GITHUB_TOKEN / GITLAB_TOKEN; otherwise flux prompts on stdout and reads one line of stdin
+        (cmd/flux/main.go readPasswordFromStdin), failing with "could not read token" at EOF.
+        bootstrap_git.go does the same for --token-auth without --password or GIT_PASSWORD."""
+        s = self.spec
+        needs = s.provider in ("github", "gitlab") or (s.token_auth and s.password is None)
+        if not needs or (s.token if s.provider != "git" else s.password):
+            return
+        prompt = {"github": "Please enter your GitHub personal access token (PAT): ",
+                  "gitlab": "Please enter your GitLab personal access token (PAT): "}.get(
+                      s.provider, "Please enter your Git repository password: ")
+        print(prompt, end="", flush=True)
+        line = self.stdin()
+        if not line:
+            raise BootstrapError("could not read token: could not read from stdin: EOF")
+        value = line.rstrip("\r\n")
+        self.spec = replace(s, **({"password": value} if s.provider == "git" else {"token": value}))
+
     def authenticate(self) -> None:
         s = self.spec
         if s.provider in ("github", "gitlab"):
-            if not s.token:
-                raise BootstrapError(f"{s.token_env} environment variable not set")
+            if self.lab.flux.rate_limited_times and self.lab.bump("rate_limited_attempts") < self.lab.flux.rate_limited_times:
+                # go-github's RateLimitError text, as flux prints it (the limit resets: retrying helps).
+                api = f"https://api.github.com/repos/{s.repo_url.split('/', 3)[-1]}"
+                raise BootstrapError(f"failed to get Git repository \"{s.repo_url}\": provider error: "
+                                     f"GET {api}: 403 API rate limit exceeded for user ID 1. [rate reset in 4m12s]")
             if s.token in self.lab.flux.bad_tokens:
                 api = "https://api.github.com/user" if s.provider == "github" else "https://gitlab.com/api/v4/user"
                 raise BootstrapError(f"failed to get Git repository \"{s.repo_url}\": provider error: "
@@ -213,8 +237,7 @@ class Bootstrap:
             group, _, version = obj["apiVersion"].rpartition("/")
             kind = obj["kind"]
             say("◎", f"waiting for {kind} \"{s.namespace}/{s.namespace}\" to be reconciled")
-            self._wait(f"{kind} \"{s.namespace}/{s.namespace}\"",
-                       lambda g=group, v=version, k=kind: _flux_ready(kube.get_custom(g, v, k, s.namespace, s.namespace)))
+            self._wait_reconciled(kind, lambda g=group, v=version, k=kind: kube.get_custom(g, v, k, s.namespace, s.namespace))
             say("✔", f"{kind} reconciled successfully")
 
     def confirm(self, kube: Kube) -> None:
@@ -226,6 +249,38 @@ class Bootstrap:
                 raise BootstrapError(f"{name}: deployment not ready")
             say("✔", f"{name}: deployment ready")
         say("✔", "all components are healthy")
+
+    def _wait_reconciled(self, kind: str, get: Callable[[], dict[str, Any] | None]) -> None:
+        """flux2 v2.4.0 pkg/bootstrap/bootstrap.go objectReconciled + bootstrap_plain_git.go
+        ReportGitRepoHealth/ReportKustomizationHealth: Ready=True ends the wait; Ready=False ends it
+        at once with the condition's message; past --timeout the Ready message is the reason.
+        (The lab wants Ready=False on two polls in a row, POLL apart, so a controller that has not
+        yet seen the source it was just given does not fail the run on a race the real one also has.)"""
+        ns = self.spec.namespace
+        failing = ""
+        last: dict[str, Any] | None = None
+        while True:
+            try:
+                last = get()
+            except KubeError:     # a blip of the API is retried until the deadline
+                last = None
+            ready, message, status = _flux_condition(last)
+            if ready:
+                return
+            if status == "False":
+                if failing == message:
+                    say("✗", message)
+                    raise BootstrapError(f"error while waiting for {kind} to be ready: '{message}'")
+                failing = message
+            else:
+                failing = ""
+            if time.monotonic() >= self.deadline:
+                err = "context deadline exceeded"
+                if status and status != "True":
+                    err = f"{kind.lower()} '{ns}/{ns}' not ready: '{message}'"
+                say("✗", err)
+                raise BootstrapError(f"error while waiting for {kind} to be ready: '{err}'")
+            time.sleep(POLL)
 
     def _wait(self, what: str, check: Callable[[], tuple[bool, str]]) -> None:
         """Poll ``check`` until it passes or ``--timeout`` runs out."""
@@ -243,6 +298,7 @@ class Bootstrap:
 
     def run(self) -> None:
         s = self.spec
+        self.read_token()
         say("►", f"connecting to {s.host}")
         self.authenticate()
         repo = self.repo_path()
@@ -267,14 +323,18 @@ def _deployment_ready(dep: dict[str, Any] | None) -> tuple[bool, str]:
     return gen_ok and have >= want, f"{have}/{want} replicas available"
 
 
-def _flux_ready(obj: dict[str, Any] | None) -> tuple[bool, str]:
+def _flux_condition(obj: dict[str, Any] | None) -> tuple[bool, str, str]:
+    """(reconciled, Ready message, Ready status) as objectReconciled sees them: a stale
+    observedGeneration means "keep waiting" whatever the condition says."""
     if obj is None:
-        return False, "not found"
-    for cond in (obj.get("status") or {}).get("conditions") or []:
+        return False, "not found", ""
+    status = obj.get("status") or {}
+    if "observedGeneration" in status and int(status["observedGeneration"]) != int(obj["metadata"].get("generation") or 1):
+        return False, "", ""
+    for cond in status.get("conditions") or []:
         if cond.get("type") == "Ready":
-            gen_ok = int((obj.get("status") or {}).get("observedGeneration") or 0) == int(obj["metadata"].get("generation") or 1)
-            return cond.get("status") == "True" and gen_ok, cond.get("message", "")
-    return False, "waiting to be reconciled"
+            return cond.get("status") == "True", cond.get("message", ""), cond.get("status", "")
+    return False, "", ""
 
 
 def _new_deploy_key() -> tuple[str, str]:

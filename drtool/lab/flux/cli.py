@@ -106,7 +106,9 @@ def _bootstrap_spec(args: argparse.Namespace, version: str) -> BootstrapSpec:
         host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
         return BootstrapSpec(provider=provider, repo_url=url.removesuffix(".git"), sync_url=url, host=host,
                              token_env=None, token=None, token_auth=bool(args.token_auth),
-                             private_key_file=args.private_key_file, password=args.password,
+                             private_key_file=args.private_key_file,
+                             # bootstrap_git.go (v2.4.0): GIT_PASSWORD when --password is not given.
+                             password=args.password or os.environ.get("GIT_PASSWORD") or None,
                              username=args.username, silent=bool(args.silent), **common)
     token_env = "GITHUB_TOKEN" if provider == "github" else "GITLAB_TOKEN"
     host = args.hostname

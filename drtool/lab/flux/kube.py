@@ -11,6 +11,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from drtool.kube import apisurface
+
 REQUEST_TIMEOUT = 10
 
 
@@ -21,6 +23,12 @@ class KubeError(Exception):
 def _plural(kind: str) -> str:
     return {"GitRepository": "gitrepositories", "Kustomization": "kustomizations",
             "HelmRelease": "helmreleases", "HelmRepository": "helmrepositories"}[kind]
+
+
+def _resource(api_version: str, kind: str) -> tuple[str, bool] | None:
+    """(plural, namespaced) of a kind Kubernetes 1.31 or Flux v2.4.0 serves, from the recorded surface."""
+    res = apisurface.lookup(api_version, kind)
+    return (res.plural, res.namespaced) if res is not None else None
 
 
 class Kube:
@@ -89,7 +97,72 @@ class Kube:
         self._call(patch, name, *scope, obj)
         return "configured"
 
+    def _rest(self, method: str, path: str, body: dict[str, Any] | None = None,
+              content_type: str = "application/json") -> dict[str, Any] | None:
+        """One raw REST call (any kind): JSON body, ``None`` on 404, ``KubeError`` otherwise."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        try:
+            if hasattr(self.api, "param_serialize"):      # kubernetes client >= 33 (openapi-generator 7)
+                m, url, hdrs, data, post = self.api.param_serialize(
+                    method=method, resource_path=path, header_params=headers, body=body,
+                    auth_settings=["BearerToken"])
+                resp = self.api.call_api(m, url, header_params=hdrs, body=data, post_params=post,
+                                         _request_timeout=REQUEST_TIMEOUT)
+                resp.read()
+                status, raw = resp.status, resp.data
+            else:
+                resp = self.api.call_api(path, method, header_params=headers, body=body,
+                                         auth_settings=["BearerToken"], _return_http_data_only=True,
+                                         _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                status, raw = resp.status, resp.data
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(_api_message(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - urllib3 raises many connection error types
+            reason = getattr(exc, "reason", None) or exc
+            raise KubeError(f"{self.host}: {reason}") from None
+        if status == 404:
+            return None
+        if status >= 400:
+            try:
+                message = json.loads(raw or b"{}").get("message") or ""
+            except ValueError:
+                message = ""
+            raise KubeError(f"{status} {message}".strip())
+        return json.loads(raw or b"{}")
+
+    def _discover(self, group: str, version: str, kind: str) -> tuple[str, bool]:
+        """(plural, namespaced) from the server's discovery, for kinds a CRD just declared."""
+        doc = self._rest("GET", f"/apis/{group}/{version}" if group else f"/api/{version}") or {}
+        for r in doc.get("resources") or []:
+            if r.get("kind") == kind and "/" not in r.get("name", ""):
+                return r["name"], bool(r.get("namespaced"))
+        gv = f"{group}/{version}" if group else version
+        raise KubeError(f'no matches for kind "{kind}" in version "{gv}"')
+
+    def _apply_generic(self, obj: dict[str, Any], group: str, version: str, kind: str, ns: str | None,
+                       name: str) -> str:
+        """Create or merge-patch any kind through its REST path (RBAC, Services, NetworkPolicies ...)."""
+        plural, namespaced = _resource(obj["apiVersion"], kind) or self._discover(group, version, kind)
+        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        if namespaced:
+            base += f"/namespaces/{ns or 'default'}"
+        collection = f"{base}/{plural}"
+        existing = self._rest("GET", f"{collection}/{name}")
+        if existing is None:
+            self._rest("POST", collection, obj)
+            return "created"
+        if _unchanged(existing, obj):
+            return "unchanged"
+        self._rest("PATCH", f"{collection}/{name}", obj, "application/merge-patch+json")
+        return "configured"
+
     def _apply_custom(self, obj: dict[str, Any], group: str, version: str, kind: str, ns: str, name: str) -> str:
+        if kind not in ("GitRepository", "Kustomization", "HelmRelease", "HelmRepository"):
+            return self._apply_generic(obj, group, version, kind, ns, name)
         plural = _plural(kind)
         existing = self._call(self.custom.get_namespaced_custom_object, group, version, ns, plural, name)
         if existing is None:

@@ -125,6 +125,8 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
 
     from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION
     proc.info(f"Starting k3s agent {K3S_VERSION} ({K3S_COMMIT})")
+    from drtool.lab.k3s import images
+    images.preload(fs, cfg.data_dir)
     try:
         token = parse_token(cfg.token, default_user="node")
     except TokenError as exc:
@@ -133,7 +135,7 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
         proc.warn("Cluster CA certificate is not trusted by the host CA bundle, but the token does not include a CA hash. "
                   "Use the full token from the server's node-token file to enable Cluster CA validation.")
     password = proc.read_or_create_secret_file(fs.path(NODE_PASSWORD), new_password)
-    address = cfg.node_ip or lab.address_of(cfg.node_name) or "127.0.0.1"
+    address = cfg.node_ip or lab.own_address(cfg.node_name) or "127.0.0.1"
     cfg = dataclasses.replace(cfg, node_ip=address)
     client = SupervisorClient(cfg.server_url, token.username, token.password)
     scenario = lab.scenario

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .rootfs import hostname
+
 DEFAULT_READY_DELAY = 0.3
 
 
@@ -56,6 +58,16 @@ class LabConfig:
             if node.name == name:
                 return node.address
         return ""
+
+    def own_address(self, node_name: str) -> str:
+        """The address of the lab node this program runs on, whatever ``--node-name`` says.
+
+        A real K3s server listens on every interface (``--bind-address`` default 0.0.0.0) and
+        takes its node IP from the host, not from its node name; lab nodes share loopback, so
+        each listens on its own address, found by the hostname node-init gives the node's
+        namespace. Outside a lab node (tests), the node name is the fallback.
+        """
+        return self.address_of(hostname()) or self.address_of(node_name)
 
     @property
     def addresses(self) -> tuple[str, ...]:

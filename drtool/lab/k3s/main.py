@@ -163,6 +163,19 @@ def _kubectl(argv: list[str], lab_dir) -> int:
     return 1  # not reached
 
 
+def _crictl(argv: list[str]) -> int:
+    """Only ``crictl images``: what the node's image store holds (imported from agent/images)."""
+    from drtool.lab.k3s import images
+    from drtool.lab.k3s.rootfs import DATA_DIR
+
+    if argv[:1] != ["images"]:
+        print("crictl: only `images` is modelled on lab nodes", file=sys.stderr)
+        return 1
+    data_dir = os.environ.get("K3S_DATA_DIR") or DATA_DIR
+    print(images.crictl_images(RootFS.from_env().path(f"{data_dir}/{images.STORE}")))
+    return 0
+
+
 def main(argv: list[str] | None = None, lab_dir: str | None = None) -> int:
     """Run the program named by ``argv[0]`` (k3s, or a kubectl/crictl/ctr symlink to it)."""
     argv = list(sys.argv if argv is None else argv)
@@ -172,8 +185,7 @@ def main(argv: list[str] | None = None, lab_dir: str | None = None) -> int:
         if prog == "kubectl":
             return _kubectl(args, lab_dir)
         if prog in ("crictl", "ctr"):
-            print(f"{prog}: no container runtime on lab nodes", file=sys.stderr)
-            return 1
+            return _crictl(args)
         if not args or args[0] in ("-h", "--help", "help"):
             print(USAGE)
             return 0 if args else 1
@@ -188,6 +200,8 @@ def main(argv: list[str] | None = None, lab_dir: str | None = None) -> int:
             return _etcd_snapshot(rest)
         if cmd == "kubectl":
             return _kubectl(rest, lab_dir)
+        if cmd in ("crictl", "ctr"):
+            return _crictl(rest)
         if cmd == "lab-fault" and rest[:1] == ["ssh-drop"] and len(rest) == 2:
             from drtool.lab.k3s.faults import ssh_drop
 

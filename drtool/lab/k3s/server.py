@@ -5,7 +5,8 @@ On start, like K3s: reuse or create the cluster CAs and token (``server/token``,
 ``server/db/etcd/`` with embedded etcd), serve the API and the supervisor endpoints on
 ``<node address>:6443``, write ``/etc/rancher/k3s/k3s.yaml``, register this node (node
 password rule included), deploy the kube-system workloads, start the simulated Flux
-controllers when that package is present, and tell the unit manager it is ready.
+controllers (a server whose controllers fail to import does not start), and tell the unit
+manager it is ready.
 
 A server started with ``--server https://<first>:6443`` joins the first one: it gets the
 cluster CAs with the server token and forwards its API port to the first server, so
@@ -27,11 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from drtool.errors import DrtoolError
+from drtool.kube import apisurface
 from drtool.lab.api import Store
 from drtool.lab.api.certs import LabPki
 from drtool.lab.api.objects import now_rfc3339
 from drtool.lab.api.server import LabApiServer
 from drtool.lab.api.status import ApiError
+from drtool.lab.k3s import images
 from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION, datastore, nodes, proc, supervisor, system_pods
 from drtool.lab.k3s.flags import ServerConfig, kubeconfig_mode
 from drtool.lab.k3s.labconfig import K3sScenario, LabConfig
@@ -207,7 +210,16 @@ async def _clean_up_deleted_nodes(store: Store, cluster: ClusterState) -> None:
         store.unsubscribe(queue)
 
 
+def k3s_crds() -> list[dict[str, Any]]:
+    """The CRDs a K3s v1.31 server registers at start (k3s ``pkg/crd/crds.go``: Addon,
+    ETCDSnapshotFile; k3s-io/helm-controller ``pkg/crd/crds.go``: HelmChart, HelmChartConfig)."""
+    return [res.crd() for res in apisurface.k3s_resources()]
+
+
 def _ensure_base_objects(store: Store) -> None:
+    for crd in k3s_crds():
+        if store.peek("apiextensions.k8s.io", "CustomResourceDefinition", None, crd["metadata"]["name"]) is None:
+            store.create(crd)
     for ns in BASE_NAMESPACES:
         if store.peek("", "Namespace", None, ns) is None:
             store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -336,17 +348,18 @@ async def _proxy_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
 
 
 async def _start_controllers(store: Store, lab: LabConfig) -> Any:
-    try:
-        from drtool.lab.controllers import start_controllers  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    # The controllers are part of the lab: if they cannot be imported the server must fail to
+    # start (loudly, in the unit's log), not serve a cluster where no Flux object ever reconciles.
+    from drtool.lab.controllers import start_controllers
+
     return await start_controllers(store, lab.raw)
 
 
 async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     """Serve until SIGTERM. Returns the process exit status."""
     proc.info(f"Starting k3s {K3S_VERSION} ({K3S_COMMIT})")
-    address = cfg.listen_address or lab.address_of(cfg.node_name) or "127.0.0.1"
+    images.preload(fs, cfg.data_dir)
+    address = cfg.listen_address or lab.own_address(cfg.node_name) or "127.0.0.1"
     base = fs.path(cfg.data_dir)
     server_dir, tls_dir = base / "server", base / "server" / "tls"
     token_file = server_dir / "token"

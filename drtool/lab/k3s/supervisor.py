@@ -17,15 +17,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from drtool.lab.k3s.flags import Taint, UsageError
-from drtool.lab.k3s.nodes import NodeSpec
+from drtool.lab.k3s.nodes import JoinVerdict, NodeSpec
 
-if TYPE_CHECKING:
-    from drtool.lab.k3s.server import ClusterState
+
+class ClusterState(Protocol):
+    """What the handlers ask the server's cluster state (``drtool.lab.k3s.server.ClusterState``);
+    a protocol, so this module does not import the server that imports it."""
+
+    @property
+    def ca_pem(self) -> bytes: ...
+
+    def role_for(self, password: str) -> str | None: ...
+
+    def bootstrap_files(self) -> dict[str, str]: ...
+
+    def join(self, spec: NodeSpec, password: str, node_args: str = "") -> JoinVerdict: ...
+
+    def register_again(self, spec: NodeSpec, password: str) -> tuple[int, str]: ...
+
+    def heartbeat(self, name: str, password: str, ready: bool) -> tuple[int, str]: ...
 
 PREFIX = "/v1-k3s/"
 

@@ -58,8 +58,10 @@ class ObjectFaults(BaseModel):
 
     model_config = _STRICT
     delay: Seconds | None = Field(None, ge=0, description="reconcile (or, for workloads, pod start) delay")
-    fail_times: int = Field(0, ge=0, description="HelmRelease: fail this many installs, then succeed")
-    retries_exceeded: bool = Field(False, description="HelmRelease: fail for good (Stalled, RetriesExceeded)")
+    fail_times: int = Field(0, ge=0, description="HelmRelease: fail this many install/upgrade attempts, then "
+                            "succeed (each failure past the release's remediation retries, default 0, stalls it)")
+    retries_exceeded: bool = Field(False, description="HelmRelease: every attempt fails (Stalled, RetriesExceeded, "
+                                   "once its remediation retries are used up)")
     crashloop: bool = Field(False, description="pods of this workload crash (CrashLoopBackOff)")
     image_pull_error: bool = Field(False, description="pods of this workload cannot pull their image")
     workload_kind: Literal["Deployment", "StatefulSet"] | None = Field(
@@ -99,6 +101,10 @@ class FluxFaults(BaseModel):
     model_config = _STRICT
     bootstrap_fail_times: int = Field(0, ge=0, description="fail the first N bootstraps transiently")
     bad_tokens: tuple[str, ...] = Field((), description="tokens the Git provider rejects (401)")
+    # kustomize-controller v1.4.0 and helm-controller v1.1.0 main.go: --requeue-dependency=30s.
+    requeue_dependency: Seconds = Field(30.0, gt=0, description="real seconds between re-checks of a "
+                                        "not-ready dependency (the controllers' --requeue-dependency)")
+    rate_limited_times: int = Field(0, ge=0, description="the first N bootstraps hit GitHub's API rate limit (403)")
 
 
 class Scenario(BaseModel):
@@ -113,6 +119,27 @@ class Scenario(BaseModel):
     api: ApiFaults = ApiFaults()
     ssh_drop: SshDrop | None = None
     flux: FluxFaults = FluxFaults()
+    # Chart -> CRDs entries (format of drtool/gitops/chart_crds.yaml) that replace the built-in
+    # catalog's for the charts they name.
+    chart_crds: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("chart_crds")
+    @classmethod
+    def _chart_crds(cls, value: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        from drtool.gitops.charts import ChartCatalogError, parse_entries
+        try:
+            parse_entries(list(value), "scenario", "chart_crds")
+        except ChartCatalogError as exc:
+            raise ValueError(str(exc).removeprefix("scenario: ")) from None
+        return value
+
+    def chart_crd_entries(self) -> tuple[Any, ...]:
+        """The ``chart_crds`` entries as :class:`drtool.gitops.charts.ChartEntry` objects."""
+        from drtool.gitops.charts import parse_entries
+        return parse_entries(list(self.chart_crds), f"scenario {self.name}", "chart_crds")
+    time_scale: float = Field(
+        0.05, gt=0, le=1, description="lab seconds per real second for Flux's own durations (requeue, "
+        "interval, retryInterval, timeout, health-check polling); 0.05 plays 30 s in 1.5 s")
 
     @field_validator("objects")
     @classmethod
@@ -142,6 +169,10 @@ class Scenario(BaseModel):
         """The object's own delay, else ``default``."""
         own = self.faults(kind, namespace, name).delay
         return default if own is None else own
+
+    def scaled(self, real_seconds: float) -> float:
+        """Lab seconds that play ``real_seconds`` of Flux time (messages keep the real figure)."""
+        return real_seconds * self.time_scale
 
     def node_ready_delay(self, node: str) -> float | None:
         """Seconds from registration to Ready for ``node``; ``None`` when it never turns Ready."""
@@ -182,8 +213,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         elif problem.startswith("Value error, "):
             problem = problem[len("Value error, "):]
             # Cross-field checks say which field they are about: "objects.X: ...".
-            named = re.match(r"^([A-Za-z_][\w./-]*): (.*)$", problem, re.S)
-            if named and not field:
+            named = re.match(r"^([A-Za-z_][\w./\[\]-]*): (.*)$", problem, re.S)
+            if named and (not field or named.group(1).startswith(field)):
                 field, problem = named.group(1), named.group(2)
         raise BadInput(source, field, problem) from None
 

@@ -6,19 +6,24 @@ Flux components and sync objects; nodes turn Ready after their ``ready_delay``; 
 runs ``delay`` after both its creation and a fitting node's readiness; the Flux
 controllers run once their pods do; then sources, Kustomizations (``dependsOn``,
 ``wait``/``healthChecks``), HelmRepositories and HelmReleases (source, ``dependsOn``,
-install delay, then ``--wait`` for their workload) follow. The answer is the latest
+install delay, then ``--wait`` for their workload) follow. Flux's own timing is part of it,
+played at the scenario's ``time_scale``: a not-ready dependency is looked at again only every
+``--requeue-dependency`` (30 s), and health checks are polled every 5 s. The answer is the latest
 ready time of everything. Measured rebuilds can only be slower: this is the bound
 benchmarks compare drtool's recovery time against.
 """
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 from drtool.errors import BadInput
-from drtool.lab.controllers.helmreleases import _chart, workload_for
-from drtool.lab.controllers.kustomize import CLUSTER_SCOPED, BuildError, build
+from drtool.gitops.kustomize import BuildError, build_kustomization, substitute
+from drtool.lab.api.kinds import KindRegistry, split_api_version
+from drtool.lab.controllers.charts import chart_of as _chart, workload_for
+from drtool.lab.controllers.durations import HEALTH_POLL
 from drtool.lab.controllers.scheduler import schedule
 
 from . import Scenario
@@ -33,11 +38,24 @@ DEFAULT_NODES: dict[str, dict[str, Any]] = {
 FLUX_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
 
 
+_KINDS = KindRegistry.with_builtins()
+
+
 def _ref(obj: dict[str, Any], default_ns: str | None = None) -> Ref:
     meta = obj.get("metadata") or {}
     kind = str(obj.get("kind"))
-    ns = "" if kind in CLUSTER_SCOPED else (meta.get("namespace") or default_ns or "default")
+    info = _KINDS.by_kind(split_api_version(str(obj.get("apiVersion", "")))[0], kind)
+    cluster_scoped = info is not None and not info.namespaced
+    ns = "" if cluster_scoped else (meta.get("namespace") or default_ns or "default")
     return kind, ns, str(meta.get("name"))
+
+
+def _next_look(start: float, ready_at: float, period: float) -> float:
+    """First time at or after ``ready_at`` on the grid ``start + k * period`` (a requeue or poll)."""
+    if ready_at <= start or ready_at == INF:
+        return max(start, ready_at)
+    steps = math.ceil((ready_at - start) / period - 1e-9)
+    return start + steps * period
 
 
 class _Plan:
@@ -46,12 +64,18 @@ class _Plan:
         self.nodes = []
         for name, info in nodes.items():
             delay = scenario.node_ready_delay(name)
-            self.nodes.append(({"metadata": {"name": name, "labels": dict(info.get("labels") or {})},
+            # The kubelet's own labels too: Flux's Deployments select kubernetes.io/os=linux.
+            labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                      **dict(info.get("labels") or {})}
+            self.nodes.append(({"metadata": {"name": name, "labels": labels},
                                 "spec": {"taints": list(info.get("taints") or [])},
                                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
                                INF if delay is None else delay))
         self.objects: dict[Ref, tuple[dict[str, Any], Ref | None]] = {}
         self.memo: dict[tuple[str, Ref], float] = {}
+        self.also_applied_by: dict[Ref, list[Ref]] = {}
+        self.requeue = scenario.scaled(scenario.flux.requeue_dependency)
+        self.poll = scenario.scaled(HEALTH_POLL)
         self.active: set[tuple[str, Ref]] = set()
 
     # -- discovery --
@@ -62,13 +86,17 @@ class _Plan:
             return
         self.objects[ref] = (ks, parent)
         spec = ks.get("spec") or {}
+        build_spec = {k: spec[k] for k in ("targetNamespace", "namePrefix", "nameSuffix", "patches", "components",
+                                           "patchesStrategicMerge", "patchesJson6902", "images") if spec.get(k)}
         try:
-            manifests = build(self.repo, spec.get("path") or "./")
+            manifests = build_kustomization(self.repo, spec.get("path") or "./", build_spec)
+            post = spec.get("postBuild") or {}
+            if post:
+                manifests = substitute(manifests, self._variables(post, ref[1]))
         except BuildError as exc:
             raise BadInput(str(self.repo), f"Kustomization/{ref[1]}/{ref[2]}", str(exc)) from None
         target_ns = spec.get("targetNamespace")
-        for m in manifests:
-            child = m.obj
+        for child in manifests:
             child_ref = _ref(child, target_ns)
             if target_ns and child_ref[1]:
                 child_ref = (child_ref[0], target_ns, child_ref[2])
@@ -77,8 +105,22 @@ class _Plan:
             if child_ref[0] == "Kustomization":
                 child = dict(child, metadata=dict(child["metadata"], namespace=child_ref[1]))
                 self.discover(child, ref)
-            elif child_ref not in self.objects:
-                self.objects[child_ref] = (child, ref)
+            else:
+                if child_ref not in self.objects:
+                    self.objects[child_ref] = (child, ref)
+                self.also_applied_by.setdefault(child_ref, []).append(ref)
+
+    def _variables(self, post: dict[str, Any], namespace: str) -> dict[str, str]:
+        """postBuild variables from ConfigMaps/Secrets the repository itself declares, then inline ones."""
+        variables: dict[str, str] = {}
+        for src in post.get("substituteFrom") or []:
+            found = self.objects.get((str(src.get("kind")), namespace, str(src.get("name"))))
+            data = dict((found[0].get("data") or {}) if found else {})
+            if src.get("kind") == "Secret":
+                data = {k: base64.b64decode(str(v)).decode(errors="replace") for k, v in data.items()}
+            variables.update({str(k): str(v) for k, v in data.items()})
+        variables.update({str(k): str(v) for k, v in (post.get("substitute") or {}).items()})
+        return variables
 
     # -- times --
 
@@ -100,7 +142,10 @@ class _Plan:
         if entry is None:
             return INF
         parent = entry[1]
-        return 0.0 if parent is None else self.applied(parent)
+        if parent is None:
+            return 0.0
+        # An object several Kustomizations apply exists once the first of them applies it.
+        return min(self.applied(p) for p in self.also_applied_by.get(ref, [parent]))
 
     def pods_ready(self, pod_spec: dict[str, Any], created: float, delay: float, replicas: int,
                    ordered: bool) -> float:
@@ -138,8 +183,9 @@ class _Plan:
         start = max(self.created(ref), self.controller("kustomize-controller"),
                     self._source_ready(src.get("kind", "GitRepository"), src.get("namespace") or ref[1],
                                        src.get("name", "")))
-        for dep in spec.get("dependsOn") or []:
-            start = max(start, self.ready(("Kustomization", dep.get("namespace") or ref[1], dep.get("name", ""))))
+        deps = [self.ready(("Kustomization", dep.get("namespace") or ref[1], dep.get("name", "")))
+                for dep in spec.get("dependsOn") or []]
+        start = _next_look(start, max(deps, default=0.0), self.requeue)
         return start + self.sc.delay("Kustomization", ref[1], ref[2], self.sc.defaults.kustomization)
 
     def _ready(self, ref: Ref) -> float:
@@ -157,7 +203,7 @@ class _Plan:
                 checked = []
                 for hc in spec.get("healthChecks") or []:
                     checked.append((hc.get("kind", ""), hc.get("namespace") or "", hc.get("name", "")))
-            return max([applied] + [self.ready(r) for r in checked])
+            return _next_look(applied, max([applied] + [self.ready(r) for r in checked]), self.poll)
         if kind == "GitRepository":
             return max(created, self.controller("source-controller")) + self.sc.delay(
                 kind, ns, name, self.sc.defaults.git_repository)
@@ -169,8 +215,9 @@ class _Plan:
             start = max(created, self.controller("helm-controller"),
                         self._source_ready(source_ref.get("kind") or "HelmRepository",
                                            source_ref.get("namespace") or ns, source_ref.get("name", "")))
-            for dep in spec.get("dependsOn") or []:
-                start = max(start, self.ready(("HelmRelease", dep.get("namespace") or ns, dep.get("name", ""))))
+            deps = [self.ready(("HelmRelease", dep.get("namespace") or ns, dep.get("name", "")))
+                    for dep in spec.get("dependsOn") or []]
+            start = _next_look(start, max(deps, default=0.0), self.requeue)
             installed = start + self.sc.delay(kind, ns, name, self.sc.defaults.helm_release)
             workload = workload_for(dict(obj, metadata=dict(obj["metadata"], namespace=ns)),
                                     self.sc.faults(kind, ns, name).workload_kind)
@@ -183,7 +230,8 @@ class _Plan:
         meta, spec = workload["metadata"], workload.get("spec") or {}
         delay = self.sc.delay(workload["kind"], meta.get("namespace"), meta["name"], self.sc.defaults.pod)
         pod_spec = (spec.get("template") or {}).get("spec") or {}
-        return self.pods_ready(pod_spec, created, delay, int(spec.get("replicas", 1)),
+        replicas = spec.get("replicas", 1)
+        return self.pods_ready(pod_spec, created, delay, replicas if isinstance(replicas, int) else 1,
                                workload["kind"] == "StatefulSet")
 
     def total(self) -> float:

@@ -1,0 +1,1 @@
+"""Knowledge about GitOps repositories that is independent of any cluster: what Helm charts install."""

@@ -1,0 +1,124 @@
+"""A runner that records commands instead of running them, and answers from a script.
+
+Like invoke's ``MockContext``: the phases run unchanged against it, so a dry run shows what
+the phases really send (not a hand-written description that can drift), and unit tests
+drive every phase, the pipeline and the runbook executor without SSH or root. Nothing is
+ever connected to: ``connection()`` refuses.
+
+A ``Reply`` matches commands by a regular expression (searched in the command as sent,
+``sudo -n -- sh -c ...`` wrapping included) and optionally by node; the first match that
+has answers left wins. A command no reply matches succeeds with empty output.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from drtool.errors import DrtoolError, RemoteError
+from drtool.inventory import Inventory, Node
+from drtool.remote.runner import CommandLog, Result, Runner, q
+from drtool.secret import Secret, redact
+
+
+@dataclass
+class Reply:
+    """What a scripted command answers."""
+
+    match: str
+    """A regular expression searched in the command."""
+    node: str | None = None
+    """Only on this node (``local`` for local commands); any node when None."""
+    exit_code: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    raises: DrtoolError | None = None
+    """Raised instead of answering (a dropped connection, an interrupt...)."""
+    times: int | None = None
+    """How many commands it answers; unlimited when None."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One command a phase sent, as it would be shown (secrets masked)."""
+
+    node: str
+    command: str
+    step: str | None = None
+    stdin: bool = False
+    """Something (a token) went on stdin; its value is never recorded."""
+
+    def describe(self) -> str:
+        return self.command + ("   # stdin: ***" if self.stdin else "")
+
+
+class RecordingRunner(Runner):
+    """A ``Runner`` that records and answers from ``replies``; see the module docstring."""
+
+    def __init__(self, inventory: Inventory, replies: Sequence[Reply] = (), command_log: CommandLog | None = None):
+        super().__init__(inventory, command_log)
+        self.replies = list(replies)
+        self.recorded: list[Recorded] = []
+
+    # -- never connects ---------------------------------------------------------
+    def connection(self, node: Node):
+        """Never connects; a reply matching ``connect`` (for that node) can make it fail."""
+        for reply in self.replies:
+            if reply.raises is not None and reply.node in (None, node.name) and reply.times != 0 \
+                    and re.fullmatch(reply.match, "connect"):
+                if reply.times is not None:
+                    reply.times -= 1
+                raise reply.raises
+        return None
+
+    def close(self) -> None:
+        pass
+
+    # -- commands ------------------------------------------------------------------
+    def _answer(self, node: str, full: str, shown: str, step: str | None, stdin: bool) -> Reply | None:
+        self.recorded.append(Recorded(node, shown, step, stdin))
+        self.log.write(node=node, step=step, command=shown, exit_code=0, recorded=True)
+        for reply in self.replies:
+            if reply.node not in (None, node) or reply.times == 0 or not re.search(reply.match, full):
+                continue
+            if reply.times is not None:
+                reply.times -= 1
+            if reply.raises is not None:
+                raise reply.raises
+            return reply
+        return None
+
+    def run(self, node: Node, command: str, *, sudo: bool = False, timeout: float | None = None,
+            stdin: str | Secret | None = None, check: bool = True, step: str | None = None,
+            idempotent: bool = False, redact_output: bool = True) -> Result:
+        full = self.wrap(node, command, sudo)
+        shown = redact(full)
+        reply = self._answer(node.name, full, shown, step, stdin is not None)
+        result = Result(node.name, shown, reply.exit_code if reply else 0, reply.stdout if reply else "",
+                        reply.stderr if reply else "", 0.0)
+        if check and result.exit_code != 0:
+            raise RemoteError(node.name, shown, result.exit_code, result.tail())
+        return result
+
+    def put_many(self, node: Node, items: list[tuple[Path | str | bytes, str, str]], *, sudo: bool = True,
+                 step: str | None = None) -> None:
+        for local, remote, mode in items:
+            label = "<bytes>" if isinstance(local, bytes) else str(local)
+            self._answer(node.name, f"upload {label} -> {remote}", f"upload {label} -> {remote} (mode {mode})",
+                         step, False)
+
+    def local(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
+              timeout: float | None = None, step: str | None = None, check: bool = True) -> Result:
+        full = command if isinstance(command, str) else " ".join(q(a) for a in command)
+        shown = redact(full)
+        reply = self._answer("local", full, shown, step, False)
+        result = Result("local", shown, reply.exit_code if reply else 0, reply.stdout if reply else "",
+                        reply.stderr if reply else "", 0.0)
+        if check and result.exit_code != 0:
+            raise RemoteError("local", shown, result.exit_code, result.tail())
+        return result
+
+    def commands(self, node: str | None = None) -> list[str]:
+        """The recorded commands (on one node, or all), in order."""
+        return [r.command for r in self.recorded if node is None or r.node == node]

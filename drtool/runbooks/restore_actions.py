@@ -1,0 +1,136 @@
+"""Runbook actions that put a backup's other parts back: Flux secrets and local-path volumes.
+
+``restore-datastore`` and ``install-server`` (``drtool.runbooks.actions``) bring back the
+datastore and the original token; these two complete the restore from ``runs/<run>/backup/``:
+
+- ``restore-secrets`` (``run``): the Secrets the backup saved from ``flux-system``
+  (``flux-secrets/*.json``: the SOPS key, Flux's deploy key) are created again, or replaced,
+  through the API. They never pass through a shell or a log.
+- ``restore-volumes`` (``run``, optional ``on``): each node's ``volumes.tgz`` (written when
+  ``backup.archive_volumes`` is on; it holds ``storage/<volume>/...``) is uploaded (0600) and
+  extracted back under the node's K3s data dir, where the local-path provisioner keeps them
+  (k3s-io/k3s ``pkg/cli/server/server.go``, v1.31.4+k3s1: ``<data-dir>/storage``).
+"""
+from __future__ import annotations
+
+import json
+from typing import Mapping
+
+from drtool.errors import DrtoolError, PermanentError
+from drtool.remote.runner import q
+
+Plan = list[tuple[str, str]]
+
+
+def _secrets_dir(run_id: str):
+    from drtool.runbooks.action_support import backup_dir as _backup_dir
+
+    d = _backup_dir(run_id)
+    if (d / "manifest.json").exists():
+        from drtool.phases.backup import verify_manifest
+
+        verify_manifest(d)
+    return d / "flux-secrets"
+
+
+def _restore_secrets(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    from kubernetes import client as kclient
+    from kubernetes.client.exceptions import ApiException
+
+    from drtool.runbooks.action_support import ensure_kubeconfig
+
+    files = sorted(_secrets_dir(args["run"]).glob("*.json"))
+    if not files:
+        return f"run {args['run']} saved no Flux secrets (the old cluster did not answer); nothing to restore"
+    ensure_kubeconfig(ctx)
+    api_client = ctx.api_client()
+    core = kclient.CoreV1Api(api_client)
+    restored = []
+    try:
+        for path in files:
+            body = json.loads(path.read_text())
+            meta = body.get("metadata", {})
+            name, namespace = meta.get("name"), meta.get("namespace", "flux-system")
+            try:
+                try:
+                    core.create_namespaced_secret(namespace, body, _request_timeout=(5, 15))
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    core.replace_namespaced_secret(name, namespace, body, _request_timeout=(5, 15))
+            except ApiException as exc:
+                raise PermanentError(f"restoring Secret {namespace}/{name}: HTTP {exc.status} {exc.reason}") from None
+            restored.append(f"{namespace}/{name}")
+    except PermanentError:
+        raise
+    except Exception as exc:  # urllib3 connection errors: the API is down
+        raise DrtoolError(f"restoring Flux secrets: API unreachable ({type(exc).__name__})") from None
+    finally:
+        api_client.close()
+    return f"restored Secrets {', '.join(restored)} from run {args['run']}"
+
+
+def _plan_restore_secrets(ctx, args: Mapping) -> Plan:
+    return [("local", f"verify runs/{args['run']}/backup/manifest.json"),
+            ("local", f"create or replace each Secret in runs/{args['run']}/backup/flux-secrets/*.json through the API")]
+
+
+def _archives(ctx, args: Mapping, where: tuple[str, str]):
+    from drtool.runbooks.action_support import backup_dir as _backup_dir
+    from drtool.runbooks.action_support import targets as _targets
+
+    d = _backup_dir(args["run"])
+    nodes = _targets(ctx, args.get("on", "all"), where)
+    return d, [(n, d / n.name / "volumes.tgz") for n in nodes]
+
+
+def _extract_command(ctx, archive: str) -> str:
+    data_dir = ctx.inv.k3s.data_dir
+    return (f"mkdir -p {q(data_dir)} && tar -xzf {q(archive)} -C {q(data_dir)} --no-same-owner --overwrite; "
+            f"rc=$?; rm -f {q(archive)}; exit $rc")
+
+
+def _restore_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    import uuid
+
+    from drtool.phases.backup import verify_manifest
+
+    d, items = _archives(ctx, args, where)
+    if (d / "manifest.json").exists():
+        verify_manifest(d)
+    todo = [(n, a) for n, a in items if a.is_file()]
+    if not todo:
+        return f"run {args['run']} archived no volumes (backup.archive_volumes was off); nothing to restore"
+
+    def restore(node_and_archive) -> str:
+        node, archive = node_and_archive
+        tmp = f"/var/tmp/drtool-volumes-{uuid.uuid4().hex}.tgz"
+        with ctx.step(node, "restore volumes"):
+            ctx.runner.put(node, archive, tmp, mode="0600", step=ctx.phase_name)
+            ctx.runner.run(node, _extract_command(ctx, tmp), sudo=True, step=ctx.phase_name)
+        return node.name
+
+    by_name = {n.name: (n, a) for n, a in todo}
+    results = ctx.runner.fan_out([n for n, _ in todo], lambda n: restore(by_name[n.name]))
+    results.raise_on_failure("restoring volumes")
+    return f"restored local-path volumes on {', '.join(sorted(by_name))} from run {args['run']}"
+
+
+def _plan_restore_volumes(ctx, args: Mapping) -> Plan:
+    from drtool.runbooks.action_support import targets as _targets
+
+    steps: Plan = [("local", f"verify runs/{args['run']}/backup/manifest.json")]
+    for node in _targets(ctx, args.get("on", "all"), ("<runbook>", "")):
+        tmp = "/var/tmp/drtool-volumes-<id>.tgz"
+        steps.append((node.name, f"upload runs/{args['run']}/backup/{node.name}/volumes.tgz -> {tmp} (mode 0600), if archived"))
+        steps.append((node.name, ctx.runner.wrap(node, _extract_command(ctx, tmp), sudo=True)))
+    return steps
+
+
+def restore_actions():
+    """(name, summary, run, plan) of each restore action; ``actions`` registers them."""
+    return (
+        ("restore-secrets", "create again the Flux secrets a backup saved", _restore_secrets, _plan_restore_secrets),
+        ("restore-volumes", "extract each node's archived local-path volumes under its data dir",
+         _restore_volumes, _plan_restore_volumes),
+    )

@@ -1,0 +1,110 @@
+"""Exit codes a user sees: interrupts in parallel phases, bugs, and one recovery-time formula."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from invoke import Exit
+
+from drtool.errors import ExitCode, Interrupted, OverObjective
+from drtool.inventory import parse_inventory
+from drtool.phases.context import Options
+from drtool.pipeline import Pipeline
+from drtool.tasks._cli import guarded
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def inv(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRTOOL_RUNS_DIR", str(tmp_path / "runs"))
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    return parse_inventory(data, REPO / "inventory" / "lab.yaml")
+
+
+class ParallelJoin:
+    """A phase that joins nodes in parallel, and one node's worker sees the stop request."""
+
+    NAME = "join_agents"
+
+    @staticmethod
+    def run(ctx):
+        def one(node):
+            if node.name == "node2":
+                ctx.stop.set()
+                ctx.check_stop()
+            return "joined"
+
+        ctx.runner.fan_out(ctx.inv.nodes, one).raise_on_failure("agent join")
+        return "joined"
+
+
+def test_interrupt_inside_a_parallel_phase_exits_130_with_the_resume_hint(inv, capsys):
+    pipeline = Pipeline(inv, Options(quiet=True), phases=[ParallelJoin])
+    with pytest.raises(Exit) as info:
+        guarded(pipeline.run)()
+    rid = pipeline.run_obj.record["run_id"]
+    assert info.value.code == 130
+    assert f"resume with --resume {rid}" in info.value.message
+    journal = json.loads((pipeline.run_obj.dir / "journal.json").read_text())
+    assert journal["status"] == "interrupted" and journal["stopped_at"] == "join_agents"
+    assert journal["phases"][0]["outcome"] == "interrupted"
+    assert json.loads((pipeline.run_obj.dir / "report.json").read_text())["partial"] is True
+
+
+def test_a_bug_exits_with_its_own_code_not_the_phase_failure_code():
+    @guarded
+    def task():
+        raise KeyError("oops")
+
+    with pytest.raises(Exit) as info:
+        task()
+    assert info.value.code == ExitCode.INTERNAL == 70
+    assert info.value.code != ExitCode.FAILED
+    assert info.value.message.startswith("error: internal error: 'oops' (traceback in ")
+
+
+class Teardown:
+    NAME = "teardown"
+
+    @staticmethod
+    def run(ctx):
+        return "wiped"
+
+
+class Converge:
+    """Records everything Ready 0.9 s after the wipe began; the phase itself ends at once."""
+
+    NAME = "converge"
+
+    @staticmethod
+    def run(ctx):
+        start = ctx.run.phase("teardown")["started_at"]
+        ctx.run.record["converge"] = {"converged": True, "outcome": "converged", "started": start, "ended": start + 0.9,
+                                      "objects": [], "critical_path": [], "failures": [], "pending": []}
+        return "converged"
+
+
+def test_exit_code_and_report_verdict_come_from_one_recovery_time(inv):
+    # Recovery is 0.9 s by the converge result, against an objective of 0.5 s. The phases themselves
+    # end within milliseconds: a second formula (end of the last phase) would call it a pass.
+    pipeline = Pipeline(inv.model_copy(update={"objective": 0.5}), Options(quiet=True), phases=[Teardown, Converge])
+    with pytest.raises(OverObjective) as info:
+        pipeline.run()
+    assert info.value.exit_code == ExitCode.OVER_OBJECTIVE
+    report = json.loads((pipeline.run_obj.dir / "report.json").read_text())
+    assert report["verdict"] == "over-objective", report["verdict_reason"]
+    assert report["recovery_s"] == pytest.approx(0.9)
+    assert "recovery took 0.9s" in str(info.value)
+
+
+def test_within_the_objective_both_say_pass(inv):
+    pipeline = Pipeline(inv.model_copy(update={"objective": 5.0}), Options(quiet=True), phases=[Teardown, Converge])
+    assert pipeline.run() == 0
+    assert json.loads((pipeline.run_obj.dir / "report.json").read_text())["verdict"] == "pass"
+
+
+def test_interrupted_is_130():
+    assert Interrupted.exit_code == 130

@@ -1,0 +1,262 @@
+"""Phases, the pipeline and the runbook executor against a recording runner: no SSH, no root.
+
+Each test scripts what the nodes answer (``Reply``) and checks what the code sent and what a
+user sees: journal outcomes, messages, exit codes, files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from invoke import Exit
+
+from drtool.errors import ConnectError, Interrupted, NodesFailed, PermanentError, RemoteError
+from drtool.inventory import parse_inventory
+from drtool.phases import backup, join, kubeconfig, teardown
+from drtool.phases.context import Context, Options, RunProgress
+from drtool.phases.dry_run import dry_context, plan_phase
+from drtool.phases.preflight import run_preflight
+from drtool.pipeline import Pipeline
+from drtool.remote.recording import RecordingRunner, Reply
+from drtool.run import Run
+from drtool.runbooks.executor import RunbookExecutor, RunOptions
+from drtool.runbooks.model import load_runbook
+from drtool.secret import Secret
+from drtool.tasks._cli import guarded
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "K10recordedtoken::server:abc123"
+K3S_YAML = """apiVersion: v1
+clusters:
+- cluster: {certificate-authority-data: TkVXQ0E=, server: 'https://127.0.0.1:6443'}
+  name: default
+contexts:
+- context: {cluster: default, user: default}
+  name: default
+current-context: default
+kind: Config
+users:
+- name: default
+  user: {client-certificate-data: TkVXQ0VSVA==, client-key-data: TkVXS0VZ}
+"""
+
+
+@pytest.fixture
+def inv(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRTOOL_RUNS_DIR", str(tmp_path / "runs"))
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["k3s"]["install"] = {"method": "online"}  # no local artifacts needed
+    return parse_inventory(data, REPO / "inventory" / "lab.yaml")
+
+
+def _wipes(recorded) -> list[str]:
+    """The nodes of the recorded commands, without teardown's volume check (one per node, first)."""
+    return [r.node for r in recorded if "k3s/storage" not in r.command]
+
+
+def context(inv, runner, **options) -> Context:
+    run = Run.create("rebuild", str(inv.path), inv.cluster.name)
+    return Context(inv, runner, run, Options(quiet=True, **options), RunProgress(quiet=True))
+
+
+# -- teardown -------------------------------------------------------------------------
+
+
+def test_teardown_wipes_agents_before_servers_and_reports_per_node(inv):
+    runner = RecordingRunner(inv, [Reply("uninstall", node="node2", stdout="drtool-teardown: running k3s-agent-uninstall.sh"),
+                                   Reply("uninstall", node="node1", stdout="drtool-teardown: noop")])
+    result = teardown.run(context(inv, runner))
+    # First the volume check on every node (nothing holds data here), then agents before servers.
+    assert sorted(r.node for r in runner.recorded[:2]) == ["node1", "node2"]
+    assert all("k3s/storage" in r.command for r in runner.recorded[:2])
+    assert _wipes(runner.recorded) == ["node2", "node1"]
+    assert all(c.startswith("sudo -n -- sh -c ") for c in runner.commands())
+    assert (result.outcome, result.message) == ("ok", "wiped: node2; nothing installed: node1")
+    assert result.details == {"wiped": ["node2"], "nothing_installed": ["node1"]}
+
+
+def test_teardown_leftovers_fail_naming_the_node(inv):
+    runner = RecordingRunner(inv, [Reply("uninstall", node="node2", stdout="drtool-left: /var/lib/rancher/k3s", exit_code=3)])
+    with pytest.raises(NodesFailed, match=r"^teardown failed: node2: not clean after uninstall: /var/lib/rancher/k3s$"):
+        teardown.run(context(inv, runner))
+    # servers are not wiped after a failed agent (only the volume check ran there)
+    assert [c for c in runner.commands("node1") if "k3s/storage" not in c] == []
+
+
+def test_teardown_refuses_a_protected_path_under_the_data_dir_before_any_command(inv):
+    data = inv.model_dump()
+    data["nodes"][1]["protected_paths"] = ("/var/lib/rancher/k3s/storage",)
+    bad = parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
+    runner = RecordingRunner(bad)
+    with pytest.raises(PermanentError, match="node2: protected path"):
+        teardown.run(context(bad, runner))
+    assert runner.recorded == []
+
+
+# -- join -----------------------------------------------------------------------------
+
+
+def test_join_sends_the_token_on_stdin_only(inv, monkeypatch):
+    monkeypatch.setenv("K3S_TOKEN", TOKEN)
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["k3s"]["install"] = {"method": "online"}
+    data["k3s"]["token"] = {"token_env": "K3S_TOKEN"}
+    with_env = parse_inventory(data, REPO / "inventory" / "lab.yaml")
+    runner = RecordingRunner(with_env)
+    result = join.run(context(with_env, runner))
+    assert result.details == {"agents": ["node2"]}
+    [cmd] = runner.recorded
+    assert cmd.node == "node2" and cmd.stdin and TOKEN not in cmd.command
+    assert "K3S_URL=https://127.0.0.11:6443" in cmd.command and "--node-taint heavy=true:NoSchedule" in cmd.command
+
+
+def test_join_failure_names_the_node_and_the_command(inv):
+    runner = RecordingRunner(inv, [Reply("install", node="node2", exit_code=1, stderr="[ERROR] Failed to start k3s-agent")])
+    with pytest.raises(NodesFailed, match=r"agent join failed: node2: `sudo -n -- sh -c .*` exited 1") as info:
+        join.run(context(inv, runner))
+    assert isinstance(info.value.errors["node2"], RemoteError)
+
+
+# -- backup ---------------------------------------------------------------------------
+
+
+def test_backup_saves_the_old_token_0600_and_verifies_the_manifest(inv):
+    runner = RecordingRunner(inv, [
+        Reply("for u in k3s k3s-agent", node="node1", stdout="k3s\n"),
+        Reply(r"cat /var/lib/rancher/k3s/server/token", stdout=TOKEN + "\n"),
+        Reply(r"test -d .*/db/etcd", exit_code=1),
+        Reply("drtool-datastore", stdout="drtool-datastore: none\n"),
+        Reply(r"cat /etc/rancher/k3s/k3s.yaml", exit_code=1),
+        Reply("du -sk", node="node2", stdout="2048\t/var/lib/rancher/k3s/storage/pvc-1\n"),
+    ])
+    ctx = context(inv, runner)
+    result = backup.run(ctx)
+    token = ctx.run.dir / "backup" / "node1" / "token"
+    assert token.read_text() == TOKEN + "\n" and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert result.outcome == "ok" and result.details["volumes"] == 1 and result.details["files"] >= 2
+    assert TOKEN not in json.dumps(result.details) and TOKEN not in result.message
+    assert backup.verify_manifest(ctx.run.dir / "backup") == result.details["files"]
+
+
+def test_backup_skipped_sends_nothing(inv):
+    runner = RecordingRunner(inv)
+    assert backup.run(context(inv, runner, skip_backup=True)).outcome == "skipped"
+    assert runner.recorded == []
+
+
+# -- kubeconfig -----------------------------------------------------------------------
+
+
+def test_kubeconfig_is_pointed_at_the_endpoint_and_written_0600(inv):
+    runner = RecordingRunner(inv, [Reply(r"cat /etc/rancher/k3s/k3s.yaml", node="node1", stdout=K3S_YAML)])
+    ctx = context(inv, runner)
+    result = kubeconfig.run(ctx)
+    cfg = yaml.safe_load(ctx.kubeconfig_path.read_text())
+    assert cfg["clusters"][0]["cluster"]["server"] == "https://127.0.0.11:6443"
+    assert cfg["current-context"] == "lab" and stat.S_IMODE(os.stat(ctx.kubeconfig_path).st_mode) == 0o600
+    assert result.message.startswith("wrote ") and runner.commands() == ["sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'"]
+
+
+# -- preflight ------------------------------------------------------------------------
+
+
+def test_preflight_reports_an_unreachable_node_as_a_failed_check(inv):
+    runner = RecordingRunner(inv, [Reply("connect", node="node2", raises=ConnectError("node2 (127.0.0.12:2222): refused"))])
+    result = run_preflight(inv, runner)
+    ssh = {c.target: c.state for c in result.checks if c.name == "ssh"}
+    assert ssh == {"node1": "pass", "node2": "fail"} and not result.ok
+    assert runner.commands("node2") == []
+
+
+# -- the pipeline ---------------------------------------------------------------------
+
+
+def test_pipeline_journals_real_phases_run_against_recorded_nodes(inv):
+    runner = RecordingRunner(inv, [Reply("uninstall", stdout="drtool-teardown: noop")])
+    pipeline = Pipeline(inv, Options(quiet=True, skip_backup=True), phases=[backup, teardown, join],
+                        runner=lambda *_: runner)
+    assert pipeline.run() == 0
+    journal = json.loads((pipeline.run_obj.dir / "journal.json").read_text())
+    assert [(p["name"], p["outcome"]) for p in journal["phases"]] == [
+        ("backup", "skipped"), ("teardown", "ok"), ("join_agents", "ok")]
+    assert list(journal["phases"][1]["nodes"]) == ["node2", "node1"]
+    assert _wipes(runner.recorded) == ["node2", "node1", "node2"]
+
+
+def test_pipeline_interrupt_inside_the_agent_join_exits_130_with_the_resume_hint(inv):
+    runner = RecordingRunner(inv, [Reply("install", node="node2", raises=Interrupted("interrupted during join_agents"))])
+    pipeline = Pipeline(inv, Options(quiet=True, skip_backup=True), phases=[backup, join], runner=lambda *_: runner)
+    with pytest.raises(Exit) as info:
+        guarded(pipeline.run)()
+    rid = pipeline.run_obj.record["run_id"]
+    assert info.value.code == 130 and info.value.message.endswith(f"; resume with --resume {rid}")
+    journal = json.loads((pipeline.run_obj.dir / "journal.json").read_text())
+    assert journal["status"] == "interrupted" and journal["stopped_at"] == "join_agents"
+
+
+def test_pipeline_host_key_error_inside_a_node_worker_exits_7(inv):
+    from drtool.errors import HostKeyError
+
+    runner = RecordingRunner(inv, [Reply("uninstall", node="node2", raises=HostKeyError("node2: the SSH host key CHANGED"))])
+    pipeline = Pipeline(inv, Options(quiet=True, skip_backup=True), phases=[teardown], runner=lambda *_: runner)
+    with pytest.raises(Exit) as info:
+        guarded(pipeline.run)()
+    assert info.value.code == 7 and "host key CHANGED" in info.value.message
+
+
+# -- dry run from the phases' own code ----------------------------------------------------
+
+
+def test_dry_run_shows_what_the_phases_send_and_writes_nothing(inv, tmp_path):
+    ctx = dry_context(inv)
+    lines = plan_phase(join, ctx) + [line for line in plan_phase(teardown, ctx) if "k3s/storage" not in line[1]]
+    assert lines[0][0] == "node2" and lines[0][1].endswith("   # stdin: ***")
+    assert [t for t, _ in lines[1:]] == ["node2", "node1"] and "k3s-agent-uninstall.sh" in lines[1][1]
+    assert not (tmp_path / "runs").exists()
+
+
+# -- the runbook executor -------------------------------------------------------------
+
+
+def test_runbook_executor_runs_remote_and_check_steps_on_recorded_nodes(inv, tmp_path):
+    path = tmp_path / "book.yaml"
+    path.write_text(yaml.safe_dump({"name": "probe", "description": "d", "steps": [
+        {"id": "uname", "title": "Kernel", "remote": {"on": "all", "command": "uname -r"}},
+        {"id": "version", "title": "K3s version", "check": {"on": ["node1"], "command": "k3s --version",
+                                                             "expect": "^k3s version v1\\.31"}},
+        {"id": "note", "title": "Note it", "local": {"command": "echo checked {{ cluster }}"}},
+    ]}))
+    runner = RecordingRunner(inv, [Reply("uname", stdout="6.1.0\n"),
+                                   Reply("k3s --version", stdout="k3s version v1.31.4+k3s1 (a562d090)\n")])
+    book = load_runbook(path)
+    executor = RunbookExecutor(inv, book, RunOptions(quiet=True, yes=True), runner=lambda *_: runner)
+    assert executor.run() == 0
+    assert runner.commands() == ["uname -r", "uname -r", "k3s --version", "echo checked lab"]
+    assert runner.recorded[-1].node == "local"
+    report = json.loads((executor.ctx.run.dir / "runbook-report.json").read_text())
+    assert [(s["id"], s["status"]) for s in report["steps"]] == [("uname", "ok"), ("version", "ok"), ("note", "ok")]
+
+
+def test_runbook_check_that_does_not_match_stops_with_the_resume_hint(inv, tmp_path):
+    path = tmp_path / "book.yaml"
+    path.write_text(yaml.safe_dump({"name": "probe", "description": "d", "steps": [
+        {"id": "version", "title": "K3s version", "check": {"on": ["node1"], "command": "k3s --version", "expect": "v1\\.32"}},
+    ]}))
+    runner = RecordingRunner(inv, [Reply("k3s --version", stdout="k3s version v1.31.4+k3s1\n")])
+    executor = RunbookExecutor(inv, load_runbook(path), RunOptions(quiet=True, yes=True), runner=lambda *_: runner)
+    with pytest.raises(Exit) as info:
+        guarded(executor.run)()
+    rid = executor.ctx.run.record["run_id"]
+    assert info.value.code == 1
+    assert "step version failed: check failed on node1" in info.value.message and f"--resume {rid}" in info.value.message
+
+
+def test_recorded_secrets_never_show(inv):
+    secret = Secret("s3cr3t-value-xyz", "test")
+    runner = RecordingRunner(inv)
+    runner.run(inv.nodes[0], f"echo {secret.reveal()}", stdin=secret)
+    assert "s3cr3t-value-xyz" not in runner.recorded[0].describe()
