@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, PermanentError
@@ -149,7 +150,7 @@ def _db_dir(ctx) -> str:
     return f"{k3s.server_dir(ctx.inv)}/db"
 
 
-def _datastore_backup(ctx, run_id: str) -> tuple[str, "Path"]:
+def _datastore_backup(ctx, run_id: str) -> tuple[str, Path]:
     """(``sqlite`` or ``etcd``, file) from the run's backup of the first server."""
     try:
         return "etcd", _backup_file(ctx, run_id, "etcd-snapshot")

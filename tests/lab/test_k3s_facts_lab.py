@@ -3,12 +3,14 @@ the inventory's own, mount points under it, config files, restores and node pass
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 
-from .fulllab import start_full_lab, stop_full_lab_dir
+from .fulllab import REPO, start_full_lab, stop_full_lab_dir
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +29,8 @@ def lab():
 def node_sh(lab, node: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
     """A root shell command on a lab node, over its real sshd."""
     return subprocess.run(["ssh", "-F", str(lab.lab.ssh_config_path), "-o", "BatchMode=yes", node,
-                           "sudo -n sh -c " + _sh_quote(command)],
+                           "sudo -n sh -c " + shlex.quote(command)],
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def _sh_quote(text: str) -> str:
-    import shlex
-    return shlex.quote(text)
 
 
 def rebuild(lab, *extra: str):
@@ -64,7 +61,8 @@ def test_the_inventory_data_dir_is_used_for_install_backup_and_wipe(lab):
 
 
 def test_mount_points_under_the_data_dir_are_not_leftovers(lab):
-    rebuild(lab) if not lab.node_file("node2", f"{DATA_DIR}/agent").exists() else None
+    if not lab.node_file("node2", f"{DATA_DIR}/agent").exists():
+        rebuild(lab)
     mounted = node_sh(lab, "node2", f"mkdir -p {DATA_DIR}/storage && mount -t tmpfs lab-volumes {DATA_DIR}/storage && "
                                     f"echo data > {DATA_DIR}/storage/pvc-1")
     assert mounted.returncode == 0, mounted.stderr
@@ -103,10 +101,6 @@ def _core(run_dir):
 
 
 def test_restore_a_backup_taken_before_a_full_rebuild(lab):
-    import sys
-
-    from .fulllab import REPO
-
     first = rebuild(lab)                                     # cluster generation A
     _core(first).create_namespaced_config_map("default", {"metadata": {"name": "generation-a"}, "data": {"k": "v"}})
     old_ca = lab.node_file("node1", f"{DATA_DIR}/server/tls/server-ca.crt").read_bytes()
@@ -135,10 +129,10 @@ def test_k3s_config_files_survive_the_rebuild(lab):
         rebuild(lab)
     conf = "node-label:\n  - from-config=yes\n"
     registries = "mirrors:\n  docker.io:\n    endpoint: [\"https://registry.lab.example:5000\"]\n"
-    wrote = node_sh(lab, "node2", f"mkdir -p /etc/rancher/k3s/config.yaml.d && printf %s {_sh_quote(conf)} > "
+    wrote = node_sh(lab, "node2", f"mkdir -p /etc/rancher/k3s/config.yaml.d && printf %s {shlex.quote(conf)} > "
                                   "/etc/rancher/k3s/config.yaml && echo 'kubelet-arg+: [max-pods=120]' > "
                                   "/etc/rancher/k3s/config.yaml.d/10-kubelet.yaml && "
-                                  f"printf %s {_sh_quote(registries)} > /etc/rancher/k3s/registries.yaml")
+                                  f"printf %s {shlex.quote(registries)} > /etc/rancher/k3s/registries.yaml")
     assert wrote.returncode == 0, wrote.stderr
     run = rebuild(lab)
     backup = run / "backup" / "node2" / "etc-rancher-k3s"
