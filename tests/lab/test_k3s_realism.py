@@ -135,3 +135,26 @@ def test_flags_from_config_yaml_and_its_dropins(roots):  # noqa: F811
     port, _ = _server(srv)
     labels = _wait_nodes_ready(_kube(srv, port), {"node1"})["node1"].metadata.labels
     assert labels["from-config"] == "yes" and labels["dropin"] == "yes"
+
+
+def test_embedded_etcd_keeps_the_cluster_cas_too(roots):  # noqa: F811
+    import os
+    import time
+
+    srv = roots("node1")
+    port, token = _server(srv, "--cluster-init")
+    tls = srv.file("/var/lib/rancher/k3s/server/tls")
+    ca = (tls / "server-ca.crt").read_bytes()
+    exec_ = f"server --cluster-init --bind-address {srv.address} --https-listen-port {port}"
+    assert srv.run("systemctl", "stop", "k3s").returncode == 0
+    tls.rename(tls.with_name("tls.old"))                # missing certificates come back from etcd
+    again = srv.install(INSTALL_K3S_EXEC=exec_, INSTALL_K3S_FORCE_RESTART="true")
+    assert again.returncode == 0, again.stderr + srv.log("k3s")
+    assert (tls / "server-ca.crt").read_bytes() == ca
+    assert srv.run("systemctl", "stop", "k3s").returncode == 0
+    (tls / "server-ca.crt").write_bytes(ca.replace(b"-----END", b"\n-----END"))
+    later = time.time() + 10
+    os.utime(tls / "server-ca.crt", (later, later))     # a different, newer file on disk
+    refused = srv.install(INSTALL_K3S_EXEC=exec_, INSTALL_K3S_FORCE_RESTART="true")
+    assert refused.returncode != 0
+    assert "server-ca.crt newer than datastore and could cause a cluster outage" in srv.log("k3s")

@@ -159,6 +159,8 @@ def restore_snapshot(fs: RootFS, data_dir: str, snapshot: str, secret: str) -> N
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(base64.b64decode(b64))
+    # "Cluster reset: replacing file on disk" (bootstrap.go): the restored etcd holds these CAs.
+    save_bootstrap(fs, data_dir, True, secret)
 
 
 # --- bootstrap data kept in the SQLite datastore ------------------------------------------
@@ -182,15 +184,42 @@ def _bootstrap_paths(fs: RootFS, data_dir: str) -> dict[str, Path]:
     return {f"{data_dir}/{BOOTSTRAP_DIR}/{name}": tls / name for name in CA_FILES}
 
 
-def reconcile_bootstrap(fs: RootFS, data_dir: str, db: Path, secret: str) -> bool:
+ETCD_BOOTSTRAP = "server/db/etcd/member/snap/bootstrap"
+
+
+def _read_stored(fs: RootFS, data_dir: str, etcd: bool) -> tuple[str, dict] | None:
+    """``(key, data)`` of the stored bootstrap data: a kine row in SQLite, a file in the lab's etcd."""
+    from drtool.lab.api import kine
+
+    if not etcd:
+        return kine.read_bootstrap(str(state_path(fs, data_dir, False)))
+    path = fs.path(data_dir) / ETCD_BOOTSTRAP
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return raw["key"], raw["data"]
+
+
+def _write_stored(fs: RootFS, data_dir: str, etcd: bool, key: str, data: dict) -> None:
+    from drtool.lab.api import kine
+
+    if not etcd:
+        kine.write_bootstrap(str(state_path(fs, data_dir, False)), key, data)
+        return
+    path = fs.path(data_dir) / ETCD_BOOTSTRAP
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"key": key, "data": data}, fh)
+
+
+def reconcile_bootstrap(fs: RootFS, data_dir: str, etcd: bool, secret: str) -> bool:
     """Bring the CA files on disk in line with the datastore's; returns whether it held any.
 
     Raises SnapshotError with K3s's own fatal message when the token does not open the
     stored data or a file on disk is newer than the datastore's copy.
     """
-    from drtool.lab.api import kine
-
-    row = kine.read_bootstrap(str(db))
+    row = _read_stored(fs, data_dir, etcd)
     if row is None:
         return False
     key, data = row
@@ -224,13 +253,11 @@ def reconcile_bootstrap(fs: RootFS, data_dir: str, db: Path, secret: str) -> boo
     return True
 
 
-def save_bootstrap(fs: RootFS, data_dir: str, db: Path, secret: str) -> None:
+def save_bootstrap(fs: RootFS, data_dir: str, etcd: bool, secret: str) -> None:
     """Store the CA files (content and mtime) in the datastore under the token's key."""
-    from drtool.lab.api import kine
-
     files = {}
     for path in _bootstrap_paths(fs, data_dir).values():
         if path.exists():
             files[path.name] = {"content": base64.b64encode(path.read_bytes()).decode(),
                                 "timestamp": int(path.stat().st_mtime)}
-    kine.write_bootstrap(str(db), bootstrap_key(secret), {"files": files})
+    _write_stored(fs, data_dir, etcd, bootstrap_key(secret), {"files": files})

@@ -375,16 +375,18 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     except datastore.SnapshotError as exc:
         return proc.fatal(str(exc))
 
-    sqlite_db = None if cfg.embedded_etcd else datastore.state_path(fs, cfg.data_dir, False)
+    # The first (or only) server reconciles with its datastore; a joining server gets the CAs
+    # over HTTP from the first one (_fetch_cluster_cas).
+    keeps_bootstrap = not joining
     try:
-        stored_bootstrap = sqlite_db is not None and datastore.reconcile_bootstrap(fs, cfg.data_dir, sqlite_db, secret)
+        stored_bootstrap = keeps_bootstrap and datastore.reconcile_bootstrap(fs, cfg.data_dir, cfg.embedded_etcd, secret)
     except datastore.SnapshotError as exc:
         return proc.fatal(str(exc))
     sans = (address, cfg.node_name, *cfg.tls_sans, *lab.addresses)
     pki = LabPki.load_or_create(tls_dir, sans)
     token = server_token(pki.ca_pem, secret or (cfg.token if cfg.token else ""))
-    if sqlite_db is not None and not stored_bootstrap:
-        datastore.save_bootstrap(fs, cfg.data_dir, sqlite_db, token.password)
+    if keeps_bootstrap and not stored_bootstrap:
+        datastore.save_bootstrap(fs, cfg.data_dir, cfg.embedded_etcd, token.password)
     _write_private(token_file, token.full() + "\n")
     node_token = server_dir / "node-token"
     if node_token.is_symlink() or node_token.exists():
