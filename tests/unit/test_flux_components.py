@@ -99,3 +99,15 @@ def test_k3s_server_registers_its_crds():
     assert names == {"helmcharts.helm.cattle.io", "helmchartconfigs.helm.cattle.io", "addons.k3s.cattle.io",
                      "etcdsnapshotfiles.k3s.cattle.io"}
     assert store.kinds.by_kind("k3s.cattle.io", "ETCDSnapshotFile").namespaced is False
+
+
+def test_reapplying_an_unchanged_crd_changes_nothing():
+    # kustomize-controller re-applies gotk-components on every reconcile; the CRD must not churn.
+    store = Store()
+    crd = components.crds()[0]
+    store.apply(crd)
+    rv = store.resource_version
+    import time as _time
+    _time.sleep(1.05)                      # lastTransitionTime has one-second resolution
+    store.apply(crd)
+    assert store.resource_version == rv
