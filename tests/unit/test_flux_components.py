@@ -52,7 +52,7 @@ def test_components_extra_adds_image_automation():
     assert ("CustomResourceDefinition", "imageupdateautomations.image.toolkit.fluxcd.io") in idx
     assert idx[("Deployment", "image-reflector-controller")]["spec"]["template"]["spec"]["containers"][0][
         "image"] == "ghcr.io/fluxcd/image-reflector-controller:v0.33.0"
-    with pytest.raises(ValueError, match="not available"):
+    with pytest.raises(ValueError, match="^component tf-controller is not available$"):
         components.components(extra=("tf-controller",))
 
 
