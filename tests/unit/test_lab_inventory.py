@@ -123,3 +123,23 @@ def test_lab_status_says_which_repository_the_lab_serves(tmp_path, monkeypatch, 
     assert "cp-1" in out and "stopped" in out
     assert "gitops: /home/op/repo (path clusters/prod" in out and "back to the fixture" in out
     assert f"inventory: {root / 'inventory.yaml'}" in out
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"chart_crds": "BAD"}, "charts: expected a list of charts"),
+    ({"path": "clusters/x"}, "--path: --path needs --gitops"),
+    ({"names": "a,b", "inventory": "x.yaml"}, "--names: give --names or --inventory, not both"),
+    ({"names": "Upper"}, "--names: 'Upper': a node name"),
+])
+def test_lab_up_refuses_bad_input_before_touching_anything(tmp_path, kwargs, message):
+    from drtool.lab.nodes import Lab
+    from drtool.lab.setup import lab_up
+
+    if kwargs.get("chart_crds") == "BAD":
+        bad = tmp_path / "charts.yaml"
+        bad.write_text("charts: 3\n")
+        kwargs = {"chart_crds": str(bad)}
+    root = tmp_path / "lab"
+    with pytest.raises(BadInput, match=message.replace("(", r"\(")):
+        lab_up(Lab(root, subnet="127.0.80"), **kwargs)
+    assert not root.exists()
