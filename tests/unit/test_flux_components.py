@@ -111,3 +111,18 @@ def test_reapplying_an_unchanged_crd_changes_nothing():
     _time.sleep(1.05)                      # lastTransitionTime has one-second resolution
     store.apply(crd)
     assert store.resource_version == rv
+
+
+def test_crd_versions_in_kubernetes_priority_order():
+    # apiextensions-apiserver sortGroupDiscoveryByKubeAwareVersion: GA first, the first is preferred.
+    store = Store()
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.io"},
+           "spec": {"group": "example.io", "scope": "Namespaced",
+                    "names": {"kind": "Widget", "plural": "widgets"},
+                    "versions": [{"name": "v1beta1", "served": True, "storage": True},
+                                 {"name": "v2alpha1", "served": True, "storage": False},
+                                 {"name": "v1", "served": True, "storage": False}]}}
+    created = store.create(crd)
+    assert store.kinds.by_kind("example.io", "Widget").versions == ("v1", "v1beta1", "v2alpha1")
+    assert created["status"]["storedVersions"] == ["v1beta1"]

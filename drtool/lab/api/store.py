@@ -236,7 +236,8 @@ class Store:
                  "message": "the initial names have been accepted",
                  "lastTransitionTime": before.get("Established") or ts},
             ],
-            "storedVersions": [declared.versions[0]],
+            "storedVersions": [next((v["name"] for v in crd["spec"].get("versions") or []
+                                     if v.get("storage")), declared.versions[0])],
         }
 
     def update(self, obj: dict) -> dict:
