@@ -223,16 +223,22 @@ class Store:
         self.kinds.remove(declared.group, declared.kind)   # a CRD update replaces the served versions
         self.kinds.add(declared)
         names = crd["spec"]["names"]
+        # A condition's lastTransitionTime moves only when its status does (apimachinery
+        # SetStatusCondition): re-applying an unchanged CRD must change nothing.
+        before = {c.get("type"): c.get("lastTransitionTime")
+                  for c in (crd.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
         ts = now_rfc3339()
         crd["status"] = {
             "acceptedNames": clone(names),
             "conditions": [
                 {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": ts},
+                 "message": "no conflicts found", "lastTransitionTime": before.get("NamesAccepted") or ts},
                 {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": ts},
+                 "message": "the initial names have been accepted",
+                 "lastTransitionTime": before.get("Established") or ts},
             ],
-            "storedVersions": [declared.versions[0]],
+            "storedVersions": [next((v["name"] for v in crd["spec"].get("versions") or []
+                                     if v.get("storage")), declared.versions[0])],
         }
 
     def update(self, obj: dict) -> dict:
