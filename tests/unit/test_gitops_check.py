@@ -347,3 +347,15 @@ def test_the_lab_fidelity_fixtures_agree_with_what_the_lab_does():
     result = run_check(inventory("clusters/lab"), base / "crd-same-kustomization")
     assert [f.id for f in result.findings] == ["crd-ordering:infrastructure:ClusterIssuer/selfsigned"]
     assert result.findings[0].file == "infrastructure/cluster-issuer.yaml"
+
+
+def test_a_chart_from_the_bootstrap_repository_needs_no_source_in_git(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "drift", repo)
+    text = (repo / "apps" / "web.yaml").read_text()
+    (repo / "apps" / "web.yaml").write_text(text.replace(
+        "sourceRef: {kind: HelmRepository, name: bitnami, namespace: flux-system}",
+        "sourceRef: {kind: GitRepository, name: flux-system, namespace: flux-system}"))
+    assert not [f for f in run_check(inventory(), repo).findings if f.kind == "repository"]
+    (repo / "apps" / "web.yaml").write_text(text.replace("name: bitnami, namespace", "name: bitnamii, namespace"))
+    assert only(run_check(inventory(), repo), "repository", "HelmRepository/flux-system/bitnamii").severity == "blocker"

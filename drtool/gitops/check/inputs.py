@@ -18,7 +18,9 @@ from drtool.inventory import Inventory
 
 SOURCE_KINDS = ("GitRepository", "HelmRepository", "OCIRepository", "Bucket", "HelmChart")
 _EXISTING = ("existingSecret", "existingSecretName", "existingClaim", "existingConfigMap")
-BOOTSTRAP_MADE = {("Secret", "flux-system", "flux-system")}
+# What `flux bootstrap` creates itself: the sync source, its deploy-key Secret, the sync Kustomization.
+BOOTSTRAP_MADE = {("Secret", "flux-system", "flux-system"), ("GitRepository", "flux-system", "flux-system"),
+                  ("Kustomization", "flux-system", "flux-system")}
 
 
 class Refs:
