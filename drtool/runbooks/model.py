@@ -45,6 +45,7 @@ ACTION_ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "install-server": ((), ("token_from_run",)),
     "restore-secrets": (("run",), ()),
     "restore-volumes": (("run",), ("on",)),
+    "guard-volumes": (("on",), ("discard",)),
 }
 ACTION_NAMES = tuple(ACTION_ARGS)
 

@@ -1,4 +1,5 @@
-"""Runbook actions that put a backup's other parts back: Flux secrets and local-path volumes.
+"""Runbook actions that put a backup's other parts back (Flux secrets, local-path volumes), and
+the volume check a runbook runs before it wipes a node.
 
 ``restore-datastore`` and ``install-server`` (``drtool.runbooks.actions``) bring back the
 datastore and the original token; these two complete the restore from ``runs/<run>/backup/``:
@@ -10,6 +11,9 @@ datastore and the original token; these two complete the restore from ``runs/<ru
   ``backup.archive_volumes`` is on; it holds ``storage/<volume>/...``) is uploaded (0600) and
   extracted back under the node's K3s data dir, where the local-path provisioner keeps them
   (k3s-io/k3s ``pkg/cli/server/server.go``, v1.31.4+k3s1: ``<data-dir>/storage``).
+- ``guard-volumes`` (``on``, optional ``discard``: true/false): the teardown's volume check
+  for a runbook that wipes nodes itself (``agent-replace``): it fails, naming each volume and
+  its size, while a volume there holds data, unless ``discard`` is true.
 """
 from __future__ import annotations
 
@@ -127,10 +131,34 @@ def _plan_restore_volumes(ctx, args: Mapping) -> Plan:
     return steps
 
 
+def _guard_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    from drtool.errors import BadInput
+    from drtool.phases.teardown import volume_guard
+    from drtool.runbooks.action_support import targets
+
+    discard = str(args.get("discard", "false")).strip().lower()
+    if discard not in ("true", "false"):
+        raise BadInput(where[0], where[1] + ".args.discard", f"expected true or false, got {discard!r}")
+    note = volume_guard(ctx, targets(ctx, args["on"], where), discard=discard == "true",
+                        how_to_discard="--param discard_volume_data=true")
+    return note.removeprefix("; ") if note else "no local-path volume holds data"
+
+
+def _plan_guard_volumes(ctx, args: Mapping) -> Plan:
+    from drtool.remote.volumes import volumes_with_data_command
+    from drtool.runbooks.action_support import targets
+
+    return [(n.name, ctx.runner.wrap(n, volumes_with_data_command(ctx.inv), sudo=True)
+             + f"   # refuse if a volume holds data (discard: {args.get('discard', 'false')})")
+            for n in targets(ctx, args["on"], ("<runbook>", ""))]
+
+
 def restore_actions():
     """(name, summary, run, plan) of each restore action; ``actions`` registers them."""
     return (
         ("restore-secrets", "create again the Flux secrets a backup saved", _restore_secrets, _plan_restore_secrets),
         ("restore-volumes", "extract each node's archived local-path volumes under its data dir",
          _restore_volumes, _plan_restore_volumes),
+        ("guard-volumes", "refuse to go on while local-path volumes on the nodes hold data (unless discard)",
+         _guard_volumes, _plan_guard_volumes),
     )
