@@ -359,3 +359,14 @@ def test_a_chart_from_the_bootstrap_repository_needs_no_source_in_git(tmp_path):
     assert not [f for f in run_check(inventory(), repo).findings if f.kind == "repository"]
     (repo / "apps" / "web.yaml").write_text(text.replace("name: bitnami, namespace", "name: bitnamii, namespace"))
     assert only(run_check(inventory(), repo), "repository", "HelmRepository/flux-system/bitnamii").severity == "blocker"
+
+
+def test_a_substitution_flux_refuses_is_a_blocker_not_a_crash(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "drift", repo)
+    ks = repo / "clusters" / "test" / "apps.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["postBuild"] = {"substitute": {"bad-name": "x"}}  # not a valid variable name
+    ks.write_text(yaml.safe_dump(data))
+    f = only(run_check(inventory(), repo), "repository", "postBuild apps")
+    assert f.severity == "blocker" and "bad-name" in f.message and f.file == "clusters/test/apps.yaml"

@@ -162,7 +162,7 @@ def load_repo(root: Path, cluster_path: str, result: CheckResult) -> Repo | None
         for ks in current:
             wave.extend(_children(repo, ks, top, result))
     _other_sources(repo, result)
-    _substitute(repo)
+    _substitute(repo, result)
     return repo
 
 
@@ -272,11 +272,18 @@ def substitution_values(repo: Repo, ks: Kustomization) -> tuple[dict[str, str], 
     return values, missing
 
 
-def _substitute(repo: Repo) -> None:
+def _substitute(repo: Repo, result: CheckResult) -> None:
     for ks in repo.kustomizations.values():
         if not ks.objects or not ks.spec.get("postBuild"):
             continue
         values, _ = substitution_values(repo, ks)
-        done = sources.substitute([b.obj for b in ks.objects], values)
+        try:
+            done = sources.substitute([b.obj for b in ks.objects], values)
+        except sources.BuildError as exc:
+            result.add(Finding("repository", "blocker", f"postBuild {ks.path or '.'}",
+                               f"Kustomization {ks.key}: {exc}",
+                               "fix the variable or the value named in the message; kustomize-controller fails the same way",
+                               kustomization=ks.key, file=ks.file))
+            continue
         ks.objects = [sources.Built(o, b.source) for o, b in zip(done, ks.objects)]
     repo._index = None  # names may have changed
