@@ -370,3 +370,14 @@ def test_a_substitution_flux_refuses_is_a_blocker_not_a_crash(tmp_path):
     ks.write_text(yaml.safe_dump(data))
     f = only(run_check(inventory(), repo), "repository", "postBuild apps")
     assert f.severity == "blocker" and "bad-name" in f.message and f.file == "clusters/test/apps.yaml"
+
+
+def test_a_malformed_kustomization_is_a_finding_not_a_crash(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "drift", repo)
+    ks = repo / "clusters" / "test" / "apps.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["dependsOn"] = "infrastructure"
+    ks.write_text(yaml.safe_dump(data))
+    f = only(run_check(inventory(), repo), "repository", "Kustomization/flux-system/apps")
+    assert f.severity == "blocker" and "spec.dependsOn" in f.message and f.file == "clusters/test/apps.yaml"
