@@ -381,3 +381,13 @@ def test_a_malformed_kustomization_is_a_finding_not_a_crash(tmp_path):
     ks.write_text(yaml.safe_dump(data))
     f = only(run_check(inventory(), repo), "repository", "Kustomization/flux-system/apps")
     assert f.severity == "blocker" and "spec.dependsOn" in f.message and f.file == "clusters/test/apps.yaml"
+
+
+def test_an_object_of_an_unexpected_shape_does_not_stop_the_other_rules(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "node-reference", repo)
+    (repo / "storage" / "odd.yaml").write_text(
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: odd, namespace: ml}\nspec:\n  chart: just-a-string\n")
+    result = run_check(inventory(), repo)
+    assert only(result, "node-reference", "PersistentVolume/models").severity == "blocker"
+    assert any("stopped early" in n for n in result.notes)
