@@ -391,3 +391,30 @@ def test_an_object_of_an_unexpected_shape_does_not_stop_the_other_rules(tmp_path
     result = run_check(inventory(), repo)
     assert only(result, "node-reference", "PersistentVolume/models").severity == "blocker"
     assert any("stopped early" in n for n in result.notes)
+
+
+def test_reading_the_live_cluster_is_bounded_and_never_raises():
+    from drtool.gitops.check.live import LISTS, read_live
+    from drtool.kube.client import KubeRetryable, NotFound
+
+    class Transport:
+        def __init__(self):
+            self.calls = 0
+
+        def get_json(self, path, query=None, category="get"):
+            self.calls += 1
+            if "ingresses" in path:
+                raise NotFound("GET ingresses: HTTP 404", 404)
+            if "cronjobs" in path:
+                raise KubeRetryable("GET cronjobs: HTTP 503", 503)
+            if path.endswith("/secrets"):
+                return {"items": [{"metadata": {"name": "s", "namespace": "a"}, "type": "Opaque", "data": {"k": "c2VjcmV0"}}]}
+            return {"items": []}
+
+    t = Transport()
+    snap = read_live(t)
+    assert t.calls == len(LISTS) and snap.of("Ingress") == []
+    assert [e.split(":")[0] for e in snap.errors] == ["CronJob"]
+    assert "data" not in snap.of("Secret")[0]  # values are dropped as they arrive
+    spent = read_live(Transport(), budget_s=0)
+    assert all(not v for v in spent.objects.values()) and len(spent.errors) == len(LISTS)
