@@ -86,9 +86,10 @@ def _widget_repo(tmp_path) -> Path:
 
 def test_crd_ordering_learns_from_the_live_cluster_which_release_installed_a_crd(tmp_path):
     repo = _widget_repo(tmp_path)
-    # Without the live cluster the check only knows nothing in Git brings the CRD.
+    # Without the live cluster the check cannot tell whether my-operator installs the CRD: a warning.
     offline = only(run_check(inventory(), repo), "crd-ordering", "Widget/")
-    assert "nothing in Git applies its CRD" in offline.message
+    assert offline.severity == "warning" and "HelmRelease/envoy-gateway-system/my-operator" in offline.message
+    assert "deadlock" in offline.message
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "widgets.example.com", "labels": {"app.kubernetes.io/managed-by": "Helm"},
                         "annotations": {"meta.helm.sh/release-name": "my-operator",
@@ -418,3 +419,26 @@ def test_reading_the_live_cluster_is_bounded_and_never_raises():
     assert "data" not in snap.of("Secret")[0]  # values are dropped as they arrive
     spent = read_live(Transport(), budget_s=0)
     assert all(not v for v in spent.objects.values()) and len(spent.errors) == len(LISTS)
+
+
+def test_a_custom_kind_nothing_can_install_is_a_blocker_and_an_unknown_chart_in_a_dependency_a_warning(tmp_path):
+    repo = _widget_repo(tmp_path)
+    # Only the Widget left: nothing in Git can install its CRD.
+    (repo / "infrastructure" / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [namespace.yaml, gateway.yaml]\n")
+    f = only(run_check(inventory(), repo), "crd-ordering", "Widget/")
+    assert f.severity == "blocker" and "nothing in Git applies its CRD" in f.message
+    # The unknown chart in a Kustomization it dependsOn may install it: a warning to confirm or accept.
+    (repo / "operators").mkdir()
+    shutil.move(repo / "infrastructure" / "envoy-gateway.yaml", repo / "operators" / "operator.yaml")
+    (repo / "clusters" / "test" / "operators.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "operators", "namespace": "flux-system"},
+        "spec": {"interval": "10m", "path": "./operators", "prune": True,
+                 "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}}))
+    ks = repo / "clusters" / "test" / "infrastructure.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["dependsOn"] = [{"name": "operators"}]
+    ks.write_text(yaml.safe_dump(data))
+    f = only(run_check(inventory(), repo), "crd-ordering", "Widget/")
+    assert f.severity == "warning" and "may install it" in f.message
