@@ -270,7 +270,7 @@ def _is_ip(text: str) -> bool:
 
 def _flag_words(args: list[str]) -> list[tuple[str, str | None, list[str]]]:
     """``--flag value`` / ``--flag=value`` / ``--bool`` groups: (flag, value, the words)."""
-    out = []
+    out: list[tuple[str, str | None, list[str]]] = []
     i = 0
     while i < len(args):
         word = args[i]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.unit.test_drill_history import BASE, drill, write_run
+from tests.unit.test_drill_history import drill, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
 INV = Path(sys.executable).parent / "inv"
