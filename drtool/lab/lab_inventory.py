@@ -153,6 +153,7 @@ def build_inventory(root: Path, nodes: Sequence[Any], gitops: dict[str, Any],
     data["flux"]["owner"] = gitops.get("owner", data["flux"]["owner"])
     data["flux"]["repository"] = gitops.get("repository", data["flux"]["repository"])
     data["flux"]["branch"] = gitops.get("branch", data["flux"]["branch"])
+    data["flux"]["checkout"] = gitops["default"]  # the repo lab.up serves: what `inv gitops.check` reads
     for s in data.get("secrets") or []:
         if s.get("from_file"):
             s["from_file"] = str(root / "secrets" / Path(s["from_file"]).name)
