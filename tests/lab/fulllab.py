@@ -85,6 +85,7 @@ def write_inventory(lab: Lab, dest: Path, agents: int = 1, mutate=None) -> Path:
     data["flux"]["cli"] = str(root / "bin" / "flux")
     data["flux"]["checkout"] = str(root / "gitops" / "homelab-gitops")  # where lab_up put the lab's repo
     data["secrets"][0]["from_file"] = str(root / "secrets" / "age.agekey")
+    data["runs_dir"] = str(dest.parent / "runs")  # the FullLab's runs, also without $DRTOOL_RUNS_DIR
     if mutate:
         mutate(data)
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
