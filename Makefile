@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 
 rebuild: setup
 	$(BIN)/inv lab.up
-	GITHUB_TOKEN="$${GITHUB_TOKEN:-$(LAB_TOKEN)}" $(BIN)/inv rebuild -i inventory/lab.yaml --yes
+	GITHUB_TOKEN="$${GITHUB_TOKEN:-$(LAB_TOKEN)}" $(BIN)/inv rebuild -i .lab/inventory.yaml --yes
 
 # Two workers, not more: lab tests assert timings (detection within 5 s, the simulator within its
 # critical path + 1 s), and more workers than a small CI machine has cores make those noisy.

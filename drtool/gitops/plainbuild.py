@@ -18,6 +18,7 @@ including every error, so the real builder decides and words the message. The ru
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
@@ -52,10 +53,15 @@ class PlainBuilder:
 
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
-        self.has_sourceignore = any(True for _ in self.root.rglob(".sourceignore"))
+        self._prefix = str(self.root) + os.sep
+        self.has_sourceignore = any(".sourceignore" in files for _, _, files in os.walk(self.root))
 
     def rel(self, path: Path) -> str:
-        return path.resolve().relative_to(self.root).as_posix()
+        return str(path)[len(self._prefix):].replace(os.sep, "/")
+
+    def _inside(self, path: str) -> bool:
+        # Paths are joined and normalised, not resolved: a symlink is left to the real builder.
+        return path.startswith(self._prefix) and not os.path.islink(path)
 
     def build(self, path: str, spec: Mapping[str, Any] | None = None) -> list[tuple[dict[str, Any], str]]:
         spec = spec or {}
@@ -65,7 +71,7 @@ class PlainBuilder:
         if ".." in parts:
             raise NotPlain("path leaves the root")
         target = self.root.joinpath(*parts)
-        if not target.is_dir():
+        if not target.is_dir() or any(os.path.islink(self.root.joinpath(*parts[: i + 1])) for i in range(len(parts))):
             raise NotPlain("no such path")
         out: list[tuple[dict[str, Any], str]] = []
         if _kfile(target) is not None:
@@ -84,6 +90,8 @@ class PlainBuilder:
 
     def _generated(self, directory: Path, out: list) -> None:
         for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+            if entry.is_symlink():
+                raise NotPlain("a symlink")
             if entry.is_dir():
                 if entry.name in IGNORED_DIRS:
                     continue
@@ -108,11 +116,10 @@ class PlainBuilder:
         for item in resources:
             if not isinstance(item, str) or "://" in item or item.startswith("/") or ":" in item.split("/")[0]:
                 raise NotPlain("remote or malformed resource")
-            target = (directory / item).resolve()
-            try:
-                target.relative_to(self.root)
-            except ValueError:
-                raise NotPlain("resource outside the root") from None
+            joined = os.path.normpath(os.path.join(directory, item))
+            if not self._inside(joined):
+                raise NotPlain("resource outside the root, or a symlink")
+            target = Path(joined)
             if target.is_dir() and _kfile(target) is not None:
                 self._kustomize(target, stack + (directory,), out)
             elif target.is_file() and target.name not in IGNORED_NAMES:

@@ -44,10 +44,18 @@ class Builder:
 
     def build(self, path: str, spec: dict[str, Any] | None = None) -> list[Built]:
         """The objects Flux would build from ``path`` with Kustomization ``spec``; raises ``BuildError``."""
+        plain = self.build_plain(path, spec)
+        return plain if plain is not None else self.build_real(path, spec)
+
+    def build_plain(self, path: str, spec: dict[str, Any] | None = None) -> list[Built] | None:
+        """The in-process build, or None when this path needs the real kustomize."""
         try:
             return [Built(obj, src) for obj, src in self.plain.build(path, spec)]
         except NotPlain:
-            pass
+            return None
+
+    def build_real(self, path: str, spec: dict[str, Any] | None = None) -> list[Built]:
+        """The build by the real kustomize (a process); raises ``BuildError``."""
         if self._provenance is None:
             self._provenance = Provenance(self.root)
         prefix, suffix = str((spec or {}).get("namePrefix") or ""), str((spec or {}).get("nameSuffix") or "")

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, guarded
+from drtool.tasks._cli import bad_arg, guarded, task
 
 BENCHMARKS = ("startup", "gitops", "recovery", "waiting", "failfast", "fanout")
 

@@ -1,9 +1,9 @@
 """`inv runbook.*`: list, show, run, render and validate step-by-step runbooks."""
 from __future__ import annotations
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import guarded, inventory_task, load, prune_runs, read_only
+from drtool.tasks._cli import guarded, inventory_task, load, prune_runs, read_only, task
 
 RUN_HELP = {
     "inventory": "inventory file (YAML)",
@@ -25,28 +25,53 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (value or "").split(",") if x.strip())
 
 
-@task(name="list")
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+@task(name="list", help={"json": "print the runbooks as JSON"})
 @guarded
 @read_only()
-def list_(c):
+def list_(c, json=False):
     """List the runbooks in runbooks/ with their descriptions."""
+    import json as jsonlib
+    import shutil
+    import textwrap
+
     from drtool.errors import BadInput
     from drtool.runbooks import runbook_files, runbooks_dir
     from drtool.runbooks.model import load_runbook
 
     files = runbook_files()
-    if not files:
-        print(f"no runbooks in {runbooks_dir()}")
-        return
+    entries = []
     for path in files:
         try:
             book = load_runbook(path)
         except BadInput as exc:
-            print(f"{path.stem:<22} INVALID: {exc}")
+            entries.append({"name": path.stem, "path": str(path), "valid": False, "error": str(exc)})
             continue
-        params = " ".join(f"{k}={v.default if v.default is not None else '…'}" for k, v in book.parameters.items())
-        summary = book.description.strip().splitlines()[0]
-        print(f"{book.name:<22} {len(book.steps):>2} steps  {summary}" + (f"  [{params}]" if params else ""))
+        entries.append({"name": book.name, "path": str(path), "valid": True, "description": book.description.strip(),
+                        "steps": len(book.steps),
+                        "parameters": {k: {"default": v.default, "description": v.description}
+                                       for k, v in book.parameters.items()}})
+    if json:
+        print(jsonlib.dumps({"schema": "drtool.runbook-list/v1", "dir": str(runbooks_dir()), "runbooks": entries},
+                            indent=2))
+        return
+    if not files:
+        print(f"no runbooks in {runbooks_dir()}")
+        return
+    # One line per runbook cut to the terminal, parameters on their own line: readable at 80 columns.
+    width = shutil.get_terminal_size((80, 24)).columns
+    for e in entries:
+        if not e["valid"]:
+            print(_fit(f"{e['name']:<18} INVALID: {e['error']}", width))
+            continue
+        head = f"{e['name']:<18} {e['steps']:>2} steps  "
+        params = " ".join(f"{k}={v['default'] if v['default'] is not None else '…'}" for k, v in e["parameters"].items())
+        text = " ".join(e["description"].split()) + (f" [params: {params}]" if params else "")
+        print(textwrap.fill(text, width=max(width, len(head) + 20), initial_indent=head,
+                            subsequent_indent=" " * len(head)))
 
 
 @task(help={"name": "runbook name or file"})

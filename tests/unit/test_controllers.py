@@ -321,6 +321,22 @@ def test_bad_repos_give_clear_conditions_and_the_controllers_keep_going(tmp_path
     _run(tmp_path, {}, body, files)
 
 
+def test_a_failed_build_stays_failed_until_its_retry_interval(tmp_path: Path) -> None:
+    """Its own status write must not retrigger it (the real controller ignores status-only changes)."""
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("broken", "./broken", retryInterval="10m"))          # 0.6 s at FAST_SCALE
+        group, kind = "kustomize.toolkit.fluxcd.io", "Kustomization"
+        await _eventually(lambda: (_ready(store, group, kind, "flux-system", "broken") or {}).get("reason")
+                          == "BuildFailed")
+        seen = set()
+        for _ in range(20):
+            seen.add(_ready(store, group, kind, "flux-system", "broken")["reason"])
+            await asyncio.sleep(0.02)
+        assert seen == {"BuildFailed"}
+
+    _run(tmp_path, {}, body, {"broken/bad.yaml": "kind: [oops\n"})
+
+
 def test_new_commits_are_picked_up_and_pruned(tmp_path: Path) -> None:
     files = {**APPS, "apps/a.yaml": CM.format(name="a").replace("{name: a}", "{name: a, namespace: apps}"),
              "apps/b.yaml": CM.format(name="b").replace("{name: b}", "{name: b, namespace: apps}")}
@@ -372,3 +388,33 @@ def test_restarted_controllers_reconcile_every_object_they_find(tmp_path: Path) 
         assert restarted.runtime.reconcile_count > 0
 
     _run(tmp_path, {}, body, files, restartable=True)
+
+
+def _dep(name: str, ready: str = "True", generation: int = 1, observed: int = 1, applied: str = "main@sha1:new",
+         source: str = "flux-system") -> dict:
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system", "generation": generation},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": source}},
+            "status": {"observedGeneration": observed, "lastAppliedRevision": applied,
+                       "conditions": [{"type": "Ready", "status": ready, "reason": "X", "message": ""}]}}
+
+
+@pytest.mark.parametrize(("dep", "problem"), [
+    (_dep("base"), ""),
+    (None, "dependency 'flux-system/base' not found: kustomizations.kustomize.toolkit.fluxcd.io \"base\" not found"),
+    (_dep("base", ready="Unknown"), "dependency 'flux-system/base' is not ready"),
+    (_dep("base", generation=2, observed=1), "dependency 'flux-system/base' is not ready"),
+    (_dep("base", applied="main@sha1:old"), "dependency 'flux-system/base' revision is not up to date"),
+    # Another source: its revision cannot be compared, Ready is enough.
+    (_dep("base", applied="main@sha1:old", source="other"), ""),
+])
+def test_dependency_check_follows_kustomize_controller(dep: dict | None, problem: str) -> None:
+    """kustomization_controller.go checkDependencies (kustomize-controller v1.4.0)."""
+    from types import SimpleNamespace
+
+    from drtool.lab.controllers.kustomizations import KustomizationReconciler
+
+    store = SimpleNamespace(peek=lambda group, kind, ns, name: dep if dep and name == dep["metadata"]["name"] else None)
+    reconciler = KustomizationReconciler(SimpleNamespace(store=store), None)    # type: ignore[arg-type]
+    obj = _ks("apps", "./apps", dependsOn=[{"name": "base"}])
+    assert reconciler._check_dependencies(obj, obj["spec"], "main@sha1:new") == problem

@@ -336,3 +336,14 @@ def test_a_dependency_nothing_declares_is_a_blocker(tmp_path):
     ks.write_text(yaml.safe_dump(data))
     f = only(run_check(inventory(), repo), "repository", "dependsOn flux-system/crds")
     assert f.severity == "blocker" and f.file == "clusters/test/infrastructure.yaml"
+
+
+def test_the_lab_fidelity_fixtures_agree_with_what_the_lab_does():
+    """``drtool/lab/gitops_fixtures``: ``layered`` (patches, components, generators, namePrefix,
+    substituteFrom, SOPS, .sourceignore) reconciles in the lab; ``crd-same-kustomization`` fails there
+    with "no matches for kind ClusterIssuer"."""
+    base = REPO / "drtool" / "lab" / "gitops_fixtures"
+    assert run_check(inventory("clusters/lab"), base / "layered").findings == []
+    result = run_check(inventory("clusters/lab"), base / "crd-same-kustomization")
+    assert [f.id for f in result.findings] == ["crd-ordering:infrastructure:ClusterIssuer/selfsigned"]
+    assert result.findings[0].file == "infrastructure/cluster-issuer.yaml"

@@ -260,3 +260,20 @@ def test_recorded_secrets_never_show(inv):
     runner = RecordingRunner(inv)
     runner.run(inv.nodes[0], f"echo {secret.reveal()}", stdin=secret)
     assert "s3cr3t-value-xyz" not in runner.recorded[0].describe()
+
+
+# -- drill phases ---------------------------------------------------------------------
+
+
+def test_drill_post_checks_with_nothing_to_check_pass(inv):
+    from drtool.drills.drill import PostChecks, ProtectSnapshot
+
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["expectations"]["helmreleases"] = []
+    data["drill"] = {"enabled": True, "verify_protected": False}
+    bare = parse_inventory(data, inv.path)
+    ctx = context(bare, RecordingRunner(bare))
+    assert ProtectSnapshot.run(ctx).outcome == "skipped"
+    result = PostChecks.run(ctx)
+    assert (result.outcome, result.message) == ("ok", "0 post-check(s) passed")
+    assert ctx.run.record["post_checks"] == []

@@ -50,7 +50,7 @@ def test_inventory_check_reports_every_problem_at_once(tmp_path):
         f"error: {f}: nodes[1].lables: unknown key 'lables' (did you mean 'labels'?)",
         f"error: {f}: nodes[1].role: expected server or agent (did you mean 'agent'?)",
         f"error: {f}: k3s.dta_dir: unknown key 'dta_dir' (did you mean 'data_dir'?)",
-        f"error: {f}: timeouts.converge: expected a duration such as 90, '90s', '15m' or '1h'",
+        f"error: {f}: timeouts.converge: expected a duration such as 90, '90s', '1.5m' or '1h30m'",
     ]
 
 

@@ -43,6 +43,21 @@ def release_of(hr: dict[str, Any]) -> tuple[str, str]:
     return name, target or str(meta.get("namespace") or "")
 
 
+class _Lazy:
+    """The providers map, computed the first time a custom kind needs it (reading the chart catalog costs)."""
+
+    def __init__(self, make):
+        self._make, self._value = make, None
+
+    def get(self, key, default=None):
+        if self._value is None:
+            self._value = self._make()
+        return self._value.get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+
 @dataclass(frozen=True)
 class Provider:
     """Something that makes a custom kind available: a CRD in Git or a HelmRelease's chart."""
@@ -89,7 +104,7 @@ def providers(repo: Repo, live: LiveSnapshot | None) -> dict[tuple[str, str], li
 
 def check_kinds(repo: Repo, surface: sources.Surface, live: LiveSnapshot | None, result: CheckResult,
                 flux_version: str, k3s_version: str) -> None:
-    provided = providers(repo, live)
+    provided = _Lazy(lambda: providers(repo, live))
     live_crds = {(_crd_kinds(c)[0], _crd_kinds(c)[1]) for c in (live.of("CustomResourceDefinition") if live else [])}
     for ks in repo.kustomizations.values():
         deps = repo.dependencies(ks.key)
@@ -130,7 +145,7 @@ def _git_crd_versions(repo: Repo, group: str, kind: str) -> set[str]:
 
 
 def _one(repo: Repo, ks: Kustomization, deps: set[str], api_version: str, kind: str, subject: str, file: str,
-         surface: sources.Surface, provided: dict, live_crds: set, result: CheckResult,
+         surface: sources.Surface, provided: "_Lazy", live_crds: set, result: CheckResult,
          flux_version: str, k3s_version: str) -> None:
     if surface.serves(api_version, kind):
         return

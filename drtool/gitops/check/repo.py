@@ -10,6 +10,7 @@ Kustomizations that read another source than the bootstrap repository are noted 
 from __future__ import annotations
 
 import base64
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -126,11 +127,9 @@ def _norm(path: str) -> str:
 
 def _count_files(root: Path) -> int:
     n = 0
-    for p in root.rglob("*"):
-        if ".git" in p.parts:
-            continue
-        if p.is_file():
-            n += 1
+    for _, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        n += len(files)
     return n
 
 
@@ -151,13 +150,14 @@ def load_repo(root: Path, cluster_path: str, result: CheckResult) -> Repo | None
     builder = sources.Builder(root)
     wave = [top]
     while wave:
-        # Kustomizations found at the same depth are built side by side (the real kustomize
-        # is a process each); their children form the next wave.
-        if len(wave) > 1:
-            with ThreadPoolExecutor(max_workers=min(4, len(wave))) as pool:
-                list(pool.map(lambda k: _build_one(repo, builder, k, result), wave))
-        else:
-            _build_one(repo, builder, wave[0], result)
+        # Plain paths build in-process at once; the others need a kustomize process each, run
+        # side by side. The children of this wave form the next one.
+        real = [ks for ks in wave if not _build_one(repo, builder, ks, result, plain_only=True)]
+        if len(real) > 1:
+            with ThreadPoolExecutor(max_workers=min(4, len(real))) as pool:
+                list(pool.map(lambda k: _build_one(repo, builder, k, result), real))
+        elif real:
+            _build_one(repo, builder, real[0], result)
         current, wave = wave, []
         for ks in current:
             wave.extend(_children(repo, ks, top, result))
@@ -214,23 +214,33 @@ def _children(repo: Repo, ks: Kustomization, top: Kustomization, result: CheckRe
     return found
 
 
-def _build_one(repo: Repo, builder: sources.Builder, ks: Kustomization, result: CheckResult) -> None:
+def _build_one(repo: Repo, builder: sources.Builder, ks: Kustomization, result: CheckResult,
+               plain_only: bool = False) -> bool:
+    """Build ``ks`` (problems become findings); with ``plain_only``, False when it needs the real kustomize."""
     if ks.source != BOOTSTRAP_SOURCE:
-        return  # another source: its content is not here (see _other_sources)
+        return True  # another source: its content is not here (see _other_sources)
     if not (repo.root / ks.path).is_dir():
         result.add(Finding("repository", "blocker", f"path {ks.path or '.'}",
                            f"Kustomization {ks.key} builds path {ks.path or '.'!r}, which does not exist",
                            "fix spec.path (relative to the repository root) or add the directory",
                            kustomization=ks.key, file=ks.file))
-        return
+        return True
+    path = "./" + ks.path if ks.path else "./"
+    if plain_only:
+        objects = builder.build_plain(path, ks.spec)
+        if objects is None:
+            return False
+        ks.objects, ks.built = objects, True
+        return True
     try:
-        ks.objects = builder.build("./" + ks.path if ks.path else "./", ks.spec)
+        ks.objects = builder.build_real(path, ks.spec)
         ks.built = True
     except sources.BuildError as exc:
         result.add(Finding("repository", "blocker", f"build {ks.path or '.'}",
                            f"Kustomization {ks.key} does not build: {exc}",
                            "fix the file named in the message; kustomize-controller fails the same way",
                            kustomization=ks.key, file=ks.file))
+    return True
 
 
 def substitution_values(repo: Repo, ks: Kustomization) -> tuple[dict[str, str], list[dict[str, Any]]]:

@@ -1,0 +1,119 @@
+"""`inv lab.up` for an operator's own repository and node names, then the README's rebuild
+command (`inv rebuild -i .lab/inventory.yaml --yes`) on the inventory lab.up wrote."""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drtool.lab.nodes import Lab
+from drtool.lab.setup import lab_up
+
+from .fulllab import FullLab, stop_full_lab_dir, write_inventory
+from .subnets import for_worker
+
+pytestmark = pytest.mark.slow
+
+PINNED = """apiVersion: v1
+kind: Namespace
+metadata: {name: web}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: worker-1}
+      containers: [{name: hello, image: nginx:1.27}]
+"""
+KS = """apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: apps, namespace: flux-system}
+spec: {interval: 10m, path: ./apps, prune: true, wait: true, sourceRef: {kind: GitRepository, name: flux-system}}
+"""
+
+
+def _repo(root: Path) -> Path:
+    repo = root / "my-gitops"
+    (repo / "clusters" / "edge").mkdir(parents=True)
+    (repo / "apps").mkdir()
+    (repo / "clusters" / "edge" / "apps.yaml").write_text(KS)
+    (repo / "apps" / "hello.yaml").write_text(PINNED)
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"],
+                ["-c", "user.name=op", "-c", "user.email=op@example.invalid", "commit", "-qm", "edge"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True, timeout=30)
+    return repo
+
+
+def _lab(subnet: str) -> Lab:
+    root = Path(tempfile.mkdtemp(prefix="drtool-labup-"))
+    root.chmod(0o755)
+    (root / "runs").mkdir()
+    return Lab(root, subnet=for_worker(subnet))
+
+
+def test_own_repo_and_node_names_rebuild_with_the_inventory_lab_up_wrote(tmp_path):
+    repo = _repo(tmp_path)
+    lab = _lab("127.0.196")
+    try:
+        lab_up(lab, gitops=str(repo), path="clusters/edge", names="cp-1,worker-1")
+        inventory = lab.root / "inventory.yaml"
+        data = yaml.safe_load(inventory.read_text())
+        assert data["flux"]["path"] == "clusters/edge"
+        assert data["expectations"] == {"kustomizations": ["flux-system", "apps"]}
+        assert [n["name"] for n in data["nodes"]] == ["cp-1", "worker-1"]
+        full = FullLab(lab, inventory, lab.root / "runs")
+        res = full.inv("rebuild", "-i", str(inventory), "--yes", timeout=240)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-3000:]
+        run = full.runs_list()[-1]
+        report = json.loads((run / "report.json").read_text())
+        assert [(p["name"], p["outcome"]) for p in report["phases"]][-1] == ("converge", "ok")
+        outcomes = {o["id"]: o["outcome"] for o in report["objects"]}
+        assert outcomes["Kustomization/flux-system/apps"] == "ready"
+        # Its only pod selects the operator's node name: Ready means it was scheduled there.
+        assert outcomes["Deployment/web/hello"] == "ready"
+    finally:
+        stop_full_lab_dir(lab)
+
+
+def test_inventory_node_names_other_than_the_labs_still_reach_the_api(tmp_path):
+    """The issue's case: lab nodes node1/node2, an inventory naming them node-1/node-2."""
+    lab = _lab("127.0.195")
+    try:
+        lab_up(lab, 2)
+        full = FullLab(lab, lab.root / "renamed.yaml", lab.root / "runs")
+
+        def rename(data):
+            data["nodes"][0]["name"], data["nodes"][1]["name"] = "node-1", "node-2"
+        write_inventory(lab, full.inventory, agents=1, mutate=rename)
+        res = full.inv("rebuild", "-i", str(full.inventory), "--yes", "--to", "nodes_ready", timeout=240)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-3000:]
+        assert "API not answering" not in out
+    finally:
+        stop_full_lab_dir(lab)
+
+
+def test_lab_up_without_gitops_goes_back_to_the_fixture(tmp_path, capsys):
+    repo = _repo(tmp_path)
+    lab = _lab("127.0.194")
+    try:
+        lab_up(lab, 1, gitops=str(repo), path="clusters/edge")
+        assert json.loads(lab.lab_json_path.read_text())["gitops"]["source"] == str(repo.resolve())
+        capsys.readouterr()
+        lab_up(lab, 1)
+        assert f"no longer serves {repo.resolve()}" in capsys.readouterr().out
+        gitops = json.loads(lab.lab_json_path.read_text())["gitops"]
+        assert gitops["source"] is None and gitops["path"] == "clusters/homelab"
+        assert yaml.safe_load((lab.root / "inventory.yaml").read_text())["flux"]["path"] == "clusters/homelab"
+    finally:
+        stop_full_lab_dir(lab)
