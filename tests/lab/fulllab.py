@@ -88,6 +88,7 @@ def write_inventory(lab: Lab, dest: Path, agents: int = 1, mutate=None) -> Path:
     # The repo lab_up serves (lab.json), which `inv gitops.check` and preflight read.
     data["flux"]["checkout"] = json.loads(lab.lab_json_path.read_text())["gitops"]["default"]
     data["secrets"][0]["from_file"] = str(root / "secrets" / "age.agekey")
+    data["runs_dir"] = str(dest.parent / "runs")  # the FullLab's runs, also without $DRTOOL_RUNS_DIR
     if mutate:
         mutate(data)
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
