@@ -108,7 +108,11 @@ def test_inventory_node_names_other_than_the_labs_still_reach_the_api(tmp_path):
         def rename(data):
             data["nodes"][0]["name"], data["nodes"][1]["name"] = "node-1", "node-2"
         write_inventory(lab, full.inventory, agents=1, mutate=rename)
-        res = full.inv("rebuild", "-i", str(full.inventory), "--yes", "--to", "nodes_ready", timeout=240)
+        # The fixture pins its PersistentVolumes to node2: the GitOps check rightly blocks the renamed
+        # nodes; accepted here, since this test is about reaching the API.
+        accept = [a for pv in ("llm-models", "loki-data")
+                  for a in ("--accept", f"node-reference:infrastructure:PersistentVolume/{pv}")]
+        res = full.inv("rebuild", "-i", str(full.inventory), "--yes", "--to", "nodes_ready", *accept, timeout=240)
         out = res.stdout + res.stderr
         assert res.returncode == 0, out[-3000:]
         assert "API not answering" not in out
