@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable, get_args, get_origin
+from typing import Any, Callable, Mapping, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -82,7 +82,7 @@ def allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[st
     return [name for name, info in current.model_fields.items() if not info.exclude]
 
 
-def _problem(err: dict, model: type[BaseModel] | None) -> str:
+def _problem(err: Mapping[str, Any], model: type[BaseModel] | None) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = err["loc"][-1] if err["loc"] else ""

@@ -26,29 +26,16 @@ from pydantic import (
     model_validator,
 )
 
+from drtool.durations import parse_seconds
 from drtool.errors import BadInput
 from drtool.inputs import read_yaml, validation_error
 
 # ---------------------------------------------------------------------------
 # Small value types
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
 def _seconds(value: Any) -> float:
-    """Accept 90, 90.5, "90s", "15m", "1h" (bools and negatives are errors)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90, '90s', '15m' or '1h'")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError("expected a duration such as 90, '90s', '15m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
+    """Accept 90, 90.5, "90s", "1.5m", "1h30m" (drtool.durations); bools, zero and negatives are errors."""
+    return parse_seconds(value, positive=True)
 
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
@@ -259,6 +246,17 @@ class K3s(_Model):
             raise ValueError("a literal token is not allowed; use token_file or token_env")
         return v
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: str) -> str:
+        # The uninstall deletes this directory (K3S_DATA_DIR): refuse what would take the system with it.
+        norm = "/" + v.strip("/")
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError("expected an absolute path")
+        if norm.count("/") < 2 or norm in ("/var/lib", "/usr/local", "/usr/lib", "/var/log"):
+            raise ValueError(f"{v} is too broad: the uninstall deletes the data dir")
+        return norm
+
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
@@ -282,6 +280,11 @@ class K3s(_Model):
         return str(v)
 
 
+# flux2 v2.4.0 pkg/manifestgen/install/options.go MakeDefaultOptions and utils.ValidateComponents.
+FLUX_DEFAULT_COMPONENTS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
+FLUX_COMPONENTS = FLUX_DEFAULT_COMPONENTS + ("image-reflector-controller", "image-automation-controller")
+
+
 class Flux(_Model):
     cli: str = "flux"
     """Path (or name on PATH) of the flux CLI; relative paths resolve against the inventory's folder."""
@@ -299,6 +302,47 @@ class Flux(_Model):
     token_env: str | None = None
     """Environment variable holding the Git token (default GITHUB_TOKEN / GITLAB_TOKEN)."""
     timeout: Seconds = 300.0
+    # What `flux bootstrap` regenerates gotk-components.yaml from (flux2 v2.4.0 cmd/flux/bootstrap.go
+    # flags, pkg/manifestgen/install/options.go defaults). A repository bootstrapped with other
+    # values gets them rewritten by the next bootstrap, so preflight compares them with the repo.
+    components: tuple[str, ...] = FLUX_DEFAULT_COMPONENTS
+    """--components: the default controllers."""
+    components_extra: tuple[str, ...] = ()
+    """--components-extra, e.g. [image-reflector-controller, image-automation-controller]."""
+    toleration_keys: tuple[str, ...] = ()
+    """--toleration-keys: taints the controllers tolerate."""
+    network_policy: bool = True
+    """--network-policy: the NetworkPolicies that deny ingress from other namespaces."""
+    watch_all_namespaces: bool = True
+    """--watch-all-namespaces."""
+    cluster_domain: str = "cluster.local"
+    """--cluster-domain."""
+    registry: str = "ghcr.io/fluxcd"
+    """--registry the controller images come from."""
+    log_level: Literal["debug", "info", "error"] = "info"
+    """--log-level of the controllers."""
+    image_pull_secret: str | None = None
+    """--image-pull-secret for the controller images."""
+    git_config_file: Path | None = None
+    """A git config file drtool's own reads of the repository use (e.g. url.<mirror>.insteadOf); default: git's own."""
+
+    @field_validator("components", "components_extra")
+    @classmethod
+    def _components(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in v if c not in FLUX_COMPONENTS]
+        if unknown:
+            raise ValueError(f"unknown Flux component {unknown[0]!r}; expected one of {', '.join(FLUX_COMPONENTS)}")
+        return v
+
+    @field_validator("toleration_keys")
+    @classmethod
+    def _toleration_keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for key in v:
+            if not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9][-A-Za-z0-9_.]*$", key):
+                raise ValueError(f"{key!r} is not a taint key")
+        return v
+    checkout: Path | None = None
+    """Local checkout of the GitOps repository that ``inv gitops.check`` and preflight read."""
 
     @field_validator("version")
     @classmethod
@@ -330,6 +374,10 @@ class Flux(_Model):
 
     @model_validator(mode="after")
     def _provider(self) -> "Flux":
+        # flux2 v2.4.0 cmd/flux/bootstrap.go bootstrapValidate: these two are required.
+        for required in ("source-controller", "kustomize-controller"):
+            if required not in self.components + self.components_extra:
+                raise ValueError(f"component {required} is required")
         if self.provider in ("github", "gitlab"):
             if not self.owner or not self.repository:
                 raise ValueError(f"bootstrap {self.provider} needs owner and repository")
@@ -417,11 +465,56 @@ class HttpCheck(_Model):
 
 
 class WebhookConfig(_Model):
-    name: str
+    name: str = Field(min_length=1)
     type: Literal["json", "slack", "discord", "ntfy", "alertmanager"]
-    url: str
+    url: str | None = None
+    """http:// or https:// URL; checked when the inventory loads, not after the wipe."""
+    url_env: str | None = None
+    """Environment variable holding the URL instead (webhook URLs usually carry a token)."""
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Seconds = 5.0
+    timeout: Seconds = Field(default=5.0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
+
+    @field_validator("url_env")
+    @classmethod
+    def _url_env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError("expected an environment variable name")
+        return v
+
+    @model_validator(mode="after")
+    def _one_url(self) -> "WebhookConfig":
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("set exactly one of url or url_env")
+        return self
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, value in v.items():
+            # RFC 9110 field-name token; a newline in a value would split the request.
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", k) or any(c in value for c in "\r\n\x00"):
+                raise ValueError(f"header {k!r}: not a valid HTTP header")
+        return v
+
+
+def http_url(v: str) -> str:
+    """``v`` when it is an http(s) URL with a host and a valid port; ValueError otherwise
+    (the message never repeats the URL: webhook URLs usually hold a token)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ValueError("expected an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in v):
+        raise ValueError("expected an http:// or https:// URL")
+    return v
 
 
 class Drill(_Model):
@@ -442,6 +535,15 @@ class Drill(_Model):
     def _window(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", v):
             raise ValueError("expected HH:MM-HH:MM")
+        return v
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_hooks(cls, v: tuple[WebhookConfig, ...]) -> tuple[WebhookConfig, ...]:
+        names = [h.name for h in v]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _FieldError(f"drill.notify[{i}].name", f"duplicate webhook name {name!r}")
         return v
 
 

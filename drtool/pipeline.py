@@ -14,8 +14,8 @@ import time
 
 from drtool.errors import BadInput, ExitCode, Interrupted, OverObjective, PreflightFailed
 from drtool.inventory import Inventory
-from drtool.phases import (backup, bootstrap, converge, install, join, kubeconfig, nodes_ready, preflight,
-                           restore_secrets, teardown)
+from drtool.phases import (backup, bootstrap, converge, gitops_check, install, join, kubeconfig, nodes_ready,
+                           preflight, restore_secrets, teardown)
 from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.dry_run import dry_context, plan_phase
 from drtool.phases.result import Phase, PhaseResult, ok
@@ -35,13 +35,19 @@ class _PreflightPhase:
         if not result.ok:
             raise PreflightFailed("preflight failed: " + "; ".join(f"{c.target}: {c.name}: {c.detail}" for c in result.failed()))
         warns = sum(1 for c in result.checks if c.state == "warn")
-        return ok(f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else ""),
+        # What Git alone cannot rebuild, found while nothing has been touched yet.
+        gitops = gitops_check.run_in_preflight(ctx)
+        return ok(f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else "") + f"; {gitops}",
                   checks=len(result.checks), warnings=warns)
 
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
+        checkout = ctx.inv.resolve(ctx.inv.flux.checkout) if ctx.inv.flux.checkout else None
         return [(n.name, "ssh connect (strict host key), sudo -n true, OS/arch/disk/clock/protected-path facts") for n in ctx.inv.nodes] + \
-               [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present")]
+               [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present"),
+                ("local", "git: repository, branch and path exist and flux-system matches the inventory's bootstrap options"),
+                ("local", f"gitops check of {checkout} path {ctx.inv.flux.path} (read-only; live cluster listed when it answers)"
+                 if checkout else "gitops check skipped: no flux.checkout")]
 
 
 PHASES: tuple[Phase, ...] = (

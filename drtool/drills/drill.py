@@ -100,7 +100,7 @@ def _helm_versions(ctx: Context) -> list[dict]:
     for h in wanted:
         got = have.get((h.namespace, h.name))
         # Charts are versioned "v1.4.6" or "1.4.6" alike (Helm stores the version without the v).
-        same = got is not None and got.lstrip("v") == h.version.lstrip("v")
+        same = got is not None and got.lstrip("v") == (h.version or "").lstrip("v")
         out.append({"name": f"helmrelease {h.namespace}/{h.name}", "ok": same,
                     "message": f"chart {got or 'missing'}" + ("" if same else f", expected {h.version}")})
     return out
@@ -116,8 +116,8 @@ class PostChecks:
         checks: list[dict] = []
         for check in ctx.inv.drill.http_checks:
             t0 = time.monotonic()
-            ok, message = _http_check(check, ctx)
-            checks.append({"name": f"http {check.name}", "ok": ok, "message": message, "duration_s": round(time.monotonic() - t0, 3)})
+            passed, message = _http_check(check, ctx)
+            checks.append({"name": f"http {check.name}", "ok": passed, "message": message, "duration_s": round(time.monotonic() - t0, 3)})
         t0 = time.monotonic()
         for c in _helm_versions(ctx):
             checks.append({**c, "duration_s": round(time.monotonic() - t0, 3)})
@@ -149,18 +149,47 @@ def drill_phases() -> list:
     return [PHASES[0], ProtectSnapshot, *PHASES[1:], PostChecks]
 
 
-def publish(inv: Inventory, run_dir, junit: str | None, textfile_dir: str | None, history_html: str | None):
+def webhooks(inv: Inventory, environ=None) -> list:
+    """The inventory's webhooks ready to send, URLs from ``url_env`` read now; raises
+    ``BadInput`` naming the field when a variable is unset or holds no http(s) URL, so a
+    drill finds out before the wipe rather than after it."""
+    import os
+
+    from drtool.drills.notify import load_webhooks
+    from drtool.errors import BadInput
+    from drtool.inventory import http_url
+
+    env = os.environ if environ is None else environ
+    items = []
+    for i, h in enumerate(inv.drill.notify):
+        url = h.url
+        if h.url_env is not None:
+            url = env.get(h.url_env, "")
+            if not url:
+                raise BadInput(str(inv.path), f"drill.notify[{i}].url_env", f"environment variable {h.url_env} is not set")
+            try:
+                http_url(url)
+            except ValueError:
+                raise BadInput(str(inv.path), f"drill.notify[{i}].url_env",
+                               f"environment variable {h.url_env} does not hold an http:// or https:// URL") from None
+        # The inventory names the per-request bound ``timeout``; the notifier calls it ``timeout_s``.
+        items.append({**h.model_dump(exclude={"timeout", "url_env"}), "url": url, "timeout_s": h.timeout})
+    return load_webhooks(items, f"{inv.path}: drill.notify")
+
+
+def publish(inv: Inventory, run_dir, junit: str | None, textfile_dir: str | None, history_html: str | None,
+            hooks: list | None = None):
     """Publish the drill's outputs from its report.json; returns DrillOutputs (never raises)."""
     from drtool.drills import publish_drill
-    from drtool.drills.notify import load_webhooks
     from drtool.run import runs_dir
 
     report = json.loads((run_dir / "report.json").read_text())
-    # The inventory names the per-request bound ``timeout``; the notifier calls it ``timeout_s``.
-    hooks = load_webhooks([{**h.model_dump(exclude={"timeout"}), "timeout_s": h.timeout} for h in inv.drill.notify],
-                          f"{inv.path}: drill.notify")
+    if hooks is None:
+        hooks = webhooks(inv)
     tf_dir = textfile_dir or (str(inv.resolve(inv.drill.textfile_dir)) if inv.drill.textfile_dir else None)
     outputs = publish_drill(report, runs_dir(), margin=inv.drill.regression_margin, junit_path=junit or run_dir / "junit.xml",
                             textfile_dir=tf_dir, history_html_path=history_html or run_dir / "history.html", webhooks=hooks)
-    (run_dir / "drill-outputs.json").write_text(json.dumps(outputs.to_dict(), indent=2))
+    # The GitOps check's findings travel with the outputs: what this drill proved Git alone cannot rebuild.
+    (run_dir / "drill-outputs.json").write_text(json.dumps({**outputs.to_dict(),
+                                                             "gitops_check": report.get("gitops_check")}, indent=2))
     return report, outputs

@@ -282,6 +282,21 @@ class HistoryTable:
     phases: tuple[str, ...]
     rows: tuple[HistoryRow, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        """The table as JSON-ready data (``inv drill.history --json``)."""
+        return {
+            "schema": "drtool.drill-history/v1",
+            "cluster": self.cluster,
+            "phases": list(self.phases),
+            "drills": [{
+                "run_id": r.run_id, "started_at": r.started_at, "verdict": r.verdict,
+                "recovery_s": r.recovery_s, "objective_s": r.objective_s,
+                "phases": {p: {"duration_s": c.duration_s, "median_s": c.median_s, "delta_pct": c.delta_pct,
+                               "regressed": c.regressed, "failed_s": c.failed_s} for p, c in r.phases.items()},
+                "regressions": [g.to_dict() for g in r.regressions],
+            } for r in self.rows],
+        }
+
 
 def _failed(report: Mapping[str, Any], phase: str) -> bool:
     return any(isinstance(x, Mapping) and normalize_phase(x.get("name", "")) == phase
@@ -337,8 +352,47 @@ def history_table(
 _VERDICT_STYLE = {"pass": "green", "fail": "bold red", "over-objective": "yellow", "incomplete": "magenta"}
 
 
-def render_history_table(table: HistoryTable):
-    """A ``rich.table.Table`` for the terminal; regressed phases are shown in red."""
+def render_history_table(table: HistoryTable, width: int | None = None):
+    """A ``rich.table.Table`` for the terminal; regressed phases are shown in red.
+
+    With ``width``, a table with a column per phase that would not fit becomes a narrow
+    one (run, verdict, times, and which phases regressed) rather than one squeezed until
+    every cell wraps."""
+    wide = _wide_history_table(table)
+    if width is not None:
+        from rich.console import Console
+
+        if Console(width=10_000).measure(wide).maximum > width:
+            return _narrow_history_table(table)
+    return wide
+
+
+def _narrow_history_table(table: HistoryTable):
+    """Run, verdict and times per drill; below, one line per drill with a regressed or
+    failed phase (the phases that would not fit as columns)."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=Text(f"Drill history: {table.cluster}"), box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("run", no_wrap=True)
+    t.add_column("verdict", no_wrap=True)
+    t.add_column("recovery", justify="right", no_wrap=True)
+    t.add_column("objective", justify="right", no_wrap=True)
+    notes: list[Text] = []
+    for row in table.rows:
+        t.add_row(Text(row.run_id), Text(row.verdict, style=_VERDICT_STYLE.get(row.verdict, "")),
+                  f"{row.recovery_s:.1f}s" if row.recovery_s is not None else "-",
+                  f"{row.objective_s:.0f}s" if row.objective_s is not None else "-")
+        marked = [f"{p} {c.text()}" for p, c in row.phases.items() if c.regressed or c.failed_s is not None]
+        if marked:
+            notes.append(Text(f"{row.run_id}: " + ", ".join(marked), style="bold red"))
+    caption = Text("phase columns hidden at this width; --json has them all", style="dim")
+    return Group(t, *notes, caption)
+
+
+def _wide_history_table(table: HistoryTable):
     from rich.table import Table  # imported here: only the CLI view needs rich
     from rich.text import Text
 

@@ -152,6 +152,18 @@ def _add_drill(root: ET.Element, report: Mapping[str, Any], regs: Sequence[Regre
         else:
             suite.case(name, check.get("duration_s"), failure=message or "check failed")
 
+    gitops = report.get("gitops_check")
+    for finding in (gitops.get("findings") or []) if isinstance(gitops, Mapping) else []:
+        if not isinstance(finding, Mapping):
+            continue
+        # A blocker that stopped the drill is a failure; an accepted one or a warning is reported, not failed.
+        text = f"{finding.get('message', '')} Fix: {finding.get('fix', '')} ({finding.get('file') or '-'})"
+        name = f"gitops_check.{finding.get('id', '?')}"
+        if finding.get("severity") == "blocker" and not finding.get("accepted"):
+            suite.case(name, 0.0, failure=text, failure_type="gitops-blocker")
+        else:
+            suite.case(name, 0.0, output=f"{finding.get('severity')}{' (accepted)' if finding.get('accepted') else ''}: {text}")
+
     recovery, objective = report.get("recovery_s"), report.get("objective_s")
     rec_txt = f"{_seconds(recovery):.1f}s" if recovery is not None else "no recovery time"
     obj_txt = f"{_seconds(objective):.0f}s" if objective is not None else "no objective"

@@ -16,18 +16,28 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from datetime import timedelta
+import shutil
+import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drtool.durations import parse_seconds
 from drtool.errors import BadInput
 from drtool.files import atomic_write
 
 # --------------------------------------------------------------------------- validation
 
-_SHORTHANDS = {"minutely", "hourly", "daily", "monthly", "weekly", "yearly", "annually",
-               "quarterly", "semiannually"}
+# The shorthands and what they stand for, as systemd.time(7) lists them under "Calendar Events"
+# (systemd man/systemd.time.xml; parsed in src/shared/calendarspec.c, v252 here).
+_SHORTHAND_FORMS = {
+    "minutely": "*-*-* *:*:00", "hourly": "*-*-* *:00:00", "daily": "*-*-* 00:00:00",
+    "monthly": "*-*-01 00:00:00", "weekly": "Mon *-*-* 00:00:00", "yearly": "*-01-01 00:00:00",
+    "annually": "*-01-01 00:00:00", "quarterly": "*-01,04,07,10-01 00:00:00",
+    "semiannually": "*-01,07-01 00:00:00", "semi-annually": "*-01,07-01 00:00:00",
+}
+_SHORTHANDS = set(_SHORTHAND_FORMS)
 _DAY = r"(?:mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
 _DOW_RE = re.compile(rf"{_DAY}(?:(?:\.\.|-){_DAY})?(?:,{_DAY}(?:(?:\.\.|-){_DAY})?)*", re.I)
 # One calendar component: "*", "5", "1..7", "0/15", "1,4,7"; each item checked for range below.
@@ -106,21 +116,12 @@ def validate_on_calendar(expr: str) -> str:
 
 
 def parse_duration(value: int | float | str | timedelta, field: str = "duration") -> int:
-    """Seconds from ``7200``, ``timedelta``, ``"2h"``, ``"90m"``, ``"1h30m"`` or ``"45s"``."""
-    if isinstance(value, timedelta):
-        secs = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        secs = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*(\d+\s*[hms]\s*)+", value.lower()):
-        secs = sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u]
-                   for n, u in re.findall(r"(\d+)\s*([hms])", value.lower()))
-    elif isinstance(value, str) and value.strip().isdigit():
-        secs = float(value)
-    else:
-        raise BadInput("schedule", field, f"expected seconds or a duration like 2h, 90m; got {value!r}")
-    if secs < 0:
-        raise BadInput("schedule", field, "must not be negative")
-    return int(secs)
+    """Whole seconds from ``7200``, ``timedelta``, ``"2h"``, ``"1.5m"``, ``"1h30m"`` or ``"45s"``
+    (drtool's one duration format, :mod:`drtool.durations`)."""
+    try:
+        return int(parse_seconds(value))
+    except ValueError as exc:
+        raise BadInput("schedule", field, f"{exc}; got {value!r}") from None
 
 
 def _check_cluster(cluster: str) -> str:
@@ -155,8 +156,9 @@ def _window(window: tuple[str, int | float | str | timedelta]) -> tuple[int, int
 def calendar_fixed_times(expr: str) -> list[int] | None:
     """Minutes of day an ``OnCalendar=`` expression fires at, when they are plain numbers
     (``Sun 03:00``, ``Mon,Thu 2,4:15``); None when it cannot be told simply (``*``, ranges,
-    repetitions, shorthands, a time zone of its own)."""
-    tokens = expr.split()
+    repetitions, a time zone of its own). Shorthands count as their normalized form
+    (``weekly`` fires at 00:00)."""
+    tokens = _SHORTHAND_FORMS.get(expr.strip().lower(), expr).split()
     times = [t for t in tokens if ":" in t]
     if len(times) != 1 or tokens[-1] is not times[0]:
         return None  # no time (midnight shorthand), or a trailing time zone: local check is wrong
@@ -166,20 +168,66 @@ def calendar_fixed_times(expr: str) -> list[int] | None:
     return sorted(int(h) * 60 + int(mi) for h in m.group(1).split(",") for mi in m.group(2).split(","))
 
 
-def _check_calendar_in_window(calendar: str, delay_s: int, start_min: int, duration_min: int) -> None:
+_ELAPSE = re.compile(r"^\s*(?:Next elapse|Iter\. #\d+): \S+ \d{4}-\d\d-\d\d (\d\d):(\d\d):\d\d\b")
+
+
+def systemd_analyze_times(expr: str, iterations: int = 30) -> list[int] | None:
+    """Minutes of day of the next ``iterations`` elapses, from ``systemd-analyze calendar``
+    (the real parser, in this host's local time like the window guard); None where
+    systemd-analyze is not installed. Raises ``BadInput`` when systemd rejects ``expr``."""
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "calendar", f"--iterations={iterations}", "--", expr],
+                              capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # the basic check already passed; the guard still protects the cluster
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["rejected by systemd-analyze calendar"])[-1]
+        raise BadInput("OnCalendar", "", f"{expr!r}: {why}")
+    times = [int(m.group(1)) * 60 + int(m.group(2))
+             for m in map(_ELAPSE.match, proc.stdout.splitlines()) if m]
+    return sorted(set(times)) or None
+
+
+def calendar_times(expr: str) -> list[int] | None:
+    """Minutes of day ``expr`` fires at: systemd's own answer where systemd-analyze is
+    installed, else :func:`calendar_fixed_times`."""
+    found = systemd_analyze_times(expr)
+    return found if found is not None else calendar_fixed_times(expr)
+
+
+def _check_times_in_window(what: str, field: str, fixed: list[int] | None, delay_s: int,
+                           start_min: int, duration_min: int) -> None:
     """Refuse a schedule whose guard would refuse every run: a drill that never happens is
     worse than no schedule, because everyone believes it runs."""
-    fixed = calendar_fixed_times(calendar)
     if fixed is None or duration_min >= 1440:
         return
     end_delay = (delay_s + 59) // 60
     for t in fixed:
         first, last = (t - start_min) % 1440, (t + end_delay - start_min) % 1440
         if first >= duration_min or last >= duration_min or last < first:
-            raise BadInput("schedule", "on_calendar",
-                           f"{calendar!r} (+{delay_s}s random delay) fires outside the window "
-                           f"{start_min // 60:02d}:{start_min % 60:02d} +{duration_min}min; "
+            raise BadInput("schedule", field,
+                           f"{what!r} (+{delay_s}s random delay) fires at {t // 60:02d}:{t % 60:02d}, outside the "
+                           f"window {start_min // 60:02d}:{start_min % 60:02d} +{duration_min}min; "
                            "the guard would refuse every run")
+
+
+def _check_calendar_in_window(calendar: str, delay_s: int, start_min: int, duration_min: int) -> None:
+    _check_times_in_window(calendar, "on_calendar", calendar_times(calendar), delay_s, start_min, duration_min)
+
+
+def parse_window(text: str, source: str = "command line", field: str = "--window") -> tuple[str, int]:
+    """``"02:00-06:00"`` -> ``("02:00", 14400)``: the start and the length in seconds
+    (a window may cross midnight; equal ends mean the whole day). Raises ``BadInput``."""
+    m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*", str(text))
+    if not m:
+        raise BadInput(source, field, f"{text!r}: expected HH:MM-HH:MM, e.g. 02:00-06:00")
+    start = int(m.group(1)) * 60 + int(m.group(2))
+    end = int(m.group(3)) * 60 + int(m.group(4))
+    return f"{start // 60:02d}:{start % 60:02d}", (((end - start) % 1440) or 1440) * 60
 
 
 # --------------------------------------------------------------------------- systemd
@@ -246,13 +294,17 @@ def systemd_units(
     *,
     timeout_start_s: int | float | str | timedelta = 4 * 3600,
     environment: Mapping[str, str] | None = None,
+    environment_file: str | Path | None = None,
+    credentials: Mapping[str, str | Path] | None = None,
 ) -> dict[str, str]:
     """``{"drtool-drill-<cluster>.service": text, "drtool-drill-<cluster>.timer": text}``.
 
     The service (oneshot) runs ``<invoke_cmd> drill -i <inventory> --yes --trigger timer``
     in ``workdir`` behind the window guard; the timer fires on ``on_calendar`` plus up to
     ``randomized_delay_s``, persistently. ``window`` is ``("HH:MM", duration)`` in the
-    host's local time; the randomized delay must fit in it. Raises ``BadInput``.
+    host's local time; the randomized delay must fit in it. Secrets never go into the
+    unit: ``environment_file`` becomes ``EnvironmentFile=`` and ``credentials``
+    (``{NAME: file}``) become ``LoadCredential=NAME:file`` (systemd.exec(5)). Raises ``BadInput``.
     """
     service, timer = unit_names(cluster)
     calendar = validate_on_calendar(on_calendar)
@@ -274,6 +326,16 @@ def systemd_units(
             raise BadInput("schedule", f"environment.{k}", "not a valid variable name")
         assignment = f"{k}={_check_text(v, 'environment.' + k)}"
         env_lines.append(f"Environment={_sd_quote(assignment)}")
+    if environment_file is not None:
+        ef = _check_text(str(environment_file), "environment_file")
+        if not os.path.isabs(ef):
+            raise BadInput("schedule", "environment_file", f"{ef!r}: systemd needs an absolute path")
+        env_lines.append(f"EnvironmentFile={_sd_escape_specifiers(ef)}")
+    for name, path in sorted((credentials or {}).items()):
+        cp = _check_text(str(path), f"credentials.{name}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not os.path.isabs(cp) or ":" in cp:
+            raise BadInput("schedule", f"credentials.{name}", "expected NAME and an absolute path without ':'")
+        env_lines.append(f"LoadCredential={name}:{_sd_escape_specifiers(cp)}")
     guard = _sd_escape_specifiers(window_guard_script(start_min, duration_min))
     service_text = "\n".join([
         "# Generated by drtool (drill schedule). Regenerate rather than edit.",
@@ -333,12 +395,18 @@ def install_units(units: Mapping[str, str], dest: str | Path = "/etc/systemd/sys
 
 # --------------------------------------------------------------------------- cron
 
-_CRON_SHORTHANDS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+# The "@" nicknames and the five fields each stands for, as cronie's crontab(5) lists them.
+_CRON_SHORTHANDS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                    "@hourly": "0 * * * *"}
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*,/-]+")
 
 
 def validate_cron(expr: str) -> str:
-    """Basic check of a 5-field crontab schedule (or ``@weekly``...); raises ``BadInput``."""
+    """A 5-field crontab schedule (or ``@weekly``...) checked field by field, ranges
+    included, by the cronsim library; raises ``BadInput`` naming the bad field."""
+    from cronsim import CronSim, CronSimError
+
     text = str(expr).strip()
     if not text.isprintable():
         raise BadInput("cron", "", f"{expr!r}: control characters are not allowed")
@@ -347,7 +415,20 @@ def validate_cron(expr: str) -> str:
     fields = text.split()
     if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
         raise BadInput("cron", "", f"{expr!r}: expected 5 fields (minute hour day month weekday)")
+    try:
+        CronSim(" ".join(fields), datetime(2026, 1, 1))
+    except CronSimError as exc:  # "Bad minute", "Bad day-of-month"...: the field out of range
+        raise BadInput("cron", "", f"{expr!r}: {str(exc).lower() or 'invalid schedule'}") from None
     return " ".join(fields)
+
+
+def cron_times(expr: str, count: int = 50) -> list[int]:
+    """Minutes of day of the next ``count`` runs of a crontab schedule (local time)."""
+    from cronsim import CronSim
+
+    text = validate_cron(expr)
+    it = CronSim(_CRON_SHORTHANDS.get(text, text), datetime.now().replace(second=0, microsecond=0))
+    return sorted({t.hour * 60 + t.minute for t, _ in zip(it, range(count))})
 
 
 def cron_line(
@@ -360,21 +441,57 @@ def cron_line(
     lock_file: str | Path | None = None,
     log_file: str | Path | None = None,
     trigger: str = "cron",
+    window: tuple[str, int | float | str | timedelta] | None = None,
+    environment_file: str | Path | None = None,
 ) -> str:
     """One crontab line running the drill under ``flock -n`` (a still-running drill makes
     the next one exit at once instead of queueing behind it).
 
-    Cron has no catch-up after downtime, so no window guard is needed. ``%`` is escaped
-    as cron requires. Default lock: ``/run/lock/drtool-drill-<cluster>.lock``.
+    Cron has no catch-up after downtime, so no window guard is needed; with ``window``
+    a schedule that fires outside it is refused. ``%`` is escaped as cron requires.
+    Default lock: ``/run/lock/drtool-drill-<cluster>.lock``.
     """
     _check_cluster(cluster)
     when = validate_cron(schedule)
+    if window is not None:
+        start_min, duration_min = _window(window)
+        _check_times_in_window(when, "cron", cron_times(when), 0, start_min, duration_min)
     lock = str(lock_file or f"/run/lock/drtool-drill-{cluster}.lock")
     argv = [*_split_cmd(invoke_cmd, "invoke_cmd"), "drill", "-i", _check_text(str(inventory_path), "inventory_path"),
             "--yes", "--trigger", trigger]
-    cmd = (f"cd {shlex.quote(_check_text(str(workdir), 'workdir'))} && "
+    # cron starts jobs with a bare environment: the tokens come from a 0600 file the shell
+    # reads with allexport on, never from the crontab itself.
+    env = ""
+    if environment_file is not None:
+        env = f"set -a && . {shlex.quote(_check_text(str(environment_file), 'environment_file'))} && set +a && "
+    cmd = (f"cd {shlex.quote(_check_text(str(workdir), 'workdir'))} && {env}"
            f"flock -n {shlex.quote(_check_text(lock, 'lock_file'))} {shlex.join(argv)}")
     if log_file:
         cmd += f" >> {shlex.quote(_check_text(str(log_file), 'log_file'))} 2>&1"
     # In a crontab an unescaped % ends the command and starts stdin.
     return f"{when} {cmd.replace('%', chr(92) + '%')}"
+
+
+def cron_marker(cluster: str) -> str:
+    """The comment line drtool puts above its crontab line, so a re-install finds it."""
+    return f"# drtool drill of cluster {_check_cluster(cluster)} (inv drill.schedule --install)"
+
+
+def crontab_with(current: str, line: str, cluster: str) -> str:
+    """``current`` crontab text with this cluster's drill line installed exactly once:
+    an earlier drtool line for the cluster (the line after its marker) is replaced, every
+    other line is kept as it was."""
+    marker = cron_marker(cluster)
+    kept: list[str] = []
+    skip = False
+    for existing in current.splitlines():
+        if skip:
+            skip = False
+            continue
+        if existing == marker:
+            skip = True
+            continue
+        if existing.strip() == line.strip():
+            continue  # the same line installed by hand, or by an older drtool without the marker
+        kept.append(existing)
+    return "\n".join([*kept, marker, line]) + "\n"

@@ -225,7 +225,7 @@ def load_catalog(path: str | Path) -> ChartCatalog:
     """Read and validate a catalog file; :class:`ChartCatalogError` names file and field."""
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.load(p.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: fast
     except OSError as e:
         raise ChartCatalogError(f"{p}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:

@@ -34,6 +34,8 @@ class Options:
     trigger: str = "manual"
     discard_volume_data: bool = False
     """Wipe even when local-path volumes under the data dir hold data that was not archived."""
+    accept: tuple[str, ...] = ()
+    """GitOps-check finding ids the operator accepted: a blocker among them does not stop the run."""
 
 
 class RunProgress:

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-from drtool.errors import ConnectError, ConnectionLost, HostKeyError, PermanentError, RemoteError, RetryableError
+from drtool.errors import (
+    BadInput,
+    ConnectError,
+    ConnectionLost,
+    HostKeyError,
+    PermanentError,
+    RemoteError,
+    RetryableError,
+)
 from drtool.inventory import Inventory, Node
 from drtool.remote.fanout import NodeResults, fan_out
 from drtool.secret import Secret, redact
@@ -56,7 +64,12 @@ class Result:
 
 
 class LocalCommandTimedOut(RetryableError):
-    """A local command (flux CLI, git, a runbook's local step) ran past its bound."""
+    """A local command (flux CLI, git, a runbook's local step) ran past its bound; ``output`` is
+    what it printed until then (redacted), which often says how far it got."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
 
 
 class CommandLog:
@@ -88,6 +101,40 @@ class _AcceptNewPolicy:
         with open(self.known_hosts, "a", encoding="utf-8") as fh:
             fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
         log.warning("recorded new host key for %s in %s", hostname, self.known_hosts)
+
+
+def known_hosts_name(host: str, port: int | None) -> str:
+    """The name a host's key is filed under in known_hosts: ``host``, or ``[host]:port`` for a
+    port other than 22 (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"; paramiko's SSHClient.connect
+    looks keys up the same way), which is what ``ssh-keygen -R`` must be given."""
+    host = host.strip("[]").rsplit("]:", 1)[0] if host.startswith("[") else host
+    return host if port in (None, 22) else f"[{host}]:{port}"
+
+
+def _needs_passphrase(key: Path) -> bool:
+    """Whether a private key file is encrypted: PEM keys say so in their header; OpenSSH keys
+    name their cipher right after the ``openssh-key-v1`` magic (openssh PROTOCOL.key)."""
+    import base64
+    import binascii
+
+    try:
+        text = key.read_text(errors="replace")
+    except OSError:
+        return False
+    if "ENCRYPTED" in "\n".join(text.splitlines()[:3]):
+        return True
+    if "BEGIN OPENSSH PRIVATE KEY" not in text:
+        return False
+    body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
+    try:
+        data = base64.b64decode(body)
+    except (binascii.Error, ValueError):
+        return False
+    magic = b"openssh-key-v1\0"
+    if not data.startswith(magic) or len(data) < len(magic) + 4:
+        return False
+    n = int.from_bytes(data[len(magic):len(magic) + 4], "big")
+    return data[len(magic) + 4:len(magic) + 4 + n] != b"none"
 
 
 class Runner:
@@ -140,9 +187,13 @@ class Runner:
         kwargs: dict[str, object] = {"banner_timeout": timeout, "auth_timeout": timeout}
         key = self.inventory.resolve(node.ssh_key)
         if key is not None:
+            if not key.is_file():
+                index = self.inventory.nodes.index(node)
+                raise BadInput(str(self.inventory.path), f"nodes[{index}].ssh_key", f"{key}: file not found")
             kwargs["key_filename"] = [str(key)]
+            # Only this key, but the agent stays on: a passphrase-protected key is used through the
+            # agent it was loaded into (paramiko tries key_filename, then the agent's keys).
             kwargs["look_for_keys"] = False
-            kwargs["allow_agent"] = False
         conn = Connection(
             node.address, user=node.user, port=node.port, config=self._config(),
             connect_timeout=timeout, connect_kwargs=kwargs,
@@ -162,7 +213,8 @@ class Runner:
             raise HostKeyError(
                 f"{where}: the SSH host key CHANGED (a reimaged node, or someone in the middle). "
                 f"If the node was reinstalled, remove the old entry with "
-                f"`ssh-keygen -R {q(exc.hostname)} -f {q(self.known_hosts)}` and rerun with --accept-new-host-keys."
+                f"`ssh-keygen -R {q(known_hosts_name(exc.hostname, conn.port))} -f {q(self.known_hosts)}` "
+                f"and rerun with --accept-new-host-keys."
             ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
@@ -171,7 +223,10 @@ class Runner:
                     f"--accept-new-host-keys to record it"
                 ) from None
             if isinstance(exc, paramiko.AuthenticationException):
-                raise ConnectError(f"{where}: SSH authentication failed for user {node.user or '(default)'}") from None
+                hint = ""
+                if key is not None and _needs_passphrase(key):
+                    hint = f"; {key} is passphrase-protected: load it into ssh-agent (ssh-add {q(key)})"
+                raise ConnectError(f"{where}: SSH authentication failed for user {node.user or '(default)'}{hint}") from None
             raise ConnectError(f"{where}: SSH failed: {exc}") from None
         except (socket.timeout, TimeoutError):
             raise ConnectError(f"{where}: SSH connect timed out after {timeout:g}s") from None
@@ -349,9 +404,12 @@ class Runner:
         try:
             proc = subprocess.run(argv, env=dict(env) if env is not None else None, capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            self.log.write(node="local", step=step, command=shown, exit_code=None, error="timeout")
-            raise LocalCommandTimedOut(f"local: `{shown}` timed out after {timeout:g}s") from None
+        except subprocess.TimeoutExpired as exc:
+            self.log.write(node="local", step=step, command=shown, duration=round(time.monotonic() - start, 3),
+                           exit_code=None, error=f"timeout after {timeout:g}s")
+            partial = "".join(b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+                              for b in (exc.stdout, exc.stderr))
+            raise LocalCommandTimedOut(f"local: `{shown}` timed out after {timeout:g}s", redact(partial)) from None
         except OSError as exc:
             raise PermanentError(f"local: cannot run {argv[0]}: {exc.strerror}") from None
         duration = time.monotonic() - start

@@ -203,6 +203,22 @@ def _checks(r: Report) -> str:
     return "<h2>Post-deploy checks</h2>" + _table([("Check", ""), ("Result", ""), ("Duration", "num"), ("Message", "")], rows)
 
 
+def _gitops(r: Report) -> str:
+    g = r.gitops_check
+    if not g:
+        return ""
+    if g.get("skipped"):
+        return f"<h2>GitOps check</h2><p>Skipped: {_e(g['skipped'])}.</p>"
+    findings = g.get("findings") or []
+    if not findings:
+        return "<h2>GitOps check</h2><p>No findings.</p>"
+    rows = [[("<b>blocker</b>" if f.get("severity") == "blocker" else "warning")
+             + (" (accepted)" if f.get("accepted") else ""), f"<code>{_e(f.get('id'))}</code>",
+             _e(f.get("kustomization")), _e(f.get("file")), _e(f.get("message")), _e(f.get("fix"))] for f in findings]
+    return "<h2>GitOps check</h2>" + _table([("Severity", ""), ("Finding", ""), ("Kustomization", ""), ("File", ""),
+                                            ("What", ""), ("Fix", "")], rows)
+
+
 def render_html(report: Report) -> str:
     """The whole report.html page, redacted."""
     r = report
@@ -241,6 +257,7 @@ def render_html(report: Report) -> str:
 {timeline}
 <h2>Phases</h2>
 {_phases(r)}
+{_gitops(r)}
 {_critical(r)}
 {_objects(r)}
 {_checks(r)}

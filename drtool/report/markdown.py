@@ -123,6 +123,29 @@ def _checks(r: Report) -> list[str]:
          for c in r.post_checks])
 
 
+def _gitops(r: Report) -> list[str]:
+    g = r.gitops_check
+    if not g:
+        return []
+    if g.get("skipped"):
+        return ["## GitOps check", "", f"Skipped: {cell(g['skipped'])}.", ""]
+    findings = g.get("findings") or []
+    out = ["## GitOps check", ""]
+    if not findings:
+        out += ["No findings: Git alone rebuilds what the check looked at.", ""]
+    else:
+        out += _table(["Severity", "Finding", "Kustomization", "File", "What", "Fix"],
+                      [[("**blocker**" if f.get("severity") == "blocker" else "warning")
+                        + (" (accepted)" if f.get("accepted") else ""), code(f.get("id")),
+                        cell(f.get("kustomization")), cell(f.get("file")), cell(f.get("message")), cell(f.get("fix"))]
+                       for f in findings])
+    if g.get("accepted"):
+        out += ["Accepted with `--accept`: " + ", ".join(code(a) for a in g["accepted"]), ""]
+    for note in g.get("notes") or []:
+        out += [f"- {cell(note)}"]
+    return out + ([""] if g.get("notes") else [])
+
+
 def render_markdown(report: Report) -> str:
     """The whole report.md text, redacted."""
     r = report
@@ -139,6 +162,6 @@ def render_markdown(report: Report) -> str:
     out += _facts(r)
     if r.phases:
         out += ["## Timeline", "", "```mermaid", gantt(r), "```", ""]
-    out += _phases(r) + _failures(r) + _critical(r) + _objects(r) + _checks(r)
+    out += _phases(r) + _gitops(r) + _failures(r) + _critical(r) + _objects(r) + _checks(r)
     out += [f"<sub>{cell(r.schema_)}, generated {fmt.clock(r.generated_at)}</sub>", ""]
     return redact("\n".join(out))

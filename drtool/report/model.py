@@ -172,6 +172,8 @@ class Report(_Frozen):
     failures: list[FailureInfo]
     pending: list[str]
     post_checks: list[PostCheckResult]
+    gitops_check: dict[str, Any] | None = None
+    """The preflight GitOps check: findings (with ``accepted``), accepted ids, notes; None when not run."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -382,5 +384,6 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
         failures=[FailureInfo(**f.model_dump()) for f in (conv.failures if conv else [])],
         pending=list(conv.pending) if conv else [],
         post_checks=[PostCheckResult(**c.model_dump()) for c in rec.post_checks],
+        gitops_check=rec.gitops_check.model_dump() if rec.gitops_check is not None else None,
     )
     return _redact_tree(report.model_dump(mode="json", by_alias=True))

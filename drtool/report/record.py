@@ -145,6 +145,31 @@ class PostCheck(_Frozen):
     duration_s: float | None = None
 
 
+class GitopsFinding(_Frozen):
+    """One finding of the GitOps check run in preflight."""
+
+    id: str
+    kind: str
+    severity: str
+    subject: Text = ""
+    message: Text = ""
+    fix: Text = ""
+    kustomization: Text = ""
+    file: Text = ""
+    accepted: bool = False
+
+
+class GitopsCheck(_Frozen):
+    """The GitOps check's result as preflight recorded it (``skipped`` says why it did not run)."""
+
+    skipped: Text = ""
+    checkout: Text = ""
+    live: bool = False
+    notes: list[str] = Field(default_factory=list)
+    accepted: list[str] = Field(default_factory=list)
+    findings: list[GitopsFinding] = Field(default_factory=list)
+
+
 class StepRecord(_Frozen):
     """One runbook step in a runbook run's journal."""
 
@@ -196,6 +221,7 @@ class RunRecord(_Frozen):
     state: dict[str, Any] = Field(default_factory=dict)
     """What phases hand to later phases (where the token and kubeconfig are kept); never reported."""
     runbook: RunbookSection | None = None
+    gitops_check: GitopsCheck | None = None
 
     @field_validator("post_checks", "phases", mode="before")
     @classmethod

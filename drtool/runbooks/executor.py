@@ -25,7 +25,7 @@ from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NodesFai
 from drtool.inventory import Inventory
 from drtool.phases.result import PhaseResult
 from drtool.runbooks import journal
-from drtool.runbooks.model import Runbook, Step
+from drtool.runbooks.model import ConvergeCheck, Runbook, Step
 from drtool.runbooks.params import resolve_params, resolve_targets, substitute, substitute_args
 from drtool.runbooks.plan import converge_text, dry_context, phase_module, plan_step
 from drtool.secret import redact
@@ -119,7 +119,10 @@ class RunbookExecutor:
                             ("--approve", list(o.approve))):
             for name in names:
                 if name not in ids:
-                    raise BadInput("command line", flag, f"no step {name!r} in runbook {self.book.name} (steps: {', '.join(ids)})")
+                    from drtool.suggest import did_you_mean
+
+                    raise BadInput("command line", flag, f"no step {name!r} in runbook {self.book.name}"
+                                                         f"{did_you_mean(name, ids)} (steps: {', '.join(ids)})")
         for name in o.approve:
             if self.book.step(name).kind != "manual":
                 raise BadInput("command line", "--approve", f"step {name!r} is not a manual step")
@@ -311,23 +314,23 @@ class RunbookExecutor:
 
     def _execute(self, step: Step) -> tuple[str, str]:
         """Do the step once; (message, output). Long-running kinds are bounded by the step's timeout."""
-        kind = step.kind
-        if kind == "manual":
-            return self._manual(step), ""
-        if kind == "wait":
+        # The model guarantees exactly one action is set; dispatch on it (typed, not on the kind's name).
+        if step.manual is not None:
+            return self._manual(step, step.manual.instruction), ""
+        if step.wait is not None:
             self.ctx.sleep(step.wait.seconds)
             return f"waited {step.wait.seconds:g}s", ""
-        if kind == "remote":
+        if step.remote is not None:
             return self._remote(step, step.remote.command, step.remote.on, step.remote.sudo)[:2]
-        if kind == "local":
+        if step.local is not None:
             return self._local(step, step.local.command)
-        if kind == "check" and step.check.command is not None:
-            c = step.check
+        if step.check is not None and step.check.command is not None:
+            c, command = step.check, step.check.command
             if c.on is None:
-                message, output = self._local(step, c.command, check=c.expect is None)
+                message, output = self._local(step, command, check=c.expect is None)
                 outputs = {"local": output}
             else:
-                message, output, outputs = self._remote(step, c.command, c.on, c.sudo, check=c.expect is None)
+                message, output, outputs = self._remote(step, command, c.on, c.sudo, check=c.expect is None)
             # Every target's own output must match, so `^...$` anchors mean what they say.
             missed = [t for t, text in outputs.items() if c.expect is not None and not re.search(c.expect, text, re.MULTILINE)]
             if missed:
@@ -337,17 +340,18 @@ class RunbookExecutor:
         return self._with_timeout(step, lambda: self._internal(step)), ""
 
     def _internal(self, step: Step) -> str:
-        if step.kind == "phase":
+        if step.phase is not None:
             saved = self.ctx.options
             self.ctx.options = replace(saved, **step.args)
             try:
                 return PhaseResult.of(phase_module(step.phase).run(self.ctx)).message
             finally:
                 self.ctx.options = saved
-        if step.kind == "check":
-            return self._converge(step)
+        if step.check is not None and step.check.converge is not None:
+            return self._converge(step, step.check.converge)
         from drtool.runbooks.actions import ACTIONS
 
+        assert step.action is not None  # the last kind left
         args = substitute_args(step.args, self.params)
         return ACTIONS[step.action].run(self.ctx, args, (self.source, self.book.where(self.book.index(step.id))))
 
@@ -376,8 +380,8 @@ class RunbookExecutor:
                 self.ctx.stop.clear()
 
     # -- step kinds ----------------------------------------------------------------
-    def _manual(self, step: Step) -> str:
-        text = substitute(step.manual.instruction, self.params, shell=False)
+    def _manual(self, step: Step, instruction: str) -> str:
+        text = substitute(instruction, self.params, shell=False)
         if step.id in self.options.approve:
             self.terminal.say(_indent(text))
             return "approved in advance (--approve)"
@@ -407,11 +411,11 @@ class RunbookExecutor:
             f"[{name}] {line}" for name, r in results.items()
             for line in ((r.tail() if not isinstance(r, DrtoolError) else str(r)).splitlines() or [""]))
         try:
-            results.raise_on_failure(f"step {step.id}")
+            done = results.raise_on_failure(f"step {step.id}")
         except NodesFailed as err:
             err.tail = journal.tail(output)  # type: ignore[attr-defined]
             raise
-        return f"ok on {', '.join(results)}", output, {n: r.stdout + r.stderr for n, r in results.items()}
+        return f"ok on {', '.join(results)}", output, {n: r.stdout + r.stderr for n, r in done.items()}
 
     def _local(self, step: Step, command: str, check: bool = True) -> tuple[str, str]:
         cmd = substitute(command, self.params, shell=True)
@@ -429,12 +433,11 @@ class RunbookExecutor:
             raise err
         return f"exit {res.exit_code}", output
 
-    def _converge(self, step: Step) -> str:
+    def _converge(self, step: Step, c: ConvergeCheck) -> str:
         from drtool.converge import Converger
         from drtool.phases.converge import options_for
         from drtool.runbooks.actions import ensure_kubeconfig
 
-        c = step.check.converge
         opts = options_for(self.ctx)
         changes: dict = {}
         if c.deadline:

@@ -43,6 +43,9 @@ ACTION_ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "join-agent": ((), ("on",)),
     "restore-datastore": (("run",), ()),
     "install-server": ((), ("token_from_run",)),
+    "restore-secrets": (("run",), ()),
+    "restore-volumes": (("run",), ("on",)),
+    "guard-volumes": (("on",), ("discard",)),
 }
 ACTION_NAMES = tuple(ACTION_ARGS)
 

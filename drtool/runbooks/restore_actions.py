@@ -1,4 +1,5 @@
-"""Runbook actions that put a backup's other parts back: Flux secrets and local-path volumes.
+"""Runbook actions that put a backup's other parts back (Flux secrets, local-path volumes), and
+the volume check a runbook runs before it wipes a node.
 
 ``restore-datastore`` and ``install-server`` (``drtool.runbooks.actions``) bring back the
 datastore and the original token; these two complete the restore from ``runs/<run>/backup/``:
@@ -10,6 +11,9 @@ datastore and the original token; these two complete the restore from ``runs/<ru
   ``backup.archive_volumes`` is on; it holds ``storage/<volume>/...``) is uploaded (0600) and
   extracted back under the node's K3s data dir, where the local-path provisioner keeps them
   (k3s-io/k3s ``pkg/cli/server/server.go``, v1.31.4+k3s1: ``<data-dir>/storage``).
+- ``guard-volumes`` (``on``, optional ``discard``: true/false): the teardown's volume check
+  for a runbook that wipes nodes itself (``agent-replace``): it fails, naming each volume and
+  its size, while a volume there holds data, unless ``discard`` is true.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ Plan = list[tuple[str, str]]
 
 
 def _secrets_dir(run_id: str):
-    from drtool.runbooks.actions import _backup_dir
+    from drtool.runbooks.action_support import backup_dir as _backup_dir
 
     d = _backup_dir(run_id)
     if (d / "manifest.json").exists():
@@ -37,7 +41,7 @@ def _restore_secrets(ctx, args: Mapping, where: tuple[str, str]) -> str:
     from kubernetes import client as kclient
     from kubernetes.client.exceptions import ApiException
 
-    from drtool.runbooks.actions import ensure_kubeconfig
+    from drtool.runbooks.action_support import ensure_kubeconfig
 
     files = sorted(_secrets_dir(args["run"]).glob("*.json"))
     if not files:
@@ -76,7 +80,8 @@ def _plan_restore_secrets(ctx, args: Mapping) -> Plan:
 
 
 def _archives(ctx, args: Mapping, where: tuple[str, str]):
-    from drtool.runbooks.actions import _backup_dir, _targets
+    from drtool.runbooks.action_support import backup_dir as _backup_dir
+    from drtool.runbooks.action_support import targets as _targets
 
     d = _backup_dir(args["run"])
     nodes = _targets(ctx, args.get("on", "all"), where)
@@ -116,7 +121,7 @@ def _restore_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
 
 
 def _plan_restore_volumes(ctx, args: Mapping) -> Plan:
-    from drtool.runbooks.actions import _targets
+    from drtool.runbooks.action_support import targets as _targets
 
     steps: Plan = [("local", f"verify runs/{args['run']}/backup/manifest.json")]
     for node in _targets(ctx, args.get("on", "all"), ("<runbook>", "")):
@@ -126,12 +131,34 @@ def _plan_restore_volumes(ctx, args: Mapping) -> Plan:
     return steps
 
 
-def restore_actions():
-    from drtool.runbooks.actions import Action
+def _guard_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
+    from drtool.errors import BadInput
+    from drtool.phases.teardown import volume_guard
+    from drtool.runbooks.action_support import targets
 
+    discard = str(args.get("discard", "false")).strip().lower()
+    if discard not in ("true", "false"):
+        raise BadInput(where[0], where[1] + ".args.discard", f"expected true or false, got {discard!r}")
+    note = volume_guard(ctx, targets(ctx, args["on"], where), discard=discard == "true",
+                        how_to_discard="--param discard_volume_data=true")
+    return note.removeprefix("; ") if note else "no local-path volume holds data"
+
+
+def _plan_guard_volumes(ctx, args: Mapping) -> Plan:
+    from drtool.remote.volumes import volumes_with_data_command
+    from drtool.runbooks.action_support import targets
+
+    return [(n.name, ctx.runner.wrap(n, volumes_with_data_command(ctx.inv), sudo=True)
+             + f"   # refuse if a volume holds data (discard: {args.get('discard', 'false')})")
+            for n in targets(ctx, args["on"], ("<runbook>", ""))]
+
+
+def restore_actions():
+    """(name, summary, run, plan) of each restore action; ``actions`` registers them."""
     return (
-        Action("restore-secrets", "create again the Flux secrets a backup saved", ("run",), (),
-               _restore_secrets, _plan_restore_secrets),
-        Action("restore-volumes", "extract each node's archived local-path volumes under its data dir", ("run",),
-               ("on",), _restore_volumes, _plan_restore_volumes),
+        ("restore-secrets", "create again the Flux secrets a backup saved", _restore_secrets, _plan_restore_secrets),
+        ("restore-volumes", "extract each node's archived local-path volumes under its data dir",
+         _restore_volumes, _plan_restore_volumes),
+        ("guard-volumes", "refuse to go on while local-path volumes on the nodes hold data (unless discard)",
+         _guard_volumes, _plan_guard_volumes),
     )

@@ -15,9 +15,11 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import invoke
 from invoke import Exit
 
 from drtool.errors import BadInput, DrtoolError, ExitCode
+from drtool.tasks._task import Task, task  # noqa: F401  (re-exported for the task modules)
 
 DEBUG_LOG = Path(os.environ.get("DRTOOL_DEBUG_LOG", Path(tempfile.gettempdir()) / "drtool-debug.log"))
 
@@ -116,11 +118,9 @@ def bad_arg(name: str, problem: str) -> BadInput:
 def inventory_task(*positional: str, **kwargs):
     """``@task`` whose inventory may also be given as a bare word after ``positional``
     (``inv rebuild inventory/home.yaml``), or left out for the default (see ``inventory_path``)."""
-    from invoke import task
-
     from drtool.tasks._posarg import OptionalPositionalTask
 
-    return task(klass=OptionalPositionalTask, positional=[*positional, "inventory"], **kwargs)
+    return invoke.task(klass=OptionalPositionalTask, positional=[*positional, "inventory"], **kwargs)
 
 
 INVENTORY_ENV = "DRTOOL_INVENTORY"
@@ -135,7 +135,7 @@ def inventory_path(c, inventory: str | None) -> str | None:
     if os.environ.get(INVENTORY_ENV):
         return os.environ[INVENTORY_ENV]
     try:
-        configured = c.config.drtool.inventory  # type: ignore[union-attr]
+        configured = c.config.drtool.inventory
     except (AttributeError, KeyError):
         return None
     return str(configured) if configured else None

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import inspect
 
-from invoke import Task
 from invoke.parser import parser as _parser
 from invoke.parser.argument import Argument
+
+from drtool.tasks._task import Task  # keeps -h for help
 
 
 class OptionalPositional(Argument):
@@ -70,6 +71,12 @@ def _machine_factory(original):
                     and not machine.waiting_for_flag_value):
                 machine.see_context(token)
                 return
+            # A dash word is never the optional positional: `inv drill -h` is help (a core flag),
+            # and an unknown flag is reported as one, not as a missing inventory file "-x".
+            if (_only_optional_missing(ctx) and token.startswith("-") and token not in ctx.flags
+                    and token not in ctx.inverse_flags and not machine.waiting_for_flag_value):
+                for arg in ctx.missing_positional_args:
+                    arg.value = ""  # left out: the task uses its default
             base_handle(token)
 
         def complete_context() -> None:
@@ -82,7 +89,7 @@ def _machine_factory(original):
         machine.handle, machine.complete_context = handle, complete_context
         return machine
 
-    build.drtool_optional_positionals = True  # type: ignore[attr-defined]
+    build.drtool_optional_positionals = True
     return build
 
 

@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, guarded
+from drtool.tasks._cli import bad_arg, guarded, task
 
-BENCHMARKS = ("startup", "recovery", "waiting", "failfast", "fanout")
+BENCHMARKS = ("startup", "gitops", "recovery", "waiting", "failfast", "fanout")
 
 
 def harness_command(only: str | None, reps: int | str | None, out: str | None, budget: str | float | None) -> list[str]:

@@ -1,9 +1,8 @@
 """`inv inventory.*`: validate inventories and import k3s-ansible ones."""
 from __future__ import annotations
 
-from invoke import task
 
-from drtool.tasks._cli import bad_arg, guarded, read_only
+from drtool.tasks._cli import bad_arg, guarded, read_only, task
 
 
 @task(help={"file": "inventory file to validate"})
@@ -18,27 +17,30 @@ def check(c, file):
     print(f"{file}: ok: cluster {inv.cluster.name}, nodes {roles}, k3s {inv.k3s.version}, flux {inv.flux.version}")
 
 
-@task(name="import-ansible", help={"file": "k3s-ansible inventory.yml", "output": "write here instead of stdout"})
+@task(name="import-ansible", help={
+    "file": "k3s-ansible inventory (YAML or INI; group_vars/ and host_vars/ beside it are read)",
+    "output": "write here instead of stdout",
+    "node_name": "ADDRESS=NAME: the node name of a host the inventory lists by IP address (repeatable)",
+    "kubeconfig": "read the node names of hosts listed by address from this running cluster (Node addresses)"},
+      iterable=["node_name"])
 @guarded
 @read_only("output")
-def import_ansible(c, file, output=None):
-    """Convert a k3s-ansible inventory.yml into a drtool inventory (the token is never copied)."""
+def import_ansible(c, file, output=None, node_name=None, kubeconfig=None):
+    """Convert a k3s-ansible inventory into a drtool inventory (tokens and vault values are never copied)."""
     import sys
     from pathlib import Path
 
     import yaml
 
-    from drtool.errors import BadInput
     from drtool.inventory import parse_inventory
-    from drtool.inventory_import import convert_ansible
+    from drtool.inventory_import import convert_inventory, load_ansible_inventory, parse_node_names
 
-    try:
-        data = yaml.safe_load(Path(file).read_text())
-    except FileNotFoundError:
-        raise BadInput(file, "", "file not found") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(file, "", f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    converted, notes = convert_ansible(data, file)
+    names = parse_node_names(node_name)
+    if kubeconfig:
+        from drtool.inventory_import import node_names_from_cluster
+
+        names = {**node_names_from_cluster(kubeconfig), **names}  # names given by hand win
+    converted, notes = convert_inventory(load_ansible_inventory(file), names)
     parse_inventory(converted, output or "<converted>")  # what we write must load
     text = yaml.safe_dump(converted, sort_keys=False)
     if output:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
+import json as jsonlib  # the --json flag shadows the module name inside compare
 
-from invoke import task
 
-from drtool.tasks._cli import bad_arg, default_runs_dir, guarded, load, read_only
+from drtool.tasks._cli import bad_arg, default_runs_dir, guarded, load, read_only, task
 
 
 def _run_dir(run_id: str):
@@ -40,10 +40,11 @@ def render(c, run_id, inventory=None):
 
 
 @task(help={"run_a": "older run id", "run_b": "newer run id", "output": "write the Markdown here too",
-            "inventory": "find runs/ through this inventory (default: $DRTOOL_INVENTORY)"})
+            "inventory": "find runs/ through this inventory (default: $DRTOOL_INVENTORY)",
+            "json": "print the comparison as JSON (schema drtool.report-compare/v1)"})
 @guarded
 @read_only("output")
-def compare(c, run_a, run_b, output=None, inventory=None):
+def compare(c, run_a, run_b, output=None, inventory=None, json=False):
     """Per-phase and per-object time deltas between two runs."""
     from drtool.report import build_report
     from drtool.report.compare import compare as cmp, render_compare_md
@@ -54,9 +55,10 @@ def compare(c, run_a, run_b, output=None, inventory=None):
     for rid in (run_a, run_b):
         d = _run_dir(rid)
         rp = d / "report.json"
-        reports.append(json.loads(rp.read_text()) if rp.exists() else build_report(json.loads((d / "journal.json").read_text())))
-    text = render_compare_md(cmp(*reports))
-    print(text)
+        reports.append(jsonlib.loads(rp.read_text()) if rp.exists() else build_report(jsonlib.loads((d / "journal.json").read_text())))
+    comparison = cmp(*reports)
+    text = render_compare_md(comparison)
+    print(jsonlib.dumps(comparison, indent=2) if json else text)
     if output:
         from pathlib import Path
 

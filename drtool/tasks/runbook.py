@@ -1,9 +1,9 @@
 """`inv runbook.*`: list, show, run, render and validate step-by-step runbooks."""
 from __future__ import annotations
 
-from invoke import Exit, task
+from invoke import Exit
 
-from drtool.tasks._cli import guarded, inventory_task, load, prune_runs, read_only
+from drtool.tasks._cli import guarded, inventory_task, load, prune_runs, read_only, task
 
 RUN_HELP = {
     "inventory": "inventory file (YAML)",
@@ -18,6 +18,7 @@ RUN_HELP = {
     "keep_waiting": "convergence checks do not fail fast; they wait until their deadline",
     "quiet": "print only errors and the final line",
     "accept_new_host_keys": "record unknown SSH host keys instead of refusing",
+    "json": "with --dry-run: print the plan as JSON",
 }
 
 
@@ -25,28 +26,53 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (value or "").split(",") if x.strip())
 
 
-@task(name="list")
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+@task(name="list", help={"json": "print the runbooks as JSON"})
 @guarded
 @read_only()
-def list_(c):
+def list_(c, json=False):
     """List the runbooks in runbooks/ with their descriptions."""
+    import json as jsonlib
+    import shutil
+    import textwrap
+
     from drtool.errors import BadInput
     from drtool.runbooks import runbook_files, runbooks_dir
     from drtool.runbooks.model import load_runbook
 
     files = runbook_files()
-    if not files:
-        print(f"no runbooks in {runbooks_dir()}")
-        return
+    entries = []
     for path in files:
         try:
             book = load_runbook(path)
         except BadInput as exc:
-            print(f"{path.stem:<22} INVALID: {exc}")
+            entries.append({"name": path.stem, "path": str(path), "valid": False, "error": str(exc)})
             continue
-        params = " ".join(f"{k}={v.default if v.default is not None else '…'}" for k, v in book.parameters.items())
-        summary = book.description.strip().splitlines()[0]
-        print(f"{book.name:<22} {len(book.steps):>2} steps  {summary}" + (f"  [{params}]" if params else ""))
+        entries.append({"name": book.name, "path": str(path), "valid": True, "description": book.description.strip(),
+                        "steps": len(book.steps),
+                        "parameters": {k: {"default": v.default, "description": v.description}
+                                       for k, v in book.parameters.items()}})
+    if json:
+        print(jsonlib.dumps({"schema": "drtool.runbook-list/v1", "dir": str(runbooks_dir()), "runbooks": entries},
+                            indent=2))
+        return
+    if not files:
+        print(f"no runbooks in {runbooks_dir()}")
+        return
+    # One line per runbook cut to the terminal, parameters on their own line: readable at 80 columns.
+    width = shutil.get_terminal_size((80, 24)).columns
+    for e in entries:
+        if not e["valid"]:
+            print(_fit(f"{e['name']:<18} INVALID: {e['error']}", width))
+            continue
+        head = f"{e['name']:<18} {e['steps']:>2} steps  "
+        params = " ".join(f"{k}={v['default'] if v['default'] is not None else '…'}" for k, v in e["parameters"].items())
+        text = " ".join(e["description"].split()) + (f" [params: {params}]" if params else "")
+        print(textwrap.fill(text, width=max(width, len(head) + 20), initial_indent=head,
+                            subsequent_indent=" " * len(head)))
 
 
 @task(help={"name": "runbook name or file"})
@@ -54,24 +80,33 @@ def list_(c):
 @read_only()
 def show(c, name):
     """Show a runbook's steps (id, kind, title)."""
+    import shutil
+    import textwrap
+
     from drtool.runbooks import find
     from drtool.runbooks.plan import policy_text
 
     book = find(name)
-    print(f"{book.name}: {book.description.strip()}")
+    width = max(shutil.get_terminal_size((80, 24)).columns, 60)
+    print(textwrap.fill(f"{book.name}: {' '.join(book.description.split())}", width=width))
     for pname, p in book.parameters.items():
-        print(f"  param {pname} ({p.type}" + (f", default {p.default})" if p.default is not None else ", required)")
-              + (f": {p.description}" if p.description else ""))
+        print(textwrap.fill(f"param {pname} ({p.type}" + (f", default {p.default})" if p.default is not None else ", required)")
+                            + (f": {p.description}" if p.description else ""), width=width, initial_indent="  ",
+                            subsequent_indent="    "))
+    # One step per paragraph wrapped to the terminal (80 columns stay readable): number, id,
+    # kind and what it runs, then the title and the retry policy.
     for i, step in enumerate(book.steps, 1):
         what = step.phase or step.action or ""
         policy = policy_text(step)
-        print(f"  {i:>2}. {step.id:<22} {step.kind:<7} {what:<18} {step.title}" + (f"  ({policy})" if policy else ""))
+        head = f"  {i:>2}. {step.id} ({step.kind}{' ' + what if what and what != step.id else ''}): "
+        text = step.title + (f" ({policy})" if policy else "")
+        print(textwrap.fill(head + text, width=width, subsequent_indent=" " * 6, break_on_hyphens=False))
 
 
 @inventory_task("name", help=RUN_HELP, iterable=["param", "approve"])
 @guarded
 def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=False, yes=False, approve=None,
-        resume=None, param=None, keep_waiting=False, quiet=False, accept_new_host_keys=False):
+        resume=None, param=None, keep_waiting=False, quiet=False, accept_new_host_keys=False, json=False):
     """Run a runbook step by step against the inventory's cluster (journaled, resumable)."""
     from drtool.runbooks import find
     from drtool.runbooks.executor import RunbookExecutor, RunOptions
@@ -83,7 +118,20 @@ def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=Fals
     options = RunOptions(params=parse_param_args(param), step_mode=step, start=from_, only=_split(only), yes=yes,
                          approve=tuple(approve or ()), resume=resume, quiet=quiet, keep_waiting=keep_waiting,
                          accept_new_host_keys=accept_new_host_keys)
+    if json and not dry_run:
+        from drtool.tasks._cli import bad_arg
+
+        raise bad_arg("--json", "only with --dry-run (a run writes runbook-report.json in its run directory)")
     executor = RunbookExecutor(inv, book, options)
+    if dry_run and json:
+        import json as jsonlib
+
+        plan = [{"index": book.index(s.id) + 1, "id": s.id, "kind": s.kind, "title": redact(title),
+                 "commands": [{"target": target, "command": redact(what)} for target, what in lines]}
+                for s, title, lines in executor.plan()]
+        print(jsonlib.dumps({"schema": "drtool.runbook-plan/v1", "runbook": book.name, "cluster": inv.cluster.name,
+                             "dry_run": True, "steps": plan}, indent=2))
+        return
     if dry_run:
         print(f"Plan for runbook {book.name} on cluster {inv.cluster.name} (dry run: nothing is changed)")
         for s, title, lines in executor.plan():

@@ -11,6 +11,7 @@ Benchmarks (each repeated, median and min/max reported; ratios per run):
   waiting   detection latency against `kubectl wait`; 2,000 Flux objects + 10,000 pods
   failfast  a Stalled HelmRelease to `inv rebuild` exiting
   fanout    teardown + join with 1, 5, 20, 50 agents
+  gitops    `inv gitops.check` on a generated repository of 500 files (no lab needed)
 
 The whole run is sized for under 15 minutes on a 2-core machine; a benchmark that would start
 after the time budget is skipped and listed as such. Needs root (the lab's nodes are sshd
@@ -35,10 +36,10 @@ if str(REPO) not in sys.path:
 from tests.bench.bench_stats import BenchResult, Progress, markdown_table, write_results  # noqa: E402
 
 SUBNETS = {"recovery": "127.0.150", "failfast": "127.0.151", "fanout": "127.0.152"}
-ORDER = ("startup", "recovery", "waiting", "failfast", "fanout")
+ORDER = ("startup", "gitops", "recovery", "waiting", "failfast", "fanout")
 # Seconds each benchmark needs at the default repetitions on the reference 2-core machine: a
 # benchmark is skipped when starting it would overrun the budget.
-EXPECTED_S = {"startup": 40, "recovery": 200, "waiting": 160, "failfast": 90, "fanout": 360}
+EXPECTED_S = {"startup": 40, "gitops": 15, "recovery": 200, "waiting": 160, "failfast": 90, "fanout": 360}
 
 
 def machine() -> str:
@@ -64,7 +65,7 @@ def commit() -> str:
 
 
 def run_benchmarks(names: list[str], reps: int, progress: Progress, budget_s: float) -> list[BenchResult]:
-    from tests.bench import bench_failfast, bench_fanout, bench_recovery, bench_startup, bench_waiting
+    from tests.bench import bench_failfast, bench_fanout, bench_gitops, bench_recovery, bench_startup, bench_waiting
 
     results: list[BenchResult] = []
     startup: BenchResult | None = None
@@ -84,6 +85,8 @@ def run_benchmarks(names: list[str], reps: int, progress: Progress, budget_s: fl
         try:
             if name == "startup":
                 res = startup = bench_startup.run(progress, reps=max(reps, 10))
+            elif name == "gitops":
+                res = bench_gitops.run(progress, reps=reps)
             elif name == "recovery":
                 res = bench_recovery.run(progress, SUBNETS["recovery"], reps=reps, while_up=dry_runs)
             elif name == "waiting":
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
-    if os.geteuid() != 0 and set(args.only or ORDER) - {"startup", "waiting"}:
+    if os.geteuid() != 0 and set(args.only or ORDER) - {"startup", "gitops", "waiting"}:
         print("error: the lab benchmarks need root (lab nodes are sshd processes in namespaces)", file=sys.stderr)
         return 2
     # The in-process lab API logs every watch a client drops as an error with a traceback:

@@ -68,7 +68,8 @@ def test_rebuild_of_an_operators_own_repo(tmp_path, broken):
         assert res.returncode == 0, out[-3000:]
         assert "Kustomization" in out
     else:
-        # A repo the lab cannot build: a clear message naming the file and the object, no traceback.
-        assert res.returncode == 4, out[-3000:]
+        # A repo that does not build is found by the GitOps check in preflight, before any node is
+        # touched: exit 3, a clear message naming the Kustomization and the file, no traceback.
+        assert res.returncode == 3, out[-3000:]
         assert "Traceback" not in out
-        assert "Kustomization/flux-system/apps" in out and "hello.yaml" in out, out[-3000:]
+        assert "Kustomization flux-system/apps does not build" in out and "hello.yaml" in out, out[-3000:]

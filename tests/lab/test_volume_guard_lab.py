@@ -78,3 +78,18 @@ def test_archived_volumes_are_wiped_after_the_backup_holds_them(lab):
     assert not lab.node_file("node2", VOLUME).exists()
     teardown = next(p for p in _journal(lab)["phases"] if p["name"] == "teardown")
     assert f"volumes archived by the backup: node2:{VOLUME}" in teardown["message"]
+
+
+def test_agent_replace_stops_before_wiping_an_agent_whose_volumes_hold_data(lab):
+    data = _put_volume_data(lab)
+    res = lab.inv("runbook.run", "agent-replace", str(lab.inventory), "--yes", "--param", "agent=node2")
+    assert res.returncode == 7, res.stdout[-2000:] + res.stderr
+    assert re.search(rf"refusing to wipe: .*node2:{VOLUME} \(2\d\.\d KiB\)", res.stdout + res.stderr)
+    assert "--param discard_volume_data=true" in res.stdout + res.stderr
+    assert lab.node_file("node2", VOLUME + "/chunks/000001").read_bytes() == data
+    # Given up explicitly, the check lets the runbook go on, and says what is lost.
+    res = lab.inv("runbook.run", "agent-replace", str(lab.inventory), "--yes", "--only", "volumes",
+                  "--param", "agent=node2", "--param", "discard_volume_data=true")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    report = json.loads((lab.runs_list()[-1] / "journal.json").read_text())
+    assert f"volume data discarded (--param discard_volume_data=true): node2:{VOLUME}" in json.dumps(report)

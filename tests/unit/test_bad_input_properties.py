@@ -92,9 +92,10 @@ def unknown_key(known: Any) -> st.SearchStrategy:
         lambda s: "x_" + s).filter(lambda k: k not in known)
 
 
-DURATION_OK = re.compile(r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$")
+# Seconds, or unit parts added up as Go's time.ParseDuration reads them ("1h30m", "1.5m").
+DURATION_OK = re.compile(r"^\s*(\d+(\.\d+)?|(\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m|h))+)\s*$")
 BAD_DURATIONS = (
-    st.sampled_from(["5 minutes", "soon", "1d", "-3s", "0", "0s", "10x", "1h30m", "", "∞", "1e3s"])
+    st.sampled_from(["5 minutes", "soon", "1d", "-3s", "0", "0s", "10x", "1h30", "h1", "1h-30m", "", "∞", "1e3s"])
     | st.integers(-1000, 0)
     | st.floats(-1e6, 0.0)
     | st.booleans()

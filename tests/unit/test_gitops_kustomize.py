@@ -224,3 +224,20 @@ def test_substitute_rejects_bad_variable_names() -> None:
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}
     with pytest.raises(BuildError, match=r"^post build failed for 'a': envsubst error: '1x' var name is invalid"):
         substitute([obj], {"1x": "v"})
+
+
+def test_secret_generator_common_labels_and_json6902_in_the_kustomization(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "app/kustomization.yaml": ("commonLabels: {team: web}\nresources: [deploy.yaml]\n"
+                                   "secretGenerator:\n- name: creds\n  literals: [token=abc]\n"
+                                   "patchesJson6902:\n- target: {group: apps, version: v1, kind: Deployment, name: web}\n"
+                                   "  patch: |\n    - op: replace\n      path: /spec/replicas\n      value: 4\n"),
+        "app/deploy.yaml": DEPLOY.replace("${REPLICAS:=1}", "1"),
+    })
+    objs = {o["kind"]: o for o in build_kustomization(tmp_path, "app")}
+    # Recorded from kubectl kustomize (Kustomize v5.5.0 and v5.8.1 agree): the Secret's hash suffix.
+    assert objs["Secret"]["metadata"]["name"] == "creds-dbdgd77ct8"
+    assert objs["Secret"]["metadata"]["labels"] == {"team": "web"}
+    assert objs["Deployment"]["spec"]["replicas"] == 4
+    # commonLabels also reaches selectors and templates (unlike `labels` without includeSelectors).
+    assert objs["Deployment"]["spec"]["template"]["metadata"]["labels"] == {"team": "web"}

@@ -40,9 +40,9 @@ k3s_cluster:
 
 
 def test_convert_ansible_never_copies_token():
-    data, notes = convert_ansible(yaml.safe_load(ANSIBLE), "inventory.yml")
+    data, notes = convert_ansible(yaml.safe_load(ANSIBLE), "inventory.yml", {"192.168.1.10": "node1"})
     inv = parse_inventory(data, "converted.yaml")
-    assert [(n.name, n.host, n.role) for n in inv.nodes] == [("server1", "192.168.1.10", "server"), ("node2", "192.168.1.11", "agent")]
+    assert [(n.name, n.host, n.role) for n in inv.nodes] == [("node1", "192.168.1.10", "server"), ("node2", "192.168.1.11", "agent")]
     assert inv.k3s.server_args == ("--disable", "traefik")
     assert inv.k3s.token.token_env == "K3S_TOKEN"
     assert inv.cluster.api_endpoint == "https://192.168.1.10:6443"
@@ -61,7 +61,8 @@ def test_import_task_writes_valid_inventory(tmp_path):
     src = tmp_path / "inventory.yml"
     src.write_text(ANSIBLE)
     out = tmp_path / "drtool.yaml"
-    res = subprocess.run([sys.executable, "-m", "invoke", "inventory.import-ansible", str(src), "--output", str(out)],
+    res = subprocess.run([sys.executable, "-m", "invoke", "inventory.import-ansible", str(src), "--output", str(out),
+                          "--node-name", "192.168.1.10=node1"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "token was NOT copied" in res.stderr

@@ -78,6 +78,32 @@ def test_layered_fixture_rebuilds_to_all_ready_with_substitution_patches_compone
     _run(tmp_path, {"time_scale": 0.002}, body, fixture_files("layered"))
 
 
+def test_platform_fixture_rebuilds_with_chart_crds_used_by_a_later_kustomization_rbac_and_policies(
+        tmp_path: Path) -> None:
+    async def body(store: Store, repo: Path) -> None:
+        bootstrap(store)
+        await _eventually(lambda: all_ready(store), timeout=20)
+        assert [k["metadata"]["name"] for k in store.list(*KS)] == \
+            ["flux-system", "infra-configs", "infra-controllers", "tenants"]
+        # The chart's CRDs made the later Kustomization's kinds exist.
+        assert store.get("cert-manager.io", "ClusterIssuer", None, "internal-ca") is not None
+        assert store.get("cert-manager.io", "Certificate", "cert-manager", "internal-ca") is not None
+        assert store.get("storage.k8s.io", "StorageClass", None, "fast-local") is not None
+        for group, kind, ns, name in [("rbac.authorization.k8s.io", "Role", "team-a", "deployer"),
+                                      ("rbac.authorization.k8s.io", "RoleBinding", "team-a", "team-a-deployer"),
+                                      ("rbac.authorization.k8s.io", "ClusterRole", None, "team-a-namespace-viewer"),
+                                      ("networking.k8s.io", "NetworkPolicy", "team-a", "default-deny-ingress"),
+                                      ("policy", "PodDisruptionBudget", "team-a", "api"),
+                                      ("networking.k8s.io", "Ingress", "team-a", "api")]:
+            assert store.get(group, kind, ns, name) is not None, (kind, name)
+        # kustomize's namespace transformer leaves cluster-scoped kinds alone.
+        binding = store.get("rbac.authorization.k8s.io", "ClusterRoleBinding", None, "team-a-namespace-viewer")
+        assert "namespace" not in binding["metadata"]
+        assert binding["subjects"][0]["namespace"] == "team-a"
+
+    _run(tmp_path, {"time_scale": 0.002}, body, fixture_files("platform"))
+
+
 def test_custom_resources_beside_the_helmrelease_that_brings_their_crds_fail_as_flux_does(tmp_path: Path) -> None:
     async def body(store: Store, repo: Path) -> None:
         bootstrap(store)

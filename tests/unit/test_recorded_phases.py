@@ -53,6 +53,11 @@ def inv(tmp_path, monkeypatch):
     return parse_inventory(data, REPO / "inventory" / "lab.yaml")
 
 
+def _wipes(recorded) -> list[str]:
+    """The nodes of the recorded commands, without teardown's volume check (one per node, first)."""
+    return [r.node for r in recorded if "k3s/storage" not in r.command]
+
+
 def context(inv, runner, **options) -> Context:
     run = Run.create("rebuild", str(inv.path), inv.cluster.name)
     return Context(inv, runner, run, Options(quiet=True, **options), RunProgress(quiet=True))
@@ -65,7 +70,10 @@ def test_teardown_wipes_agents_before_servers_and_reports_per_node(inv):
     runner = RecordingRunner(inv, [Reply("uninstall", node="node2", stdout="drtool-teardown: running k3s-agent-uninstall.sh"),
                                    Reply("uninstall", node="node1", stdout="drtool-teardown: noop")])
     result = teardown.run(context(inv, runner))
-    assert [r.node for r in runner.recorded] == ["node2", "node1"]
+    # First the volume check on every node (nothing holds data here), then agents before servers.
+    assert sorted(r.node for r in runner.recorded[:2]) == ["node1", "node2"]
+    assert all("k3s/storage" in r.command for r in runner.recorded[:2])
+    assert _wipes(runner.recorded) == ["node2", "node1"]
     assert all(c.startswith("sudo -n -- sh -c ") for c in runner.commands())
     assert (result.outcome, result.message) == ("ok", "wiped: node2; nothing installed: node1")
     assert result.details == {"wiped": ["node2"], "nothing_installed": ["node1"]}
@@ -75,7 +83,8 @@ def test_teardown_leftovers_fail_naming_the_node(inv):
     runner = RecordingRunner(inv, [Reply("uninstall", node="node2", stdout="drtool-left: /var/lib/rancher/k3s", exit_code=3)])
     with pytest.raises(NodesFailed, match=r"^teardown failed: node2: not clean after uninstall: /var/lib/rancher/k3s$"):
         teardown.run(context(inv, runner))
-    assert runner.commands("node1") == []  # servers are not wiped after a failed agent
+    # servers are not wiped after a failed agent (only the volume check ran there)
+    assert [c for c in runner.commands("node1") if "k3s/storage" not in c] == []
 
 
 def test_teardown_refuses_a_protected_path_under_the_data_dir_before_any_command(inv):
@@ -175,7 +184,7 @@ def test_pipeline_journals_real_phases_run_against_recorded_nodes(inv):
     assert [(p["name"], p["outcome"]) for p in journal["phases"]] == [
         ("backup", "skipped"), ("teardown", "ok"), ("join_agents", "ok")]
     assert list(journal["phases"][1]["nodes"]) == ["node2", "node1"]
-    assert [r.node for r in runner.recorded] == ["node2", "node1", "node2"]
+    assert _wipes(runner.recorded) == ["node2", "node1", "node2"]
 
 
 def test_pipeline_interrupt_inside_the_agent_join_exits_130_with_the_resume_hint(inv):
@@ -204,7 +213,7 @@ def test_pipeline_host_key_error_inside_a_node_worker_exits_7(inv):
 
 def test_dry_run_shows_what_the_phases_send_and_writes_nothing(inv, tmp_path):
     ctx = dry_context(inv)
-    lines = plan_phase(join, ctx) + plan_phase(teardown, ctx)
+    lines = plan_phase(join, ctx) + [line for line in plan_phase(teardown, ctx) if "k3s/storage" not in line[1]]
     assert lines[0][0] == "node2" and lines[0][1].endswith("   # stdin: ***")
     assert [t for t, _ in lines[1:]] == ["node2", "node1"] and "k3s-agent-uninstall.sh" in lines[1][1]
     assert not (tmp_path / "runs").exists()
@@ -251,3 +260,63 @@ def test_recorded_secrets_never_show(inv):
     runner = RecordingRunner(inv)
     runner.run(inv.nodes[0], f"echo {secret.reveal()}", stdin=secret)
     assert "s3cr3t-value-xyz" not in runner.recorded[0].describe()
+
+
+# -- drill phases ---------------------------------------------------------------------
+
+
+def test_drill_post_checks_with_nothing_to_check_pass(inv):
+    from drtool.drills.drill import PostChecks, ProtectSnapshot
+
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["expectations"]["helmreleases"] = []
+    data["drill"] = {"enabled": True, "verify_protected": False}
+    bare = parse_inventory(data, inv.path)
+    ctx = context(bare, RecordingRunner(bare))
+    assert ProtectSnapshot.run(ctx).outcome == "skipped"
+    result = PostChecks.run(ctx)
+    assert (result.outcome, result.message) == ("ok", "0 post-check(s) passed")
+    assert ctx.run.record["post_checks"] == []
+
+
+# -- bootstrap: the flux CLI through the runner's local commands -----------------------
+
+
+@pytest.fixture
+def unreachable_api(inv):
+    # An API address nothing listens on (this checkout's own test subnet): status reads fail fast.
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["cluster"]["api_endpoint"] = "https://127.20.99.1:6443"
+    return parse_inventory(data, inv.path)
+
+
+def test_bootstrap_runs_the_pinned_flux_cli_with_the_token_only_in_its_environment(unreachable_api, monkeypatch):
+    from drtool.phases import bootstrap
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_recordedtoken123")
+    runner = RecordingRunner(unreachable_api, [Reply(r"cat /etc/rancher/k3s/k3s.yaml", stdout=K3S_YAML),
+                                               Reply("bootstrap github", node="local", stdout="✔ all components are healthy\n")])
+    ctx = context(unreachable_api, runner)
+    result = bootstrap.run(ctx)
+    assert result.outcome == "ok" and "bootstrapped github" in result.message
+    (flux,) = [r for r in runner.recorded if r.node == "local"]
+    assert "bootstrap github" in flux.command and "--owner=lab" in flux.command
+    assert "ghp_recordedtoken123" not in flux.command
+    assert "all components are healthy" in (ctx.run.dir / "bootstrap.log").read_text()
+
+
+def test_bootstrap_that_times_out_keeps_what_flux_printed(unreachable_api, monkeypatch):
+    from drtool.errors import RetryableError
+    from drtool.phases import bootstrap
+    from drtool.remote.runner import LocalCommandTimedOut
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_recordedtoken123")
+    runner = RecordingRunner(unreachable_api, [
+        Reply(r"cat /etc/rancher/k3s/k3s.yaml", stdout=K3S_YAML),
+        Reply("bootstrap github", node="local",
+              raises=LocalCommandTimedOut("local: flux timed out after 5s", "◎ waiting for Kustomization\n"))])
+    ctx = context(unreachable_api, runner)
+    with pytest.raises(RetryableError, match="did not finish within"):
+        bootstrap._attempt(ctx, ["flux", "bootstrap", "github"], {}, timeout=5)
+    log = (ctx.run.dir / "bootstrap.log").read_text()
+    assert "waiting for Kustomization" in log and "stopped after 5s" in log

@@ -105,9 +105,9 @@ def test_validate_with_inventory_passes_for_shipped_runbooks(tmp_path):
 def test_dry_run_shows_titles_with_parameters_filled_in(tmp_path, inv):
     res = _inv(tmp_path, "runbook.run", "agent-replace", "-i", str(LAB_INV), "--param", "agent=node2", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "== 2. delete-node (action): Delete the Node object of node2" in res.stdout
-    assert "== 3. wipe (remote): Uninstall K3s on node2" in res.stdout
+    assert "== 3. delete-node (action): Delete the Node object of node2" in res.stdout
+    assert "== 4. wipe (remote): Uninstall K3s on node2" in res.stdout
     assert "{{" not in res.stdout
     plan = RunbookExecutor(inv, load_runbook(REPO / "runbooks" / "agent-replace.yaml"),
                            RunOptions(params={"agent": "node2"})).plan()
-    assert [title for _, title, _ in plan][1] == "Delete the Node object of node2"
+    assert [title for _, title, _ in plan][2] == "Delete the Node object of node2"

@@ -30,7 +30,7 @@ def test_render_without_inventory_names_groups_and_required_params():
     text = render_markdown(load_runbook(REPO / "runbooks" / "agent-replace.yaml"))
     assert text.startswith("# Runbook: agent-replace\n")
     assert "--param agent=…" in text and "| `agent` | agent | (required) | `<agent>` |" in text
-    assert "### 3. Uninstall K3s on <agent>" in text
+    assert "### 4. Uninstall K3s on <agent>" in text
     assert "# on <agent> (as root)" in text and "k3s-agent-uninstall.sh" in text
 
 

@@ -94,6 +94,22 @@ def test_systemd_analyze_verify_accepts_units(tmp_path):
     assert "drtool-drill" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_systemd_analyze_verify_accepts_env_file_and_credentials(tmp_path):
+    env_file = tmp_path / "drill.env"
+    env_file.write_text("GITHUB_TOKEN=x\n")
+    cred = tmp_path / "k3s-token"
+    cred.write_text("K10x\n")
+    made = units(workdir=str(tmp_path), environment_file=str(env_file), credentials={"K3S_TOKEN": str(cred)})
+    service = parse_unit(made["drtool-drill-homelab.service"])["Service"]
+    assert one(service, "EnvironmentFile") == str(env_file)
+    assert one(service, "LoadCredential") == f"K3S_TOKEN:{cred}"
+    paths = install_units(made, tmp_path / "units")
+    proc = subprocess.run(["systemd-analyze", "verify", *map(str, paths)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "drtool-drill" not in proc.stderr, proc.stderr
+
+
 def run_guard(tmp_path: Path, unit_text: str, hhmm: str) -> subprocess.CompletedProcess:
     """Run the unit's ExecCondition the way systemd would, with ``date`` faked to ``hhmm``."""
     cond = one(parse_unit(unit_text)["Service"], "ExecCondition")
@@ -190,7 +206,8 @@ def test_bad_schedule_input(kw, field):
     ("Sun 00:50", "15m", ("23:00", "2h"), False),
     ("Mon,Thu 2,4:15", "10m", ("02:00", "3h"), True),
     ("Mon,Thu 2,6:15", "10m", ("02:00", "3h"), False),  # 06:15 is outside
-    ("weekly", "10m", ("02:00", "3h"), True),          # cannot tell simply: the guard decides
+    ("weekly", "10m", ("02:00", "3h"), False),         # weekly is Mon 00:00: before the window
+    ("daily", "10m", ("23:30", "1h"), True),           # daily is 00:00: inside a window across midnight
 ])
 def test_calendar_must_fire_inside_the_window(on_calendar, delay, window, ok):
     kw = dict(on_calendar=on_calendar, randomized_delay_s=delay, window=window)
@@ -257,3 +274,83 @@ def test_cron_line_runs_the_drill_under_flock(tmp_path):
 def test_cron_line_rejects_bad_schedules(schedule):
     with pytest.raises(BadInput):
         cron_line("inv.yaml", "homelab", schedule, "/opt/drtool", "inv")
+
+
+# --------------------------------------------------------------------------- checks with real tools
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def schedule_task(tmp_path, *args, env=None):
+    inv = tmp_path / "inv.yaml"
+    inv.write_text((ROOT / "inventory/lab.yaml").read_text().replace("\ndrill:\n", "\ndrill:\n  enabled: true\n", 1))
+    return subprocess.run([str(INV), "drill.schedule", "-i", str(inv), *args], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("window", ["2-5", "02:00", "25:00-03:00", "02:00-06:00-07:00"])
+def test_schedule_bad_window_is_bad_input_not_internal_error(tmp_path, window):
+    proc = schedule_task(tmp_path, "--window", window, "--on-calendar", "Sun 03:00")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"error: command line: --window: {window!r}: expected HH:MM-HH:MM, e.g. 02:00-06:00"
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_schedule_task_window_and_shorthand(tmp_path):
+    ok = schedule_task(tmp_path, "--window", "2:00-5:00", "--on-calendar", "Sun 03:00", "--randomized-delay", "0")
+    assert ok.returncode == 0, ok.stderr
+    assert "OnCalendar=Sun 03:00" in ok.stdout
+    weekly = schedule_task(tmp_path, "--window", "02:00-05:00", "--on-calendar", "weekly")
+    assert weekly.returncode == 2 and "fires at 00:00, outside the window 02:00" in weekly.stderr, weekly.stderr
+
+
+@pytest.mark.parametrize("schedule,problem", [
+    ("99 3 * * 0", "bad minute"),
+    ("0 24 * * 0", "bad hour"),
+    ("0 3 32 * *", "bad day-of-month"),
+    ("0 3 * 13 *", "bad month"),
+    ("0 3 * * 8", "bad day-of-week"),
+    ("*/0 3 * * *", "bad minute"),
+])
+def test_cron_fields_are_range_checked(schedule, problem):
+    with pytest.raises(BadInput) as exc:
+        cron_line("inv.yaml", "homelab", schedule, "/opt/drtool", "inv")
+    assert problem in str(exc.value)
+
+
+@pytest.mark.parametrize("schedule,ok", [
+    ("0 3 * * 0", True), ("30 2 * * 1-5", True), ("0 1 * * 0", False), ("@weekly", False), ("@hourly", False),
+    ("0 */2 * * *", False),
+])
+def test_cron_schedule_must_fire_inside_the_window(schedule, ok):
+    if ok:
+        cron_line("inv.yaml", "homelab", schedule, "/opt/drtool", "inv", window=("02:00", "4h"))
+    else:
+        with pytest.raises(BadInput, match="outside the window"):
+            cron_line("inv.yaml", "homelab", schedule, "/opt/drtool", "inv", window=("02:00", "4h"))
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+@pytest.mark.parametrize("on_calendar", ["*:0/30", "Sun 2..8:00", "hourly"])
+def test_systemd_analyze_catches_what_the_simple_check_cannot(on_calendar):
+    # Repetitions and ranges have no simple fixed times; systemd's own parser lists the elapses.
+    with pytest.raises(BadInput, match="outside the window"):
+        units(on_calendar=on_calendar, randomized_delay_s=0, window=("02:00", "3h"))
+
+
+def test_without_systemd_analyze_shorthands_still_expand(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no systemd-analyze here: the fallback decides
+    with pytest.raises(BadInput, match="fires at 00:00"):
+        units(on_calendar="weekly", randomized_delay_s=0, window=("02:00", "3h"))
+    units(on_calendar="*:0/30", randomized_delay_s=0, window=("02:00", "3h"))  # cannot tell: the guard decides
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_shorthand_forms_are_systemds_own():
+    from drtool.drills.schedule import _SHORTHAND_FORMS
+
+    for name, form in _SHORTHAND_FORMS.items():
+        out = subprocess.run(["systemd-analyze", "calendar", name], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "LC_ALL": "C"})
+        normalized = next(line.split(": ", 1)[1] for line in out.stdout.splitlines() if "Normalized form:" in line)
+        assert normalized == form, (name, normalized)

@@ -50,7 +50,7 @@ def test_inventory_check_reports_every_problem_at_once(tmp_path):
         f"error: {f}: nodes[1].lables: unknown key 'lables' (did you mean 'labels'?)",
         f"error: {f}: nodes[1].role: expected server or agent (did you mean 'agent'?)",
         f"error: {f}: k3s.dta_dir: unknown key 'dta_dir' (did you mean 'data_dir'?)",
-        f"error: {f}: timeouts.converge: expected a duration such as 90, '90s', '15m' or '1h'",
+        f"error: {f}: timeouts.converge: expected a duration such as 90, '90s', '1.5m' or '1h30m'",
     ]
 
 
@@ -98,3 +98,12 @@ def test_runbook_unknown_node_suggests_the_closest(tmp_path):
         {"id": "a", "title": "A", "remote": {"on": ["nod2"], "command": "true"}}]}, "x.yaml")
     with pytest.raises(BadInput, match=r"unknown node 'nod2' \(did you mean 'node2'\?\)"):
         RunbookExecutor(load_inventory(LAB_INV), book, RunOptions()).plan()
+
+
+def test_runbook_step_ids_suggest_the_closest():
+    from drtool.runbooks.executor import RunbookExecutor, RunOptions
+    from drtool.runbooks.model import load_runbook
+
+    book = load_runbook(REPO / "runbooks" / "agent-replace.yaml")
+    with pytest.raises(BadInput, match=r"--from: no step 'rejion' in runbook agent-replace \(did you mean 'rejoin'\?\)"):
+        RunbookExecutor(load_inventory(LAB_INV), book, RunOptions(params={"agent": "node2"}, start="rejion"))

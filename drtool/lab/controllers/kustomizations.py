@@ -5,7 +5,7 @@ suspended → source (``Source '...' not found``, retry at ``retryInterval``) �
 (``Source artifact not found, retrying in 30s``) → ``dependsOn`` (``checkDependencies``: Ready
 for the current generation and, on the same source, ``lastAppliedRevision`` equal to the
 artifact's; otherwise re-checked only every ``--requeue-dependency``, never on a watch event) →
-decryption key → build (``drtool.gitops.kustomize``, the real kustomize) → decrypt →
+decryption key (a missing Secret fails the build) → build (``drtool.gitops.kustomize``, the real kustomize) → decrypt →
 ``postBuild`` substitution → staged apply → prune → health checks polled every 5 s
 (``WaitForSet`` Interval) up to ``GetTimeout()`` → ``Applied revision: ...``. A failure waits
 ``GetRetryInterval()`` (``retryInterval``, else ``interval``). Every real duration is played
@@ -142,11 +142,14 @@ class KustomizationReconciler:
     def __init__(self, runtime: Runtime, artifacts: ArtifactStore):
         self.rt, self.artifacts = runtime, artifacts
         self._applied: dict[Key, tuple[Any, list[str]]] = {}     # key -> (token, health-checked ids)
-        self._builds: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self._builds: dict[tuple[str, str, str], tuple[list[dict[str, Any]], str]] = {}
+        self._running: dict[tuple[str, str, str], asyncio.Task] = {}
+        self._failed: dict[Key, tuple[Any, float]] = {}          # key -> (token, retry at)
         self._next_poll: dict[Key, float] = {}
 
     def forget(self, key: Key) -> None:
         self._applied.pop(key, None)
+        self._failed.pop(key, None)
         self._next_poll.pop(key, None)
 
     def _scaled(self, real_seconds: float) -> float:
@@ -177,6 +180,10 @@ class KustomizationReconciler:
                                    f"Source artifact not found, retrying in {format_duration(requeue_dep)}",
                                    requeue_after=self._scaled(requeue_dep), wait=True, warn=False)
 
+        # The lab starts kustomize as soon as the artifact is known: the scenario's delay, not
+        # this machine's speed, is what plays the build time.
+        self._built(key, tree, revision, spec, source, notify=False)
+
         # 2. dependencies: re-checked on a timer only, as the real controller does
         if spec.get("dependsOn"):
             problem = self._check_dependencies(obj, spec, revision)
@@ -186,19 +193,25 @@ class KustomizationReconciler:
                              f"retrying in {format_duration(requeue_dep)}", self.component)
                 return Result(requeue_after=self._scaled(requeue_dep))
 
-        # 3. decryption key
+        # 3. decryption key: internal/decryptor/decryptor.go ImportKeys returns the API's NotFound
+        # as is, and build() fails with it (reason BuildFailed, retried at retryInterval).
         decryption = spec.get("decryption") or {}
         secret_name = (decryption.get("secretRef") or {}).get("name")
         if decryption.get("provider") == "sops" and secret_name:
             if self.rt.store.peek("", "Secret", ns, secret_name) is None:
-                return self._not_ready(obj, status, gen, "DecryptionFailed",
-                                       f'decryption secret error: Secret "{secret_name}" not found',
+                return self._not_ready(obj, status, gen, "BuildFailed", f'secrets "{secret_name}" not found',
                                        requeue_after=self._scaled(retry))
 
         # 4. build and apply, once per (generation, revision, requested reconcile)
         token = (gen, revision, (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt"))
         applied = self._applied.get(key)
         if applied is None or applied[0] != token:
+            failed = self._failed.get(key)
+            now = self.rt.loop.time()
+            if failed is not None and failed[0] == token and now < failed[1]:
+                # A failed attempt is retried after retryInterval, not when its own status
+                # write comes back as an event (the real controller filters those out).
+                return Result(requeue_after=failed[1] - now)
             delay = self.rt.scenario.delay("Kustomization", ns, name, self.rt.scenario.defaults.kustomization)
             left = self.rt.remaining(key, token, delay)
             if left > 0:
@@ -209,11 +222,16 @@ class KustomizationReconciler:
                     self.rt.write_status(obj, status)
                 return Result(requeue_after=left)
             status["lastAttemptedRevision"] = revision
+            built = self._built(key, tree, revision, spec, source)
+            if built is None:
+                return Result()                    # queued again when kustomize is done
             try:
-                objects = await self._build(tree, revision, spec, source, ns)
-                self._apply(obj, spec, objects, status, revision)
+                if built[1]:
+                    raise _Failed("BuildFailed", built[1])
+                self._apply(obj, spec, self._prepare(built[0], spec, ns), status, revision)
             except _Failed as failure:
                 self.rt.reset_clock(key, token)
+                self._failed[key] = (token, self.rt.loop.time() + self._scaled(retry))
                 return self._not_ready(obj, status, gen, failure.reason, failure.message,
                                        requeue_after=self._scaled(retry))
             applied = self._applied[key] = (token, self._checked_ids(spec, status))
@@ -247,23 +265,41 @@ class KustomizationReconciler:
                 return f"dependency '{ref}' revision is not up to date"
         return ""
 
-    async def _build(self, tree: Any, revision: str, spec: dict[str, Any], source: dict[str, Any],
-                     ns: str) -> list[dict[str, Any]]:
-        """Build (cached per revision, path and spec: the artifact never changes), decrypt, substitute."""
+    def _built(self, key: Key, tree: Any, revision: str, spec: dict[str, Any],
+               source: dict[str, Any], notify: bool = True) -> tuple[list[dict[str, Any]], str] | None:
+        """The build of ``spec.path`` at ``revision`` as (objects, error), or None while it runs.
+
+        kustomize runs in a worker thread so the other reconciles go on meanwhile; when it
+        finishes the Kustomization is queued again (``notify``). Results are kept per revision, path and
+        build-relevant spec (an artifact never changes), errors included.
+        """
         build_spec = {k: spec.get(k) for k in ("targetNamespace", "namePrefix", "nameSuffix", "patches",
                                                "components", "patchesStrategicMerge", "patchesJson6902",
                                                "images") if spec.get(k)}
         ignore = (source.get("spec") or {}).get("ignore")
         cache_key = (revision, str(spec.get("path") or "./"),
                      hashlib.sha256(json.dumps([build_spec, ignore], sort_keys=True).encode()).hexdigest())
-        objects = self._builds.get(cache_key)
-        if objects is None:
-            try:
-                objects = await asyncio.to_thread(build_kustomization, tree, spec.get("path") or "./",
-                                                  build_spec, ignore)
-            except BuildError as exc:
-                raise _Failed("BuildFailed", str(exc)) from None
-            self._builds[cache_key] = objects
+        if cache_key in self._builds:
+            return self._builds[cache_key]
+        task = self._running.get(cache_key)
+        if task is None:
+            task = self.rt.loop.create_task(asyncio.to_thread(build_kustomization, tree, spec.get("path") or "./",
+                                                              build_spec, ignore))
+            self._running[cache_key] = task
+        if not task.done():
+            if notify:
+                task.add_done_callback(lambda _task, k=key: self.rt.kick(k))
+            return None
+        del self._running[cache_key]
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, BuildError):
+            raise exc
+        result = ([], str(exc)) if exc is not None else (task.result(), "")
+        self._builds[cache_key] = result
+        return result
+
+    def _prepare(self, objects: list[dict[str, Any]], spec: dict[str, Any], ns: str) -> list[dict[str, Any]]:
+        """Decrypt (kustomize-controller ``build``), then ``postBuild`` substitution."""
         # The cached objects are shared: decryption makes new ones, substitution returns new
         # ones, and _apply copies what it changes.
         if spec.get("decryption"):
@@ -464,4 +500,6 @@ class KustomizationReconciler:
         self._next_poll.pop(key, None)
         self.rt.reset_clock(key, ("health", token))
         self.rt.reset_clock(key, token)
-        return Result(requeue_after=self._scaled(get_retry_interval(spec)))
+        retry = self._scaled(get_retry_interval(spec))
+        self._failed[key] = (token, self.rt.loop.time() + retry)
+        return Result(requeue_after=retry)
