@@ -81,3 +81,6 @@ def test_rebuild_gives_the_images_back_and_pulls_a_corrupt_one(lab, monkeypatch)
     assert f"pulled instead: {SIDE}" in phases["install_servers"]["message"]
     placed = sorted(p.name for p in lab.node_file("node2", "/var/lib/rancher/k3s/agent/images").iterdir())
     assert sum(p.startswith(remote.PREFIX) for p in placed) == len(before["node2"])
+    # What the operator reads: the report carries the phases' lines.
+    report = (pipeline.run_obj.dir / "report.md").read_text()
+    assert f"images reused: node2 {len(before['node2'])} (" in report and f"pulled instead: {SIDE}" in report
