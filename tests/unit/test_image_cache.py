@@ -98,6 +98,14 @@ def test_short_disk_and_size_bound_skip_with_exit_0(tmp_path, node):
     assert (tmp_path / "cache" / remote.MANIFEST).read_text() == ""
 
 
+def test_unreadable_free_space_counts_as_short(tmp_path, node):
+    df = tmp_path / "bin" / "df"
+    df.write_text("#!/bin/sh\necho 'df: cannot read table of mounted file systems' >&2; exit 1\n")
+    df.chmod(0o755)
+    res = node(remote.export_command(_inv(tmp_path)))
+    assert res.returncode == 0 and sorted(remote.parse(res.stdout).refs("short")) == sorted(REFS)
+
+
 def test_no_k3s_or_no_manifest_is_a_quiet_skip(tmp_path):
     inv = _inv(tmp_path)
     env = {"PATH": "/usr/bin:/bin"}
