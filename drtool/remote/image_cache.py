@@ -20,7 +20,13 @@ Facts followed:
 - K3s imports every file in ``<data-dir>/agent/images/`` when its containerd starts, choosing the
   decompressor by the name's suffix (``.tar`` read as is; k3s-io/k3s ``pkg/agent/containerd/
   containerd.go`` preloadFile, v1.31.4+k3s1). The install starts K3s, so the archives are placed
-  there (a hard link, a copy across file systems) before the install script runs.
+  there (a hard link, a copy across file systems) before the install script runs. The import
+  walks all platforms but skips missing content (``containerd.WithAllPlatforms(true),
+  containerd.WithSkipMissing()`` in preloadFile, the version with ``watcher.go`` and wharfie's
+  ``tarfile.GetOpener``), so a one-platform export of a multi-platform image imports; it then
+  tags each name with ``docker.ParseNormalizedNamed`` and needs a tag (``parseNamedTagged``), one
+  more reason to export tagged names only. K3s pins what it imports (``labelImages``:
+  ``io.cri-containerd.pinned``), so kubelet's image GC leaves these images alone.
 """
 from __future__ import annotations
 
