@@ -246,6 +246,17 @@ class K3s(_Model):
             raise ValueError("a literal token is not allowed; use token_file or token_env")
         return v
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: str) -> str:
+        # The uninstall deletes this directory (K3S_DATA_DIR): refuse what would take the system with it.
+        norm = "/" + v.strip("/")
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError("expected an absolute path")
+        if norm.count("/") < 2 or norm in ("/var/lib", "/usr/local", "/usr/lib", "/var/log"):
+            raise ValueError(f"{v} is too broad: the uninstall deletes the data dir")
+        return norm
+
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:

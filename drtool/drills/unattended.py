@@ -106,12 +106,13 @@ def required_variables(inv: Inventory) -> dict[str, str]:
     """``{variable: what needs it}``: what the drill reads from its environment."""
     need: dict[str, str] = {}
     if inv.flux.token_variable:
-        need[inv.flux.token_variable] = "flux bootstrap (flux.token_env)"
+        need[str(inv.flux.token_variable)] = "flux bootstrap (flux.token_env)"
     if inv.k3s.token is not None and inv.k3s.token.token_env:
         need[inv.k3s.token.token_env] = "the K3s cluster token (k3s.token.token_env)"
     for i, hook in enumerate(inv.drill.notify):
-        if getattr(hook, "url_env", None):
-            need[hook.url_env] = f"webhook {hook.name} (drill.notify[{i}].url_env)"
+        url_env = getattr(hook, "url_env", None)
+        if url_env:
+            need[url_env] = f"webhook {hook.name} (drill.notify[{i}].url_env)"
     return need
 
 
@@ -136,7 +137,7 @@ def check_unattended(inv: Inventory, env_file: Path | None, credentials: Mapping
     env = scheduled_environment(env_file, credentials, current)
     source = {**{k: f"from {env_file}" for k in (read_env_file(env_file) if env_file else {})},
               **{k: f"credential {p}" for k, p in credentials.items()}}
-    rows = [(c.name, c.state, c.detail) for c in local_checks(inv, env)]
+    rows: list[tuple[str, str, str]] = [(c.name, c.state, c.detail) for c in local_checks(inv, env)]
     for var, why in required_variables(inv).items():
         if env.get(var):
             rows.append(("environment", "pass", f"{var} for {why}: {source.get(var, 'set')}"))

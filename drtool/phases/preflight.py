@@ -95,9 +95,31 @@ def _node_checks(runner: Runner, inv: Inventory, node: Node) -> list[Check]:
         add("clock", state, f"skew {skew:.2f}s")
     for path, exists in facts.protected.items():
         add("protected path", "pass" if exists else "fail", f"{path} {'exists' if exists else 'is missing'}")
+    selinux = selinux_check(inv, facts)
+    if selinux is not None:
+        add("selinux", *selinux)
     if set(facts.k3s_units) == {"k3s", "k3s-agent"}:
         add("k3s units", "warn", "both k3s and k3s-agent units exist: uninstall would skip the data wipe; teardown handles it")
     return checks
+
+
+def selinux_check(inv: Inventory, facts) -> tuple[State, str] | None:
+    """An enforcing RPM-family node needs the k3s-selinux policy, which an air-gapped install skips.
+
+    k3s-io/k3s install.sh (setup_selinux): with ``INSTALL_K3S_SKIP_DOWNLOAD=true`` it prints
+    "Skipping installation of SELinux RPM" and checks nothing, so the install succeeds and
+    K3s's containers then run without their policy.
+    """
+    if not facts.rpm_family or facts.selinux in ("absent", "disabled"):
+        return None
+    if facts.k3s_selinux:
+        return "pass", f"SELinux {facts.selinux}; k3s-selinux policy installed"
+    if inv.k3s.install.method != "airgap":
+        return "pass", f"SELinux {facts.selinux}; the online install script installs k3s-selinux"
+    state: State = "fail" if facts.selinux == "enforcing" else "warn"
+    return state, (f"SELinux is {facts.selinux} on this RPM-family node and k3s-selinux is not installed: the "
+                   "air-gapped install (INSTALL_K3S_SKIP_DOWNLOAD=true) skips that policy. Install container-selinux "
+                   "and k3s-selinux (RPMs from the K3s air-gap artifacts) on the node first")
 
 
 def _flux_version(cli: str, timeout: float) -> str | None:

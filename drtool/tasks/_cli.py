@@ -19,25 +19,9 @@ import invoke
 from invoke import Exit
 
 from drtool.errors import BadInput, DrtoolError, ExitCode
+from drtool.tasks._task import Task, task  # noqa: F401  (re-exported for the task modules)
 
 DEBUG_LOG = Path(os.environ.get("DRTOOL_DEBUG_LOG", Path(tempfile.gettempdir()) / "drtool-debug.log"))
-
-
-class Task(invoke.Task):
-    """An Invoke task whose automatic short flags never take ``-h``.
-
-    Invoke hands each option the first free letter of its name, so ``--history-html``
-    became ``-h`` and ``inv drill -h`` asked for a file name instead of showing help.
-    """
-
-    def arg_opts(self, name, default, taken_names):
-        return super().arg_opts(name, default, set(taken_names) | {"h"})
-
-
-def task(*args, **kwargs):
-    """``invoke.task`` building :class:`Task` (keeps ``-h`` for help on every task)."""
-    kwargs.setdefault("klass", Task)
-    return invoke.task(*args, **kwargs)
 
 
 def _one_line(text: str) -> str:
@@ -134,11 +118,9 @@ def bad_arg(name: str, problem: str) -> BadInput:
 def inventory_task(*positional: str, **kwargs):
     """``@task`` whose inventory may also be given as a bare word after ``positional``
     (``inv rebuild inventory/home.yaml``), or left out for the default (see ``inventory_path``)."""
-    from invoke import task
-
     from drtool.tasks._posarg import OptionalPositionalTask
 
-    return task(klass=OptionalPositionalTask, positional=[*positional, "inventory"], **kwargs)
+    return invoke.task(klass=OptionalPositionalTask, positional=[*positional, "inventory"], **kwargs)
 
 
 INVENTORY_ENV = "DRTOOL_INVENTORY"

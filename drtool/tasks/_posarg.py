@@ -19,7 +19,7 @@ import inspect
 from invoke.parser import parser as _parser
 from invoke.parser.argument import Argument
 
-from drtool.tasks._cli import Task  # keeps -h for help
+from drtool.tasks._task import Task  # keeps -h for help
 
 
 class OptionalPositional(Argument):

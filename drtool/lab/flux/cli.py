@@ -16,6 +16,7 @@ from drtool.lab.controllers.durations import parse_duration
 
 from . import manifests
 from .bootstrap import Bootstrap, BootstrapError, BootstrapSpec, say
+from .components import components_list
 from .install_options import InstallOptions
 from .kube import Kube, KubeError
 from .labenv import load_lab_env
@@ -193,6 +194,10 @@ def main(argv: list[str] | None = None, *, lab_dir: str | None = None,
             return _check(args)
         if args.command == "bootstrap" and args.provider:
             spec = _bootstrap_spec(args, version)
+            try:
+                components_list(spec.components_extra)
+            except ValueError as exc:
+                raise BootstrapError(str(exc)) from None
             Bootstrap(spec, load_lab_env(lab_dir)).run()
             return 0
         parser.print_help(sys.stderr)
