@@ -123,11 +123,6 @@ def unattended_inventory(tmp_path: Path, **drill) -> Path:
     data = yaml.safe_load((ROOT / "inventory/lab.yaml").read_text())
     _local_repository(tmp_path, data)
     data["flux"]["cli"] = str(flux)
-    # Preflight reads the GitOps repository with git: a local one behind the lab's github.com stand-in.
-    from drtool.lab.git_remote import write_git_remote
-    from drtool.lab.gitops_repo import prepare_gitops
-
-    data["flux"]["git_config_file"] = str(write_git_remote(tmp_path, prepare_gitops(tmp_path)["url_map"]))
     data["k3s"]["install"] = {"method": "online"}
     data["k3s"]["token"] = {"token_env": "K3S_TOKEN"}
     data["secrets"] = []
