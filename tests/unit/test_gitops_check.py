@@ -215,6 +215,7 @@ def test_repository_findings():
     assert missing.severity == "blocker" and missing.file == "clusters/test/apps.yaml"
     newer = only(result, "repository", "OCIRepository/flux-system/podinfo")
     assert "newer than the pinned Flux v2.4.0" in newer.message and newer.file == "apps/sources.yaml"
+    assert newer.fix.endswith("or write source.toolkit.fluxcd.io/v1beta2")
     sealed = only(result, "repository", "SealedSecret/default/api-token")
     assert sealed.severity == "blocker" and "sealed-secrets-key" in sealed.fix
     twice = only(result, "repository", "path clusters/test/extra")

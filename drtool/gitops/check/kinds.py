@@ -185,7 +185,7 @@ def _one(repo: Repo, ks: Kustomization, deps: set[str], api_version: str, kind: 
                 f"{subject} uses {api_version}, newer than the pinned Flux {flux_version} serves "
                 f"({', '.join(group + '/' + v for v in served)}): the repository moved to a newer Flux than the inventory pins",
                 f"pin the Flux version the repository was written for in flux.version (and flux.cli), "
-                f"or write {group}/{served[-1]}",
+                f"or write {group}/{max(served, key=version_rank)}",
                 kustomization=ks.key, file=file))
             return
         where = f"Flux {flux_version}" if is_flux else f"K3s {k3s_version}"
