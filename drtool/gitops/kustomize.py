@@ -37,6 +37,9 @@ from drtool.errors import DrtoolError
 from . import envsubst
 from .sourceignore import included_files
 
+# libyaml's safe loader when PyYAML has it (its wheels do): a Flux component manifest is
+# thousands of lines, and the pure-Python parser alone takes most of a second on it.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_TIMEOUT = 60.0
 # fluxcd/pkg kustomize v1.13.0 kustomize_varsub.go
@@ -151,7 +154,7 @@ class _Build:
                 if entry.suffix not in (".yaml", ".yml"):
                     continue
                 try:
-                    docs = list(yaml.safe_load_all(entry.read_text()))
+                    docs = list(yaml.load_all(entry.read_text(), Loader=_LOADER))
                 except (yaml.YAMLError, UnicodeDecodeError) as exc:
                     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
                     mark = getattr(exc, "problem_mark", None)
@@ -170,7 +173,7 @@ class _Build:
 
     def load_kustomization(self, kfile: Path) -> dict[str, Any]:
         try:
-            data = yaml.safe_load(kfile.read_text())
+            data = yaml.load(kfile.read_text(), Loader=_LOADER)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise BuildError(f"{self.rel(kfile)}: yaml: {problem}") from None
@@ -293,6 +296,8 @@ def build_kustomization(root: Path, path: str, spec: Mapping[str, Any] | None = 
         work = Path(tmp).resolve()
         _copy_artifact(root, work, ignore)
         directory = work / target
+        if not directory.is_dir() and (root / target).is_dir() and not (root / target).is_symlink():
+            directory.mkdir(parents=True)        # a folder with no files (possible outside Git)
         if not directory.is_dir():
             raise BuildError(f"kustomization path not found: stat {rel}: no such file or directory")
         build = _Build(work)
@@ -301,7 +306,7 @@ def build_kustomization(root: Path, path: str, spec: Mapping[str, Any] | None = 
         output = build.run_kustomize(directory)
     objects: list[dict[str, Any]] = []
     for chunk in _documents(output):
-        doc = yaml.safe_load(chunk)
+        doc = yaml.load(chunk, Loader=_LOADER)
         if doc is None:
             continue
         meta = doc.get("metadata") if isinstance(doc, dict) else None
@@ -360,7 +365,7 @@ def substitute(objects: Iterable[dict[str, Any]], variables: Mapping[str, str],
                 raise BuildError(f"post build failed for '{name}': envsubst error: '{var}' var name is invalid, "
                                  f"must match '{VAR_NAME}'")
         text = getattr(obj, "text", "")
-        if not text or yaml.safe_load(text) != obj:      # changed since the build (decrypted ...)
+        if not text or yaml.load(text, Loader=_LOADER) != obj:      # changed since the build (decrypted ...)
             text = yaml.safe_dump(dict(obj), sort_keys=False, width=1 << 30, allow_unicode=True)
         try:
             rendered = envsubst.render(text, lambda n: (values.get(n, ""), n in values), strict=strict)
@@ -368,7 +373,7 @@ def substitute(objects: Iterable[dict[str, Any]], variables: Mapping[str, str],
             raise BuildError(f"post build failed for '{name}': envsubst error: variable substitution failed: "
                              f"{exc}") from None
         try:
-            out.append(yaml.safe_load(rendered))
+            out.append(yaml.load(rendered, Loader=_LOADER))
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise BuildError(f"post build failed for '{name}': envsubst error: YAMLToJSON: yaml: {problem}") from None

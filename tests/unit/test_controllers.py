@@ -308,8 +308,8 @@ def test_bad_repos_give_clear_conditions_and_the_controllers_keep_going(tmp_path
         assert 'no matches for kind "Widget" in version "example.com/v1"' in \
             (await reason("unknown", "ReconciliationFailed"))["message"]
         assert "kustomization path not found" in (await reason("nopath", "BuildFailed"))["message"]
-        assert (await reason("sops", "DecryptionFailed"))["message"] == \
-            'decryption secret error: Secret "sops-age" not found'
+        # kustomize-controller v1.4.0: the decryptor returns the API's NotFound; build() fails with it.
+        assert (await reason("sops", "BuildFailed"))["message"] == 'secrets "sops-age" not found'
         assert (await reason("waits", "DependencyNotReady"))["message"] == \
             "dependency 'flux-system/sops' is not ready"
         store.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-age", "namespace": "flux-system"},
@@ -418,3 +418,75 @@ def test_dependency_check_follows_kustomize_controller(dep: dict | None, problem
     reconciler = KustomizationReconciler(SimpleNamespace(store=store), None)    # type: ignore[arg-type]
     obj = _ks("apps", "./apps", dependsOn=[{"name": "base"}])
     assert reconciler._check_dependencies(obj, obj["spec"], "main@sha1:new") == problem
+
+
+def test_staged_apply_order_follows_fluxcd_ssa() -> None:
+    """kustomization_controller.go apply(): definitions, then *Class kinds, then the rest in ssa's kind order."""
+    from drtool.lab.controllers.kustomizations import sort_key, stage_of
+
+    def obj(api: str, kind: str, name: str = "x", ns: str | None = None) -> dict:
+        return {"apiVersion": api, "kind": kind, "metadata": {"name": name, **({"namespace": ns} if ns else {})}}
+    crd, ns = obj("apiextensions.k8s.io/v1", "CustomResourceDefinition"), obj("v1", "Namespace")
+    sc, gwc = obj("storage.k8s.io/v1", "StorageClass"), obj("gateway.networking.k8s.io/v1", "GatewayClass")
+    assert [stage_of(o) for o in (crd, ns, sc, gwc)] == [0, 0, 1, 1]
+    # A CRD-looking kind of another group is not a cluster definition.
+    assert stage_of(obj("example.com/v1", "CustomResourceDefinition")) == 2
+    rest = [obj("networking.k8s.io/v1", "NetworkPolicy"), obj("apps/v1", "Deployment", "b", "a"),
+            obj("v1", "ConfigMap"), obj("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+            obj("apps/v1", "Deployment", "a", "a"), obj("v1", "ServiceAccount"), obj("helm.toolkit.fluxcd.io/v2",
+                                                                                    "HelmRelease")]
+    order = [f"{o['kind']}/{o['metadata']['name']}" for o in sorted(rest, key=sort_key)]
+    assert order == ["ServiceAccount/x", "ConfigMap/x", "Deployment/a", "Deployment/b", "HelmRelease/x",
+                     "NetworkPolicy/x", "ValidatingWebhookConfiguration/x"]
+
+
+@pytest.mark.parametrize(("spec", "timeout", "retry"), [
+    ({"interval": "10m"}, 570.0, 600.0),                          # interval - 30s; retry = interval
+    ({"interval": "40s"}, 30.0, 40.0),                            # never under 30s
+    ({"interval": "1h", "timeout": "5m", "retryInterval": "1m"}, 300.0, 60.0),
+])
+def test_kustomization_timeout_and_retry_interval(spec: dict, timeout: float, retry: float) -> None:
+    """kustomize-controller v1.4.0 api/v1 GetTimeout / GetRetryInterval."""
+    from drtool.lab.controllers.kustomizations import get_retry_interval, get_timeout
+    assert (get_timeout(spec), get_retry_interval(spec)) == (timeout, retry)
+
+
+def test_substitute_from_a_missing_configmap_fails_unless_optional(tmp_path: Path) -> None:
+    files = {"apps/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: flux-system}\n"
+                             "data: {greeting: '${greeting:=hello}', who: '${who}'}\n"}
+
+    async def body(store: Store, repo: Path) -> None:
+        group, kind = "kustomize.toolkit.fluxcd.io", "Kustomization"
+        store.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vars", "namespace": "flux-system"},
+                      "data": {"who": "d29ybGQ="}})
+        store.create(_ks("strict", "./apps", postBuild={"substituteFrom": [{"kind": "ConfigMap", "name": "absent"}]}))
+        cond = await _eventually(lambda: (c := _ready(store, group, kind, "flux-system", "strict")) and
+                                 c["reason"] == "BuildFailed" and c)
+        assert cond["message"] == ("post build failed for 'web': substitute from 'ConfigMap/absent' error: "
+                                   "configmaps \"absent\" not found")
+        store.delete(group, kind, "flux-system", "strict")
+        store.create(_ks("lenient", "./apps", postBuild={"substituteFrom": [
+            {"kind": "ConfigMap", "name": "absent", "optional": True}, {"kind": "Secret", "name": "vars"}]}))
+        await _eventually(lambda: (_ready(store, group, kind, "flux-system", "lenient") or {}).get("status") == "True")
+        assert store.get("", "ConfigMap", "flux-system", "web")["data"] == {"greeting": "hello", "who": "world"}
+
+    _run(tmp_path, {}, body, files)
+
+
+def test_helmrelease_timeout_counts_as_a_failed_install(tmp_path: Path) -> None:
+    """helm install --wait past spec.timeout fails the release; with retries 0 it is Stalled."""
+    files = {k: v for k, v in HELM.items() if k != "infra/grafana.yaml"}
+    files["infra/loki.yaml"] = files["infra/loki.yaml"].replace(
+        " install: {remediation: {retries: 3}}, values: {workloadKind: StatefulSet}",
+        " timeout: 2m, values: {nodeSelector: {disk: none-has-it}}")
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("infra", "./infra"))
+        cond = await _eventually(lambda: get_condition(
+            store.get("helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki"), "Stalled"))
+        assert cond["message"] == "Failed to install after 1 attempt(s)"
+        ready = _ready(store, "helm.toolkit.fluxcd.io", "HelmRelease", "logging", "loki")
+        assert ready["reason"] == "InstallFailed"
+        assert "timed out waiting for the condition" in ready["message"]
+
+    _run(tmp_path, {}, body, files)

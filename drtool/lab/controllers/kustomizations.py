@@ -5,7 +5,7 @@ suspended → source (``Source '...' not found``, retry at ``retryInterval``) �
 (``Source artifact not found, retrying in 30s``) → ``dependsOn`` (``checkDependencies``: Ready
 for the current generation and, on the same source, ``lastAppliedRevision`` equal to the
 artifact's; otherwise re-checked only every ``--requeue-dependency``, never on a watch event) →
-decryption key → build (``drtool.gitops.kustomize``, the real kustomize) → decrypt →
+decryption key (a missing Secret fails the build) → build (``drtool.gitops.kustomize``, the real kustomize) → decrypt →
 ``postBuild`` substitution → staged apply → prune → health checks polled every 5 s
 (``WaitForSet`` Interval) up to ``GetTimeout()`` → ``Applied revision: ...``. A failure waits
 ``GetRetryInterval()`` (``retryInterval``, else ``interval``). Every real duration is played
@@ -193,13 +193,13 @@ class KustomizationReconciler:
                              f"retrying in {format_duration(requeue_dep)}", self.component)
                 return Result(requeue_after=self._scaled(requeue_dep))
 
-        # 3. decryption key
+        # 3. decryption key: internal/decryptor/decryptor.go ImportKeys returns the API's NotFound
+        # as is, and build() fails with it (reason BuildFailed, retried at retryInterval).
         decryption = spec.get("decryption") or {}
         secret_name = (decryption.get("secretRef") or {}).get("name")
         if decryption.get("provider") == "sops" and secret_name:
             if self.rt.store.peek("", "Secret", ns, secret_name) is None:
-                return self._not_ready(obj, status, gen, "DecryptionFailed",
-                                       f'decryption secret error: Secret "{secret_name}" not found',
+                return self._not_ready(obj, status, gen, "BuildFailed", f'secrets "{secret_name}" not found',
                                        requeue_after=self._scaled(retry))
 
         # 4. build and apply, once per (generation, revision, requested reconcile)
