@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from drtool.inventory import Inventory
+from drtool.inventory import FLUX_DEFAULT_COMPONENTS, Inventory
 
 # The only variable each `flux bootstrap` provider reads its token from (fluxcd/flux2 v2.4.0
 # cmd/flux/bootstrap_github.go ghTokenEnvVar, bootstrap_gitlab.go glTokenEnvVar,
@@ -42,7 +42,33 @@ def bootstrap_argv(inv: Inventory, cli: str, kubeconfig: str) -> list[str]:
         argv.append("--silent")
     argv += [f"--branch={f.branch}", f"--path={f.path}", f"--timeout={int(f.timeout)}s",
              f"--kubeconfig={kubeconfig}", f"--context={inv.cluster.context_name}"]
-    return argv
+    return argv + component_flags(inv)
+
+
+def component_flags(inv: Inventory) -> list[str]:
+    """The flags gotk-components.yaml is generated from, where they differ from flux's defaults
+    (flux2 v2.4.0 cmd/flux/bootstrap.go): bootstrap regenerates the file from these alone."""
+    f = inv.flux
+    flags = []
+    if f.components != FLUX_DEFAULT_COMPONENTS:
+        flags.append(f"--components={','.join(f.components)}")
+    if f.components_extra:
+        flags.append(f"--components-extra={','.join(f.components_extra)}")
+    if f.toleration_keys:
+        flags.append(f"--toleration-keys={','.join(f.toleration_keys)}")
+    if not f.network_policy:
+        flags.append("--network-policy=false")
+    if not f.watch_all_namespaces:
+        flags.append("--watch-all-namespaces=false")
+    if f.cluster_domain != "cluster.local":
+        flags.append(f"--cluster-domain={f.cluster_domain}")
+    if f.registry != "ghcr.io/fluxcd":
+        flags.append(f"--registry={f.registry}")
+    if f.log_level != "info":
+        flags.append(f"--log-level={f.log_level}")
+    if f.image_pull_secret:
+        flags.append(f"--image-pull-secret={f.image_pull_secret}")
+    return flags
 
 
 def is_permanent(output: str) -> bool:

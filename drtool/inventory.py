@@ -246,6 +246,17 @@ class K3s(_Model):
             raise ValueError("a literal token is not allowed; use token_file or token_env")
         return v
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: str) -> str:
+        # The uninstall deletes this directory (K3S_DATA_DIR): refuse what would take the system with it.
+        norm = "/" + v.strip("/")
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError("expected an absolute path")
+        if norm.count("/") < 2 or norm in ("/var/lib", "/usr/local", "/usr/lib", "/var/log"):
+            raise ValueError(f"{v} is too broad: the uninstall deletes the data dir")
+        return norm
+
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
@@ -269,6 +280,11 @@ class K3s(_Model):
         return str(v)
 
 
+# flux2 v2.4.0 pkg/manifestgen/install/options.go MakeDefaultOptions and utils.ValidateComponents.
+FLUX_DEFAULT_COMPONENTS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
+FLUX_COMPONENTS = FLUX_DEFAULT_COMPONENTS + ("image-reflector-controller", "image-automation-controller")
+
+
 class Flux(_Model):
     cli: str = "flux"
     """Path (or name on PATH) of the flux CLI; relative paths resolve against the inventory's folder."""
@@ -286,6 +302,45 @@ class Flux(_Model):
     token_env: str | None = None
     """Environment variable holding the Git token (default GITHUB_TOKEN / GITLAB_TOKEN)."""
     timeout: Seconds = 300.0
+    # What `flux bootstrap` regenerates gotk-components.yaml from (flux2 v2.4.0 cmd/flux/bootstrap.go
+    # flags, pkg/manifestgen/install/options.go defaults). A repository bootstrapped with other
+    # values gets them rewritten by the next bootstrap, so preflight compares them with the repo.
+    components: tuple[str, ...] = FLUX_DEFAULT_COMPONENTS
+    """--components: the default controllers."""
+    components_extra: tuple[str, ...] = ()
+    """--components-extra, e.g. [image-reflector-controller, image-automation-controller]."""
+    toleration_keys: tuple[str, ...] = ()
+    """--toleration-keys: taints the controllers tolerate."""
+    network_policy: bool = True
+    """--network-policy: the NetworkPolicies that deny ingress from other namespaces."""
+    watch_all_namespaces: bool = True
+    """--watch-all-namespaces."""
+    cluster_domain: str = "cluster.local"
+    """--cluster-domain."""
+    registry: str = "ghcr.io/fluxcd"
+    """--registry the controller images come from."""
+    log_level: Literal["debug", "info", "error"] = "info"
+    """--log-level of the controllers."""
+    image_pull_secret: str | None = None
+    """--image-pull-secret for the controller images."""
+    git_config_file: Path | None = None
+    """A git config file drtool's own reads of the repository use (e.g. url.<mirror>.insteadOf); default: git's own."""
+
+    @field_validator("components", "components_extra")
+    @classmethod
+    def _components(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in v if c not in FLUX_COMPONENTS]
+        if unknown:
+            raise ValueError(f"unknown Flux component {unknown[0]!r}; expected one of {', '.join(FLUX_COMPONENTS)}")
+        return v
+
+    @field_validator("toleration_keys")
+    @classmethod
+    def _toleration_keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for key in v:
+            if not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9][-A-Za-z0-9_.]*$", key):
+                raise ValueError(f"{key!r} is not a taint key")
+        return v
     checkout: Path | None = None
     """Local checkout of the GitOps repository that ``inv gitops.check`` and preflight read."""
 
@@ -319,6 +374,10 @@ class Flux(_Model):
 
     @model_validator(mode="after")
     def _provider(self) -> "Flux":
+        # flux2 v2.4.0 cmd/flux/bootstrap.go bootstrapValidate: these two are required.
+        for required in ("source-controller", "kustomize-controller"):
+            if required not in self.components + self.components_extra:
+                raise ValueError(f"component {required} is required")
         if self.provider in ("github", "gitlab"):
             if not self.owner or not self.repository:
                 raise ValueError(f"bootstrap {self.provider} needs owner and repository")

@@ -528,3 +528,27 @@ def parse_node_names(specs: list[str] | tuple[str, ...] | None) -> dict[str, str
             raise BadInput("command line", "--node-name", f"{spec!r}: expected ADDRESS=NODE_NAME")
         out[host] = name.lower()
     return out
+
+
+def node_names_by_address(node_list: Mapping[str, Any]) -> dict[str, str]:
+    """``{address: node name}`` from a NodeList (``GET /api/v1/nodes``): each node's
+    ``status.addresses`` (InternalIP, ExternalIP, Hostname). An address two nodes claim is left out."""
+    seen: dict[str, set[str]] = {}
+    for node in node_list.get("items") or []:
+        name = str((node.get("metadata") or {}).get("name") or "")
+        for addr in ((node.get("status") or {}).get("addresses") or []):
+            if name and addr.get("address") and addr.get("type") in ("InternalIP", "ExternalIP", "Hostname"):
+                seen.setdefault(str(addr["address"]), set()).add(name)
+    return {addr: names.pop() for addr, names in seen.items() if len(names) == 1}
+
+
+def node_names_from_cluster(kubeconfig: str | Path) -> dict[str, str]:
+    """Node names by address, read from the running cluster's Node objects."""
+    from drtool.errors import DrtoolError
+    from drtool.kube.client import KubeTransport, api_client_from_kubeconfig
+
+    try:
+        transport = KubeTransport(api_client_from_kubeconfig(str(kubeconfig)))
+        return node_names_by_address(transport.get_json("/api/v1/nodes", category="list"))
+    except DrtoolError as exc:
+        raise DrtoolError(f"--kubeconfig {kubeconfig}: cannot list the cluster's nodes: {str(exc).splitlines()[0]}") from exc

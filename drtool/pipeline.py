@@ -45,6 +45,7 @@ class _PreflightPhase:
         checkout = ctx.inv.resolve(ctx.inv.flux.checkout) if ctx.inv.flux.checkout else None
         return [(n.name, "ssh connect (strict host key), sudo -n true, OS/arch/disk/clock/protected-path facts") for n in ctx.inv.nodes] + \
                [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present"),
+                ("local", "git: repository, branch and path exist and flux-system matches the inventory's bootstrap options"),
                 ("local", f"gitops check of {checkout} path {ctx.inv.flux.path} (read-only; live cluster listed when it answers)"
                  if checkout else "gitops check skipped: no flux.checkout")]
 

@@ -62,6 +62,12 @@ CHARTS = (
     ("kube-prometheus-stack", ">=65.0.0,<66.0.0", "prometheus-community/helm-charts", "kube-prometheus-stack-65.0.0",
      ["charts/kube-prometheus-stack/charts/crds/crds"], {"crds.enabled": True}, True,
      "sub-chart crds (condition crds.enabled), files in its crds/ directory"),
+    ("kube-prometheus-stack", ">=66.0.0,<67.0.0", "prometheus-community/helm-charts", "kube-prometheus-stack-66.3.1",
+     ["charts/kube-prometheus-stack/charts/crds/crds"], {"crds.enabled": True}, True,
+     "sub-chart crds (condition crds.enabled), files in its crds/ directory"),
+    ("prometheus-operator-crds", ">=16.0.0,<17.0.0", "prometheus-community/helm-charts",
+     "prometheus-operator-crds-16.0.1", ["charts/prometheus-operator-crds/charts/crds/templates"], None, False,
+     "templated CRDs of the crds sub-chart, not gated"),
     ("external-secrets", ">=0.10.0,<0.11.0", "external-secrets/external-secrets", "v0.10.7", ["config/crds/bases"],
      {"installCRDs": True}, False, "chart templates/crds are generated from config/crds/bases (chart helm-chart-0.10.7)"),
     ("sealed-secrets", ">=2.16.0,<2.17.0", "bitnami-labs/sealed-secrets", "v0.27.2", ["helm/sealed-secrets/crds"],
@@ -75,6 +81,8 @@ CHARTS = (
     ("kyverno", ">=3.3.0,<3.4.0", "kyverno/kyverno", "kyverno-chart-3.3.9", ["charts/kyverno/charts/crds"],
      {"crds.install": True}, False, "sub-chart crds (condition crds.install), templated CRDs"),
     ("gateway-helm", ">=1.2.0,<1.3.0", "envoyproxy/gateway", "v1.2.8", ["charts/gateway-helm/crds"], None, True,
+     "Envoy Gateway: Gateway API CRDs and gateway.envoyproxy.io CRDs from crds/"),
+    ("gateway-helm", ">=1.4.0,<1.5.0", "envoyproxy/gateway", "v1.4.6", ["charts/gateway-helm/crds"], None, True,
      "Envoy Gateway: Gateway API CRDs and gateway.envoyproxy.io CRDs from crds/"),
 )
 

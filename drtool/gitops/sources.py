@@ -21,7 +21,7 @@ from drtool.gitops.kustomize import BuildError
 from drtool.gitops.plainbuild import NotPlain, PlainBuilder
 from drtool.kube import apisurface
 
-__all__ = ["BuildError", "Built", "Builder", "Surface", "api_surface", "crds_for_chart", "substitute"]
+__all__ = ["BuildError", "Built", "Builder", "Surface", "api_surface", "chart_known", "crds_for_chart", "substitute"]
 
 FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
 
@@ -165,3 +165,8 @@ def _disabled(component: str, args: list[str]) -> bool:
 def crds_for_chart(chart: str, version: str, values: dict[str, Any] | None = None) -> set[tuple[str, str]]:
     """``(group, kind)`` pairs the chart installs as CRDs with ``values``; empty when the chart is unknown."""
     return {(crd.group, crd.kind) for crd in charts.crds_for_chart(chart, version or None, values=values)}
+
+
+def chart_known(chart: str) -> bool:
+    """Whether the chart catalog has an entry for ``chart`` (so "no CRDs" is knowledge, not ignorance)."""
+    return charts.default_catalog().entry_for(chart, None) is not None

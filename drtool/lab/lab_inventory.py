@@ -148,10 +148,15 @@ def build_inventory(root: Path, nodes: Sequence[Any], gitops: dict[str, Any],
                               "binary": str(root / "artifacts" / "k3s"),
                               "images": str(root / "artifacts" / "k3s-airgap-images.tar")}
     data["flux"]["cli"] = str(root / "bin" / "flux")
+    data["flux"]["git_config_file"] = str(root / "gitconfig")   # written by lab_up (drtool.lab.git_remote)
+    if data.get("runs_dir"):
+        # Relative to the template, not to this lab's folder: runs stay where the template keeps them.
+        data["runs_dir"] = str((TEMPLATE.parent / data["runs_dir"]).resolve())
     data["flux"]["path"] = gitops["path"]
     data["flux"]["owner"] = gitops.get("owner", data["flux"]["owner"])
     data["flux"]["repository"] = gitops.get("repository", data["flux"]["repository"])
     data["flux"]["branch"] = gitops.get("branch", data["flux"]["branch"])
+    data["flux"]["checkout"] = gitops["default"]  # the repo lab.up serves: what `inv gitops.check` reads
     for s in data.get("secrets") or []:
         if s.get("from_file"):
             s["from_file"] = str(root / "secrets" / Path(s["from_file"]).name)

@@ -140,4 +140,7 @@ def lab_up(lab: Lab, n: int | None = None, *, gitops: str | None = None, path: s
               else {s.name for s in state.nodes})
     nodes = [s for s in state.nodes if s.name in wanted]
     write_inventory(lab.root, nodes, data["gitops"], plans)
+    from drtool.lab.git_remote import write_git_remote
+
+    write_git_remote(lab.root, (data.get("gitops") or {}).get("url_map") or {})
     return state

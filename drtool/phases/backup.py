@@ -24,6 +24,7 @@ from drtool.remote.runner import q
 
 NAME = "backup"
 FLUX_SECRETS = ("sops-age", "sops-gpg", "flux-system")
+CONFIG_BACKUP = "etc-rancher-k3s"   # backup/<node>/etc-rancher-k3s/<file>: /etc/rancher/k3s/<file>
 SEALED_SECRETS_KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 SEALED_SECRETS_FILE = "sealed-secrets-keys.json"
 
@@ -80,6 +81,21 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
             if kc.ok:
                 write_private(dest / node.name / "k3s.yaml", kc.stdout.encode())
                 info["files"].append("k3s.yaml")
+    with ctx.step(node, "k3s config"):
+        # The uninstall deletes /etc/rancher/k3s whole: flags kept in config files and registry
+        # mirrors go with it. Kept 0600 (they may hold tokens or registry credentials).
+        listing = runner.run(node, k3s.config_files_command(), sudo=True, check=False, step="backup").stdout
+        info["k3s_config_files"] = []
+        for rel in (line.strip() for line in listing.splitlines()):
+            if rel and ".." not in rel.split("/") and not rel.startswith("/"):
+                _fetch_binary(ctx, node, f"{k3s.CONFIG_DIR}/{rel}", dest / node.name / CONFIG_BACKUP / rel, "backup")
+                info["k3s_config_files"].append(rel)
+    with ctx.step(node, "node password"):
+        # What a restored datastore's node-password Secret was made from (restore-datastore puts it back).
+        password = runner.read_secret(node, k3s.NODE_PASSWORD, label="node-password", step="backup")
+        if password is not None:
+            write_private(dest / node.name / "node-password", password.reveal() + "\n")
+            info["files"].append("node-password")
     vols = runner.run(node, k3s.volumes_command(inv), sudo=True, step="backup").stdout
     for line in vols.splitlines():
         size, _, path = line.partition("\t")
@@ -211,8 +227,11 @@ def run(ctx: Context) -> PhaseResult:
     ctx.state["volumes_archived"] = [i["node"] for i in infos if "volumes.tgz" in i["files"]]
     count = verify_manifest(dest)
     vols = sum(len(i["volumes"]) for i in infos)
-    return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {_volumes_summary(infos)}",
-              files=count, flux_secrets=list(saved), volumes=vols)
+    configs = "; ".join(f"{i['node']}: {', '.join(i['k3s_config_files'])}" for i in infos if i.get("k3s_config_files"))
+    return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {_volumes_summary(infos)}; "
+              f"K3s config files: {configs or 'none'}",
+              files=count, flux_secrets=list(saved), volumes=vols,
+              k3s_config_files={i["node"]: i["k3s_config_files"] for i in infos if i.get("k3s_config_files")})
 
 
 
@@ -235,6 +254,8 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     for n in ctx.inv.servers:
         steps += [(n.name, f"read {k3s.server_dir(ctx.inv)}/token"), (n.name, k3s.datastore_backup_command(ctx.inv, "/var/tmp/drtool-state.db")),
                   (n.name, f"read {k3s.KUBECONFIG}")]
+    steps += [(n.name, k3s.config_files_command() + "   # then read each listed file") for n in ctx.inv.nodes]
+    steps += [(n.name, f"read {k3s.NODE_PASSWORD}") for n in ctx.inv.nodes]
     steps += [(n.name, k3s.volumes_command(ctx.inv)) for n in ctx.inv.nodes]
     steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} and sealed-secrets keys ({SEALED_SECRETS_KEY_LABEL}) "
                            "if the old cluster answers; write and verify manifest.json"))

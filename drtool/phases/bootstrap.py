@@ -5,14 +5,12 @@ converge phase waits for everything else.
 """
 from __future__ import annotations
 
-import subprocess
-import time
-
 from drtool.errors import PermanentError, RetryableError
 from drtool.flux import FLUX_TOKEN_VARIABLE, bootstrap_argv, bootstrap_env, is_permanent
 from drtool.phases.context import Context
 from drtool.phases.result import PhaseResult, ok
 from drtool.phases.preflight import flux_cli
+from drtool.remote.runner import LocalCommandTimedOut
 from drtool.secret import Secret, redact
 
 NAME = "bootstrap"
@@ -28,12 +26,6 @@ def exit_grace(flux_timeout: float) -> float:
 # kustomize-controller v1.4.0 Ready=False reasons that a re-run of bootstrap cannot change: the
 # repository's content does not build or apply (e.g. "dry-run failed: no matches for kind").
 _PERMANENT_READY_REASONS = ("ReconciliationFailed", "BuildFailed", "ArtifactFailed")
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
 def flux_system_status(ctx: Context) -> tuple[str, str, str] | None:
@@ -62,19 +54,14 @@ def flux_system_status(ctx: Context) -> tuple[str, str, str] | None:
 
 def _attempt(ctx: Context, argv: list[str], env: dict[str, str], timeout: float) -> str:
     ctx.check_stop()
-    start = time.time()
     code: int | None
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-        out, code = (proc.stdout or "") + (proc.stderr or ""), proc.returncode
-    except subprocess.TimeoutExpired as exc:
+        # Through the runner like every command: logged (commands.log), redacted, recordable in tests.
+        res = ctx.runner.local(argv, env=env, timeout=timeout, step=NAME, check=False)
+        out, code = res.stdout + res.stderr, res.exit_code
+    except LocalCommandTimedOut as exc:
         # What flux printed until then is kept: it says how far it got.
-        out, code = _text(exc.stdout) + _text(exc.stderr), None
-    except OSError as exc:
-        raise PermanentError(f"cannot run {argv[0]}: {exc.strerror}") from None
-    out = redact(out)
-    ctx.runner.log.write(node="local", step=NAME, command=redact(" ".join(argv)), duration=round(time.time() - start, 3),
-                         exit_code=code if code is not None else f"timeout after {timeout:g}s")
+        out, code = exc.output, None
     with (ctx.run.dir / "bootstrap.log").open("a") as log:
         log.write(out + ("\n" if code is not None else f"\n[drtool] flux bootstrap stopped after {timeout:g}s\n"))
     if code == 0:

@@ -7,6 +7,7 @@ then waited on (bounded, tenacity) until its API answers /readyz.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from drtool.errors import RetryableError
@@ -15,6 +16,8 @@ from drtool.kubeconfig import dump, rewrite
 from drtool.phases.context import Context
 from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
+from drtool.remote.runner import q
+from drtool.secret import Secret
 
 NAME = "install_servers"
 
@@ -27,18 +30,39 @@ def upload_artifacts(ctx: Context, node: Node) -> None:
         ctx.runner.put_many(node, items, step="upload")
 
 
-def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Node | None, cluster_init: bool) -> None:
+def restore_config_files(ctx: Context, node: Node) -> list[str]:
+    """Put the node's backed-up /etc/rancher/k3s config files back before K3s starts; returns them."""
+    from drtool.phases.backup import CONFIG_BACKUP
+
+    base = ctx.run.dir / "backup" / node.name / CONFIG_BACKUP
+    if not base.is_dir():
+        return []
+    files = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+    if files:
+        with ctx.step(node, "k3s config"):
+            ctx.runner.put_many(node, [(base / rel, f"{k3s.CONFIG_DIR}/{rel}", "0600") for rel in files], step="install")
+        ctx.state.setdefault("k3s_config_restored", {})[node.name] = files
+    return files
+
+
+def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Node | None, cluster_init: bool,
+                 token: Secret | None = None, step: str = "install") -> str:
+    """Install (or reinstall) K3s on a server; returns the start marker for :func:`wait_ready`."""
     upload_artifacts(ctx, node)
+    restore_config_files(ctx, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url, first_server=first, cluster_init=cluster_init)
+    marker = f"/run/drtool/start-{uuid.uuid4().hex}"
     with ctx.step(node, "install"):
+        ctx.runner.run(node, k3s.start_marker_command(marker), sudo=True, step="wait")
         # The install script is safe to run again: a dropped connection reruns it once.
-        ctx.runner.run(node, cmd, sudo=True, stdin=ctx.cluster_token().reveal() + "\n", step="install",
+        ctx.runner.run(node, cmd, sudo=True, stdin=(token or ctx.cluster_token()).reveal() + "\n", step=step,
                        timeout=ctx.deadline("install_servers"), idempotent=True)
+    return marker
 
 
-def wait_ready(ctx: Context, node: Node, deadline_s: float) -> None:
-    """Wait for the kubeconfig file, then for /readyz through the API (bounded)."""
+def wait_ready(ctx: Context, node: Node, deadline_s: float, since: str | None = None) -> None:
+    """Wait for the kubeconfig written by this start (newer than ``since``), then for /readyz (bounded)."""
     import time
 
     from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -49,9 +73,12 @@ def wait_ready(ctx: Context, node: Node, deadline_s: float) -> None:
                                 retry=retry_if_exception_type(RetryableError), reraise=True):
             with attempt:
                 ctx.check_stop()
-                res = ctx.runner.run(node, k3s.wait_file_command(k3s.KUBECONFIG), sudo=True, check=False, step="wait")
+                res = ctx.runner.run(node, k3s.wait_file_command(k3s.KUBECONFIG, since), sudo=True, check=False,
+                                     step="wait")
                 if not res.ok:
-                    raise RetryableError(f"{node.name}: {k3s.KUBECONFIG} not written yet")
+                    raise RetryableError(f"{node.name}: {k3s.KUBECONFIG} not written by this start yet")
+    if since is not None:
+        ctx.runner.run(node, f"rm -f {q(since)}", sudo=True, check=False, step="wait")
     text = ctx.runner.read(node, k3s.KUBECONFIG, step="wait")
     cfg = rewrite(text, f"https://{node.address}:6443", ctx.inv.cluster.context_name)
     tmp = ctx.run.dir / f".kubeconfig-{node.name}"
@@ -94,17 +121,24 @@ def run(ctx: Context) -> PhaseResult:
     first, rest = servers[0], servers[1:]
     ha = bool(rest)
     deadline = ctx.deadline("install_servers")
-    install_node(ctx, first, server_url=None, first=None, cluster_init=ha)
-    wait_ready(ctx, first, deadline)
+    marker = install_node(ctx, first, server_url=None, first=None, cluster_init=ha)
+    wait_ready(ctx, first, deadline, since=marker)
     if rest:
         def one(node: Node) -> None:
-            install_node(ctx, node, server_url=None, first=first, cluster_init=False)
-            wait_ready(ctx, node, deadline)
+            mark = install_node(ctx, node, server_url=None, first=first, cluster_init=False)
+            wait_ready(ctx, node, deadline, since=mark)
 
         ctx.runner.fan_out(rest, one).raise_on_failure("server install")
     ctx.run.record["versions"]["k3s"] = ctx.inv.k3s.version
-    return ok(f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})",
-              servers=[n.name for n in servers], ha=ha)
+    return ok(f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
+              + config_note(ctx, servers), servers=[n.name for n in servers], ha=ha)
+
+
+def config_note(ctx: Context, nodes) -> str:
+    """``; K3s config files put back: node1: config.yaml`` (or nothing)."""
+    restored = ctx.state.get("k3s_config_restored") or {}
+    parts = [f"{n.name}: {', '.join(restored[n.name])}" for n in nodes if restored.get(n.name)]
+    return f"; K3s config files put back: {'; '.join(parts)}" if parts else ""
 
 
 def plan(ctx: Context) -> list[tuple[str, str]]:
@@ -113,8 +147,9 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     for i, node in enumerate(ctx.inv.servers):
         if ctx.inv.k3s.install.method == "airgap":
             steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})") for a, r, m in k3s.airgap_uploads(ctx.inv)]
+        steps.append((node.name, f"upload backup/{node.name}/etc-rancher-k3s/* -> {k3s.CONFIG_DIR}/ (mode 0600), if backed up"))
         cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=None if i == 0 else first,
                                   cluster_init=len(ctx.inv.servers) > 1 and i == 0)
         steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))
-        steps.append((node.name, f"wait for {k3s.KUBECONFIG}, then GET https://{node.address}:6443/readyz"))
+        steps.append((node.name, f"wait for a {k3s.KUBECONFIG} written by this start, then GET https://{node.address}:6443/readyz"))
     return steps

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from drtool.inventory import Node
 from drtool.phases.context import Context
-from drtool.phases.install import upload_artifacts
+from drtool.phases.install import config_note, restore_config_files, upload_artifacts
 from drtool.phases.result import PhaseResult, noop, ok
 from drtool.remote import k3s
 
@@ -16,6 +16,7 @@ def server_url(ctx: Context) -> str:
 
 def _join(ctx: Context, node: Node) -> None:
     upload_artifacts(ctx, node)
+    restore_config_files(ctx, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
     with ctx.step(node, "join"):
@@ -29,5 +30,5 @@ def run(ctx: Context) -> PhaseResult:
     if not agents:
         return noop("no agents in the inventory")
     ctx.runner.fan_out(agents, lambda n: _join(ctx, n)).raise_on_failure("agent join")
-    return ok(f"{len(agents)} agent(s) joined", agents=[n.name for n in agents])
+    return ok(f"{len(agents)} agent(s) joined" + config_note(ctx, agents), agents=[n.name for n in agents])
 

@@ -95,9 +95,31 @@ def _node_checks(runner: Runner, inv: Inventory, node: Node) -> list[Check]:
         add("clock", state, f"skew {skew:.2f}s")
     for path, exists in facts.protected.items():
         add("protected path", "pass" if exists else "fail", f"{path} {'exists' if exists else 'is missing'}")
+    selinux = selinux_check(inv, facts)
+    if selinux is not None:
+        add("selinux", *selinux)
     if set(facts.k3s_units) == {"k3s", "k3s-agent"}:
         add("k3s units", "warn", "both k3s and k3s-agent units exist: uninstall would skip the data wipe; teardown handles it")
     return checks
+
+
+def selinux_check(inv: Inventory, facts) -> tuple[State, str] | None:
+    """An enforcing RPM-family node needs the k3s-selinux policy, which an air-gapped install skips.
+
+    k3s-io/k3s install.sh (setup_selinux): with ``INSTALL_K3S_SKIP_DOWNLOAD=true`` it prints
+    "Skipping installation of SELinux RPM" and checks nothing, so the install succeeds and
+    K3s's containers then run without their policy.
+    """
+    if not facts.rpm_family or facts.selinux in ("absent", "disabled"):
+        return None
+    if facts.k3s_selinux:
+        return "pass", f"SELinux {facts.selinux}; k3s-selinux policy installed"
+    if inv.k3s.install.method != "airgap":
+        return "pass", f"SELinux {facts.selinux}; the online install script installs k3s-selinux"
+    state: State = "fail" if facts.selinux == "enforcing" else "warn"
+    return state, (f"SELinux is {facts.selinux} on this RPM-family node and k3s-selinux is not installed: the "
+                   "air-gapped install (INSTALL_K3S_SKIP_DOWNLOAD=true) skips that policy. Install container-selinux "
+                   "and k3s-selinux (RPMs from the K3s air-gap artifacts) on the node first")
 
 
 def _flux_version(cli: str, timeout: float) -> str | None:
@@ -115,6 +137,38 @@ def flux_cli(inv: Inventory) -> str:
     if "/" in cli:
         return str(inv.resolve(cli))
     return cli
+
+
+def repository_checks(inv: Inventory, env: dict[str, str]) -> list[tuple[str, State, str]]:
+    """The repository, branch and path exist, and its flux-system manifests say what the
+    inventory says: the next bootstrap regenerates them from the inventory's options and
+    flux-system prunes what they leave out (see drtool.flux_system)."""
+    from drtool.flux_system import (COMPONENTS_FILE, KUSTOMIZATION_FILE, SYNC_FILE, component_differences,
+                                    kustomization_patches, parse_components, sync_differences)
+    from drtool.gitrepo import read_flux_system
+
+    f = inv.flux
+    view = read_flux_system(inv, env, timeout=max(5.0, inv.timeouts.preflight))
+    if view.problem:
+        return [("gitops repo", "fail", view.problem)]
+    out: list[tuple[str, State, str]] = [("gitops repo", "pass", f"{view.url} branch {f.branch} path {f.path}")]
+    if COMPONENTS_FILE not in view.files:
+        out.append(("flux options", "pass", f"no {f.path}/flux-system/{COMPONENTS_FILE} yet: bootstrap writes it from the inventory"))
+        return out
+    where = f"{f.path}/flux-system"
+    try:
+        diffs = component_differences(inv, parse_components(view.files[COMPONENTS_FILE]))
+        diffs += sync_differences(inv, view.files.get(SYNC_FILE, ""))
+        patches = kustomization_patches(view.files.get(KUSTOMIZATION_FILE, ""))
+    except ValueError as exc:
+        return out + [("flux options", "fail", f"{where}: {exc}")]
+    if diffs:
+        out.append(("flux options", "fail", f"{where} differs from the inventory, and bootstrap would rewrite it: "
+                    + "; ".join(diffs) + ". Set these in the inventory's flux section"))
+    else:
+        kept = f"; {patches} patch(es) in kustomization.yaml are kept by bootstrap" if patches else ""
+        out.append(("flux options", "pass", f"{where} matches the inventory's bootstrap options{kept}"))
+    return out
 
 
 def local_checks(inv: Inventory, environ: dict[str, str] | None = None) -> list[Check]:
@@ -142,8 +196,8 @@ def local_checks(inv: Inventory, environ: dict[str, str] | None = None) -> list[
     if inv.flux.provider == "git" and inv.flux.url and not re.match(r"^(ssh|https?)://", inv.flux.url):
         add("gitops repo", "fail", "url must start with ssh://, https:// or http://")
     else:
-        where = inv.flux.url or f"{inv.flux.provider}:{inv.flux.owner}/{inv.flux.repository}"
-        add("gitops repo", "pass", f"{where} branch {inv.flux.branch} path {inv.flux.path}")
+        for name, state, detail in repository_checks(inv, dict(env)):
+            add(name, state, detail)
 
     token = inv.k3s.token
     if token is None:

@@ -1,8 +1,9 @@
 """Teardown: uninstall K3s, agents first (in parallel), then servers.
 
 Idempotent: a node with nothing installed is a recorded no-op. The node password
-is removed on a full wipe (a rebuilt server would reject it), the double-unit
-case is handled in the script, and the node is verified clean afterwards.
+is kept (as the uninstall keeps it: a restored datastore checks agents against it), the
+double-unit case is handled in the script, and the node is verified clean afterwards
+(mount points under the wiped dirs, which the uninstall keeps, are not leftovers).
 Protected paths that an uninstall would delete are refused before anything runs, and so
 are local-path volumes holding data the backup did not archive (unless
 ``--discard-volume-data``).
@@ -25,7 +26,7 @@ def _teardown(ctx: Context, node: Node) -> str:
     with ctx.step(node, "uninstall"):
         # The script is idempotent (it uninstalls whatever is left, then verifies), so a
         # dropped connection is retried once instead of leaving a half-wiped node.
-        res = ctx.runner.run(node, k3s.teardown_script(node), sudo=True, check=False, step=NAME,
+        res = ctx.runner.run(node, k3s.teardown_script(ctx.inv, node), sudo=True, check=False, step=NAME,
                              timeout=ctx.deadline("teardown"), idempotent=True)
     noop, left = k3s.parse_teardown(res.stdout)
     if left or res.exit_code not in (0,):
@@ -56,7 +57,7 @@ def volume_guard(ctx: Context, nodes, *, discard: bool, archived=(), how_to_disc
 
 def run(ctx: Context) -> PhaseResult:
     for node in ctx.inv.nodes:
-        bad = k3s.protected_conflicts(node)
+        bad = k3s.protected_conflicts(ctx.inv, node)
         if bad:
             raise PermanentError(f"{node.name}: protected path(s) {', '.join(bad)} lie under directories the uninstall deletes; refusing to wipe")
     volume_note = volume_guard(ctx, ctx.inv.nodes, discard=ctx.options.discard_volume_data,

@@ -64,7 +64,12 @@ class Result:
 
 
 class LocalCommandTimedOut(RetryableError):
-    """A local command (flux CLI, git, a runbook's local step) ran past its bound."""
+    """A local command (flux CLI, git, a runbook's local step) ran past its bound; ``output`` is
+    what it printed until then (redacted), which often says how far it got."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
 
 
 class CommandLog:
@@ -399,9 +404,12 @@ class Runner:
         try:
             proc = subprocess.run(argv, env=dict(env) if env is not None else None, capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            self.log.write(node="local", step=step, command=shown, exit_code=None, error="timeout")
-            raise LocalCommandTimedOut(f"local: `{shown}` timed out after {timeout:g}s") from None
+        except subprocess.TimeoutExpired as exc:
+            self.log.write(node="local", step=step, command=shown, duration=round(time.monotonic() - start, 3),
+                           exit_code=None, error=f"timeout after {timeout:g}s")
+            partial = "".join(b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+                              for b in (exc.stdout, exc.stderr))
+            raise LocalCommandTimedOut(f"local: `{shown}` timed out after {timeout:g}s", redact(partial)) from None
         except OSError as exc:
             raise PermanentError(f"local: cannot run {argv[0]}: {exc.strerror}") from None
         duration = time.monotonic() - start

@@ -10,7 +10,9 @@ list short; anything expressible as a command belongs in the runbook itself.
 - ``join-agent`` (``on``: ``agents`` or node names): install K3s on agents with the
   token read from the first server's ``node-token`` (sudo), handed over on stdin.
 - ``restore-datastore`` (``run``): put ``state.db`` from ``runs/<run>/backup/`` back on
-  the first server (K3s must be stopped); the current db is kept aside.
+  the first server (K3s must be stopped), with the certificates, token and kubeconfig set
+  aside so the datastore's bootstrap data wins; with embedded etcd, restore the run's
+  snapshot with ``--cluster-reset`` and let the other servers join again.
 - ``install-server`` (``token_from_run``, optional): reinstall K3s on the servers with
   the token saved in ``runs/<run>/backup/`` (the original cluster's), or the
   inventory's token source, and wait until the API answers.
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 from drtool.errors import BadInput, DrtoolError, PermanentError
 from drtool.inventory import Node
 from drtool.remote.runner import q
+from drtool.runbooks.action_support import backup_dir as _backup_dir
 from drtool.runbooks.action_support import backup_file as _backup_file
 from drtool.runbooks.action_support import ensure_kubeconfig
 from drtool.runbooks.action_support import targets as _targets
@@ -146,41 +150,100 @@ def _db_dir(ctx) -> str:
     return f"{k3s.server_dir(ctx.inv)}/db"
 
 
-def _prepare_command(ctx) -> str:
-    """Refuse while K3s runs; keep the current db aside; drop the token the original one replaces."""
+def _datastore_backup(ctx, run_id: str) -> tuple[str, Path]:
+    """(``sqlite`` or ``etcd``, file) from the run's backup of the first server."""
+    try:
+        return "etcd", _backup_file(ctx, run_id, "etcd-snapshot")
+    except PermanentError:
+        return "sqlite", _backup_file(ctx, run_id, "state.db")
+
+
+def _restore_node_passwords(ctx, run_id: str) -> list[str]:
+    """Put each node's backed-up ``/etc/rancher/node/password`` back (a reimaged node has another).
+
+    The restored datastore holds ``<node>.node-password.k3s`` Secrets made from these: an
+    agent with another password is rejected ("Node password rejected", k3s-io/k3s v1.31
+    pkg/nodepassword/validate.go).
+    """
     from drtool.remote import k3s
 
-    db = _db_dir(ctx)
-    return (
-        "if pgrep -f '(^|/)k3s server' >/dev/null 2>&1; then echo 'k3s server is still running: stop it first' >&2; exit 3; fi; "
-        f"mkdir -p {q(db)} && cd {q(db)} && "
-        "for f in state.db state.db-wal state.db-shm; do [ -e \"$f\" ] && mv -f \"$f\" \"$f.drtool-before-restore\"; done; "
-        f"rm -f {q(k3s.server_dir(ctx.inv) + '/token')} {q(k3s.server_dir(ctx.inv) + '/' + NODE_TOKEN)}; true"
-    )
+    d = _backup_dir(run_id)
+    nodes = [n for n in ctx.inv.nodes if (d / n.name / "node-password").is_file()]
+
+    def put(node: Node) -> None:
+        with ctx.step(node, "node password"):
+            ctx.runner.put(node, (d / node.name / "node-password").read_bytes(), k3s.NODE_PASSWORD, mode="0600",
+                           step=ctx.phase_name)
+
+    ctx.runner.fan_out(nodes, put).raise_on_failure("restoring node passwords")
+    return [n.name for n in nodes]
 
 
 def _restore_datastore(ctx, args: Mapping, where: tuple[str, str]) -> str:
-    db_file = _backup_file(ctx, args["run"], "state.db")
-    server = ctx.inv.servers[0]
-    with ctx.step(server, "restore state.db"):
-        ctx.runner.run(server, _prepare_command(ctx), sudo=True, step=ctx.phase_name)
-        ctx.runner.put(server, db_file, f"{_db_dir(ctx)}/state.db", mode="0600", step=ctx.phase_name)
-    return f"restored {db_file.stat().st_size} bytes of state.db from run {args['run']} on {server.name}"
+    msg = _restore_one_datastore(ctx, args)
+    restored = _restore_node_passwords(ctx, args["run"])
+    return msg + (f"; node passwords put back on {', '.join(restored)}" if restored else "")
+
+
+def _restore_one_datastore(ctx, args: Mapping) -> str:
+    from drtool.remote import k3s
+
+    kind, db_file = _datastore_backup(ctx, args["run"])
+    first, peers = ctx.inv.servers[0], ctx.inv.servers[1:]
+    if kind == "sqlite":
+        with ctx.step(first, "restore state.db"):
+            ctx.runner.run(first, k3s.restore_prepare_command(ctx.inv, datastore="sqlite"), sudo=True, step=ctx.phase_name)
+            ctx.runner.put(first, db_file, f"{_db_dir(ctx)}/state.db", mode="0600", step=ctx.phase_name)
+        return (f"restored {db_file.stat().st_size} bytes of state.db from run {args['run']} on {first.name} "
+                f"(tls, cred, token and k3s.yaml set aside as *{k3s.RESTORE_SUFFIX})")
+    token = _backup_file(ctx, args["run"], "token").read_text().strip()
+    snapshot = f"{_db_dir(ctx)}/snapshots/drtool-restore-{args['run']}"
+    for peer in peers:
+        with ctx.step(peer, "set aside db"):
+            ctx.runner.run(peer, k3s.restore_prepare_command(ctx.inv, datastore="etcd", peer=True), sudo=True,
+                           step=ctx.phase_name)
+    with ctx.step(first, "cluster-reset"):
+        ctx.runner.run(first, k3s.restore_prepare_command(ctx.inv, datastore="etcd"), sudo=True, step=ctx.phase_name)
+        ctx.runner.put(first, db_file, snapshot, mode="0600", step=ctx.phase_name)
+        ctx.runner.run(first, k3s.cluster_reset_command(ctx.inv, snapshot), sudo=True,
+                       stdin=Secret(token, "original-k3s-token").reveal() + "\n", step=ctx.phase_name,
+                       timeout=ctx.deadline("install_servers"))
+    return (f"restored the etcd snapshot of run {args['run']} on {first.name} with --cluster-reset"
+            + (f"; {', '.join(p.name for p in peers)} set their db aside to join again" if peers else ""))
 
 
 def _plan_restore_datastore(ctx, args: Mapping) -> Plan:
-    server = ctx.inv.servers[0]
+    from drtool.remote import k3s
+
+    first, peers = ctx.inv.servers[0], ctx.inv.servers[1:]
+    if peers:   # embedded etcd: the backup phase took a snapshot
+        snapshot = f"{_db_dir(ctx)}/snapshots/drtool-restore-{args['run']}"
+        return ([("local", f"verify runs/{args['run']}/backup/manifest.json")]
+                + [(p.name, ctx.runner.wrap(p, k3s.restore_prepare_command(ctx.inv, datastore="etcd", peer=True), sudo=True))
+                   for p in peers]
+                + [(first.name, ctx.runner.wrap(first, k3s.restore_prepare_command(ctx.inv, datastore="etcd"), sudo=True)),
+                   (first.name, f"upload runs/{args['run']}/backup/{first.name}/etcd-snapshot -> {snapshot} (mode 0600)"),
+                   (first.name, ctx.runner.wrap(first, k3s.cluster_reset_command(ctx.inv, snapshot), sudo=True)
+                    + "   # token on stdin: ***")]
+                + _plan_node_passwords(ctx, args))
     return [("local", f"verify runs/{args['run']}/backup/manifest.json"),
-            (server.name, ctx.runner.wrap(server, _prepare_command(ctx), sudo=True)),
-            (server.name, f"upload runs/{args['run']}/backup/{server.name}/state.db -> {_db_dir(ctx)}/state.db (mode 0600)")]
+            (first.name, ctx.runner.wrap(first, k3s.restore_prepare_command(ctx.inv, datastore="sqlite"), sudo=True)),
+            (first.name, f"upload runs/{args['run']}/backup/{first.name}/state.db -> {_db_dir(ctx)}/state.db (mode 0600)"),
+            *_plan_node_passwords(ctx, args)]
+
+
+def _plan_node_passwords(ctx, args: Mapping) -> Plan:
+    from drtool.remote import k3s
+
+    return [(n.name, f"upload runs/{args['run']}/backup/{n.name}/node-password -> {k3s.NODE_PASSWORD} (mode 0600), "
+                     "if backed up") for n in ctx.inv.nodes]
 
 
 # --- install-server ------------------------------------------------------------------
 
 
 def _install_server(ctx, args: Mapping, where: tuple[str, str]) -> str:
-    from drtool.phases.install import upload_artifacts, wait_ready
-    from drtool.remote import k3s
+    from drtool.phases.install import install_node, wait_ready
 
     run_id = args.get("token_from_run")
     if run_id:
@@ -193,12 +256,9 @@ def _install_server(ctx, args: Mapping, where: tuple[str, str]) -> str:
     deadline = ctx.deadline("install_servers")
     for i, node in enumerate(servers):
         ctx.check_stop()
-        upload_artifacts(ctx, node)
-        cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=servers[0] if i else None,
-                                  cluster_init=ha and i == 0)
-        with ctx.step(node, "install"):
-            ctx.runner.run(node, cmd, sudo=True, stdin=token.reveal() + "\n", step=ctx.phase_name, timeout=deadline)
-        wait_ready(ctx, node, deadline)
+        marker = install_node(ctx, node, server_url=None, first=servers[0] if i else None, cluster_init=ha and i == 0,
+                              token=token, step=ctx.phase_name)
+        wait_ready(ctx, node, deadline, since=marker)
     source = f"the token saved by run {run_id}" if run_id else "the inventory's token"
     return f"{len(servers)} server(s) reinstalled with {source} and answering"
 
@@ -220,7 +280,7 @@ def _plan_install_server(ctx, args: Mapping) -> Plan:
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("delete-node", "delete a Node object through the API", _delete_node, _plan_delete_node),
     Action("join-agent", "join agents with the server's node-token (on stdin)", _join_agent, _plan_join_agent),
-    Action("restore-datastore", "put a backed-up state.db back on the first server", _restore_datastore,
+    Action("restore-datastore", "put a backed-up datastore (state.db or etcd snapshot) back", _restore_datastore,
            _plan_restore_datastore),
     Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", _install_server,
            _plan_install_server),

@@ -5,7 +5,7 @@ import json as jsonlib
 
 from invoke import Exit
 
-from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load
+from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load, read_only
 
 
 @inventory_task(help={
@@ -18,6 +18,7 @@ from drtool.tasks._cli import bad_arg, console, guarded, inventory_task, load
     "accept": "finding id to accept (repeatable): it is listed but does not fail the check",
 }, iterable=["accept"])
 @guarded
+@read_only()
 def check(c, inventory=None, repo=None, json=False, live=False, kubeconfig=None, context=None, accept=None):
     """Check the GitOps repository for what a rebuild from Git cannot bring back; exit 3 on a blocker."""
     from drtool.errors import ExitCode

@@ -20,11 +20,12 @@ def check(c, file):
 @task(name="import-ansible", help={
     "file": "k3s-ansible inventory (YAML or INI; group_vars/ and host_vars/ beside it are read)",
     "output": "write here instead of stdout",
-    "node_name": "ADDRESS=NAME: the node name of a host the inventory lists by IP address (repeatable)"},
+    "node_name": "ADDRESS=NAME: the node name of a host the inventory lists by IP address (repeatable)",
+    "kubeconfig": "read the node names of hosts listed by address from this running cluster (Node addresses)"},
       iterable=["node_name"])
 @guarded
 @read_only("output")
-def import_ansible(c, file, output=None, node_name=None):
+def import_ansible(c, file, output=None, node_name=None, kubeconfig=None):
     """Convert a k3s-ansible inventory into a drtool inventory (tokens and vault values are never copied)."""
     import sys
     from pathlib import Path
@@ -34,7 +35,12 @@ def import_ansible(c, file, output=None, node_name=None):
     from drtool.inventory import parse_inventory
     from drtool.inventory_import import convert_inventory, load_ansible_inventory, parse_node_names
 
-    converted, notes = convert_inventory(load_ansible_inventory(file), parse_node_names(node_name))
+    names = parse_node_names(node_name)
+    if kubeconfig:
+        from drtool.inventory_import import node_names_from_cluster
+
+        names = {**node_names_from_cluster(kubeconfig), **names}  # names given by hand win
+    converted, notes = convert_inventory(load_ansible_inventory(file), names)
     parse_inventory(converted, output or "<converted>")  # what we write must load
     text = yaml.safe_dump(converted, sort_keys=False)
     if output:

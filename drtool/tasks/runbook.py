@@ -18,6 +18,7 @@ RUN_HELP = {
     "keep_waiting": "convergence checks do not fail fast; they wait until their deadline",
     "quiet": "print only errors and the final line",
     "accept_new_host_keys": "record unknown SSH host keys instead of refusing",
+    "json": "with --dry-run: print the plan as JSON",
 }
 
 
@@ -79,24 +80,33 @@ def list_(c, json=False):
 @read_only()
 def show(c, name):
     """Show a runbook's steps (id, kind, title)."""
+    import shutil
+    import textwrap
+
     from drtool.runbooks import find
     from drtool.runbooks.plan import policy_text
 
     book = find(name)
-    print(f"{book.name}: {book.description.strip()}")
+    width = max(shutil.get_terminal_size((80, 24)).columns, 60)
+    print(textwrap.fill(f"{book.name}: {' '.join(book.description.split())}", width=width))
     for pname, p in book.parameters.items():
-        print(f"  param {pname} ({p.type}" + (f", default {p.default})" if p.default is not None else ", required)")
-              + (f": {p.description}" if p.description else ""))
+        print(textwrap.fill(f"param {pname} ({p.type}" + (f", default {p.default})" if p.default is not None else ", required)")
+                            + (f": {p.description}" if p.description else ""), width=width, initial_indent="  ",
+                            subsequent_indent="    "))
+    # One step per paragraph wrapped to the terminal (80 columns stay readable): number, id,
+    # kind and what it runs, then the title and the retry policy.
     for i, step in enumerate(book.steps, 1):
         what = step.phase or step.action or ""
         policy = policy_text(step)
-        print(f"  {i:>2}. {step.id:<22} {step.kind:<7} {what:<18} {step.title}" + (f"  ({policy})" if policy else ""))
+        head = f"  {i:>2}. {step.id} ({step.kind}{' ' + what if what and what != step.id else ''}): "
+        text = step.title + (f" ({policy})" if policy else "")
+        print(textwrap.fill(head + text, width=width, subsequent_indent=" " * 6, break_on_hyphens=False))
 
 
 @inventory_task("name", help=RUN_HELP, iterable=["param", "approve"])
 @guarded
 def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=False, yes=False, approve=None,
-        resume=None, param=None, keep_waiting=False, quiet=False, accept_new_host_keys=False):
+        resume=None, param=None, keep_waiting=False, quiet=False, accept_new_host_keys=False, json=False):
     """Run a runbook step by step against the inventory's cluster (journaled, resumable)."""
     from drtool.runbooks import find
     from drtool.runbooks.executor import RunbookExecutor, RunOptions
@@ -108,7 +118,20 @@ def run(c, name, inventory=None, step=False, from_=None, only=None, dry_run=Fals
     options = RunOptions(params=parse_param_args(param), step_mode=step, start=from_, only=_split(only), yes=yes,
                          approve=tuple(approve or ()), resume=resume, quiet=quiet, keep_waiting=keep_waiting,
                          accept_new_host_keys=accept_new_host_keys)
+    if json and not dry_run:
+        from drtool.tasks._cli import bad_arg
+
+        raise bad_arg("--json", "only with --dry-run (a run writes runbook-report.json in its run directory)")
     executor = RunbookExecutor(inv, book, options)
+    if dry_run and json:
+        import json as jsonlib
+
+        plan = [{"index": book.index(s.id) + 1, "id": s.id, "kind": s.kind, "title": redact(title),
+                 "commands": [{"target": target, "command": redact(what)} for target, what in lines]}
+                for s, title, lines in executor.plan()]
+        print(jsonlib.dumps({"schema": "drtool.runbook-plan/v1", "runbook": book.name, "cluster": inv.cluster.name,
+                             "dry_run": True, "steps": plan}, indent=2))
+        return
     if dry_run:
         print(f"Plan for runbook {book.name} on cluster {inv.cluster.name} (dry run: nothing is changed)")
         for s, title, lines in executor.plan():

@@ -5,6 +5,7 @@ Used by the rebuild, drill and fault tests. Each lab gets its own loopback subne
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -83,8 +84,11 @@ def write_inventory(lab: Lab, dest: Path, agents: int = 1, mutate=None) -> Path:
     data["k3s"]["install"] = {"method": "airgap", "script": str(root / "artifacts" / "install.sh"),
                               "binary": str(root / "artifacts" / "k3s"), "images": str(root / "artifacts" / "k3s-airgap-images.tar")}
     data["flux"]["cli"] = str(root / "bin" / "flux")
-    data["flux"]["checkout"] = str(root / "gitops" / "homelab-gitops")  # where lab_up put the lab's repo
+    data["flux"]["git_config_file"] = str(root / "gitconfig")
+    # The repo lab_up serves (lab.json), which `inv gitops.check` and preflight read.
+    data["flux"]["checkout"] = json.loads(lab.lab_json_path.read_text())["gitops"]["default"]
     data["secrets"][0]["from_file"] = str(root / "secrets" / "age.agekey")
+    data["runs_dir"] = str(dest.parent / "runs")  # the FullLab's runs, also without $DRTOOL_RUNS_DIR
     if mutate:
         mutate(data)
     dest.write_text(yaml.safe_dump(data, sort_keys=False))

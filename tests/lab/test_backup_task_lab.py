@@ -82,3 +82,13 @@ def test_restore_secrets_and_volumes_from_a_nightly_backup(lab):
                   "--param", f"run={backup_run}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
     assert chunk.read_bytes() == b"loki data " * 1000
+
+    # restore-datastore puts the archived volumes back too, while K3s is stopped.
+    chunk.unlink()
+    res = lab.inv("runbook.run", "restore-datastore", str(inventory), "--yes", "--approve", "confirm",
+                  "--param", f"run={backup_run}", timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    assert chunk.read_bytes() == b"loki data " * 1000
+    steps = json.loads((lab.runs_list()[-1] / "runbook-report.json").read_text())["steps"]
+    volumes_step = next(s for s in steps if s["id"] == "restore-volumes")
+    assert volumes_step["status"] == "ok", volumes_step

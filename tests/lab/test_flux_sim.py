@@ -272,6 +272,48 @@ def test_check_pre_and_version(cluster: Cluster) -> None:
     assert cluster.run_flux("--version").stdout.strip() == "flux version 2.4.0"
 
 
+FLUX_SYSTEM_KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - gotk-components.yaml
+  - gotk-sync.yaml
+patches:
+  - patch: |
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --concurrent=8
+    target:
+      kind: Deployment
+      name: kustomize-controller
+"""
+
+
+def test_bootstrap_keeps_kustomization_yaml_and_regenerates_components_from_its_flags(cluster: Cluster) -> None:
+    # flux2 v2.4.0: pkg/manifestgen/kustomization Generate keeps an existing kustomization.yaml;
+    # ReconcileComponents regenerates gotk-components.yaml from the flags alone.
+    base = "clusters/homelab/flux-system"
+    (cluster.repo / base / "kustomization.yaml").write_text(FLUX_SYSTEM_KUSTOMIZATION)
+    git(cluster.repo, "add", "-A")
+    git(cluster.repo, "commit", "--quiet", "-m", "tune kustomize-controller")
+    extras = ["--components-extra=image-reflector-controller,image-automation-controller",
+              "--toleration-keys=heavy", "--network-policy=false"]
+    result = cluster.run_flux(*BOOTSTRAP, *extras)
+    assert result.returncode == 0, result.stderr
+    assert git(cluster.repo, "show", f"main:{base}/kustomization.yaml") == FLUX_SYSTEM_KUSTOMIZATION
+    components = git(cluster.repo, "show", f"main:{base}/gotk-components.yaml")
+    assert ("# Components: source-controller,kustomize-controller,helm-controller,notification-controller,"
+            "image-reflector-controller,image-automation-controller") in components
+    assert "key: heavy" in components and "kind: NetworkPolicy" not in components
+
+    # The same bootstrap without those flags rewrites the file: what drtool's preflight prevents.
+    plain = cluster.run_flux(*BOOTSTRAP)
+    assert plain.returncode == 0, plain.stderr
+    components = git(cluster.repo, "show", f"main:{base}/gotk-components.yaml")
+    assert "image-automation-controller" not in components and "kind: NetworkPolicy" in components
+    assert "key: heavy" not in components
+    assert git(cluster.repo, "show", f"main:{base}/kustomization.yaml") == FLUX_SYSTEM_KUSTOMIZATION
+
+
 def test_bootstrap_fails_at_once_when_flux_system_is_not_ready(cluster: Cluster) -> None:
     # flux2 v2.4.0 pkg/bootstrap/bootstrap.go objectReconciled: Ready=False ends the wait with its message.
     # Runs last in this module: it leaves flux-system failing.

@@ -77,3 +77,17 @@ def test_accepted_deadlock_goes_on_and_the_report_records_it_then_without_accept
     assert "uninstall" not in commands and "install.sh" not in commands
     assert {n: full.tree_digest(n, *K3S_PATHS) for n in ("node1", "node2")} == before
     assert _nodes(run1 / "kubeconfig") == nodes_before  # the same cluster still serves
+
+
+def test_a_drill_stops_in_preflight_and_its_outputs_list_the_finding(deadlock_lab: FullLab, tmp_path):
+    full = deadlock_lab
+    junit = tmp_path / "drill-junit.xml"
+    res = full.inv("drill", "-i", str(full.inventory), "--junit", str(junit), timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 3, out[-3000:]
+    assert DEADLOCK in res.stderr
+    run = full.runs_list()[-1]
+    outputs = json.loads((run / "drill-outputs.json").read_text())
+    assert [(f["id"], f["accepted"]) for f in outputs["gitops_check"]["findings"]] == [(DEADLOCK, False)]
+    xml = junit.read_text()
+    assert f'name="gitops_check.{DEADLOCK}"' in xml and "gitops-blocker" in xml

@@ -3,6 +3,7 @@ command (`inv rebuild -i .lab/inventory.yaml --yes`) on the inventory lab.up wro
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -81,6 +82,18 @@ def test_own_repo_and_node_names_rebuild_with_the_inventory_lab_up_wrote(tmp_pat
         assert outcomes["Kustomization/flux-system/apps"] == "ready"
         # Its only pod selects the operator's node name: Ready means it was scheduled there.
         assert outcomes["Deployment/web/hello"] == "ready"
+        # Real kubectl against the rebuilt cluster (the simulated K3s server, after flux bootstrap).
+        kubectl = shutil.which("kubectl")
+        if kubectl:
+            listed = subprocess.run([kubectl, "--kubeconfig", str(run / "kubeconfig"), "api-resources", "--no-headers"],
+                                    capture_output=True, text=True, timeout=60)
+            assert listed.returncode == 0, listed.stderr
+            first = {line.split()[0] for line in listed.stdout.splitlines()}
+            assert {"storageclasses", "networkpolicies", "cronjobs", "poddisruptionbudgets", "helmcharts",
+                    "helmchartconfigs", "addons", "etcdsnapshotfiles", "kustomizations", "alerts"} <= first
+            nodes = subprocess.run([kubectl, "--kubeconfig", str(run / "kubeconfig"), "get", "nodes", "-o", "name"],
+                                   capture_output=True, text=True, timeout=60).stdout.split()
+            assert nodes == ["node/cp-1", "node/worker-1"]
     finally:
         stop_full_lab_dir(lab)
 

@@ -126,6 +126,48 @@ def test_backup_keeps_the_sealed_secrets_keys_and_restore_puts_them_back(lab2):
     assert back.metadata.labels["sealedsecrets.bitnami.com/sealed-secrets-key"] == "active"
 
 
+def test_preflight_refuses_to_let_bootstrap_rewrite_what_the_repository_declares(lab2):
+    # A repository bootstrapped with image automation and a toleration (flux2 v2.4.0 flags
+    # --components-extra, --toleration-keys): the next bootstrap regenerates gotk-components.yaml
+    # from its own flags, and flux-system (prune: true) would delete what they leave out.
+    from drtool.lab.flux.install_options import EXTRA_COMPONENTS, InstallOptions, components_yaml
+    from drtool.lab.flux.manifests import COMPONENTS
+
+    declared = components_yaml("v2.4.0", InstallOptions(components=COMPONENTS + EXTRA_COMPONENTS,
+                                                        toleration_keys=("heavy",)))
+    before = lab2.tree_digest("node2", "var/lib/rancher", "etc/rancher")
+    with _Commit(lab2, "clusters/homelab/flux-system/gotk-components.yaml", declared):
+        res = lab2.inv("rebuild", "-i", str(lab2.inventory), "--yes")
+        out = res.stdout + res.stderr
+        assert res.returncode == 3, out[-3000:]
+        assert "flux.components_extra" in out and "image-automation-controller" in out, out[-3000:]
+        assert "flux.toleration_keys" in out and "would prune" in out
+        assert lab2.tree_digest("node2", "var/lib/rancher", "etc/rancher") == before     # nothing wiped
+        journal = json.loads((lab2.runs_list()[-1] / "journal.json").read_text())
+        assert journal["stopped_at"] == "preflight"
+
+        def carry(d):
+            d["flux"].update(components_extra=list(EXTRA_COMPONENTS), toleration_keys=["heavy"])
+        ok = lab2.inv("preflight", "-i", _inventory(lab2, "carries-options.yaml", carry))
+        assert ok.returncode == 0, ok.stdout[-3000:]
+        assert "matches the inventory" in ok.stdout
+
+
+@pytest.mark.parametrize("field,value,expect", [
+    ("repository", "homelab-gitop", "cannot read repository https://github.com/lab/homelab-gitop.git"),
+    ("owner", "labb", "cannot read repository https://github.com/labb/homelab-gitops.git"),
+    ("branch", "mian", "branch mian does not exist"),
+    ("path", "clusters/homelba", "path clusters/homelba does not exist on branch main"),
+])
+def test_preflight_checks_repository_branch_and_path_exist(lab2, field, value, expect):
+    # A typo would make real bootstrap create a new repository or branch (bootstrap_provider.go).
+    inv = _inventory(lab2, f"typo-{field}.yaml", lambda d: d["flux"].update({field: value}))
+    res = lab2.inv("preflight", "-i", inv)
+    out = res.stdout + res.stderr
+    assert res.returncode == 3, out[-3000:]
+    assert expect in " ".join(out.split()), out[-3000:]
+
+
 SERVICE_MONITOR = """apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata:
@@ -151,6 +193,7 @@ class _Commit:
         for path, text in self.files:
             target = self.repo / path
             self.old = {p: (self.repo / p).read_text() if (self.repo / p).exists() else None for p, _ in self.files}
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         self.git(self.repo, "add", "-A")
         self.git(self.repo, "commit", "--quiet", "-m", "test change")

@@ -85,3 +85,33 @@ def test_built_in_catalog_names_its_sources():
                                              "external-secrets", "sealed-secrets", "traefik", "longhorn",
                                              "cloudnative-pg", "kyverno"}
     assert all(" at " in e.source for e in cat.entries)
+
+
+@pytest.mark.parametrize("chart,rng", [("cert-manager", ">=1.14.0,<1.18.0"), ("sealed-secrets", ">=2.16.0,<2.17.0")])
+def test_catalog_entry_is_what_the_chart_files_say_when_they_are_at_hand(chart, rng):
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("gen_chart_crds", repo / "scripts" / "gen_chart_crds.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    _, _, source, tag, paths, *_ = next(c for c in gen.CHARTS if c[0] == chart and c[1] == rng)
+    local = Path("/work/.mirror") / source.replace("/", "+") / "repo"
+    if not local.exists():
+        pytest.skip(f"no checkout of {source}")
+    read = []
+    for p in paths:
+        for f in gen.files(str(local), tag, p):
+            text = subprocess.run(["git", "-C", str(local), "show", f"{tag}:{f}"], check=True, capture_output=True,
+                                  text=True).stdout
+            read += [(c["group"], c["kind"], c["plural"], c["scope"] == "Namespaced") for c in gen.crds_in(text)]
+    entry = next(e for e in charts.default_catalog().entries if e.chart == chart and e.versions == rng)
+    assert sorted(read) == sorted((c.group, c.kind, c.plural, c.namespaced) for c in entry.crds)
+
+
+def test_fixture_charts_are_covered_exactly():
+    cat = charts.default_catalog()
+    assert cat.entry_for("gateway-helm", "v1.4.6").versions == ">=1.4.0,<1.5.0"
+    assert cat.entry_for("kube-prometheus-stack", "66.3.1").source.endswith("kube-prometheus-stack-66.3.1")

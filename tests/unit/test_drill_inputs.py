@@ -14,8 +14,21 @@ INV = Path(sys.executable).parent / "inv"
 TOKEN = "T00000000/B00000000/XXXXsecretXXXX"
 
 
+def _local_repository(tmp_path: Path, data: dict) -> None:
+    """The lab's repository and its stand-in for github.com beside this inventory copy, so the
+    repository check of preflight reads a real local Git repository (never the network)."""
+    from drtool.lab.git_remote import write_git_remote
+    from drtool.lab.gitops_repo import prepare_gitops
+
+    gitops = prepare_gitops(tmp_path / "lab", path=data["flux"]["path"], owner=data["flux"]["owner"],
+                            repository=data["flux"]["repository"], branch=data["flux"]["branch"])
+    data["flux"]["git_config_file"] = str(write_git_remote(tmp_path / "lab", gitops["url_map"]))
+    data["flux"]["checkout"] = gitops["default"]
+
+
 def inventory(tmp_path: Path, **drill) -> Path:
     data = yaml.safe_load((ROOT / "inventory/lab.yaml").read_text())
+    _local_repository(tmp_path, data)
     data["drill"] = {**(data.get("drill") or {}), "enabled": True, **drill}
     path = tmp_path / "inv.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -108,6 +121,7 @@ def unattended_inventory(tmp_path: Path, **drill) -> Path:
     flux.write_text("#!/bin/sh\necho 'flux: v2.4.0'\n")
     flux.chmod(0o755)
     data = yaml.safe_load((ROOT / "inventory/lab.yaml").read_text())
+    _local_repository(tmp_path, data)
     data["flux"]["cli"] = str(flux)
     data["k3s"]["install"] = {"method": "online"}
     data["k3s"]["token"] = {"token_env": "K3S_TOKEN"}

@@ -58,7 +58,7 @@ def test_dry_refuses_tasks_that_change_things(tmp_path, args):
 # maps --dry to its --dry-run or refuses, so a new task is refused until it says otherwise.
 READ_ONLY_TASKS = {"preflight", "status", "inventory.check", "inventory.import-ansible", "report.compare",
                    "drill.history", "runbook.list", "runbook.show", "runbook.render", "runbook.validate",
-                   "lab.status", "lab.critical-path"}
+                   "lab.status", "lab.critical-path", "gitops.check"}
 DRY_RUN_TASKS = {"rebuild", "runbook.run", "backup"}
 
 

@@ -52,7 +52,7 @@ def test_components_extra_adds_image_automation():
     assert ("CustomResourceDefinition", "imageupdateautomations.image.toolkit.fluxcd.io") in idx
     assert idx[("Deployment", "image-reflector-controller")]["spec"]["template"]["spec"]["containers"][0][
         "image"] == "ghcr.io/fluxcd/image-reflector-controller:v0.33.0"
-    with pytest.raises(ValueError, match="not available"):
+    with pytest.raises(ValueError, match="^component tf-controller is not available$"):
         components.components(extra=("tf-controller",))
 
 
@@ -99,3 +99,30 @@ def test_k3s_server_registers_its_crds():
     assert names == {"helmcharts.helm.cattle.io", "helmchartconfigs.helm.cattle.io", "addons.k3s.cattle.io",
                      "etcdsnapshotfiles.k3s.cattle.io"}
     assert store.kinds.by_kind("k3s.cattle.io", "ETCDSnapshotFile").namespaced is False
+
+
+def test_reapplying_an_unchanged_crd_changes_nothing():
+    # kustomize-controller re-applies gotk-components on every reconcile; the CRD must not churn.
+    store = Store()
+    crd = components.crds()[0]
+    store.apply(crd)
+    rv = store.resource_version
+    import time as _time
+    _time.sleep(1.05)                      # lastTransitionTime has one-second resolution
+    store.apply(crd)
+    assert store.resource_version == rv
+
+
+def test_crd_versions_in_kubernetes_priority_order():
+    # apiextensions-apiserver sortGroupDiscoveryByKubeAwareVersion: GA first, the first is preferred.
+    store = Store()
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.io"},
+           "spec": {"group": "example.io", "scope": "Namespaced",
+                    "names": {"kind": "Widget", "plural": "widgets"},
+                    "versions": [{"name": "v1beta1", "served": True, "storage": True},
+                                 {"name": "v2alpha1", "served": True, "storage": False},
+                                 {"name": "v1", "served": True, "storage": False}]}}
+    created = store.create(crd)
+    assert store.kinds.by_kind("example.io", "Widget").versions == ("v1", "v1beta1", "v2alpha1")
+    assert created["status"]["storedVersions"] == ["v1beta1"]

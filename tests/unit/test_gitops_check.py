@@ -86,9 +86,10 @@ def _widget_repo(tmp_path) -> Path:
 
 def test_crd_ordering_learns_from_the_live_cluster_which_release_installed_a_crd(tmp_path):
     repo = _widget_repo(tmp_path)
-    # Without the live cluster the check only knows nothing in Git brings the CRD.
+    # Without the live cluster the check cannot tell whether my-operator installs the CRD: a warning.
     offline = only(run_check(inventory(), repo), "crd-ordering", "Widget/")
-    assert "nothing in Git applies its CRD" in offline.message
+    assert offline.severity == "warning" and "HelmRelease/envoy-gateway-system/my-operator" in offline.message
+    assert "deadlock" in offline.message
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "widgets.example.com", "labels": {"app.kubernetes.io/managed-by": "Helm"},
                         "annotations": {"meta.helm.sh/release-name": "my-operator",
@@ -347,3 +348,97 @@ def test_the_lab_fidelity_fixtures_agree_with_what_the_lab_does():
     result = run_check(inventory("clusters/lab"), base / "crd-same-kustomization")
     assert [f.id for f in result.findings] == ["crd-ordering:infrastructure:ClusterIssuer/selfsigned"]
     assert result.findings[0].file == "infrastructure/cluster-issuer.yaml"
+
+
+def test_a_chart_from_the_bootstrap_repository_needs_no_source_in_git(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "drift", repo)
+    text = (repo / "apps" / "web.yaml").read_text()
+    (repo / "apps" / "web.yaml").write_text(text.replace(
+        "sourceRef: {kind: HelmRepository, name: bitnami, namespace: flux-system}",
+        "sourceRef: {kind: GitRepository, name: flux-system, namespace: flux-system}"))
+    assert not [f for f in run_check(inventory(), repo).findings if f.kind == "repository"]
+    (repo / "apps" / "web.yaml").write_text(text.replace("name: bitnami, namespace", "name: bitnamii, namespace"))
+    assert only(run_check(inventory(), repo), "repository", "HelmRepository/flux-system/bitnamii").severity == "blocker"
+
+
+def test_a_substitution_flux_refuses_is_a_blocker_not_a_crash(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "drift", repo)
+    ks = repo / "clusters" / "test" / "apps.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["postBuild"] = {"substitute": {"bad-name": "x"}}  # not a valid variable name
+    ks.write_text(yaml.safe_dump(data))
+    f = only(run_check(inventory(), repo), "repository", "postBuild apps")
+    assert f.severity == "blocker" and "bad-name" in f.message and f.file == "clusters/test/apps.yaml"
+
+
+def test_a_malformed_kustomization_is_a_finding_not_a_crash(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "drift", repo)
+    ks = repo / "clusters" / "test" / "apps.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["dependsOn"] = "infrastructure"
+    ks.write_text(yaml.safe_dump(data))
+    f = only(run_check(inventory(), repo), "repository", "Kustomization/flux-system/apps")
+    assert f.severity == "blocker" and "spec.dependsOn" in f.message and f.file == "clusters/test/apps.yaml"
+
+
+def test_an_object_of_an_unexpected_shape_does_not_stop_the_other_rules(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "node-reference", repo)
+    (repo / "storage" / "odd.yaml").write_text(
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: odd, namespace: ml}\nspec:\n  chart: just-a-string\n")
+    result = run_check(inventory(), repo)
+    assert only(result, "node-reference", "PersistentVolume/models").severity == "blocker"
+    assert any("stopped early" in n for n in result.notes)
+
+
+def test_reading_the_live_cluster_is_bounded_and_never_raises():
+    from drtool.gitops.check.live import LISTS, read_live
+    from drtool.kube.client import KubeRetryable, NotFound
+
+    class Transport:
+        def __init__(self):
+            self.calls = 0
+
+        def get_json(self, path, query=None, category="get"):
+            self.calls += 1
+            if "ingresses" in path:
+                raise NotFound("GET ingresses: HTTP 404", 404)
+            if "cronjobs" in path:
+                raise KubeRetryable("GET cronjobs: HTTP 503", 503)
+            if path.endswith("/secrets"):
+                return {"items": [{"metadata": {"name": "s", "namespace": "a"}, "type": "Opaque", "data": {"k": "c2VjcmV0"}}]}
+            return {"items": []}
+
+    t = Transport()
+    snap = read_live(t)
+    assert t.calls == len(LISTS) and snap.of("Ingress") == []
+    assert [e.split(":")[0] for e in snap.errors] == ["CronJob"]
+    assert "data" not in snap.of("Secret")[0]  # values are dropped as they arrive
+    spent = read_live(Transport(), budget_s=0)
+    assert all(not v for v in spent.objects.values()) and len(spent.errors) == len(LISTS)
+
+
+def test_a_custom_kind_nothing_can_install_is_a_blocker_and_an_unknown_chart_in_a_dependency_a_warning(tmp_path):
+    repo = _widget_repo(tmp_path)
+    # Only the Widget left: nothing in Git can install its CRD.
+    (repo / "infrastructure" / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [namespace.yaml, gateway.yaml]\n")
+    f = only(run_check(inventory(), repo), "crd-ordering", "Widget/")
+    assert f.severity == "blocker" and "nothing in Git applies its CRD" in f.message
+    # The unknown chart in a Kustomization it dependsOn may install it: a warning to confirm or accept.
+    (repo / "operators").mkdir()
+    shutil.move(repo / "infrastructure" / "envoy-gateway.yaml", repo / "operators" / "operator.yaml")
+    (repo / "clusters" / "test" / "operators.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "operators", "namespace": "flux-system"},
+        "spec": {"interval": "10m", "path": "./operators", "prune": True,
+                 "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}}))
+    ks = repo / "clusters" / "test" / "infrastructure.yaml"
+    data = yaml.safe_load(ks.read_text())
+    data["spec"]["dependsOn"] = [{"name": "operators"}]
+    ks.write_text(yaml.safe_dump(data))
+    f = only(run_check(inventory(), repo), "crd-ordering", "Widget/")
+    assert f.severity == "warning" and "may install it" in f.message

@@ -61,3 +61,18 @@ def test_no_checkout_is_bad_input(tmp_path):
 def test_the_lab_inventory_reads_the_repo_lab_up_creates():
     inv_ = load_inventory(REPO / "inventory" / "lab.yaml")
     assert inv_.resolve(inv_.flux.checkout) == (Lab().root / "gitops" / DEFAULT_REPOSITORY).resolve()
+
+
+def test_the_inventory_lab_up_writes_points_gitops_check_at_the_served_repo(tmp_path):
+    from drtool.gitops.check import checkout_of
+    from drtool.lab.gitops_repo import fixture_dir
+    from drtool.lab.lab_inventory import write_inventory
+    from drtool.lab.nodes import LabNodeSpec
+
+    gitops = {"default": str(fixture_dir()), "path": "clusters/homelab", "branch": "main", "owner": "lab",
+              "repository": "homelab-gitops", "source": None}
+    specs = [LabNodeSpec(n, f"127.0.80.{11 + i}", 2222, tmp_path / n) for i, n in enumerate(("node1", "node2"))]
+    dest = write_inventory(tmp_path, specs, gitops)
+    assert checkout_of(load_inventory(dest)) == fixture_dir()
+    res = inv("-i", str(dest), "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["findings"] == [], res.stderr

@@ -182,3 +182,45 @@ def test_the_output_is_plain_yaml_that_loads(tmp_path):
     src = write(tmp_path / "inventory.yml", SAMPLE)
     res = run_import(src, "--node-name", "10.0.5.11=a", "--node-name", "10.0.5.12=b", "--node-name", "10.0.5.13=c")
     assert res.returncode == 0 and yaml.safe_load(res.stdout)["nodes"][0]["name"] == "a"
+
+
+# --------------------------------------------------------------------------- against k3s-ansible itself
+
+K3S_ANSIBLE = Path("/work/.mirror/k3s-io+k3s-ansible/repo")
+K3S_ANSIBLE_TAG = "1.2.2"
+# Every k3s-ansible variable the importer reads.
+READ_VARS = ("k3s_version", "token", "api_endpoint", "api_port", "cluster_context", "extra_server_args",
+             "extra_agent_args", "server_config_yaml", "agent_config_yaml", "airgap_dir", "registries_config_yaml",
+             "extra_install_envs", "extra_service_envs", "extra_manifests", "k3s_server_location")
+
+
+def _k3s_ansible(path: str) -> str:
+    return subprocess.run(["git", "-C", str(K3S_ANSIBLE), "show", f"{K3S_ANSIBLE_TAG}:{path}"], check=True,
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+@pytest.mark.skipif(not K3S_ANSIBLE.exists(), reason="no checkout of k3s-io/k3s-ansible")
+def test_the_variables_read_are_k3s_ansibles():
+    text = "".join(_k3s_ansible(p) for p in (
+        "inventory-sample.yml", "roles/k3s_server/defaults/main.yml", "roles/k3s_server/tasks/main.yml",
+        "roles/k3s_agent/tasks/main.yml", "roles/airgap/tasks/main.yml", "playbooks/reset.yml"))
+    missing = [v for v in READ_VARS if v not in text]
+    assert not missing, f"not variables of k3s-ansible {K3S_ANSIBLE_TAG}: {missing}"
+
+
+@pytest.mark.skipif(not K3S_ANSIBLE.exists(), reason="no checkout of k3s-io/k3s-ansible")
+def test_k3s_ansibles_own_sample_imports(tmp_path):
+    sample = yaml.safe_load(_k3s_ansible("inventory-sample.yml"))
+    src = tmp_path / "inventory.yml"
+    src.write_text(yaml.safe_dump(sample))
+    hosts = [*sample["k3s_cluster"]["children"]["server"]["hosts"], *sample["k3s_cluster"]["children"]["agent"]["hosts"]]
+    refused = run_import(src)
+    assert refused.returncode == 2 and all(h in refused.stderr for h in hosts)
+    named = [arg for i, h in enumerate(hosts) for arg in ("--node-name", f"{h}=node{i + 1}")]
+    out = tmp_path / "drtool.yaml"
+    res = run_import(src, "--output", str(out), *named)
+    assert res.returncode == 0, res.stderr
+    inv = load_inventory(out)
+    assert inv.k3s.version == sample["k3s_cluster"]["vars"]["k3s_version"]
+    assert [n.host for n in inv.nodes] == hosts and inv.cluster.context_name == "k3s-ansible"
+    assert sample["k3s_cluster"]["vars"]["token"] not in out.read_text()

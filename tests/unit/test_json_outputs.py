@@ -114,3 +114,28 @@ def test_json_without_dry_run_is_refused_before_anything(tmp_path):
     res = inv("rebuild", "-i", str(ROOT / "inventory/lab.yaml"), "--json", "--yes", runs=tmp_path / "runs")
     assert res.returncode == 2 and "--json: only with --dry-run" in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_runbook_show_fits_80_columns():
+    listed = json.loads(inv("runbook.list", "--json").stdout)["runbooks"]
+    for book in listed:
+        res = inv("runbook.show", book["name"], columns=80)
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, res.stdout
+        assert sum(line.lstrip().split(".")[0].isdigit() for line in lines) == book["steps"], res.stdout
+
+
+def test_runbook_dry_run_plan_json(tmp_path):
+    res = inv("runbook.run", "agent-replace", str(ROOT / "inventory/lab.yaml"), "--param", "agent=node2",
+              "--dry-run", "--json", runs=tmp_path / "runs")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["schema"] == "drtool.runbook-plan/v1" and data["runbook"] == "agent-replace"
+    assert [s["index"] for s in data["steps"]] == list(range(1, len(data["steps"]) + 1))
+    assert all("{{" not in s["title"] for s in data["steps"])  # parameters filled in
+    assert any(c["target"] == "node2" for s in data["steps"] for c in s["commands"])
+    assert not (tmp_path / "runs").exists()
+    refused = inv("runbook.run", "agent-replace", str(ROOT / "inventory/lab.yaml"), "--param", "agent=node2",
+                  "--json", "--yes", runs=tmp_path / "runs")
+    assert refused.returncode == 2 and "--json: only with --dry-run" in refused.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 
 from drtool.inventory import load_inventory, parse_inventory
@@ -63,8 +64,10 @@ def test_metacharacters_in_inventory_values_are_quoted():
 
 
 def test_teardown_script_and_parser():
-    script = k3s.teardown_script(INV.node("node2"))
-    assert "k3s-agent-uninstall.sh" in script and "rm -f /etc/rancher/node/password" in script
+    script = k3s.teardown_script(INV, INV.node("node2"))
+    assert "k3s-agent-uninstall.sh" in script
+    # Kept across the wipe: a restored datastore checks agents against it.
+    assert "/etc/rancher/node/password" not in script
     assert "/mnt" not in script
     assert k3s.parse_teardown("drtool-teardown: noop\n") == (True, [])
     assert k3s.parse_teardown("drtool-teardown: running k3s-uninstall.sh\ndrtool-left: /var/lib/rancher/k3s\n") == (False, ["/var/lib/rancher/k3s"])
@@ -74,7 +77,7 @@ def test_protected_path_under_wiped_dir_is_a_conflict():
     data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
     data["nodes"][1]["protected_paths"] = ["/var/lib/rancher/k3s/storage/pvc-1", "/mnt/k8s-storage"]
     inv = parse_inventory(data, "x.yaml")
-    assert k3s.protected_conflicts(inv.node("node2")) == ["/var/lib/rancher/k3s/storage/pvc-1"]
+    assert k3s.protected_conflicts(inv, inv.node("node2")) == ["/var/lib/rancher/k3s/storage/pvc-1"]
 
 
 def test_parse_facts():
@@ -83,6 +86,47 @@ def test_parse_facts():
     assert (f.os, f.arch, f.distro, f.disk_free_kb, f.k3s_units) == ("Linux", "x86_64", "Ubuntu 24.04 LTS", 1048576, ("k3s",))
     assert f.protected == {"/mnt/k8s-storage": True, "/mnt/x": False}
     assert abs(f.clock - 1764200000.5) < 1e-6
+
+
+def test_install_always_asks_for_the_restart():
+    # install.sh skips the start when nothing changed; drtool re-runs it after stopping K3s.
+    for node, url in ((INV.node("node1"), None), (INV.node("node2"), "https://127.0.0.11:6443")):
+        assert "INSTALL_K3S_FORCE_RESTART=true" in shlex.split(k3s.install_command(INV, node, server_url=url).split("env ", 1)[1])
+
+
+def test_data_dir_reaches_install_uninstall_snapshot_and_clean_check():
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["k3s"]["data_dir"] = "/srv/k3s data"
+    inv = parse_inventory(data, "x.yaml")
+    cmd = k3s.install_command(inv, inv.node("node1"), server_url=None)
+    exec_words = shlex.split(next(w.split("=", 1)[1] for w in shlex.split(cmd.split("env ", 1)[1]) if w.startswith("INSTALL_K3S_EXEC=")))
+    assert exec_words[exec_words.index("--data-dir") + 1] == "/srv/k3s data"
+    script = k3s.teardown_script(inv, inv.node("node2"))
+    assert "export K3S_DATA_DIR='/srv/k3s data'" in script and "/var/lib/rancher/k3s" not in script
+    assert "--data-dir '/srv/k3s data'" in k3s.etcd_snapshot_command(inv, "x")
+    # The default stays out of the command, as an operator would type it.
+    assert "--data-dir" not in k3s.install_command(INV, INV.node("node1"), server_url=None)
+
+
+@pytest.mark.parametrize("bad", ["/", "var/lib/k3s", "/var", "/var/lib", "/srv/../etc"])
+def test_a_data_dir_the_uninstall_would_take_the_system_with_is_refused(bad):
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["k3s"]["data_dir"] = bad
+    with pytest.raises(Exception, match="k3s.data_dir"):
+        parse_inventory(data, "x.yaml")
+
+
+def test_selinux_facts_and_the_airgap_refusal():
+    from drtool.phases.preflight import selinux_check
+
+    enforcing = parse_facts("os=Linux\nrpmfamily=yes\nselinux=Enforcing\n")
+    assert (enforcing.rpm_family, enforcing.selinux, enforcing.k3s_selinux) == (True, "enforcing", False)
+    state, detail = selinux_check(INV, enforcing)          # the lab inventory installs air-gapped
+    assert state == "fail" and "k3s-selinux" in detail and "INSTALL_K3S_SKIP_DOWNLOAD=true" in detail
+    assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Enforcing\nk3sselinux=yes\n"))[0] == "pass"
+    assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Permissive\n"))[0] == "warn"
+    assert selinux_check(INV, parse_facts("selinux=Enforcing\n")) is None          # not an RPM node
+    assert selinux_check(INV, parse_facts("rpmfamily=yes\nselinux=Disabled\n")) is None
 
 
 def test_airgap_images_keep_the_suffix_k3s_decompresses_by():

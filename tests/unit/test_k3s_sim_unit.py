@@ -35,10 +35,10 @@ def test_server_flags_like_the_reference_install():
     assert kubeconfig_mode(cfg.kubeconfig_mode) == 0o644
 
 
-def test_disable_takes_comma_lists_and_rejects_unknown_components():
+def test_disable_takes_comma_lists_and_any_name_as_k3s_does():
     assert parse_server(["--disable=traefik,servicelb"], {}, "n").disable == ("traefik", "servicelb")
-    with pytest.raises(UsageError, match="not a packaged component"):
-        parse_server(["--disable", "trafik"], {}, "n")
+    # K3s only skips manifests by name: a misspelt or custom addon name is not an error.
+    assert parse_server(["--disable", "trafik", "--disable=my-addon"], {}, "n").disable == ("trafik", "my-addon")
 
 
 def test_unknown_flag_fails_like_urfave_cli():
@@ -297,6 +297,26 @@ def test_snapshot_with_sqlite_fails_like_k3s(tmp_path):
         datastore.save_snapshot(fs, "/var/lib/rancher/k3s", "node1", "tok")
     with pytest.raises(datastore.SnapshotError, match="etcd database not found"):
         datastore.list_snapshots(RootFS(tmp_path / "none"), "/var/lib/rancher/k3s")
+
+
+def test_config_file_and_dropins_become_flags_before_the_command_line():
+    from drtool.lab.k3s.configfile import config_args
+
+    files = {
+        "/etc/rancher/k3s/config.yaml": "node-label: [a=1]\ndisable: traefik\ncluster-init: true\nno-such-flag: x\n",
+        "/etc/rancher/k3s/config.yaml.d/10-more.yaml": "node-label+: [b=2]\n",
+        "/etc/rancher/k3s/config.yaml.d/20-replace.yml": "disable: [servicelb]\n",
+        "/etc/rancher/k3s/config.yaml.d/notes.txt": "ignored: true\n",
+    }
+    warnings: list[str] = []
+    words = config_args({}, files.__contains__, files.__getitem__,
+                        lambda d: [p.rsplit("/", 1)[1] for p in files if p.rsplit("/", 1)[0] == d],
+                        {"node-label", "disable", "cluster-init"}, warnings.append)
+    assert words == ["--node-label=a=1", "--node-label=b=2", "--disable=servicelb", "--cluster-init=true"]
+    assert warnings == ["Unknown flag --no-such-flag found in config.yaml, skipping"]
+    # A single value given on the command line wins; list flags add up.
+    cfg = parse_server([*words, "--node-label", "c=3"], {}, "n")
+    assert cfg.labels == {"a": "1", "b": "2", "c": "3"} and cfg.disable == ("servicelb",) and cfg.cluster_init
 
 
 def test_lab_k3s_imports_image_archives_by_suffix_only(tmp_path, capsys):

@@ -101,3 +101,45 @@ def test_k3s_listens_on_its_lab_nodes_address_whatever_the_node_name(monkeypatch
     assert lab.own_address("node-2") == "127.0.80.12"            # an operator's own --node-name
     monkeypatch.setenv("DRTOOL_LAB_HOSTNAME", "build-host")      # outside a lab node
     assert lab.own_address("node1") == "127.0.80.11" and lab.own_address("node-1") == ""
+
+
+def test_lab_status_says_which_repository_the_lab_serves(tmp_path, monkeypatch, capsys):
+    import json
+
+    from invoke import Context
+
+    from drtool.lab.nodes import Lab
+    from drtool.tasks import lab as lab_tasks
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    node = {"name": "cp-1", "address": "127.0.80.11", "ssh_port": 2222, "dir": str(root / "nodes" / "cp-1")}
+    (root / "lab.json").write_text(json.dumps({"nodes": [node], "gitops": dict(
+        FIXTURE, source="/home/op/repo", path="clusters/prod")}))
+    (root / "inventory.yaml").write_text("{}\n")
+    monkeypatch.setattr(lab_tasks, "_lab", lambda: Lab(root, subnet="127.0.80"))
+    lab_tasks.status.body(Context())
+    out = capsys.readouterr().out
+    assert "cp-1" in out and "stopped" in out
+    assert "gitops: /home/op/repo (path clusters/prod" in out and "back to the fixture" in out
+    assert f"inventory: {root / 'inventory.yaml'}" in out
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"chart_crds": "BAD"}, "charts: expected a list of charts"),
+    ({"path": "clusters/x"}, "--path: --path needs --gitops"),
+    ({"names": "a,b", "inventory": "x.yaml"}, "--names: give --names or --inventory, not both"),
+    ({"names": "Upper"}, "--names: 'Upper': a node name"),
+])
+def test_lab_up_refuses_bad_input_before_touching_anything(tmp_path, kwargs, message):
+    from drtool.lab.nodes import Lab
+    from drtool.lab.setup import lab_up
+
+    if kwargs.get("chart_crds") == "BAD":
+        bad = tmp_path / "charts.yaml"
+        bad.write_text("charts: 3\n")
+        kwargs = {"chart_crds": str(bad)}
+    root = tmp_path / "lab"
+    with pytest.raises(BadInput, match=message.replace("(", r"\(")):
+        lab_up(Lab(root, subnet="127.0.80"), **kwargs)
+    assert not root.exists()

@@ -207,3 +207,27 @@ def test_secret_string_data_becomes_data():
     s = Store()
     sec = s.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}})
     assert sec["data"] == {"k": "dg=="} and "stringData" not in sec
+
+
+def test_state_db_is_a_real_sqlite_database_in_kine_layout(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "server" / "db" / "state.db"
+    s = Store(persist_path=str(path))
+    s.create(pod("p"))
+    s.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}})
+    with sqlite3.connect(path) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM kine")}
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(kine)")]
+    assert columns == ["id", "name", "created", "deleted", "create_revision", "prev_revision", "lease", "value",
+                       "old_value"]
+    assert {"/registry/core/Pod/default/p", "/registry/core/ConfigMap/default/c"} <= names
+    # The online backup API (what drtool runs on the node) gives a copy that loads again.
+    copy = tmp_path / "backup.db"
+    src, dst = sqlite3.connect(path), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    again = Store(persist_path=str(copy))
+    assert again.get("", "ConfigMap", "default", "c")["metadata"]["name"] == "c"
+    assert again.resource_version == s.resource_version

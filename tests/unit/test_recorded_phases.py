@@ -277,3 +277,46 @@ def test_drill_post_checks_with_nothing_to_check_pass(inv):
     result = PostChecks.run(ctx)
     assert (result.outcome, result.message) == ("ok", "0 post-check(s) passed")
     assert ctx.run.record["post_checks"] == []
+
+
+# -- bootstrap: the flux CLI through the runner's local commands -----------------------
+
+
+@pytest.fixture
+def unreachable_api(inv):
+    # An API address nothing listens on (this checkout's own test subnet): status reads fail fast.
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["cluster"]["api_endpoint"] = "https://127.20.99.1:6443"
+    return parse_inventory(data, inv.path)
+
+
+def test_bootstrap_runs_the_pinned_flux_cli_with_the_token_only_in_its_environment(unreachable_api, monkeypatch):
+    from drtool.phases import bootstrap
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_recordedtoken123")
+    runner = RecordingRunner(unreachable_api, [Reply(r"cat /etc/rancher/k3s/k3s.yaml", stdout=K3S_YAML),
+                                               Reply("bootstrap github", node="local", stdout="✔ all components are healthy\n")])
+    ctx = context(unreachable_api, runner)
+    result = bootstrap.run(ctx)
+    assert result.outcome == "ok" and "bootstrapped github" in result.message
+    (flux,) = [r for r in runner.recorded if r.node == "local"]
+    assert "bootstrap github" in flux.command and "--owner=lab" in flux.command
+    assert "ghp_recordedtoken123" not in flux.command
+    assert "all components are healthy" in (ctx.run.dir / "bootstrap.log").read_text()
+
+
+def test_bootstrap_that_times_out_keeps_what_flux_printed(unreachable_api, monkeypatch):
+    from drtool.errors import RetryableError
+    from drtool.phases import bootstrap
+    from drtool.remote.runner import LocalCommandTimedOut
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_recordedtoken123")
+    runner = RecordingRunner(unreachable_api, [
+        Reply(r"cat /etc/rancher/k3s/k3s.yaml", stdout=K3S_YAML),
+        Reply("bootstrap github", node="local",
+              raises=LocalCommandTimedOut("local: flux timed out after 5s", "◎ waiting for Kustomization\n"))])
+    ctx = context(unreachable_api, runner)
+    with pytest.raises(RetryableError, match="did not finish within"):
+        bootstrap._attempt(ctx, ["flux", "bootstrap", "github"], {}, timeout=5)
+    log = (ctx.run.dir / "bootstrap.log").read_text()
+    assert "waiting for Kustomization" in log and "stopped after 5s" in log

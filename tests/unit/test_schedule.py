@@ -343,3 +343,14 @@ def test_without_systemd_analyze_shorthands_still_expand(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="fires at 00:00"):
         units(on_calendar="weekly", randomized_delay_s=0, window=("02:00", "3h"))
     units(on_calendar="*:0/30", randomized_delay_s=0, window=("02:00", "3h"))  # cannot tell: the guard decides
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_shorthand_forms_are_systemds_own():
+    from drtool.drills.schedule import _SHORTHAND_FORMS
+
+    for name, form in _SHORTHAND_FORMS.items():
+        out = subprocess.run(["systemd-analyze", "calendar", name], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "LC_ALL": "C"})
+        normalized = next(line.split(": ", 1)[1] for line in out.stdout.splitlines() if "Normalized form:" in line)
+        assert normalized == form, (name, normalized)

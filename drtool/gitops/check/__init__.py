@@ -52,12 +52,22 @@ def run_check(inv: Inventory, checkout: Path, live: LiveSnapshot | None = None) 
                                       inv.k3s.server_args)
         if "stands in" in surface.source:
             result.notes.append(f"API surface: {surface.source}")
-        check_kinds(repo, surface, live, result, inv.flux.version, inv.k3s.version)
-        check_nodes(repo, inv, result)
-        check_inputs(repo, inv, live, result)
-        check_drift(repo, inv, live, result)
-        check_data(repo, inv, live, result)
-        _twice(repo, result)
+        rules = {
+            "kinds": lambda: check_kinds(repo, surface, live, result, inv.flux.version, inv.k3s.version),
+            "nodes": lambda: check_nodes(repo, inv, result),
+            "inputs": lambda: check_inputs(repo, inv, live, result),
+            "drift": lambda: check_drift(repo, inv, live, result),
+            "data": lambda: check_data(repo, inv, live, result),
+            "repository": lambda: _twice(repo, result),
+        }
+        for name, rule in rules.items():
+            try:
+                rule()
+            except (AttributeError, TypeError, ValueError, KeyError) as exc:
+                # An object of an unexpected shape (the API server would refuse it) must not hide
+                # the other rules' findings; say which rule stopped early.
+                result.notes.append(f"the {name} rule stopped early at an object it could not read "
+                                    f"({type(exc).__name__}: {exc})")
     result.duration_s = time.monotonic() - t0
     return result
 

@@ -2,8 +2,9 @@
 
 K3s's uninstall removes the data dir whole (k3s-io/k3s install.sh ``create_uninstall``), and the
 local-path provisioner K3s deploys keeps volumes under ``<data-dir>/storage`` unless the server
-runs with ``--default-local-storage-path`` (k3s-io/k3s pkg/cli/server/server.go:
-``DefaultLocalStoragePath = filepath.Join(dataDir, "/storage")``; manifests/local-storage.yaml
+runs with ``--default-local-storage-path`` (k3s-io/k3s pkg/cli/server/server.go, read at commit
+005499a: ``DefaultLocalStoragePath = filepath.Join(dataDir, "/storage")``; ``--disable`` values are
+comma-separated, so ``--disable local-storage`` removes the class; manifests/local-storage.yaml
 uses it as the ``DEFAULT_PATH_FOR_NON_LISTED_NODES`` path). ``local-path`` is K3s's default
 StorageClass, so a PVC without ``storageClassName`` lands there too.
 """

@@ -38,6 +38,8 @@ def _accounted(obj: dict[str, Any], git: set[tuple[str, str, str]], restored: se
         return True  # bootstrap makes these again
     if kind == "Secret" and (obj.get("type") in AUTOMATIC_SECRET_TYPES or (ns, name) in restored):
         return True
+    if kind == "Secret" and "cert-manager.io/certificate-name" in notes:
+        return True  # cert-manager issues it again from its Certificate (it sets no owner by default)
     return (kind, ns, name) in git
 
 

@@ -1,7 +1,8 @@
 """Finding 4 and the secret-shaped parts of 7: what the rebuilt cluster needs that Git does not hold.
 
-References followed (kustomize-controller v1.4.0 api/v1/kustomization_types.go: ``decryption.secretRef``
-read from the Kustomization's namespace, ``postBuild.substituteFrom`` with ``optional``;
+References followed (kustomize-controller v1.4.0 api/v1/kustomization_types.go and
+internal/decryptor/decryptor.go: ``decryption.secretRef`` read from the Kustomization's namespace,
+``postBuild.substituteFrom`` with ``optional``, "as if the resource was present but empty");
 helm-controller v1.1.0 api/v2/reference_types.go: ``valuesFrom`` with ``optional``; source and
 notification objects' ``secretRef``). A reference is satisfied when Git creates the object or
 drtool restores it (the inventory's ``secrets``); bootstrap itself creates ``flux-system/flux-system``.
@@ -18,7 +19,9 @@ from drtool.inventory import Inventory
 
 SOURCE_KINDS = ("GitRepository", "HelmRepository", "OCIRepository", "Bucket", "HelmChart")
 _EXISTING = ("existingSecret", "existingSecretName", "existingClaim", "existingConfigMap")
-BOOTSTRAP_MADE = {("Secret", "flux-system", "flux-system")}
+# What `flux bootstrap` creates itself: the sync source, its deploy-key Secret, the sync Kustomization.
+BOOTSTRAP_MADE = {("Secret", "flux-system", "flux-system"), ("GitRepository", "flux-system", "flux-system"),
+                  ("Kustomization", "flux-system", "flux-system")}
 
 
 class Refs:

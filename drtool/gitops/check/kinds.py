@@ -49,10 +49,11 @@ class _Lazy:
     def __init__(self, make):
         self._make, self._value = make, None
 
-    def get(self, key, default=None):
+    def get(self, key=None, default=None):
+        """The value for ``key``, or the whole map when no key is given."""
         if self._value is None:
             self._value = self._make()
-        return self._value.get(key, default)
+        return self._value if key is None else self._value.get(key, default)
 
     def __contains__(self, key) -> bool:
         return self.get(key) is not None
@@ -105,6 +106,7 @@ def providers(repo: Repo, live: LiveSnapshot | None) -> dict[tuple[str, str], li
 def check_kinds(repo: Repo, surface: sources.Surface, live: LiveSnapshot | None, result: CheckResult,
                 flux_version: str, k3s_version: str) -> None:
     provided = _Lazy(lambda: providers(repo, live))
+    unknown_charts = _Lazy(lambda: _unknown_charts(repo))
     live_crds = {(_crd_kinds(c)[0], _crd_kinds(c)[1]) for c in (live.of("CustomResourceDefinition") if live else [])}
     for ks in repo.kustomizations.values():
         deps = repo.dependencies(ks.key)
@@ -112,7 +114,7 @@ def check_kinds(repo: Repo, surface: sources.Surface, live: LiveSnapshot | None,
             obj = b.obj
             api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
             _one(repo, ks, deps, api_version, kind, ref(obj), ks.file_of(b), surface, provided, live_crds, result,
-                 flux_version, k3s_version)
+                 flux_version, k3s_version, unknown_charts)
         for hc in ks.spec.get("healthChecks") or []:
             if not isinstance(hc, dict):
                 continue
@@ -134,6 +136,18 @@ def check_kinds(repo: Repo, surface: sources.Surface, live: LiveSnapshot | None,
                 kustomization=ks.key, file=ks.file))
 
 
+def _unknown_charts(repo: Repo) -> dict[str, list[str]]:
+    """Kustomization key → its HelmReleases whose chart the catalog does not know."""
+    out: dict[str, list[str]] = {}
+    for ks, b in repo.objects():
+        if b.obj.get("kind") != "HelmRelease" or group_of(str(b.obj.get("apiVersion"))) != "helm.toolkit.fluxcd.io":
+            continue
+        chart = (((b.obj.get("spec") or {}).get("chart") or {}).get("spec") or {}).get("chart")
+        if not chart or not sources.chart_known(str(chart)):
+            out.setdefault(ks.key, []).append(ref(b.obj))
+    return out
+
+
 def _git_crd_versions(repo: Repo, group: str, kind: str) -> set[str]:
     out: set[str] = set()
     for _, b in repo.objects():
@@ -146,7 +160,7 @@ def _git_crd_versions(repo: Repo, group: str, kind: str) -> set[str]:
 
 def _one(repo: Repo, ks: Kustomization, deps: set[str], api_version: str, kind: str, subject: str, file: str,
          surface: sources.Surface, provided: "_Lazy", live_crds: set, result: CheckResult,
-         flux_version: str, k3s_version: str) -> None:
+         flux_version: str, k3s_version: str, unknown_charts: "_Lazy") -> None:
     if surface.serves(api_version, kind):
         return
     group = group_of(api_version)
@@ -219,6 +233,25 @@ def _one(repo: Repo, ks: Kustomization, deps: set[str], api_version: str, kind: 
         return
     hint = " (the live cluster has this CRD, installed by hand or by a chart the check does not know)" \
         if (group, kind) in live_crds else ""
+    unknown = unknown_charts.get()
+    maybe = [hr for k in sorted(deps) for hr in unknown.get(k, [])]
+    if maybe:
+        # A chart the catalog does not know may well install it: say so, do not stop the rebuild.
+        result.add(Finding(
+            "crd-ordering", "warning", subject,
+            f"{subject} ({api_version}) needs a CRD nothing in Git is known to install; "
+            f"{', '.join(maybe)} in a Kustomization {ks.key} dependsOn may install it (its chart is not in the "
+            f"catalog){hint}", "if none of them does, put the CRD in a Kustomization that "
+            f"{ks.name} dependsOn; if one does, accept this finding", kustomization=ks.key, file=file))
+        return
+    same_unknown = unknown.get(ks.key, [])
+    if same_unknown:
+        result.add(Finding(
+            "crd-ordering", "warning", subject,
+            f"{subject} ({api_version}) needs a CRD nothing in Git is known to install; if {same_unknown[0]} in "
+            f"the same Kustomization {ks.key} installs it, this is a deadlock on an empty cluster{hint}",
+            f"move {subject} to a Kustomization that dependsOn {ks.name}", kustomization=ks.key, file=file))
+        return
     result.add(Finding(
         "crd-ordering", "blocker", subject,
         f"{subject} ({api_version}) is not built into K3s {k3s_version} or Flux {flux_version}, and nothing in Git "

@@ -5,6 +5,7 @@ as soon as they arrive: the check needs names, labels, owners and types, never d
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,18 +51,25 @@ def _strip(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def read_live(transport) -> LiveSnapshot:
+def read_live(transport, budget_s: float = 30.0) -> LiveSnapshot:
     """List every kind in ``LISTS`` through ``transport`` (a ``drtool.kube.client.KubeTransport``).
 
     A kind the cluster does not serve (404) is simply empty; any other failure is recorded in
-    ``errors`` and the kind left empty. Never raises for a cluster problem.
+    ``errors`` and the kind left empty; after ``budget_s`` seconds the remaining kinds are left
+    unread (and recorded so). Never raises for a cluster problem.
     """
     from drtool.errors import DrtoolError
     from drtool.kube.client import NotFound
 
     snap = LiveSnapshot()
+    deadline = time.monotonic() + budget_s
     for kind, path in LISTS.items():
         items: list[dict[str, Any]] = []
+        if time.monotonic() > deadline:
+            # A cluster answering this slowly is half dead: what was read stands, the rest is noted.
+            snap.errors.append(f"{kind}: not listed, the {budget_s:g} s budget for reading the cluster ran out")
+            snap.objects[kind] = items
+            continue
         token = None
         try:
             for _ in range(MAX_PAGES):

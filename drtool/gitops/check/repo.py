@@ -162,7 +162,7 @@ def load_repo(root: Path, cluster_path: str, result: CheckResult) -> Repo | None
         for ks in current:
             wave.extend(_children(repo, ks, top, result))
     _other_sources(repo, result)
-    _substitute(repo)
+    _substitute(repo, result)
     return repo
 
 
@@ -196,6 +196,14 @@ def _children(repo: Repo, ks: Kustomization, top: Kustomization, result: CheckRe
             continue
         meta = b.obj.get("metadata") or {}
         namespace = meta.get("namespace") or ks.spec.get("targetNamespace") or "default"
+        problem = _malformed(b.obj.get("spec"))
+        if problem:
+            # The API server's schema validation would refuse it: it never reconciles.
+            result.add(Finding("repository", "blocker", f"Kustomization/{namespace}/{meta.get('name')}",
+                               f"Kustomization {namespace}/{meta.get('name')}: {problem}",
+                               "fix the field to match the Kustomization API (kustomize.toolkit.fluxcd.io/v1)",
+                               kustomization=ks.key, file=ks.file_of(b)))
+            continue
         child = Kustomization(namespace, str(meta.get("name")), dict(b.obj.get("spec") or {}),
                               file=ks.file_of(b), path=_norm(str((b.obj.get("spec") or {}).get("path") or "")))
         if child.key == ROOT:
@@ -212,6 +220,29 @@ def _children(repo: Repo, ks: Kustomization, top: Kustomization, result: CheckRe
         repo.kustomizations[child.key] = child
         found.append(child)
     return found
+
+
+_MAPPINGS = ("sourceRef", "decryption", "postBuild", "kubeConfig")
+_LISTS = ("dependsOn", "healthChecks")
+
+
+def _malformed(spec: Any) -> str:
+    """What in a Flux Kustomization's spec has the wrong shape ("" when nothing)."""
+    if not isinstance(spec, dict):
+        return "spec: expected a mapping"
+    for key in _MAPPINGS:
+        if key in spec and not isinstance(spec[key], dict):
+            return f"spec.{key}: expected a mapping"
+    for key in _LISTS:
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, dict) for v in value)):
+            return f"spec.{key}: expected a list of mappings"
+    post = spec.get("postBuild") or {}
+    if not isinstance(post.get("substitute") or {}, dict) or not isinstance(post.get("substituteFrom") or [], list):
+        return "spec.postBuild: substitute must be a mapping and substituteFrom a list"
+    if not isinstance(spec.get("path") or "", str):
+        return "spec.path: expected a string"
+    return ""
 
 
 def _build_one(repo: Repo, builder: sources.Builder, ks: Kustomization, result: CheckResult,
@@ -272,11 +303,18 @@ def substitution_values(repo: Repo, ks: Kustomization) -> tuple[dict[str, str], 
     return values, missing
 
 
-def _substitute(repo: Repo) -> None:
+def _substitute(repo: Repo, result: CheckResult) -> None:
     for ks in repo.kustomizations.values():
         if not ks.objects or not ks.spec.get("postBuild"):
             continue
         values, _ = substitution_values(repo, ks)
-        done = sources.substitute([b.obj for b in ks.objects], values)
+        try:
+            done = sources.substitute([b.obj for b in ks.objects], values)
+        except sources.BuildError as exc:
+            result.add(Finding("repository", "blocker", f"postBuild {ks.path or '.'}",
+                               f"Kustomization {ks.key}: {exc}",
+                               "fix the variable or the value named in the message; kustomize-controller fails the same way",
+                               kustomization=ks.key, file=ks.file))
+            continue
         ks.objects = [sources.Built(o, b.source) for o, b in zip(done, ks.objects)]
     repo._index = None  # names may have changed

@@ -5,6 +5,7 @@ A kind's identity is ``(group, kind)``; it may be served under several versions
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
@@ -121,6 +122,14 @@ class KindRegistry:
         return [i for i in self._by_kind.values() if i.group == group and version in i.versions]
 
 
+def _kube_aware_key(version: str) -> tuple[int, int, int, str]:
+    """apimachinery ``version.CompareKubeAwareVersionStrings`` as a sort key (highest first)."""
+    m = re.match(r"^v(\d+)(?:(alpha|beta)(\d+))?$", version)
+    if not m:
+        return (3, 0, 0, version)          # non-Kubernetes-looking versions last, alphabetically
+    return ({None: 0, "beta": 1, "alpha": 2}[m.group(2)], -int(m.group(1)), -int(m.group(3) or 0), "")
+
+
 def kind_from_crd(crd: dict[str, Any]) -> KindInfo | None:
     """The ``KindInfo`` a CustomResourceDefinition declares, or ``None`` if it is incomplete."""
     spec = crd.get("spec") or {}
@@ -130,14 +139,17 @@ def kind_from_crd(crd: dict[str, Any]) -> KindInfo | None:
     served = [v for v in spec.get("versions") or [] if v.get("served", True) and v.get("name")]
     if not served:
         return None
-    # The storage version is what kubectl prefers; keep it first.
-    served.sort(key=lambda v: not v.get("storage", False))
-    subresources = tuple((served[0].get("subresources") or {}).keys())
+    # Discovery lists a CRD's versions in Kubernetes' version priority (GA, then beta, then
+    # alpha; higher first), the first being the preferred one kubectl uses: apiextensions-apiserver
+    # pkg/apiserver/customresource_discovery_controller.go, sortGroupDiscoveryByKubeAwareVersion.
+    storage = next((v for v in served if v.get("storage")), served[0])
+    served.sort(key=lambda v: _kube_aware_key(str(v["name"])))
+    subresources = tuple((storage.get("subresources") or {}).keys())
     return KindInfo(
         group=spec["group"], versions=tuple(v["name"] for v in served), kind=names["kind"],
         plural=names["plural"], namespaced=spec.get("scope", "Namespaced") == "Namespaced",
         subresources=subresources, short_names=tuple(names.get("shortNames") or ()),
         singular=names.get("singular") or names["kind"].lower(),
         categories=tuple(names.get("categories") or ()),
-        printer_columns=tuple(served[0].get("additionalPrinterColumns") or ()),
+        printer_columns=tuple(storage.get("additionalPrinterColumns") or ()),
     )

@@ -34,6 +34,7 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any, Iterator, NamedTuple
 
+from . import kine
 from .kinds import KindInfo, KindRegistry, kind_from_crd, split_api_version
 from .objects import SYSTEM_METADATA, clone, merge_patch, now_rfc3339, spec_part, validate_name
 from .selectors import FieldSelector, LabelSelector
@@ -222,16 +223,22 @@ class Store:
         self.kinds.remove(declared.group, declared.kind)   # a CRD update replaces the served versions
         self.kinds.add(declared)
         names = crd["spec"]["names"]
+        # A condition's lastTransitionTime moves only when its status does (apimachinery
+        # SetStatusCondition): re-applying an unchanged CRD must change nothing.
+        before = {c.get("type"): c.get("lastTransitionTime")
+                  for c in (crd.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
         ts = now_rfc3339()
         crd["status"] = {
             "acceptedNames": clone(names),
             "conditions": [
                 {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": ts},
+                 "message": "no conflicts found", "lastTransitionTime": before.get("NamesAccepted") or ts},
                 {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": ts},
+                 "message": "the initial names have been accepted",
+                 "lastTransitionTime": before.get("Established") or ts},
             ],
-            "storedVersions": [declared.versions[0]],
+            "storedVersions": [next((v["name"] for v in crd["spec"].get("versions") or []
+                                     if v.get("storage")), declared.versions[0])],
         }
 
     def update(self, obj: dict) -> dict:
@@ -498,6 +505,9 @@ class Store:
             "kinds": [asdict(k) for k in self._extra_kinds.values()],
             "objects": [o for bucket in self._objects.values() for o in bucket.values()],
         }
+        if kine.is_sqlite_path(self.persist_path):
+            kine.write_state(self.persist_path, state)
+            return
         directory = os.path.dirname(os.path.abspath(self.persist_path))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state-", suffix=".tmp")
@@ -510,8 +520,11 @@ class Store:
             raise
 
     def _load(self, path: str) -> None:
-        with open(path) as fh:
-            state = json.load(fh)
+        if kine.is_sqlite_path(path):
+            state = kine.read_state(path)
+        else:
+            with open(path) as fh:
+                state = json.load(fh)
         for raw in state.get("kinds", []):
             fields = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
             info = self.kinds.add(KindInfo(**fields))

@@ -27,7 +27,8 @@ from typing import Any, Callable
 
 from drtool.lab.gitops_repo import GitError, git, resolve_repo
 
-from . import manifests
+from . import install_options, manifests
+from .install_options import InstallOptions
 from .kube import Kube, KubeError
 from .labenv import LabEnv
 
@@ -63,6 +64,8 @@ class BootstrapSpec:
     timeout: float
     kubeconfig: str | None
     context: str | None
+    install: InstallOptions = InstallOptions()
+    """The flags gotk-components.yaml is generated from (components include the extras)."""
 
 
 def say(symbol: str, text: str) -> None:
@@ -141,14 +144,19 @@ class Bootstrap:
             say("✔", "cloned repository")
             base = checkout / s.path.strip("/").removeprefix("./") / s.namespace
             say("►", "generating component manifests")
-            components = manifests.components_yaml(s.version, s.components_extra)
+            # Regenerated from the flags alone, whatever the repository had (flux2 v2.4.0
+            # pkg/bootstrap/bootstrap_plain_git.go ReconcileComponents → install.Generate).
+            components = install_options.components_yaml(s.version, s.install)
             say("✔", "generated component manifests")
             self._commit(checkout, {base / "gotk-components.yaml": components}, "component manifests",
                          f"Add Flux {s.version} component manifests")
             say("►", "generating sync manifests")
-            files = {base / "gotk-sync.yaml": manifests.sync_yaml(s.sync_url, s.branch, s.path, s.namespace),
-                     base / "kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-                                                  "resources:\n- gotk-components.yaml\n- gotk-sync.yaml\n"}
+            files = {base / "gotk-sync.yaml": manifests.sync_yaml(s.sync_url, s.branch, s.path, s.namespace)}
+            # pkg/manifestgen/kustomization Generate writes kustomization.yaml only when there is
+            # none: an existing one (and the patches in it) is kept.
+            if not (base / "kustomization.yaml").exists():
+                files[base / "kustomization.yaml"] = ("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                                                      "resources:\n- gotk-components.yaml\n- gotk-sync.yaml\n")
             say("✔", "generated sync manifests")
             self._commit(checkout, files, "sync manifests", "Add Flux sync manifests")
         finally:
@@ -177,10 +185,10 @@ class Bootstrap:
     def install(self, kube: Kube) -> None:
         s = self.spec
         say("►", f"installing components in \"{s.namespace}\" namespace")
-        for obj in manifests.components(s.version, s.components_extra):
+        for obj in install_options.component_objects(s.version, s.install):
             kube.apply(obj)
         say("✔", "installed components")
-        for name in manifests.COMPONENTS + s.components_extra:
+        for name in s.install.components:
             self._wait(f"Deployment \"{s.namespace}/{name}\"", lambda n=name: _deployment_ready(kube.get_deployment(s.namespace, n)))
         say("✔", "reconciled components")
 
@@ -243,7 +251,7 @@ class Bootstrap:
     def confirm(self, kube: Kube) -> None:
         s = self.spec
         say("►", "confirming components are healthy")
-        for name in sorted(manifests.COMPONENTS + s.components_extra):
+        for name in sorted(s.install.components):
             ready, _ = _deployment_ready(kube.get_deployment(s.namespace, name))
             if not ready:
                 raise BootstrapError(f"{name}: deployment not ready")

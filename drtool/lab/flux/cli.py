@@ -16,6 +16,8 @@ from drtool.lab.controllers.durations import parse_duration
 
 from . import manifests
 from .bootstrap import Bootstrap, BootstrapError, BootstrapSpec, say
+from .components import components_list
+from .install_options import InstallOptions
 from .kube import Kube, KubeError
 from .labenv import load_lab_env
 
@@ -62,7 +64,15 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         p.add_argument("--branch", default="main")
         p.add_argument("--path", default=".")
         p.add_argument("--version", dest="components_version", default=None)
+        p.add_argument("--components", default=",".join(manifests.COMPONENTS))
         p.add_argument("--components-extra", default="")
+        p.add_argument("--toleration-keys", default="")
+        p.add_argument("--network-policy", type=_bool, nargs="?", const=True, default=True)
+        p.add_argument("--watch-all-namespaces", type=_bool, nargs="?", const=True, default=True)
+        p.add_argument("--cluster-domain", default="cluster.local")
+        p.add_argument("--registry", default="ghcr.io/fluxcd")
+        p.add_argument("--log-level", default="info", choices=("debug", "info", "error"))
+        p.add_argument("--image-pull-secret", default="")
         p.add_argument("--secret-name", default=None)
         _flag(p, "--token-auth", "use the token as Git credentials instead of a deploy key")
         p.add_argument("--author-name", default="Flux")
@@ -97,8 +107,18 @@ def build_parser(version: str) -> argparse.ArgumentParser:
 def _bootstrap_spec(args: argparse.Namespace, version: str) -> BootstrapSpec:
     provider = args.provider
     extra = tuple(x.strip() for x in args.components_extra.split(",") if x.strip())
+    components = tuple(x.strip() for x in args.components.split(",") if x.strip()) + extra
+    # flux2 v2.4.0 cmd/flux/bootstrap.go bootstrapValidate.
+    for required in ("source-controller", "kustomize-controller"):
+        if required not in components:
+            raise BootstrapError(f"component {required} is required")
+    install = InstallOptions(
+        components=components, network_policy=args.network_policy, watch_all_namespaces=args.watch_all_namespaces,
+        toleration_keys=tuple(x.strip() for x in args.toleration_keys.split(",") if x.strip()),
+        cluster_domain=args.cluster_domain, registry=args.registry, log_level=args.log_level,
+        image_pull_secret=args.image_pull_secret)
     path = args.path.strip().removeprefix("./").strip("/") or "."
-    common = dict(branch=args.branch, path=path, components_extra=extra,
+    common = dict(branch=args.branch, path=path, components_extra=extra, install=install,
                   version=args.components_version or version, namespace=args.namespace,
                   timeout=parse_duration(args.timeout, 300.0), kubeconfig=args.kubeconfig, context=args.context)
     if provider == "git":
@@ -174,6 +194,10 @@ def main(argv: list[str] | None = None, *, lab_dir: str | None = None,
             return _check(args)
         if args.command == "bootstrap" and args.provider:
             spec = _bootstrap_spec(args, version)
+            try:
+                components_list(spec.components_extra)
+            except ValueError as exc:
+                raise BootstrapError(str(exc)) from None
             Bootstrap(spec, load_lab_env(lab_dir)).run()
             return 0
         parser.print_help(sys.stderr)

@@ -57,8 +57,8 @@ def components_list(extra: Iterable[str] = ()) -> tuple[str, ...]:
     extra = tuple(extra)
     unknown = [c for c in extra if c not in EXTRA_COMPONENTS]
     if unknown:
-        raise ValueError(f"component {unknown[0]} is not available; extra components are "
-                         f"{', '.join(EXTRA_COMPONENTS)}")
+        # flux2 v2.4.0 internal/utils/utils.go ValidateComponents
+        raise ValueError(f"component {unknown[0]} is not available")
     return DEFAULT_COMPONENTS + tuple(c for c in EXTRA_COMPONENTS if c in extra)
 
 
@@ -89,7 +89,8 @@ def namespace(version: str = DEFAULT_VERSION, ns: str = NAMESPACE) -> dict[str, 
 def crds(version: str = DEFAULT_VERSION, extra: Iterable[str] = (), ns: str = NAMESPACE) -> list[dict[str, Any]]:
     """The CustomResourceDefinitions of the selected components, with the versions v2.4.0 serves."""
     out = []
-    for res in apisurface.flux_resources(version, tuple(extra)):
+    # The lab records Flux v2.4.0's CRDs only; another --version gets them under its own label.
+    for res in apisurface.flux_resources(DEFAULT_VERSION, tuple(extra)):
         component = res.origin.split(":", 1)[1]
         out.append(res.crd(_labels(version, component, ns)))
     return out
@@ -184,7 +185,7 @@ def services(version: str = DEFAULT_VERSION, components: tuple[str, ...] = DEFAU
 def deployments(version: str = DEFAULT_VERSION, components: tuple[str, ...] = DEFAULT_COMPONENTS,
                 ns: str = NAMESPACE) -> list[dict[str, Any]]:
     """One Deployment per controller, with its release's image, ports and the install's node selector."""
-    images = apisurface.flux_controller_versions(version)
+    images = apisurface.flux_controller_versions(DEFAULT_VERSION)
     out = []
     for name in components:
         labels = {"app": name}

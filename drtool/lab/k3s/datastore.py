@@ -159,3 +159,105 @@ def restore_snapshot(fs: RootFS, data_dir: str, snapshot: str, secret: str) -> N
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(base64.b64decode(b64))
+    # "Cluster reset: replacing file on disk" (bootstrap.go): the restored etcd holds these CAs.
+    save_bootstrap(fs, data_dir, True, secret)
+
+
+# --- bootstrap data kept in the SQLite datastore ------------------------------------------
+#
+# k3s-io/k3s v1.31 pkg/cluster/storage.go and bootstrap.go: the cluster CAs and keys are
+# saved in the datastore under /bootstrap/<hash of the token>, encrypted with the token. On
+# start (ReconcileBootstrapData) missing certificate dirs are written from the datastore; a
+# file whose content differs and whose mtime is at least 3 s newer than the datastore's copy
+# stops K3s; an older one is replaced from the datastore.
+
+SYSTEM_TIME_SKEW = 3
+BOOTSTRAP_DIR = "server/tls"
+
+
+def bootstrap_key(secret: str) -> str:
+    return "/bootstrap/" + token_hash(secret)[:12]
+
+
+def _bootstrap_paths(fs: RootFS, data_dir: str) -> dict[str, Path]:
+    tls = fs.path(data_dir) / BOOTSTRAP_DIR
+    return {f"{data_dir}/{BOOTSTRAP_DIR}/{name}": tls / name for name in CA_FILES}
+
+
+ETCD_BOOTSTRAP = "server/db/etcd/member/snap/bootstrap"
+
+
+def _read_stored(fs: RootFS, data_dir: str, etcd: bool) -> tuple[str, dict] | None:
+    """``(key, data)`` of the stored bootstrap data: a kine row in SQLite, a file in the lab's etcd."""
+    from drtool.lab.api import kine
+
+    if not etcd:
+        return kine.read_bootstrap(str(state_path(fs, data_dir, False)))
+    path = fs.path(data_dir) / ETCD_BOOTSTRAP
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return raw["key"], raw["data"]
+
+
+def _write_stored(fs: RootFS, data_dir: str, etcd: bool, key: str, data: dict) -> None:
+    from drtool.lab.api import kine
+
+    if not etcd:
+        kine.write_bootstrap(str(state_path(fs, data_dir, False)), key, data)
+        return
+    path = fs.path(data_dir) / ETCD_BOOTSTRAP
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"key": key, "data": data}, fh)
+
+
+def reconcile_bootstrap(fs: RootFS, data_dir: str, etcd: bool, secret: str) -> bool:
+    """Bring the CA files on disk in line with the datastore's; returns whether it held any.
+
+    Raises SnapshotError with K3s's own fatal message when the token does not open the
+    stored data or a file on disk is newer than the datastore's copy.
+    """
+    row = _read_stored(fs, data_dir, etcd)
+    if row is None:
+        return False
+    key, data = row
+    if not secret or key != bootstrap_key(secret):
+        raise SnapshotError("starting kubernetes: preparing server: bootstrap data already found and "
+                            "encrypted with different token")
+    files = data.get("files") or {}
+    paths = _bootstrap_paths(fs, data_dir)
+    tls = fs.path(data_dir) / BOOTSTRAP_DIR
+    if tls.is_dir() and any(tls.iterdir()):
+        newer_on_disk = []
+        for node_path, disk in paths.items():
+            stored = files.get(disk.name)
+            if stored is None or not disk.exists():
+                continue
+            if disk.read_bytes() != base64.b64decode(stored["content"]):
+                if int(disk.stat().st_mtime) - int(stored["timestamp"]) >= SYSTEM_TIME_SKEW:
+                    newer_on_disk.append(node_path)
+        if newer_on_disk:
+            raise SnapshotError(", ".join(sorted(newer_on_disk)) + " newer than datastore and could cause a cluster "
+                                "outage. Remove the file(s) from disk and restart to be recreated from datastore.")
+    tls.mkdir(parents=True, exist_ok=True)
+    for name, stored in files.items():
+        if name in CA_FILES:
+            target = tls / name
+            content = base64.b64decode(stored["content"])
+            if not target.exists() or target.read_bytes() != content:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(content)
+    return True
+
+
+def save_bootstrap(fs: RootFS, data_dir: str, etcd: bool, secret: str) -> None:
+    """Store the CA files (content and mtime) in the datastore under the token's key."""
+    files = {}
+    for path in _bootstrap_paths(fs, data_dir).values():
+        if path.exists():
+            files[path.name] = {"content": base64.b64encode(path.read_bytes()).decode(),
+                                "timestamp": int(path.stat().st_mtime)}
+    _write_stored(fs, data_dir, etcd, bootstrap_key(secret), {"files": files})

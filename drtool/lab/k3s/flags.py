@@ -1,7 +1,7 @@
 """Command-line flags of ``k3s server`` and ``k3s agent``, parsed into frozen configs.
 
 The real binary uses urfave/cli: ``--flag value`` and ``--flag=value`` both work, list
-flags repeat, ``--disable`` also takes comma lists, and an unknown flag stops the program
+flags repeat, ``--disable`` also takes comma lists (of any names), and an unknown flag stops the program
 with ``flag provided but not defined``. Environment variables (``K3S_TOKEN``, ``K3S_URL``,
 ...) fill in what the flags leave out, as they do for the unit's ``.service.env`` file.
 Everything here is pure so it is table-tested without processes.
@@ -77,6 +77,12 @@ _SERVER_ONLY: dict[str, tuple[str, tuple[str, ...]]] = {
     "default-local-storage-path": ("str", ()),
     "embedded-registry": ("bool", ()),
 }
+
+def flag_names(server: bool) -> set[str]:
+    """Every flag name and alias of ``k3s server`` (or ``agent``), for config-file keys."""
+    spec = {**_COMMON, **_SERVER_ONLY} if server else _COMMON
+    return {n for name, (_, aliases) in spec.items() for n in (name, *aliases)}
+
 
 #: Components ``--disable`` accepts, and the kube-system objects each one owns.
 PACKAGED_COMPONENTS = ("coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes")
@@ -235,9 +241,8 @@ def parse_server(argv: list[str], env: Mapping[str, str], hostname: str,
     disable: list[str] = []
     for item in values.get("disable", []):  # type: ignore[union-attr]
         disable.extend(x.strip() for x in str(item).split(",") if x.strip())
-    for item in disable:
-        if item not in PACKAGED_COMPONENTS:
-            raise UsageError(f"invalid value provided for --disable flag: {item!r} is not a packaged component")
+    # k3s-io/k3s v1.31 pkg/cli/server/server.go: every --disable word becomes a skipped manifest
+    # name (ControlConfig.Skips) without validation, so custom addon names are accepted too.
     agent_token = str(values.get("agent-token") or env.get("K3S_AGENT_TOKEN", ""))
     if not agent_token and (values.get("agent-token-file") or env.get("K3S_AGENT_TOKEN_FILE")):
         agent_token = _read_token_file(str(values.get("agent-token-file") or env["K3S_AGENT_TOKEN_FILE"]), read_file)

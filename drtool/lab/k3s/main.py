@@ -38,11 +38,29 @@ def _lab(lab_dir):
     return load_lab_config(lab_dir or os.environ.get("DRTOOL_LAB_DIR"))
 
 
+def _with_config_file(argv: list[str], fs: RootFS, server: bool) -> list[str]:
+    """The config files' flags in front of the command line, as K3s's configfilearg does."""
+    from drtool.lab.k3s.configfile import config_args
+    from drtool.lab.k3s.flags import flag_names
+
+    def listdir(path: str) -> list[str]:
+        p = fs.path(path)
+        return [c.name for c in p.iterdir() if c.is_file()] if p.is_dir() else []
+
+    try:
+        words = config_args(os.environ, lambda p: fs.path(p).is_file(), lambda p: fs.path(p).read_text(), listdir,
+                            flag_names(server), proc.warn)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"failed to read config file: {exc}") from exc
+    return [*words, *argv]
+
+
 def _server(argv: list[str], lab_dir) -> int:
     import asyncio
     import logging
     from drtool.lab.k3s.flags import parse_server
     fs = RootFS.from_env()
+    argv = _with_config_file(argv, fs, server=True)
     cfg = parse_server(argv, os.environ, hostname(), read_file=lambda p: fs.path(p).read_text())
     logging.basicConfig(level=logging.DEBUG if cfg.debug else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,6 +72,7 @@ def _agent(argv: list[str], lab_dir) -> int:
     from drtool.lab.k3s.agent import run_agent
     from drtool.lab.k3s.flags import parse_agent
     fs = RootFS.from_env()
+    argv = _with_config_file(argv, fs, server=False)
     cfg = parse_agent(argv, os.environ, hostname(), read_file=lambda p: fs.path(p).read_text())
     return run_agent(cfg, fs, _lab(lab_dir))
 

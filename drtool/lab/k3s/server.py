@@ -98,10 +98,21 @@ class ClusterState:
         """The cluster CAs a joining server needs (base64 by file name)."""
         return {name: base64.b64encode((self.pki_dir / name).read_bytes()).decode() for name in datastore.CA_FILES}
 
-    def join(self, spec: nodes.NodeSpec, password: str, node_args: str = "") -> nodes.JoinVerdict:
-        """Register (or re-register) ``spec`` if its node password is right."""
+    def join(self, spec: nodes.NodeSpec, password: str, node_args: str = "", local: bool = False) -> nodes.JoinVerdict:
+        """Register (or re-register) ``spec`` if its node password is right.
+
+        ``local``: the server's own node. K3s (v1.31 pkg/nodepassword/validate.go,
+        verifyLocalPassword) checks it against ``/etc/rancher/node/password`` on this
+        machine, then checks the Secret later only to report: a mismatch (a restored
+        datastore) is a Warning event ``NodePasswordValidationFailed``, not a rejection.
+        """
         secret = self.store.get("", "Secret", nodes.SECRET_NAMESPACE, nodes.secret_name(spec.name))
         verdict = nodes.check_node_password(spec.name, password, secret)
+        if not verdict.accepted and local and password:
+            proc.info(f"Password verified locally for node {spec.name}")
+            self._node_event(spec.name, "Warning", "NodePasswordValidationFailed",
+                             f"Deferred node password secret validation failed: {verdict.server_log}")
+            verdict = nodes.JoinVerdict(True)
         if not verdict.accepted:
             proc.error(verdict.server_log)
             return verdict
@@ -117,6 +128,14 @@ class ClusterState:
             self.store.update(nodes.apply_registration(existing, spec))
         self._last_seen[spec.name] = time.monotonic()
         return verdict
+
+    def _node_event(self, node: str, type_: str, reason: str, message: str) -> None:
+        now = now_rfc3339()
+        self.store.create({
+            "apiVersion": "v1", "kind": "Event", "type": type_, "reason": reason, "message": message,
+            "metadata": {"generateName": f"{node}.", "namespace": "default"},
+            "involvedObject": {"kind": "Node", "name": node, "uid": node, "namespace": ""},
+            "source": {"component": "k3s-supervisor"}, "firstTimestamp": now, "lastTimestamp": now, "count": 1})
 
     def register_again(self, spec: nodes.NodeSpec, password: str) -> tuple[int, str]:
         """A running kubelet recreates its deleted Node object: ``(200, "")`` or an error status.
@@ -356,9 +375,18 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     except datastore.SnapshotError as exc:
         return proc.fatal(str(exc))
 
+    # The first (or only) server reconciles with its datastore; a joining server gets the CAs
+    # over HTTP from the first one (_fetch_cluster_cas).
+    keeps_bootstrap = not joining
+    try:
+        stored_bootstrap = keeps_bootstrap and datastore.reconcile_bootstrap(fs, cfg.data_dir, cfg.embedded_etcd, secret)
+    except datastore.SnapshotError as exc:
+        return proc.fatal(str(exc))
     sans = (address, cfg.node_name, *cfg.tls_sans, *lab.addresses)
     pki = LabPki.load_or_create(tls_dir, sans)
     token = server_token(pki.ca_pem, secret or (cfg.token if cfg.token else ""))
+    if keeps_bootstrap and not stored_bootstrap:
+        datastore.save_bootstrap(fs, cfg.data_dir, cfg.embedded_etcd, token.password)
     _write_private(token_file, token.full() + "\n")
     node_token = server_dir / "node-token"
     if node_token.is_symlink() or node_token.exists():
@@ -406,7 +434,7 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
             proc.info(f"Running kube-apiserver on https://{address}:{cfg.https_port}")
             _ensure_base_objects(store)
             store.flush()           # the datastore file exists from the start, as K3s's does
-            verdict = cluster.join(spec, password, json.dumps(["server", *cfg.disable]))
+            verdict = cluster.join(spec, password, json.dumps(["server", *cfg.disable]), local=True)
             node_ready = asyncio.Event()
             if verdict.accepted:
                 tasks.append(asyncio.create_task(_own_node_ready(cluster, cfg.node_name, lab.scenario, node_ready)))

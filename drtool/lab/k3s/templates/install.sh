@@ -10,6 +10,7 @@
 #   INSTALL_K3S_SYSTEMD_DIR         default /etc/systemd/system
 #   INSTALL_K3S_NAME                service name suffix (k3s-<name>)
 #   INSTALL_K3S_SKIP_ENABLE / INSTALL_K3S_SKIP_START / INSTALL_K3S_SYMLINK=skip
+#   INSTALL_K3S_FORCE_RESTART=true  restart the service even when nothing changed
 #   K3S_URL                         join a server (then the command defaults to agent)
 #   K3S_TOKEN / K3S_TOKEN_FILE      cluster token (required with K3S_URL)
 #   K3S_*                           every K3S_ variable goes to the unit's .service.env (0600)
@@ -92,6 +93,14 @@ setup_env() {
     FILE_K3S_ENV=${SYSTEMD_DIR}/${SERVICE_K3S}.env
     KILLALL_K3S_SH=${BIN_DIR}/k3s-killall.sh
     UNINSTALL_K3S_SH=${BIN_DIR}/${SYSTEM_NAME}-uninstall.sh
+
+    PRE_INSTALL_HASHES=$(get_installed_hashes)
+}
+
+# As k3s-io/k3s install.sh (get_installed_hashes, the script get.k3s.io serves for v1.31):
+# the binary, unit and env file before and after decide whether the service is (re)started.
+get_installed_hashes() {
+    sha256sum "$R${BIN_DIR}/k3s" "$R${FILE_K3S_SERVICE}" "$R${FILE_K3S_ENV}" 2>&1 || true
 }
 
 download_and_verify() {
@@ -110,6 +119,17 @@ download_and_verify() {
         info "Finding release for channel ${INSTALL_K3S_CHANNEL:-stable}"
     fi
     fatal "Download failed: this node has no network access. Upload the k3s binary to ${BIN_DIR}/k3s and set INSTALL_K3S_SKIP_DOWNLOAD=true (air-gapped install)"
+}
+
+# As k3s-io/k3s install.sh setup_selinux: an air-gapped install (or a node without
+# /usr/share/selinux) never installs the k3s-selinux RPM and checks nothing.
+setup_selinux() {
+    if [ "${INSTALL_K3S_SKIP_SELINUX_RPM}" = true ] || [ "${INSTALL_K3S_SKIP_DOWNLOAD}" = true ] || \
+       [ "${INSTALL_K3S_SKIP_DOWNLOAD}" = selinux ] || [ ! -d "$R/usr/share/selinux" ]; then
+        info "Skipping installation of SELinux RPM"
+        return
+    fi
+    fatal "Installing the k3s-selinux RPM needs network access, which lab nodes do not have"
 }
 
 create_symlinks() {
@@ -214,9 +234,16 @@ service_enable_and_start() {
     if [ "${INSTALL_K3S_SKIP_START}" = true ]; then
         return
     fi
-    info "systemd: Starting ${SYSTEM_NAME}"
     # Lab only: a scenario's ssh_drop plays a flaky link here, mid-install.
     "$R${BIN_DIR}/k3s" lab-fault ssh-drop "$([ -n "${K3S_URL}" ] && echo join || echo install)" >/dev/null 2>&1 || true
+    # k3s-io/k3s install.sh service_enable_and_start: unchanged files leave the service as it is
+    # (a stopped K3s stays stopped) unless INSTALL_K3S_FORCE_RESTART=true.
+    POST_INSTALL_HASHES=$(get_installed_hashes)
+    if [ "${PRE_INSTALL_HASHES}" = "${POST_INSTALL_HASHES}" ] && [ "${INSTALL_K3S_FORCE_RESTART}" != true ]; then
+        info 'No change detected so skipping service start'
+        return
+    fi
+    info "systemd: Starting ${SYSTEM_NAME}"
     systemctl restart ${SYSTEM_NAME}
 }
 
@@ -226,6 +253,7 @@ eval set -- $(escape "${INSTALL_K3S_EXEC}") $(quote "$@")
 verify_system
 setup_env "$@"
 download_and_verify
+setup_selinux
 create_symlinks
 create_killall
 create_uninstall
