@@ -182,15 +182,16 @@ def test_fails_fast_with_the_right_message(lab, case):
     wait_until(lambda: all(conv.watcher.synced()[k] for k in ("Pod", "HelmRelease")))
     began = time.monotonic()
     if case == "stalled":
+        # The failed installs' event comes first, as helm-controller records it before it stalls.
+        lab.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "loki.1", "namespace": "logging"},
+                    "involvedObject": {"kind": "HelmRelease", "name": "loki", "namespace": "logging"},
+                    "reason": "InstallFailed", "message": "Helm install failed: timed out", "count": 2,
+                    "lastTimestamp": T})
         lab.set_status(hr("loki", "logging"), {"observedGeneration": 1, "conditions": [
             {"type": "Stalled", "status": "True", "reason": "RetriesExceeded",
              "message": "Failed to install after 3 attempt(s)", "lastTransitionTime": T},
             {"type": "Ready", "status": "False", "reason": "InstallFailed", "message": "install failed",
              "lastTransitionTime": T}]})
-        lab.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "loki.1", "namespace": "logging"},
-                    "involvedObject": {"kind": "HelmRelease", "name": "loki", "namespace": "logging"},
-                    "reason": "InstallFailed", "message": "Helm install failed: timed out", "count": 2,
-                    "lastTimestamp": T})
     elif case == "crashloop":
         lab.create(pod("llama-cpp-1", "llm", {"phase": "Running", "conditions": [
             {"type": "Ready", "status": "False"}], "containerStatuses": [
