@@ -322,3 +322,18 @@ def test_bootstrap_that_times_out_keeps_what_flux_printed(unreachable_api, monke
         bootstrap._attempt(ctx, ["flux", "bootstrap", "github"], {}, timeout=5)
     log = (ctx.run.dir / "bootstrap.log").read_text()
     assert "waiting for Kustomization" in log and "stopped after 5s" in log
+
+
+def test_a_runbook_phase_step_records_the_outcome_its_phase_gave(inv, tmp_path):
+    path = tmp_path / "book.yaml"
+    path.write_text(yaml.safe_dump({"name": "probe", "description": "d", "steps": [
+        {"id": "backup", "title": "Back up", "phase": "backup", "args": {"skip_backup": True}},
+        {"id": "teardown", "title": "Wipe", "phase": "teardown"},
+    ]}))
+    runner = RecordingRunner(inv, [Reply("uninstall", stdout="drtool-teardown: noop")])
+    executor = RunbookExecutor(inv, load_runbook(path), RunOptions(quiet=True, yes=True), runner=lambda *_: runner)
+    assert executor.run() == 0
+    journal = json.loads((executor.ctx.run.dir / "journal.json").read_text())
+    phases = {p["name"]: p for p in journal["phases"]}
+    assert phases["backup"]["outcome"] == "skipped"
+    assert phases["teardown"]["outcome"] == "ok" and phases["teardown"]["details"]["nothing_installed"] == ["node1", "node2"]
