@@ -133,9 +133,10 @@ def run(ctx: Context) -> PhaseResult:
 
         ctx.runner.fan_out(rest, one).raise_on_failure("server install")
     ctx.run.record["versions"]["k3s"] = ctx.inv.k3s.version
+    reused = image_cache.details(ctx, servers)
     return ok(f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
               + config_note(ctx, servers) + image_cache.note(ctx, servers), servers=[n.name for n in servers], ha=ha,
-              **({"images_reused": image_cache.details(ctx, servers)} if image_cache.details(ctx, servers) else {}))
+              **({"images_reused": reused} if reused else {}))
 
 
 def config_note(ctx: Context, nodes) -> str:
