@@ -65,7 +65,8 @@ def give_back(ctx: Context, node: Node) -> None:
         return
     try:
         with ctx.step(node, "images"):
-            res = ctx.runner.run(node, image_cache.give_back_command(ctx.inv), sudo=True, check=False, step="install")
+            # Its own step in commands.log, apart from the install it prepares.
+            res = ctx.runner.run(node, image_cache.give_back_command(ctx.inv), sudo=True, check=False, step="images")
     except DrtoolError as exc:
         ctx.progress.print(f"    warning: {node.name}: kept images not given back ({type(exc).__name__}); they will be pulled")
         return
