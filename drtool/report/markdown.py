@@ -86,6 +86,18 @@ def _objects(r: Report) -> list[str]:
     return out
 
 
+def _nudges(r: Report) -> list[str]:
+    """One line: how often drtool asked Flux to reconcile at once instead of waiting for a timer."""
+    if not r.nudges:
+        return []
+    sent = [n for n in r.nudges if n.ok]
+    failed = len(r.nudges) - len(sent)
+    names = ", ".join(code(n.id) for n in sent[:5]) + (f" (+{len(sent) - 5} more)" if len(sent) > 5 else "")
+    line = (f"Flux nudged {len(sent)} time(s) (`reconcile.fluxcd.io/requestedAt`, as soon as dependencies "
+            f"were Ready){': ' + names if names else ''}")
+    return [line + (f"; {failed} request(s) failed." if failed else "."), ""]
+
+
 def _critical(r: Report) -> list[str]:
     if not r.critical_path:
         return []
@@ -162,6 +174,6 @@ def render_markdown(report: Report) -> str:
     out += _facts(r)
     if r.phases:
         out += ["## Timeline", "", "```mermaid", gantt(r), "```", ""]
-    out += _phases(r) + _gitops(r) + _failures(r) + _critical(r) + _objects(r) + _checks(r)
+    out += _phases(r) + _gitops(r) + _failures(r) + _nudges(r) + _critical(r) + _objects(r) + _checks(r)
     out += [f"<sub>{cell(r.schema_)}, generated {fmt.clock(r.generated_at)}</sub>", ""]
     return redact("\n".join(out))

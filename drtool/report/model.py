@@ -125,6 +125,19 @@ class ConvergeSummary(_Frozen):
     objects_total: int
     objects_ready: int
     objects_failed: int
+    nudges: int = 0
+    """Reconcile requests accepted by the API (``converge.nudge``)."""
+
+
+class NudgeInfo(_Frozen):
+    id: str
+    at: float | None
+    t_s: float | None
+    """Seconds since recovery start."""
+    after: list[str]
+    """The dependencies that had just become Ready (``bootstrap`` for a source)."""
+    ok: bool
+    error: str = ""
 
 
 class ErrorInfo(_Frozen):
@@ -172,6 +185,8 @@ class Report(_Frozen):
     failures: list[FailureInfo]
     pending: list[str]
     post_checks: list[PostCheckResult]
+    nudges: list[NudgeInfo] = Field(default_factory=list)
+    """Reconcile requests the converge phase sent, in order."""
     gitops_check: dict[str, Any] | None = None
     """The preflight GitOps check: findings (with ``accepted``), accepted ids, notes; None when not run."""
 
@@ -379,11 +394,14 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
             converged=conv.converged, outcome=conv.outcome or ("converged" if conv.converged else ""),
             started_at=_r(conv.started), ended_at=_r(conv.ended), duration_s=_diff(conv.ended, conv.started),
             objects_total=len(objects), objects_ready=sum(o.outcome == "ready" for o in objects),
-            objects_failed=sum(o.outcome == "failed" for o in objects)) if conv else None,
+            objects_failed=sum(o.outcome == "failed" for o in objects),
+            nudges=sum(1 for n in conv.nudges if n.ok)) if conv else None,
         objects=objects, critical_path=critical,
         failures=[FailureInfo(**f.model_dump()) for f in (conv.failures if conv else [])],
         pending=list(conv.pending) if conv else [],
         post_checks=[PostCheckResult(**c.model_dump()) for c in rec.post_checks],
+        nudges=[NudgeInfo(id=n.id, at=_r(n.at), t_s=_diff(n.at, t_rec), after=list(n.after), ok=n.ok, error=n.error)
+                for n in (conv.nudges if conv else [])],
         gitops_check=rec.gitops_check.model_dump() if rec.gitops_check is not None else None,
     )
     return _redact_tree(report.model_dump(mode="json", by_alias=True))

@@ -111,6 +111,16 @@ class FailureRecord(_Frozen):
 
 
 
+class NudgeRecord(_Frozen):
+    """One reconcile request the converge phase sent (``drtool.kube.nudge``)."""
+
+    id: str
+    at: float | None = None
+    after: list[str] = Field(default_factory=list)
+    ok: bool = False
+    error: Text = ""
+
+
 class ConvergeRecord(_Frozen):
     """The converge phase's result (``drtool.converge.ConvergeResult.to_dict()``); epoch seconds."""
 
@@ -122,6 +132,7 @@ class ConvergeRecord(_Frozen):
     critical_path: list[PathStep] = Field(default_factory=list)
     failures: list[FailureRecord] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
+    nudges: list[NudgeRecord] = Field(default_factory=list)
 
     @field_validator("pending", mode="before")
     @classmethod

@@ -185,6 +185,14 @@ class Runtime:
         key = key_of(obj)
         gk = key[:2]
         if gk in self._by_kind:
+            # Every change of an object re-runs it. For Kustomizations and HelmReleases that is a
+            # superset of the real watches (kustomize-controller v1.4.0 kustomization_manager.go,
+            # helm-controller v1.1.0 helmrelease_controller.go: predicate.Or(
+            # GenerationChangedPredicate, fluxcd/pkg runtime ReconcileRequestedPredicate)), so a new
+            # reconcile.fluxcd.io/requestedAt value (flux reconcile, drtool's nudge) is acted on at
+            # once, as on a real cluster; a status write the controller made itself changes nothing
+            # (an unchanged write is a no-op) and a dependency's change never reaches a dependent
+            # here, which keeps the --requeue-dependency wait (tests/lab/test_nudge_lab.py).
             self.kick(key)
         meta = obj.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
