@@ -241,6 +241,9 @@ class ConvergeResult:
     stuck_s: float = 0.0
     """For ``stuck``: how long nothing had changed."""
     nudges: tuple[dict, ...] = ()
+    explained_path: tuple[dict, ...] = ()
+    """``drtool.kube.graph.explain_path`` to the last object Ready (converged runs only):
+    ``{"id", "start", "end", "cause", "reason", "via"}`` segments, earliest first."""
     """Reconcile requests sent: ``{"id", "at", "after", "ok"}`` (``after``: the dependencies that
     had just become Ready, or ``bootstrap`` for a source)."""
 
@@ -257,6 +260,7 @@ class ConvergeResult:
         d["critical_path"] = list(d["critical_path"])
         d["pending"] = list(d["pending"])
         d["nudges"] = [{**n, "after": list(n["after"])} for n in d["nudges"]]
+        d["explained_path"] = list(d["explained_path"])
         d["nudge_count"] = sum(1 for n in self.nudges if n.get("ok"))
         return d
 
@@ -501,6 +505,16 @@ class Converger:
             self._nudges.append({"id": nudge.id, "at": self._to_wall(now), "after": nudge.after, "ok": ok,
                                  **({"error": error} if error else {})})
 
+    def _explained(self, edges: graph.Edges, records: list[ObjectRecord],
+                   ready_at: Mapping[str, float]) -> tuple[dict, ...]:
+        """``graph.explain_path`` to the last object Ready, in wall-clock seconds."""
+        made_by = graph.creators(r.obj for r in self.watcher.records())
+        first_seen = {r.id: r.first_seen for r in records}
+        history = {r.id: [(t.at, t.reason, t.message) for t in r.history] for r in records}
+        segments = graph.explain_path(edges, made_by, first_seen, ready_at, history)
+        return tuple({**seg, "start": self._to_wall(seg["start"]), "end": self._to_wall(seg["end"]),
+                      "reason": redact(seg["reason"])} for seg in segments)
+
     def _confirmed(self) -> bool:
         """Everything looks ready: list every kind once more before saying so.
 
@@ -612,13 +626,14 @@ class Converger:
             end = max(flux_ready, key=lambda r: (r.ready_at, r.id)).id
         path = tuple({**step, "ready_at": self._to_wall(step["ready_at"])}
                      for step in graph.critical_path(edges, ready_at, end))
+        explained = self._explained(edges, records, ready_at) if outcome == "converged" else ()
         return ConvergeResult(
             converged=outcome == "converged", outcome=outcome,
             started=round(self._wall0, 3), ended=self._to_wall(now), objects=objects,
             critical_path=path, failures=tuple(failures), pending=tuple(pending),
             api_requests=dict(self.transport.requests),
             stuck_s=round(now - self._last_change, 1) if outcome == "stuck" else 0.0,
-            nudges=tuple(self._nudges))
+            nudges=tuple(self._nudges), explained_path=explained)
 
 
 def _split_id(oid: str) -> tuple[str, str, str]:

@@ -121,6 +121,17 @@ class NudgeRecord(_Frozen):
     error: Text = ""
 
 
+class ExplainedSegment(_Frozen):
+    """One part of the converge phase's explained critical path (``drtool.kube.graph.explain_path``)."""
+
+    id: str
+    start: float
+    end: float
+    cause: Text = "work"
+    reason: Text = ""
+    via: Text = ""
+
+
 class ConvergeRecord(_Frozen):
     """The converge phase's result (``drtool.converge.ConvergeResult.to_dict()``); epoch seconds."""
 
@@ -133,6 +144,7 @@ class ConvergeRecord(_Frozen):
     failures: list[FailureRecord] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
     nudges: list[NudgeRecord] = Field(default_factory=list)
+    explained_path: list[ExplainedSegment] = Field(default_factory=list)
 
     @field_validator("pending", mode="before")
     @classmethod
