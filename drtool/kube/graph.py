@@ -179,8 +179,9 @@ _FLUX_GATES = frozenset({"Kustomization", "HelmRelease", "GitRepository", "HelmR
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Reasons that mean a Flux controller is waiting on its own timer: kustomize-controller v1.4.0 and
 # helm-controller v1.1.0 re-check a dependency every --requeue-dependency (DependencyNotReady),
-# and a failed reconcile is retried at retryInterval (or its backoff).
-_TIMER_REASONS = frozenset({"DependencyNotReady", "ArtifactFailed", "BuildFailed", "ReconciliationFailed",
+# and a failed reconcile is retried at retryInterval (or its backoff). ArtifactFailed is not one:
+# both watch their source and reconcile as soon as it has an artifact.
+_TIMER_REASONS = frozenset({"DependencyNotReady", "BuildFailed", "ReconciliationFailed",
                             "HealthCheckFailed", "InstallFailed", "UpgradeFailed", "RetriesExceeded"})
 _PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "Pulling"})
 

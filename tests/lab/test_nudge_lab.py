@@ -86,7 +86,11 @@ def _converge_chain(tmp_path: Path, nudge: bool) -> dict:
         finally:
             client.close()
         assert result.converged, result.summary()
-        return result.to_dict()
+        data = result.to_dict()
+        data["lab_kustomizations"] = {name: server.threadsafe(store.get, "kustomize.toolkit.fluxcd.io",
+                                                              "Kustomization", "flux-system", name)
+                                      for name, _ in CHAIN}
+        return data
     finally:
         if controllers is not None:
             run(controllers.stop())
@@ -115,6 +119,13 @@ def test_nudges_cut_the_dependency_requeue_and_each_object_is_nudged_once(tmp_pa
     ids = [n["id"] for n in nudged["nudges"]]
     assert sorted(ids) == ["Kustomization/flux-system/apps", "Kustomization/flux-system/web"]
     assert all(n["ok"] for n in nudged["nudges"]) and nudged["nudge_count"] == 2
+    # The controller recorded the request it handled, as kustomize-controller does.
+    for name in ("apps", "web"):
+        obj = nudged["lab_kustomizations"][name]
+        requested = obj["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"]
+        assert obj["status"]["lastHandledReconcileAt"] == requested
+    assert "annotations" not in plain["lab_kustomizations"]["web"]["metadata"] or \
+        "reconcile.fluxcd.io/requestedAt" not in plain["lab_kustomizations"]["web"]["metadata"]["annotations"]
     # Each was nudged only after its dependency was Ready, and before it became Ready itself.
     for n in nudged["nudges"]:
         dep = n["after"][0].rsplit("/", 1)[1]
@@ -141,7 +152,7 @@ def test_the_reports_critical_time_explains_the_requeue_waits(tmp_path: Path) ->
             < ids.index("Kustomization/flux-system/apps") < ids.index("Kustomization/flux-system/web"), ids
     # Without nudges the two 1.5 s requeues are on the path, named as Flux timers; nudged, hardly any.
     timers = [s for s in plain["critical_time"] if s["cause"] == "flux_timer"]
-    assert {s["what"] for s in timers} == {"Kustomization/flux-system/apps", "Kustomization/flux-system/web"}
+    assert {s["what"] for s in timers} == {"Kustomization/flux-system/apps", "Kustomization/flux-system/web"}, timers
     assert all(s["reason"] == "DependencyNotReady" for s in timers)
     assert plain["critical_time_by_cause"]["flux_timer"] > 4 * nudged["critical_time_by_cause"]["flux_timer"]
     assert "waiting for a Flux timer" in render_markdown(load_report(plain))

@@ -141,3 +141,19 @@ def test_converger_without_nudges_sends_nothing():
     _controller(api)
     result = _converge(api, nudge=False)
     assert not result.converged and api.patches == [] and result.to_dict()["nudge_count"] == 0
+
+
+def test_planner_nudges_a_helmrelease_behind_helmrelease_dependencies():
+    # helm-controller v1.1.0: dependsOn names HelmReleases (namespace defaults to the release's).
+    planner = NudgePlanner()
+    crds = flux("HelmRelease", "monitoring", "crds", ready=False)
+    stack = flux("HelmRelease", "monitoring", "stack", ready=False, reason="DependencyNotReady",
+                 message="dependency 'monitoring/crds' is not ready",
+                 spec={"dependsOn": [{"name": "crds"}, {"name": "cert-manager", "namespace": "cert-manager"}]})
+    cluster = {"HelmRelease/monitoring/crds": crds,
+               "HelmRelease/cert-manager/cert-manager": flux("HelmRelease", "cert-manager", "cert-manager")}
+    assert planner.due(_pending(stack), cluster.get) == []
+    cluster["HelmRelease/monitoring/crds"] = flux("HelmRelease", "monitoring", "crds")
+    due = planner.due(_pending(stack), cluster.get)
+    assert [(n.id, n.after) for n in due] == [("HelmRelease/monitoring/stack",
+                                              ("HelmRelease/monitoring/crds", "HelmRelease/cert-manager/cert-manager"))]

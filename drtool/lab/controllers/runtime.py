@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str]        # (group, kind, namespace, name)
 GroupKind = tuple[str, str]
 ERROR_RETRY = 1.0                      # seconds before retrying a reconcile that raised
+# fluxcd/pkg apis/meta v1.6.1 annotations.go ReconcileRequestAnnotation.
+RECONCILE_REQUEST = "reconcile.fluxcd.io/requestedAt"
+HANDLES_REQUESTS = frozenset({("kustomize.toolkit.fluxcd.io", "Kustomization"), ("helm.toolkit.fluxcd.io", "HelmRelease")})
 
 
 @dataclass(frozen=True)
@@ -241,10 +244,29 @@ class Runtime:
         except Exception:   # noqa: BLE001 - a broken object must not stop the other controllers
             log.exception("%s: reconciling %s/%s/%s failed", reconciler.component, kind, namespace, name)
             result = Result(requeue_after=ERROR_RETRY)
+        self._handled(reconciler, key)
         if result.wait:
             self._waiting[id(reconciler)].add(key)
         if result.requeue_after is not None:
             self.kick(key, max(result.requeue_after, 0.001))
+
+    def _handled(self, reconciler: Reconciler, key: Key) -> None:
+        """Record the reconcile request a reconcile handled, as the real controllers do after
+        every reconcile: kustomize-controller v1.4.0 ``finalizeStatus`` and helm-controller v1.1.0
+        ``Reconcile`` (deferred patch) set ``status.lastHandledReconcileAt`` to the value of
+        ``reconcile.fluxcd.io/requestedAt`` (what ``flux reconcile`` waits for)."""
+        if key[:2] not in HANDLES_REQUESTS:
+            return
+        group, kind, namespace, name = key
+        obj = self.store.peek(group, kind, namespace or None, name)
+        if obj is None or (obj.get("spec") or {}).get("suspend") or not self.controller_available(reconciler.component):
+            return
+        requested = (obj["metadata"].get("annotations") or {}).get(RECONCILE_REQUEST)
+        if requested is not None and (obj.get("status") or {}).get("lastHandledReconcileAt") != requested:
+            try:
+                self.store.patch_status(group, kind, namespace or None, name, {"lastHandledReconcileAt": requested})
+            except ApiError as exc:
+                log.debug("lastHandledReconcileAt for %s/%s skipped: %s", kind, name, exc)
 
     # ------------------------------------------------------------------ helpers for reconcilers
 
