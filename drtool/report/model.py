@@ -435,9 +435,13 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
     objects = [_object(o, t_rec, failed_ids, {s.id for s in path}) for o in (conv.objects if conv else [])]
     objects.sort(key=lambda o: (o.first_seen_at if o.first_seen_at is not None else float("inf"), o.id))
     ready_by_id = {s.id: s.ready_at for s in path}
+    # The first step is charged only its own wait (first seen to Ready): what came before it is
+    # explained by ``critical_time`` (its creators, the phases), not by this object.
+    seen_by_id = {o.id: o.first_seen for o in (conv.objects if conv else [])}
     critical = [CriticalStep(id=s.id, ready_at=_r(s.ready_at), ready_s=_diff(s.ready_at, t_rec),
                              waits_on=s.waits_on,
-                             added_s=_diff(s.ready_at, ready_by_id.get(s.waits_on) if s.waits_on else t_rec))
+                             added_s=_diff(s.ready_at, ready_by_id.get(s.waits_on) if s.waits_on
+                                           else seen_by_id.get(s.id) or t_rec))
                 for s in path]
 
     explained = explain_recovery(rec, t_rec, end_at)
