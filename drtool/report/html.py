@@ -163,6 +163,17 @@ def _critical(r: Report) -> str:
             + _table([("#", "num"), ("Object", ""), ("Waits on", ""), ("Ready", "num"), ("Added", "num")], rows))
 
 
+def _nudges(r: Report) -> str:
+    if not r.nudges:
+        return ""
+    sent = [n for n in r.nudges if n.ok]
+    failed = len(r.nudges) - len(sent)
+    names = ", ".join(f"<code>{_e(n.id)}</code>" for n in sent[:5]) + (f" (+{len(sent) - 5} more)" if len(sent) > 5 else "")
+    return (f"<p>Flux nudged {len(sent)} time(s) (<code>reconcile.fluxcd.io/requestedAt</code>, as soon as "
+            f"dependencies were Ready){': ' + names if names else ''}"
+            f"{f'; {failed} request(s) failed' if failed else ''}.</p>")
+
+
 def _where_time_went(r: Report) -> str:
     if not r.critical_time:
         return ""
@@ -272,6 +283,7 @@ def render_html(report: Report) -> str:
 <h2>Phases</h2>
 {_phases(r)}
 {_gitops(r)}
+{_nudges(r)}
 {_where_time_went(r)}
 {_critical(r)}
 {_objects(r)}

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from drtool.converge import ConvergeOptions, Converger
 from drtool.kube.fake import InMemoryApi
 from drtool.kube.nudge import REQUEST_ANNOTATION, NudgePlanner, patch_body, request_value
+from drtool.report.html import render_html
 from drtool.report.markdown import render_markdown
 from drtool.report.model import build_report, load_report
 
@@ -134,6 +135,7 @@ def test_converger_sends_the_request_and_reports_it():
     assert report["converge"]["nudges"] == 1
     assert report["nudges"][0]["id"] == "Kustomization/flux-system/apps" and report["nudges"][0]["ok"]
     assert "Flux nudged 1 time(s)" in render_markdown(load_report(report))
+    assert "Flux nudged 1 time(s)" in render_html(load_report(report))
 
 
 def test_converger_without_nudges_sends_nothing():
