@@ -457,6 +457,28 @@ class Backup(_Model):
     keep_runs: int = Field(default=20, ge=1)
 
 
+class Images(_Model):
+    keep: bool = True
+    """Export each node's images before the wipe and give them back to K3s after the install."""
+    cache_dir: str = "/var/lib/drtool/image-cache"
+    """Where the archives are kept on each node (0700); must lie outside what the uninstall deletes."""
+    max_bytes: int = Field(default=20 * 2**30, ge=0)
+    """At most this many bytes of archives per node; images past it are pulled again."""
+    min_free_bytes: int = Field(default=2**30, ge=0)
+    """Stop exporting (with a warning, the wipe goes on) when less than this is free for the cache."""
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_dir(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError("expected an absolute path")
+        norm = "/" + v.strip("/")
+        # The export makes it 0700 and replaces the archives in it: never a shared system dir.
+        if norm.count("/") < 2 or norm in ("/var/lib", "/var/tmp", "/var/cache", "/usr/local", "/home", "/root"):
+            raise ValueError(f"{v} is too broad: drtool makes it 0700 and replaces its archives")
+        return norm
+
+
 class HttpCheck(_Model):
     name: str
     url: str
@@ -567,6 +589,7 @@ class Inventory(_Model):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     converge: Converge = Field(default_factory=Converge)
     backup: Backup = Field(default_factory=Backup)
+    images: Images = Field(default_factory=Images)
     objective: Seconds | None = None
     """Recovery-time objective: the rebuild must be all-ready within this."""
     drill: Drill = Field(default_factory=Drill)
@@ -584,6 +607,12 @@ class Inventory(_Model):
             seen.add(node.name)
         if not any(n.role == "server" for n in self.nodes):
             raise _FieldError("nodes", "at least one node must have role server")
+        # The uninstall deletes these (drtool.remote.k3s.WIPED_DIRS and the data dir): a cache
+        # inside them would go with the images it keeps.
+        cache = self.images.cache_dir
+        for wiped in ("/etc/rancher/k3s", "/run/k3s", "/var/lib/kubelet", self.k3s.data_dir):
+            if cache == wiped or cache.startswith(wiped.rstrip("/") + "/") or wiped.startswith(cache + "/"):
+                raise _FieldError("images.cache_dir", f"{cache} overlaps {wiped}, which the uninstall deletes")
         return self
 
     # Convenience views -----------------------------------------------------

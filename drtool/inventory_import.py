@@ -5,8 +5,9 @@ Reads what k3s-ansible (k3s-io/k3s-ansible 1.2.x: ``inventory-sample.yml``, the
 ``k3s_cluster`` group whose children are ``server`` and ``agent``, plus ``group_vars/``
 and ``host_vars/`` beside it, with Ansible's precedence ("Understanding variable
 precedence" in the Ansible docs): inventory-file group vars, then ``group_vars/all``,
-then ``group_vars/<group>`` (parents before children), then inventory-file host vars,
-then ``host_vars/<host>``.
+then ``group_vars/<group>`` (parents before children; groups of the same depth in
+alphabetical order, as "How variables are merged" in the Ansible inventory guide says),
+then inventory-file host vars, then ``host_vars/<host>``.
 
 What matters most is the **node name**. drtool installs every node with ``--node-name``;
 a name that differs from the one K3s registered renames the node, and PersistentVolumes
@@ -90,29 +91,36 @@ class AnsibleInventory:
     def group(self, name: str) -> Group:
         return self.groups.setdefault(name, Group())
 
-    def parents(self, group: str) -> list[str]:
-        """Ancestors of ``group``, farthest first (``all`` first)."""
+    def parents(self, group: str, _seen: set[str] | None = None) -> list[str]:
+        """Ancestors of ``group`` (every parent's, a group with two parents too), farthest
+        first, ``all`` first. A cycle (which Ansible refuses) ends the walk."""
+        seen = _seen if _seen is not None else {group}
         out: list[str] = []
         for name, g in self.groups.items():
-            if group in g.children and name not in out:
-                out = [*self.parents(name), name]
-        if group != "all" and "all" not in out:
+            if group in g.children and name not in seen:
+                seen.add(name)
+                out += [a for a in self.parents(name, seen) if a not in out]
+                out.append(name)
+        if _seen is None and group != "all" and "all" not in out:
             out.insert(0, "all")
         return out
 
-    def hosts_of(self, group: str) -> dict[str, None]:
+    def hosts_of(self, group: str, _seen: set[str] | None = None) -> dict[str, None]:
         """Hosts of ``group`` and its children, in inventory order."""
+        seen = _seen if _seen is not None else set()
         g = self.groups.get(group)
-        if g is None:
+        if g is None or group in seen:
             return {}
+        seen.add(group)
         out = dict.fromkeys(g.hosts)
         for child in g.children:
-            out.update(self.hosts_of(child))
+            out.update(self.hosts_of(child, seen))
         return out
 
     def host_vars(self, host: str, group: str) -> dict[str, Any]:
-        """Variables of ``host`` as a member of ``group``, with Ansible's precedence."""
-        chain = [*self.parents(group), group]
+        """Variables of ``host`` as a member of ``group``, with Ansible's precedence: parents
+        before children, and groups of the same depth in alphabetical order (the later wins)."""
+        chain = sorted([*self.parents(group), group], key=lambda g: (len(self.parents(g)) if g != "all" else -1, g))
         merged: dict[str, Any] = {}
         for name in chain:                       # inventory-file group vars
             merged.update(self.groups.get(name, Group()).vars)

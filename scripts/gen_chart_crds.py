@@ -13,6 +13,7 @@ output lists every CRD the files can produce; the catalog records the values tha
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -72,6 +73,8 @@ CHARTS = (
      {"installCRDs": True}, False, "chart templates/crds are generated from config/crds/bases (chart helm-chart-0.10.7)"),
     ("sealed-secrets", ">=2.16.0,<2.17.0", "bitnami-labs/sealed-secrets", "v0.27.2", ["helm/sealed-secrets/crds"],
      None, True, "chart version 2.16.1 (helm/sealed-secrets/Chart.yaml at v0.27.2)"),
+    ("traefik", ">=27.0.0,<28.0.0", "traefik/traefik-helm-chart", "v27.0.2", ["traefik/crds"], None, True,
+     "Traefik v2: traefik.io and the older traefik.containo.us CRDs from crds/"),
     ("traefik", ">=33.0.0,<34.0.0", "traefik/traefik-helm-chart", "v33.0.0", ["traefik/crds"], None, True,
      "every file of crds/, Gateway API and Hub CRDs included, as Helm installs them"),
     ("longhorn", ">=1.7.0,<1.8.0", "longhorn/longhorn", "v1.7.2", ["chart/templates/crds.yaml"], None, False,
@@ -119,8 +122,11 @@ def generate(mirrors: str) -> str:
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--generate":
         mirrors, output = argv[1], argv[2] if len(argv) > 2 else "drtool/gitops/chart_crds.yaml"
-        with open(output, "w") as fh:
-            fh.write(generate(mirrors))
+        text = generate(mirrors)                 # reading the charts takes minutes: write only then
+        tmp = output + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, output)
         return 0
     repo, tag, *paths = argv
     seen = set()

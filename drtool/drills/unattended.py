@@ -52,6 +52,10 @@ def check_env_file(path: str | Path, field: str = "--env-file") -> Path:
                        f"{p}: mode {stat.S_IMODE(st.st_mode):04o} lets others read the tokens; run chmod 600 {p}")
     if st.st_uid not in (os.getuid(), 0):
         raise BadInput("command line", field, f"{p}: owned by uid {st.st_uid}, not by this user or root")
+    parent = p.parent.stat()
+    if parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX:
+        # Anyone who can write the folder can swap the file for one with their own tokens or commands.
+        raise BadInput("command line", field, f"{p}: its folder {p.parent} is writable by others; keep it in a private one")
     return p
 
 

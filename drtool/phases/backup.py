@@ -17,8 +17,10 @@ from pathlib import Path
 from drtool.errors import PermanentError
 from drtool.files import write_private
 from drtool.inventory import Node
+from drtool.phases import image_cache
 from drtool.phases.context import Context
 from drtool.phases.result import PhaseResult, ok, skipped
+from drtool.remote import image_cache as remote_images
 from drtool.remote import k3s
 from drtool.remote.runner import q
 
@@ -220,6 +222,7 @@ def run(ctx: Context) -> PhaseResult:
     infos = list(results.values())
     servers = [i for i in infos if i["role"] == "server"]
     saved = _flux_secrets(ctx, dest, servers)
+    images_note = image_cache.export(ctx)   # last: the wipe follows, the cache never stops it
     write_private(dest / "nodes.json", json.dumps(infos, indent=2).encode())
     manifest = write_manifest(dest)
     ctx.state["backup_manifest"] = str(manifest)
@@ -229,7 +232,7 @@ def run(ctx: Context) -> PhaseResult:
     vols = sum(len(i["volumes"]) for i in infos)
     configs = "; ".join(f"{i['node']}: {', '.join(i['k3s_config_files'])}" for i in infos if i.get("k3s_config_files"))
     return ok(f"{count} files verified; flux secrets: {', '.join(saved) or 'none'}; {_volumes_summary(infos)}; "
-              f"K3s config files: {configs or 'none'}",
+              f"K3s config files: {configs or 'none'}{images_note}",
               files=count, flux_secrets=list(saved), volumes=vols,
               k3s_config_files={i["node"]: i["k3s_config_files"] for i in infos if i.get("k3s_config_files")})
 
@@ -257,6 +260,8 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
     steps += [(n.name, k3s.config_files_command() + "   # then read each listed file") for n in ctx.inv.nodes]
     steps += [(n.name, f"read {k3s.NODE_PASSWORD}") for n in ctx.inv.nodes]
     steps += [(n.name, k3s.volumes_command(ctx.inv)) for n in ctx.inv.nodes]
+    if ctx.inv.images.keep:
+        steps += [(n.name, ctx.runner.wrap(n, remote_images.export_command(ctx.inv), sudo=True)) for n in ctx.inv.nodes]
     steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} and sealed-secrets keys ({SEALED_SECRETS_KEY_LABEL}) "
                            "if the old cluster answers; write and verify manifest.json"))
     return steps

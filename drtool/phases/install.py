@@ -13,8 +13,10 @@ from pathlib import Path
 from drtool.errors import RetryableError
 from drtool.inventory import Node
 from drtool.kubeconfig import dump, rewrite
+from drtool.phases import image_cache
 from drtool.phases.context import Context
 from drtool.phases.result import PhaseResult, ok
+from drtool.remote import image_cache as remote_images
 from drtool.remote import k3s
 from drtool.remote.runner import q
 from drtool.secret import Secret
@@ -50,6 +52,7 @@ def install_node(ctx: Context, node: Node, *, server_url: str | None, first: Nod
     """Install (or reinstall) K3s on a server; returns the start marker for :func:`wait_ready`."""
     upload_artifacts(ctx, node)
     restore_config_files(ctx, node)
+    image_cache.give_back(ctx, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url, first_server=first, cluster_init=cluster_init)
     marker = f"/run/drtool/start-{uuid.uuid4().hex}"
@@ -130,8 +133,10 @@ def run(ctx: Context) -> PhaseResult:
 
         ctx.runner.fan_out(rest, one).raise_on_failure("server install")
     ctx.run.record["versions"]["k3s"] = ctx.inv.k3s.version
+    reused = image_cache.details(ctx, servers)
     return ok(f"{len(servers)} server(s) ready ({'HA, embedded etcd' if ha else 'single server, SQLite'})"
-              + config_note(ctx, servers), servers=[n.name for n in servers], ha=ha)
+              + config_note(ctx, servers) + image_cache.note(ctx, servers), servers=[n.name for n in servers], ha=ha,
+              **({"images_reused": reused} if reused else {}))
 
 
 def config_note(ctx: Context, nodes) -> str:
@@ -148,6 +153,8 @@ def plan(ctx: Context) -> list[tuple[str, str]]:
         if ctx.inv.k3s.install.method == "airgap":
             steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})") for a, r, m in k3s.airgap_uploads(ctx.inv)]
         steps.append((node.name, f"upload backup/{node.name}/etc-rancher-k3s/* -> {k3s.CONFIG_DIR}/ (mode 0600), if backed up"))
+        if ctx.inv.images.keep:
+            steps.append((node.name, ctx.runner.wrap(node, remote_images.give_back_command(ctx.inv), sudo=True)))
         cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=None if i == 0 else first,
                                   cluster_init=len(ctx.inv.servers) > 1 and i == 0)
         steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from drtool.inventory import Node
+from drtool.phases import image_cache
 from drtool.phases.context import Context
 from drtool.phases.install import config_note, restore_config_files, upload_artifacts
 from drtool.phases.result import PhaseResult, noop, ok
@@ -17,6 +18,7 @@ def server_url(ctx: Context) -> str:
 def _join(ctx: Context, node: Node) -> None:
     upload_artifacts(ctx, node)
     restore_config_files(ctx, node)
+    image_cache.give_back(ctx, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
     with ctx.step(node, "join"):
@@ -30,5 +32,7 @@ def run(ctx: Context) -> PhaseResult:
     if not agents:
         return noop("no agents in the inventory")
     ctx.runner.fan_out(agents, lambda n: _join(ctx, n)).raise_on_failure("agent join")
-    return ok(f"{len(agents)} agent(s) joined" + config_note(ctx, agents), agents=[n.name for n in agents])
+    reused = image_cache.details(ctx, agents)
+    return ok(f"{len(agents)} agent(s) joined" + config_note(ctx, agents) + image_cache.note(ctx, agents),
+              agents=[n.name for n in agents], **({"images_reused": reused} if reused else {}))
 

@@ -277,6 +277,7 @@ class RunbookExecutor:
         ctx.phase_name = step.phase or step.id
         run.start_phase(ctx.phase_name)
         attempts = 1 + step.retries if step.kind != "manual" else 1
+        self._phase_result: PhaseResult | None = None
         error: DrtoolError | None = None
         message, output = "", ""
         for n in range(1, attempts + 1):
@@ -298,14 +299,17 @@ class RunbookExecutor:
                 journal.update(run, step.id, message=str(exc).splitlines()[0], output=output)
                 ctx.sleep(step.retry_delay)
         ended = time.time()
+        details: dict = {}
         if error is None:
-            outcome = "ok"
+            # A phase step records the outcome its phase gave (noop, skipped); the step itself is done.
+            outcome = self._phase_result.outcome if self._phase_result else "ok"
+            details = dict(self._phase_result.details) if self._phase_result else {}
             journal.update(run, step.id, status="ok", ended_at=ended, message=message, output=output)
         else:
             outcome = "interrupted" if isinstance(error, Interrupted) else "failed"
             journal.update(run, step.id, status="failed", ended_at=ended,
                            message=str(error).splitlines()[0] if str(error) else type(error).__name__, output=output)
-        run.end_phase(ctx.phase_name, outcome, journal.entry(run, step.id)["message"])
+        run.end_phase(ctx.phase_name, outcome, journal.entry(run, step.id)["message"], details)
         colour = "green" if error is None else "red"
         text = journal.entry(run, step.id)["message"]
         self.progress.print(f"[{colour}]{'✔' if error is None else '✘'} {step.id}[/] {outcome} in {ended - started:.1f}s"
@@ -344,7 +348,8 @@ class RunbookExecutor:
             saved = self.ctx.options
             self.ctx.options = replace(saved, **step.args)
             try:
-                return PhaseResult.of(phase_module(step.phase).run(self.ctx)).message
+                self._phase_result = PhaseResult.of(phase_module(step.phase).run(self.ctx))
+                return self._phase_result.message
             finally:
                 self.ctx.options = saved
         if step.check is not None and step.check.converge is not None:

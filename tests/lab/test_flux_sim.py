@@ -292,6 +292,7 @@ def test_bootstrap_keeps_kustomization_yaml_and_regenerates_components_from_its_
     # flux2 v2.4.0: pkg/manifestgen/kustomization Generate keeps an existing kustomization.yaml;
     # ReconcileComponents regenerates gotk-components.yaml from the flags alone.
     base = "clusters/homelab/flux-system"
+    (cluster.repo / base).mkdir(parents=True, exist_ok=True)
     (cluster.repo / base / "kustomization.yaml").write_text(FLUX_SYSTEM_KUSTOMIZATION)
     git(cluster.repo, "add", "-A")
     git(cluster.repo, "commit", "--quiet", "-m", "tune kustomize-controller")
@@ -322,13 +323,10 @@ def test_bootstrap_keeps_kustomization_yaml_and_regenerates_components_from_its_
 def test_bootstrap_fails_at_once_when_flux_system_is_not_ready(cluster: Cluster) -> None:
     # flux2 v2.4.0 pkg/bootstrap/bootstrap.go objectReconciled: Ready=False ends the wait with its message.
     # Runs last in this module: it leaves flux-system failing.
-    monitor = cluster.repo / "clusters/homelab/servicemonitor.yaml"
-    # A kind no chart of the homelab brings: earlier tests here install kube-prometheus-stack,
-    # whose CRDs (ServiceMonitor ...) the lab's helm-controller registers.
-    monitor.write_text("apiVersion: monitoring.example.invalid/v1\nkind: ServiceMonitor\n"
-                       "metadata: {name: x, namespace: default}\n")
+    monitor = cluster.repo / "clusters/homelab/widget.yaml"
+    monitor.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: x, namespace: flux-system}\n")
     git(cluster.repo, "add", "-A")
-    git(cluster.repo, "commit", "--quiet", "-m", "add a custom resource without its CRD")
+    git(cluster.repo, "commit", "--quiet", "-m", "add a Widget without its CRD")
     store = cluster.server.store
     for group, kind in (("source.toolkit.fluxcd.io", "GitRepository"), ("kustomize.toolkit.fluxcd.io", "Kustomization")):
         if cluster.server.threadsafe(lambda g=group, k=kind: store.peek(g, k, "flux-system", "flux-system")) is not None:
@@ -338,4 +336,4 @@ def test_bootstrap_fails_at_once_when_flux_system_is_not_ready(cluster: Cluster)
     assert result.returncode == 1
     assert time.monotonic() - started < 30
     assert "✗ error while waiting for Kustomization to be ready: '" in result.stderr
-    assert 'no matches for kind "ServiceMonitor"' in result.stderr
+    assert 'no matches for kind "Widget"' in result.stderr, result.stderr[-2500:]

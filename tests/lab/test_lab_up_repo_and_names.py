@@ -100,13 +100,21 @@ def test_own_repo_and_node_names_rebuild_with_the_inventory_lab_up_wrote(tmp_pat
 
 def test_inventory_node_names_other_than_the_labs_still_reach_the_api(tmp_path):
     """The issue's case: lab nodes node1/node2, an inventory naming them node-1/node-2."""
+    # A repository that pins nothing to node names (the fixture's PersistentVolumes pin node2,
+    # which the GitOps check in preflight rightly refuses for an inventory without node2).
+    repo = tmp_path / "tiny"
+    (repo / "clusters" / "tiny").mkdir(parents=True)
+    (repo / "clusters" / "tiny" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello, namespace: default}\ndata: {a: b}\n")
     lab = _lab("127.0.195")
     try:
-        lab_up(lab, 2)
+        lab_up(lab, 2, gitops=str(repo), path="clusters/tiny")
         full = FullLab(lab, lab.root / "renamed.yaml", lab.root / "runs")
 
         def rename(data):
             data["nodes"][0]["name"], data["nodes"][1]["name"] = "node-1", "node-2"
+            data["flux"]["path"] = "clusters/tiny"
+            data["expectations"] = {"kustomizations": ["flux-system"]}
         write_inventory(lab, full.inventory, agents=1, mutate=rename)
         # The fixture pins its PersistentVolumes to node2: the GitOps check rightly blocks the renamed
         # nodes; accepted here, since this test is about reaching the API.

@@ -130,9 +130,8 @@ def test_stalled_helmrelease_fails_fast_with_chain_and_events():
     api.events.append({"involvedObject": {"kind": "HelmRelease", "name": "loki"}, "reason": "InstallFailed",
                        "message": "Helm install failed: context deadline exceeded", "count": 3,
                        "lastTimestamp": T})
-    started = time.monotonic()
+    # How soon it fails is checked on the engine's clock (test_converge_clock.py), not here.
     res = run(api, options(deadline_s=30))
-    assert time.monotonic() - started < 2
     assert not res.converged and res.outcome == "failed"
     (failure,) = res.failures
     assert failure.object == "HelmRelease/logging/loki" and failure.reason == "RetriesExceeded"
@@ -168,12 +167,9 @@ def test_image_pull_error_fails_at_once():
 def test_unschedulable_fails_only_after_grace():
     api = InMemoryApi()
     api.put(pod("llm", "llama-1", ready=False, phase="Pending", unschedulable=True))
-    started = time.monotonic()
     res = run(api, options(deadline_s=10, unschedulable_grace_s=0.4))
-    elapsed = time.monotonic() - started
     assert res.outcome == "failed" and res.failures[0].reason == "Unschedulable"
     assert "untolerated taint" in res.failures[0].message
-    assert 0.4 <= elapsed < 2
 
 
 def test_keep_waiting_never_fails_fast_but_reports_at_deadline():
@@ -294,11 +290,8 @@ def frozen_cluster(api: InMemoryApi, with_pending_helmrelease: bool = False):
 def test_stuck_cluster_fails_after_the_grace_naming_root_and_chain():
     api = InMemoryApi()
     frozen_cluster(api)
-    started = time.monotonic()
     res = run(api, options(deadline_s=30, stuck_grace_s=0.5))
-    elapsed = time.monotonic() - started
     assert res.outcome == "stuck" and not res.converged
-    assert 0.5 <= elapsed < 3
     (failure,) = res.failures
     assert failure.object == "Kustomization/flux-system/monitoring" and failure.reason == "ReconciliationFailed"
     assert "no matches for kind" in failure.message and failure.chain == "apps waits on monitoring"

@@ -11,7 +11,7 @@ import time
 from drtool.converge import ConvergeOptions, Converger
 from drtool.kube.fake import InMemoryApi
 
-from tests.unit.test_converge import homelab, pod
+from tests.unit.test_converge import frozen_cluster, homelab, pod
 
 
 class ManualClock:
@@ -81,3 +81,16 @@ def test_a_stalled_release_fails_fast_without_the_clock_moving():
     assert not worker.is_alive()
     assert out["r"].outcome == "failed" and out["r"].failures[0].reason == "RetriesExceeded"
     assert clock() == 100.0
+
+
+def test_a_stuck_cluster_is_declared_stuck_only_after_its_grace_on_the_engine_clock():
+    api = InMemoryApi()
+    frozen_cluster(api)
+    clock = ManualClock()
+    worker, out = _start(api, ConvergeOptions(deadline_s=1000, stuck_grace_s=60), clock)
+    assert _still_waiting(worker)
+    clock.advance(59.0)
+    assert _still_waiting(worker)
+    clock.advance(2.0)
+    worker.join(10)
+    assert out["r"].outcome == "stuck" and out["r"].failures[0].reason == "ReconciliationFailed"

@@ -266,3 +266,13 @@ def test_units_without_secrets_say_what_the_drill_will_miss(tmp_path):
               env={"GITHUB_TOKEN": "ghp_shell"})
     assert res.returncode == 0, res.stderr
     assert "note: the scheduled drill reads GITHUB_TOKEN, K3S_TOKEN, which nothing here provides" in res.stderr
+
+
+def test_env_file_in_a_folder_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit: anyone may replace the file
+    env_file = secret_file(shared / "drill.env", "GITHUB_TOKEN=x\n")
+    res = inv("drill.schedule", "-i", str(unattended_inventory(tmp_path)), "--on-calendar", "Sun 03:00",
+              "--env-file", str(env_file))
+    assert res.returncode == 2 and f"its folder {shared} is writable by others" in res.stderr, res.stderr

@@ -215,6 +215,7 @@ def test_repository_findings():
     assert missing.severity == "blocker" and missing.file == "clusters/test/apps.yaml"
     newer = only(result, "repository", "OCIRepository/flux-system/podinfo")
     assert "newer than the pinned Flux v2.4.0" in newer.message and newer.file == "apps/sources.yaml"
+    assert newer.fix.endswith("or write source.toolkit.fluxcd.io/v1beta2")
     sealed = only(result, "repository", "SealedSecret/default/api-token")
     assert sealed.severity == "blocker" and "sealed-secrets-key" in sealed.fix
     twice = only(result, "repository", "path clusters/test/extra")
@@ -442,3 +443,15 @@ def test_a_custom_kind_nothing_can_install_is_a_blocker_and_an_unknown_chart_in_
     ks.write_text(yaml.safe_dump(data))
     f = only(run_check(inventory(), repo), "crd-ordering", "Widget/")
     assert f.severity == "warning" and "may install it" in f.message
+
+
+def test_image_automation_kinds_need_the_extra_flux_components(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "drift", repo)
+    (repo / "apps" / "image.yaml").write_text(
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\n"
+        "metadata: {name: web, namespace: flux-system}\nspec: {image: ghcr.io/example/web, interval: 5m}\n")
+    f = only(run_check(inventory(), repo), "api-version", "ImageRepository/flux-system/web")
+    assert f.severity == "blocker" and "components_extra" in f.fix
+    extra = inventory(flux__components_extra=["image-reflector-controller", "image-automation-controller"])
+    assert not [f for f in run_check(extra, repo).findings if "ImageRepository" in f.subject]

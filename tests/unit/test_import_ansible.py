@@ -224,3 +224,35 @@ def test_k3s_ansibles_own_sample_imports(tmp_path):
     assert inv.k3s.version == sample["k3s_cluster"]["vars"]["k3s_version"]
     assert [n.host for n in inv.nodes] == hosts and inv.cluster.context_name == "k3s-ansible"
     assert sample["k3s_cluster"]["vars"]["token"] not in out.read_text()
+
+
+def test_groups_with_two_parents_and_cycles(tmp_path):
+    src = write(tmp_path / "hosts", """
+        [server]
+        cp-1
+        [agent]
+        worker-1
+        [k3s_cluster:children]
+        server
+        agent
+        [zz_arm:children]
+        agent
+        [k3s_cluster:vars]
+        k3s_version=v1.31.4+k3s1
+        ansible_user=debian
+        [zz_arm:vars]
+        ansible_user=pi
+        [agent:vars]
+        ansible_port=2200
+        [loop:children]
+        loop2
+        [loop2:children]
+        loop
+        """)
+    data, _ = convert_inventory(load_ansible_inventory(src))
+    # zz_arm and k3s_cluster are both parents of agent: same depth, so the alphabetically later wins;
+    # agent's own vars (a child) win over both.
+    nodes = {n["name"]: n for n in data["nodes"]}
+    assert nodes["cp-1"]["user"] == "debian" and nodes["worker-1"]["user"] == "pi"
+    assert nodes["worker-1"]["port"] == 2200 and "port" not in nodes["cp-1"]
+    assert load_ansible_inventory(src).parents("agent")[0] == "all"

@@ -213,7 +213,9 @@ def test_pipeline_host_key_error_inside_a_node_worker_exits_7(inv):
 
 def test_dry_run_shows_what_the_phases_send_and_writes_nothing(inv, tmp_path):
     ctx = dry_context(inv)
-    lines = plan_phase(join, ctx) + [line for line in plan_phase(teardown, ctx) if "k3s/storage" not in line[1]]
+    # (the image cache's give-back, shown first on node2, has its own tests: test_image_cache.py)
+    lines = ([line for line in plan_phase(join, ctx) if "drtool-images" not in line[1]]
+             + [line for line in plan_phase(teardown, ctx) if "k3s/storage" not in line[1]])
     assert lines[0][0] == "node2" and lines[0][1].endswith("   # stdin: ***")
     assert [t for t, _ in lines[1:]] == ["node2", "node1"] and "k3s-agent-uninstall.sh" in lines[1][1]
     assert not (tmp_path / "runs").exists()
@@ -320,3 +322,18 @@ def test_bootstrap_that_times_out_keeps_what_flux_printed(unreachable_api, monke
         bootstrap._attempt(ctx, ["flux", "bootstrap", "github"], {}, timeout=5)
     log = (ctx.run.dir / "bootstrap.log").read_text()
     assert "waiting for Kustomization" in log and "stopped after 5s" in log
+
+
+def test_a_runbook_phase_step_records_the_outcome_its_phase_gave(inv, tmp_path):
+    path = tmp_path / "book.yaml"
+    path.write_text(yaml.safe_dump({"name": "probe", "description": "d", "steps": [
+        {"id": "backup", "title": "Back up", "phase": "backup", "args": {"skip_backup": True}},
+        {"id": "teardown", "title": "Wipe", "phase": "teardown"},
+    ]}))
+    runner = RecordingRunner(inv, [Reply("uninstall", stdout="drtool-teardown: noop")])
+    executor = RunbookExecutor(inv, load_runbook(path), RunOptions(quiet=True, yes=True), runner=lambda *_: runner)
+    assert executor.run() == 0
+    journal = json.loads((executor.ctx.run.dir / "journal.json").read_text())
+    phases = {p["name"]: p for p in journal["phases"]}
+    assert phases["backup"]["outcome"] == "skipped"
+    assert phases["teardown"]["outcome"] == "ok" and phases["teardown"]["details"]["nothing_installed"] == ["node1", "node2"]

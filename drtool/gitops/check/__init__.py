@@ -48,7 +48,7 @@ def run_check(inv: Inventory, checkout: Path, live: LiveSnapshot | None = None) 
     if repo is not None:
         result.kustomizations = len(repo.kustomizations)
         result.files = repo.files
-        surface = sources.api_surface(inv.k3s.version, inv.flux.version, getattr(inv.flux, "components_extra", ()),
+        surface = sources.api_surface(inv.k3s.version, inv.flux.version, inv.flux.components_extra,
                                       inv.k3s.server_args)
         if "stands in" in surface.source:
             result.notes.append(f"API surface: {surface.source}")

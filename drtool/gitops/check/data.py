@@ -61,7 +61,8 @@ def _pv_nodes(pv: dict[str, Any]) -> list[str]:
 
 
 def _protected_for(inv: Inventory, nodes: list[str]) -> list[str]:
-    wanted = [n for n in inv.nodes if not nodes or n.name in nodes]
+    # Pinned to names no node has (a node-reference finding already): judge against every node.
+    wanted = [n for n in inv.nodes if n.name in nodes] or list(inv.nodes)
     return [p for n in wanted for p in n.protected_paths]
 
 

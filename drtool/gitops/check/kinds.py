@@ -167,6 +167,16 @@ def _one(repo: Repo, ks: Kustomization, deps: set[str], api_version: str, kind: 
     version = api_version.rpartition("/")[2]
     served = surface.versions_of(group, kind)
     is_flux = group.endswith(sources.FLUX_GROUP_SUFFIX)
+    if is_flux and not served and not surface.knows_group(group):
+        # A Flux group none of the bootstrapped controllers serves (image automation is not default).
+        result.add(Finding(
+            "api-version", "blocker", subject,
+            f"{subject} uses {api_version}, which none of the Flux {flux_version} controllers the inventory "
+            "bootstraps serves (flux.components and flux.components_extra)",
+            "add the controller that serves it to flux.components_extra (e.g. image-reflector-controller, "
+            "image-automation-controller), or drop the object",
+            kustomization=ks.key, file=file))
+        return
     if served or surface.knows_group(group) or not group:
         newer = bool(served) and all(version_rank(version) > version_rank(v) for v in served)
         if is_flux and newer:
@@ -175,7 +185,7 @@ def _one(repo: Repo, ks: Kustomization, deps: set[str], api_version: str, kind: 
                 f"{subject} uses {api_version}, newer than the pinned Flux {flux_version} serves "
                 f"({', '.join(group + '/' + v for v in served)}): the repository moved to a newer Flux than the inventory pins",
                 f"pin the Flux version the repository was written for in flux.version (and flux.cli), "
-                f"or write {group}/{served[-1]}",
+                f"or write {group}/{max(served, key=version_rank)}",
                 kustomization=ks.key, file=file))
             return
         where = f"Flux {flux_version}" if is_flux else f"K3s {k3s_version}"

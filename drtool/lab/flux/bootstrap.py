@@ -251,10 +251,10 @@ class Bootstrap:
     def confirm(self, kube: Kube) -> None:
         s = self.spec
         say("►", "confirming components are healthy")
+        # flux2 v2.4.0 ReportComponentsHealth: a status checker polls until every controller is
+        # Current or --timeout runs out (a patch in kustomization.yaml rolls a Deployment again).
         for name in sorted(s.install.components):
-            ready, _ = _deployment_ready(kube.get_deployment(s.namespace, name))
-            if not ready:
-                raise BootstrapError(f"{name}: deployment not ready")
+            self._wait(f"{name}: deployment", lambda n=name: _deployment_ready(kube.get_deployment(s.namespace, n)))
             say("✔", f"{name}: deployment ready")
         say("✔", "all components are healthy")
 

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import json
+import re
+import sys
 import tarfile
 from pathlib import Path
 from typing import Callable
@@ -107,3 +110,112 @@ def crictl_images(store: Path) -> str:
         repo, _, tag = ref.rpartition(":")
         lines.append(f"{repo:<60} {tag:<28}")
     return "\n".join(lines)
+
+
+# -- ``k3s ctr``: the subset the image cache uses ------------------------------------------
+# containerd cmd/ctr (v1.7.23, the version K3s v1.31.4+k3s1 embeds): ``-n`` is a global flag
+# before the command; ``images ls -q`` prints one name a line (commands/images/images.go
+# listCommand); ``images export [--platform p]... <out> <ref>...`` creates ``<out>`` first, then
+# writes an uncompressed OCI tar with a Docker ``manifest.json`` (commands/images/export.go) and
+# fails on a name the store does not hold; ``images import <file>`` adds the archive's names.
+# Only the CRI namespace (``k8s.io``) holds images on a K3s node.
+
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/v[0-9]+)?$")
+
+
+def _load(store: Path) -> list[str]:
+    try:
+        return list(json.loads(store.read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def export_archive(refs: list[str], platform: str) -> bytes:
+    """An OCI-layout tar naming ``refs`` (``index.json``, ``oci-layout``) plus a Docker ``manifest.json``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+        os_name, _, arch = platform.partition("/")
+        blobs, index, manifest = {}, [], []
+        for ref in refs:
+            config = json.dumps({"architecture": arch.split("/")[0], "os": os_name,
+                                 "config": {"Labels": {"io.drtool.lab.image": ref}}}).encode()
+            digest = hashlib.sha256(config).hexdigest()
+            blobs[f"blobs/sha256/{digest}"] = config
+            index.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": f"sha256:{digest}",
+                          "size": len(config), "annotations": {"io.containerd.image.name": ref}})
+            manifest.append({"Config": f"blobs/sha256/{digest}", "RepoTags": [ref], "Layers": []})
+        add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        for name, data in sorted(blobs.items()):
+            add(name, data)
+        add("index.json", json.dumps({"schemaVersion": 2, "manifests": index}).encode())
+        add("manifest.json", json.dumps(manifest).encode())
+    return buf.getvalue()
+
+
+def ctr(argv: list[str], store: Path, fs: RootFS | None = None) -> int:
+    """``k3s ctr [-n ns] images ls -q | export | import`` against the node's lab image store."""
+    fs = fs or RootFS()
+    ns = "default"
+    while argv[:1] and argv[0].startswith("-"):
+        flag, _, value = argv[0].partition("=")
+        if flag in ("-n", "--namespace"):
+            ns, argv = (value, argv[1:]) if value else (argv[1] if len(argv) > 1 else "", argv[2:])
+        else:
+            argv = argv[1:]
+    if argv[:1] not in (["images"], ["image"], ["i"]) or len(argv) < 2:
+        print("ctr: only `images ls|export|import` is modelled on lab nodes", file=sys.stderr)
+        return 1
+    if not store.exists():   # K3s never started here: no containerd socket to dial
+        print("ctr: failed to dial \"/run/k3s/containerd/containerd.sock\": connection refused", file=sys.stderr)
+        return 1
+    held = _load(store) if ns == "k8s.io" else []
+    cmd, rest = argv[1], argv[2:]
+    if cmd in ("ls", "list"):
+        quiet = "-q" in rest or "--quiet" in rest
+        print("\n".join(held) if quiet else crictl_images(store) if held else "REF TYPE DIGEST SIZE PLATFORMS LABELS")
+        return 0
+    if cmd == "export":
+        platforms, args = [], []
+        i = 0
+        while i < len(rest):
+            if rest[i] == "--platform" and i + 1 < len(rest):
+                platforms.append(rest[i + 1])
+                i += 2
+                continue
+            if rest[i].startswith("--platform="):
+                platforms.append(rest[i].split("=", 1)[1])
+            elif not rest[i].startswith("-"):
+                args.append(rest[i])
+            i += 1
+        if len(args) < 2:
+            print("ctr: please provide both an output filename and an image reference to export", file=sys.stderr)
+            return 1
+        for p in platforms:
+            if not _PLATFORM.match(p):
+                print(f"ctr: invalid platform \"{p}\"", file=sys.stderr)
+                return 1
+        out, refs = fs.path(args[0]), args[1:]
+        out.write_bytes(b"")       # created before the export, as the real one does
+        missing = [r for r in refs if r not in held]
+        if missing:
+            print(f"ctr: image \"{missing[0]}\": not found", file=sys.stderr)
+            return 1
+        out.write_bytes(export_archive(refs, platforms[0] if platforms else "linux/amd64"))
+        return 0
+    if cmd == "import" and rest:
+        try:
+            tags = import_file(fs.path(rest[-1]))
+        except (ValueError, OSError) as exc:
+            print(f"ctr: {exc}", file=sys.stderr)
+            return 1
+        if ns == "k8s.io":
+            store.write_text(json.dumps(sorted(set(held) | set(tags)), indent=1))
+        for tag in tags:
+            print(f"unpacking {tag} (sha256:...)...done")
+        return 0
+    print(f"ctr: images {cmd}: not modelled on lab nodes", file=sys.stderr)
+    return 1

@@ -176,6 +176,16 @@ def _crictl(argv: list[str]) -> int:
     return 0
 
 
+def _ctr(argv: list[str]) -> int:
+    """``ctr images ls|export|import`` on the node's image store (``drtool.lab.k3s.images.ctr``)."""
+    from drtool.lab.k3s import images
+    from drtool.lab.k3s.rootfs import DATA_DIR
+
+    data_dir = os.environ.get("K3S_DATA_DIR") or DATA_DIR
+    fs = RootFS.from_env()
+    return images.ctr(argv, fs.path(f"{data_dir}/{images.STORE}"), fs)
+
+
 def main(argv: list[str] | None = None, lab_dir: str | None = None) -> int:
     """Run the program named by ``argv[0]`` (k3s, or a kubectl/crictl/ctr symlink to it)."""
     argv = list(sys.argv if argv is None else argv)
@@ -184,7 +194,9 @@ def main(argv: list[str] | None = None, lab_dir: str | None = None) -> int:
     try:
         if prog == "kubectl":
             return _kubectl(args, lab_dir)
-        if prog in ("crictl", "ctr"):
+        if prog == "ctr":
+            return _ctr(args)
+        if prog == "crictl":
             return _crictl(args)
         if not args or args[0] in ("-h", "--help", "help"):
             print(USAGE)
@@ -200,7 +212,9 @@ def main(argv: list[str] | None = None, lab_dir: str | None = None) -> int:
             return _etcd_snapshot(rest)
         if cmd == "kubectl":
             return _kubectl(rest, lab_dir)
-        if cmd in ("crictl", "ctr"):
+        if cmd == "ctr":
+            return _ctr(rest)
+        if cmd == "crictl":
             return _crictl(rest)
         if cmd == "lab-fault" and rest[:1] == ["ssh-drop"] and len(rest) == 2:
             from drtool.lab.k3s.faults import ssh_drop
