@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping
 from drtool.errors import DrtoolError, NotConverged
 from drtool.kube import graph
 from drtool.kube.client import KubeTransport
+from drtool.kube.nudge import NUDGED_KINDS, SOURCE_KINDS, NudgePlanner, patch_body, request_value
 from drtool.kube.readiness import (CONFIG_ERROR_REASONS, FLUX_KINDS, IMAGE_PULL_REASONS, Status, condition, flux_fatal,
                                    helmrelease_chart_version, is_k3s_helm_install_pod, pod_problem,
                                    restart_count)
@@ -60,6 +61,9 @@ class ConvergeOptions:
     stuck_grace_s: float = 60
     """Fail once nothing changed this long and every pending object waits on a kind no pending
     object can install (``no matches for kind``), directly or through ``dependsOn``."""
+    nudge: bool = True
+    """Request a reconcile (as ``flux reconcile`` does) the moment an object's dependencies are
+    Ready, instead of letting it wait for its controller's requeue timer (``drtool.kube.nudge``)."""
 
 
 # --- policy: how one object counts -------------------------------------------------------
@@ -236,6 +240,12 @@ class ConvergeResult:
     api_requests: dict[str, int]
     stuck_s: float = 0.0
     """For ``stuck``: how long nothing had changed."""
+    nudges: tuple[dict, ...] = ()
+    explained_path: tuple[dict, ...] = ()
+    """``drtool.kube.graph.explain_path`` to the last object Ready (converged runs only):
+    ``{"id", "start", "end", "cause", "reason", "via"}`` segments, earliest first."""
+    """Reconcile requests sent: ``{"id", "at", "after", "ok"}`` (``after``: the dependencies that
+    had just become Ready, or ``bootstrap`` for a source)."""
 
     @property
     def elapsed_s(self) -> float:
@@ -249,6 +259,9 @@ class ConvergeResult:
         d["objects"] = [{**o, "history": list(o["history"])} for o in d["objects"]]
         d["critical_path"] = list(d["critical_path"])
         d["pending"] = list(d["pending"])
+        d["nudges"] = [{**n, "after": list(n["after"])} for n in d["nudges"]]
+        d["explained_path"] = list(d["explained_path"])
+        d["nudge_count"] = sum(1 for n in self.nudges if n.get("ok"))
         return d
 
     def pending_described(self, limit: int = 10) -> list[str]:
@@ -394,6 +407,8 @@ class Converger:
         self._graced: set[str] = set()
         self._fingerprints: dict[str, tuple] = {}
         self._last_change = -1e18
+        self._planner = NudgePlanner()
+        self._nudges: list[dict] = []
 
     # Called from watcher threads: keep the per-object bookkeeping incremental, so a tick
     # costs O(pending), not O(objects).
@@ -444,6 +459,8 @@ class Converger:
                 self._wake.wait(self.tick_s)
                 self._wake.clear()
                 now = self.clock()
+                if self.options.nudge:
+                    self._nudge(now)
                 fatal = self._fatal_now(now)
                 if fatal and not self.options.keep_waiting:
                     return self._result("failed", now, fatal)
@@ -461,6 +478,42 @@ class Converger:
                     return self._result("deadline", now, fatal)
         finally:
             self.watcher.stop()
+
+    def _nudge(self, now: float) -> None:
+        """Ask Flux to reconcile objects whose dependencies just became Ready (``drtool.kube.nudge``)."""
+        with self._lock:
+            waiting = [(oid, rec.kind, rec.namespace, rec.name, rec.obj) for oid, rec in self._not_done.items()
+                       if rec.kind in NUDGED_KINDS or rec.kind in SOURCE_KINDS]
+        if not waiting:
+            return
+
+        def lookup(oid: str) -> Mapping | None:
+            kind, ns, name = _split_id(oid)
+            rec = self.watcher.get(kind, ns, name)
+            return rec.obj if rec is not None else None
+
+        for nudge in self._planner.due(waiting, lookup):
+            path = self.watcher.object_path(nudge.kind, nudge.namespace, nudge.name)
+            ok, error = False, ""
+            if path is not None and hasattr(self.transport, "merge_patch"):
+                try:
+                    self.transport.merge_patch(path, patch_body(request_value()), "patch")
+                    ok = True
+                except DrtoolError as exc:  # the controller's own timer still gets there: never fatal
+                    error = redact(str(exc))[:200]
+                    log.info("reconcile request for %s failed: %s", nudge.id, error)
+            self._nudges.append({"id": nudge.id, "at": self._to_wall(now), "after": nudge.after, "ok": ok,
+                                 **({"error": error} if error else {})})
+
+    def _explained(self, edges: graph.Edges, records: list[ObjectRecord],
+                   ready_at: Mapping[str, float]) -> tuple[dict, ...]:
+        """``graph.explain_path`` to the last object Ready, in wall-clock seconds."""
+        made_by = graph.creators(r.obj for r in self.watcher.records())
+        first_seen = {r.id: r.first_seen for r in records}
+        history = {r.id: [(t.at, t.reason, t.message) for t in r.history] for r in records}
+        segments = graph.explain_path(edges, made_by, first_seen, ready_at, history)
+        return tuple({**seg, "start": self._to_wall(seg["start"]), "end": self._to_wall(seg["end"]),
+                      "reason": redact(seg["reason"])} for seg in segments)
 
     def _confirmed(self) -> bool:
         """Everything looks ready: list every kind once more before saying so.
@@ -573,12 +626,14 @@ class Converger:
             end = max(flux_ready, key=lambda r: (r.ready_at, r.id)).id
         path = tuple({**step, "ready_at": self._to_wall(step["ready_at"])}
                      for step in graph.critical_path(edges, ready_at, end))
+        explained = self._explained(edges, records, ready_at) if outcome == "converged" else ()
         return ConvergeResult(
             converged=outcome == "converged", outcome=outcome,
             started=round(self._wall0, 3), ended=self._to_wall(now), objects=objects,
             critical_path=path, failures=tuple(failures), pending=tuple(pending),
             api_requests=dict(self.transport.requests),
-            stuck_s=round(now - self._last_change, 1) if outcome == "stuck" else 0.0)
+            stuck_s=round(now - self._last_change, 1) if outcome == "stuck" else 0.0,
+            nudges=tuple(self._nudges), explained_path=explained)
 
 
 def _split_id(oid: str) -> tuple[str, str, str]:

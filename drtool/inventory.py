@@ -447,6 +447,8 @@ class Converge(_Model):
     unschedulable_grace: Seconds = 30.0
     stuck_grace: Seconds = 60.0
     """Fail once nothing changed this long and every pending object waits on a kind no pending object can install."""
+    nudge: bool = True
+    """Request a Flux reconcile (``reconcile.fluxcd.io/requestedAt``) as soon as an object's dependencies are Ready."""
 
 
 class Backup(_Model):

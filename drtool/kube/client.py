@@ -139,6 +139,34 @@ class KubeTransport:
         finally:
             raw.release_conn()
 
+    def merge_patch(self, path: str, body: Mapping[str, Any], category: str = "patch") -> dict:
+        """PATCH ``path`` with a JSON merge patch (``application/merge-patch+json``); the new object."""
+        self._count(category)
+        method, url, headers, payload, _ = self.api_client.param_serialize(
+            "PATCH", path, header_params={"Accept": "application/json",
+                                          "Content-Type": "application/merge-patch+json"},
+            body=dict(body), auth_settings=["BearerToken"])
+        try:
+            resp = self.api_client.call_api(method, url, header_params=headers, body=payload,
+                                            _request_timeout=self.timeout)
+        except ApiException as exc:
+            raise KubeRetryable(f"PATCH {path}: {exc.reason}".strip()) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeRetryable(f"PATCH {path}: {type(exc).__name__}: {exc}") from exc
+        raw = resp.response
+        try:
+            data = raw.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeRetryable(f"PATCH {path}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            raw.release_conn()
+        if raw.status >= 300:
+            raise _error_for(raw.status, data, f"PATCH {path}")
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise KubeRetryable(f"PATCH {path}: invalid JSON: {exc}") from exc
+
     def watch(self, path: str, query: Mapping[str, Any], on_open=None) -> Iterator[dict]:
         """Stream the watch events of ``path`` (``watch=true`` is added) as decoded dicts.
 

@@ -37,6 +37,7 @@ class InMemoryApi:
                               "helm.toolkit.fluxcd.io": "v2", "apps": "v1", "batch": "v1"}
         self.served_groups.update(flux_versions or {})
         self.events: list[dict] = []
+        self.patches: list[tuple[str, dict]] = []                    # (path, body) of each PATCH
 
     # -- test controls --
 
@@ -126,6 +127,24 @@ class InMemoryApi:
         if start + limit < len(items):
             meta["continue"] = str(start + limit)
         return {"kind": "List", "metadata": meta, "items": page}
+
+    def merge_patch(self, path: str, body: Mapping, category: str = "patch") -> dict:
+        """Merge ``body``'s metadata annotations into ``.../namespaces/<ns>/<plural>/<name>``."""
+        self.requests[category] += 1
+        if self.down:
+            raise KubeRetryable(f"PATCH {path}: connection refused")
+        parts = path.strip("/").split("/")
+        plural, name = parts[-2], parts[-1]
+        namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts else ""
+        self.patches.append((path, json.loads(json.dumps(body))))
+        with self._cond:
+            current = self._objects.get(plural, {}).get((namespace, name))
+            if current is None:
+                raise NotFound(f"PATCH {path}: HTTP 404", 404)
+            obj = json.loads(json.dumps(current))
+        annotations = ((body.get("metadata") or {}).get("annotations") or {})
+        obj["metadata"].setdefault("annotations", {}).update(annotations)
+        return self.put(obj)
 
     def watch(self, path: str, query: Mapping, on_open=None) -> Iterator[dict]:
         self.requests["watch"] += 1

@@ -171,3 +171,140 @@ def critical_path(edges: Edges, ready_at: Mapping[str, float], end: str | None =
     path.reverse()
     return [{"id": oid, "ready_at": ready_at[oid], "waits_on": path[i - 1] if i else None}
             for i, oid in enumerate(path)]
+
+
+# --- the critical path that explains the time ------------------------------------------------
+
+_FLUX_GATES = frozenset({"Kustomization", "HelmRelease", "GitRepository", "HelmRepository", "OCIRepository"})
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+# Reasons that mean a Flux controller is waiting on its own timer: kustomize-controller v1.4.0 and
+# helm-controller v1.1.0 re-check a dependency every --requeue-dependency (DependencyNotReady),
+# and a failed reconcile is retried at retryInterval (or its backoff). ArtifactFailed is not one:
+# both watch their source and reconcile as soon as it has an artifact.
+_TIMER_REASONS = frozenset({"DependencyNotReady", "BuildFailed", "ReconciliationFailed",
+                            "HealthCheckFailed", "InstallFailed", "UpgradeFailed", "RetriesExceeded"})
+_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "Pulling"})
+
+WORK, IMAGE_PULL, FLUX_TIMER = "work", "image_pull", "flux_timer"
+
+
+def creators(objects: Iterable[Mapping]) -> dict[str, str]:
+    """``{id: id of what created it}``: Kustomizations and HelmReleases (their labels, Helm's
+    ``app.kubernetes.io/instance`` as fallback) for what they applied, workloads for their pods."""
+    objects = list(objects)
+    out: dict[str, str] = {}
+    releases: dict[tuple[str, str], str] = {}
+    for obj in objects:
+        if obj.get("kind") == "HelmRelease":
+            ns, name = _meta(obj)
+            spec = obj.get("spec") or {}
+            target = spec.get("targetNamespace") or ns
+            release = spec.get("releaseName") or (f"{target}-{name}" if spec.get("targetNamespace") else name)
+            releases[(target, release)] = object_id("HelmRelease", ns, name)
+    for obj in objects:
+        kind = obj.get("kind") or ""
+        ns, name = _meta(obj)
+        oid = object_id(kind, ns, name)
+        meta = obj.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get("helm.toolkit.fluxcd.io/name"):
+            out[oid] = object_id("HelmRelease", labels.get("helm.toolkit.fluxcd.io/namespace") or ns,
+                                 labels["helm.toolkit.fluxcd.io/name"])
+        elif labels.get("kustomize.toolkit.fluxcd.io/name"):
+            out[oid] = object_id("Kustomization", labels.get("kustomize.toolkit.fluxcd.io/namespace") or ns,
+                                 labels["kustomize.toolkit.fluxcd.io/name"])
+        elif kind != "Pod" and (ns, labels.get("app.kubernetes.io/instance")) in releases:
+            out[oid] = releases[(ns, labels["app.kubernetes.io/instance"])]
+        for ref in meta.get("ownerReferences") or ():
+            owner_kind, owner = ref.get("kind"), ref.get("name") or ""
+            if owner_kind == "ReplicaSet" and "-" in owner:
+                owner_kind, owner = "Deployment", owner.rsplit("-", 1)[0]
+            if owner_kind in _WORKLOADS:
+                out[oid] = object_id(owner_kind, ns, owner)
+        if out.get(oid) == oid:
+            del out[oid]
+    return out
+
+
+def _cause(kind: str, reason: str, message: str) -> str:
+    if reason in _PULL_REASONS or "pulling image" in message.lower():
+        return IMAGE_PULL
+    if kind in _FLUX_GATES and reason in _TIMER_REASONS:
+        return FLUX_TIMER
+    return WORK
+
+
+def _split(oid: str, start: float, end: float, history: list[tuple[float, str, str]]) -> list[dict]:
+    """``[start, end]`` of one object cut where its reason changed, each part with its cause."""
+    kind = oid.split("/", 1)[0]
+    marks = sorted(h for h in history if h[0] < end)
+    parts: list[dict] = []
+    at, reason, message = start, "", ""
+    for t, r, m in marks:
+        if t <= start:
+            reason, message = r, m
+            continue
+        parts.append({"id": oid, "start": at, "end": t, "cause": _cause(kind, reason, message), "reason": reason})
+        at, reason, message = t, r, m
+    parts.append({"id": oid, "start": at, "end": end, "cause": _cause(kind, reason, message), "reason": reason})
+    merged: list[dict] = []
+    for p in parts:
+        if p["end"] - p["start"] <= 0:
+            continue
+        if merged and merged[-1]["cause"] == p["cause"]:
+            merged[-1]["end"] = p["end"]
+        else:
+            merged.append(p)
+    return merged
+
+
+def explain_path(edges: Edges, made_by: Mapping[str, str], first_seen: Mapping[str, float],
+                 ready_at: Mapping[str, float], history: Mapping[str, list[tuple[float, str, str]]],
+                 end: str | None = None, max_steps: int = 1000) -> list[dict]:
+    """The chain that decided when ``end`` became Ready, back to when it could first start,
+    as time segments (earliest first): ``{"id", "start", "end", "cause", "reason", "via"}``.
+
+    From an object's Ready time the walk goes to what gated it last: the dependency that became
+    Ready last before it, or its own appearance if that came later; an object appears only
+    after its creator (the Kustomization or HelmRelease that applied it, the workload that owns
+    a pod) applied it, so from an appearance the walk goes on to the creator's own gates
+    (``dependsOn``, source) before that moment. Each object's part is cut where its reason
+    changed: ``flux_timer`` while a Flux controller waited on its requeue or retry timer,
+    ``image_pull`` while a pull was reported, ``work`` otherwise. ``via`` says how the next
+    segment is linked: ``ready`` (waited on it) or ``created`` (it applied this one). The
+    walk stops where nothing seen gates an object; the time before that belongs to the
+    phases before convergence (the report adds them). ``history``: ``(at, reason, message)``.
+    """
+    if end is None:
+        if not ready_at:
+            return []
+        end = max(ready_at, key=lambda k: (ready_at[k], k))
+    if end not in ready_at:
+        return []
+    segments: list[dict] = []
+    node, until, via, only_flux = end, ready_at[end], "", False
+    # An object may come up twice, at different times: a Deployment waited on for its pods, and
+    # earlier as the creator of one of them. Time never goes forward, and a (node, time) pair is
+    # visited once, so the walk ends.
+    seen = {(end, until)}
+    for _ in range(max_steps):
+        deps = [d for d in edges.get(node, ()) if d in ready_at and ready_at[d] <= until
+                and (d, ready_at[d]) not in seen and (not only_flux or d.split("/", 1)[0] in _FLUX_GATES)]
+        dep = max(deps, key=lambda k: (ready_at[k], k)) if deps else None
+        appeared = min(first_seen.get(node, until), until)
+        creator = made_by.get(node)
+        if dep is not None and ready_at[dep] >= appeared:
+            start, nxt, nxt_until, link, nxt_flux = ready_at[dep], dep, ready_at[dep], "ready", False
+        elif creator is not None and (creator, appeared) not in seen and creator in first_seen:
+            start, nxt, nxt_until, link, nxt_flux = appeared, creator, appeared, "created", True
+        else:
+            start, nxt, nxt_until, link, nxt_flux = min(appeared, until), None, 0.0, "", False
+        parts = _split(node, start, until, history.get(node, []))
+        for p in parts:
+            p["via"] = via
+        segments[:0] = parts
+        if nxt is None:
+            break
+        seen.add((nxt, nxt_until))
+        node, until, via, only_flux = nxt, nxt_until, link, nxt_flux
+    return segments

@@ -286,6 +286,18 @@ class Watcher:
             st = self._kinds.get(kind)
             return st.objects.get((namespace or "", name)) if st else None
 
+    def object_path(self, kind: str, namespace: str, name: str) -> str | None:
+        """The API path of one object at the version the watch uses; None before discovery."""
+        with self._lock:
+            st = self._kinds.get(kind)
+            if st is None or st.version is None:
+                return None
+            base = st.path()
+        if namespace and st.spec.namespaced:
+            head, _, plural = base.rpartition("/")
+            return f"{head}/namespaces/{namespace}/{plural}/{name}"
+        return f"{base}/{name}"
+
     def stats(self) -> dict[str, dict]:
         """Per kind: version used, synced, absent, relists, reconnects, last error."""
         with self._lock:

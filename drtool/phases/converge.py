@@ -24,6 +24,7 @@ def options_for(ctx: Context):
         crashloop_restarts=inv.converge.crashloop_restarts,
         unschedulable_grace_s=inv.converge.unschedulable_grace,
         stuck_grace_s=inv.converge.stuck_grace,
+        nudge=inv.converge.nudge,
         keep_waiting=ctx.options.keep_waiting,
         expected_kustomizations=tuple(inv.expectations.kustomizations),
         expected_helmreleases=tuple((h.namespace, h.name, h.version) for h in inv.expectations.helmreleases),

@@ -57,6 +57,9 @@ def compare(report_a: dict[str, Any], report_b: dict[str, Any]) -> dict[str, Any
                      "delta_pct": _pct(a.recovery_s, b.recovery_s)},
         "phases": phases,
         "objects": objects,
+        "critical_time": [_row("cause", a.critical_time_by_cause.get(c), b.critical_time_by_cause.get(c), name=c)
+                          for c in ("work", "image_pull", "flux_timer")
+                          if c in a.critical_time_by_cause or c in b.critical_time_by_cause],
     }
 
 
@@ -76,6 +79,14 @@ def render_compare_md(comparison: dict[str, Any], max_objects: int = 15) -> str:
     for p in comparison["phases"]:
         out.append(f"| {code(p['name'])} | {fmt.duration(p['a_s'])} | {fmt.duration(p['b_s'])} | "
                    f"{fmt.signed_duration(p['delta_s'])} | {_pct_text(p['delta_pct'])} |")
+    causes = comparison.get("critical_time") or []
+    if causes:
+        labels = {"work": "work", "image_pull": "image pulls", "flux_timer": "Flux timers"}
+        out += ["", "## Where the time went (critical path, by cause)", "", "| Spent on | a | b | Δ | Δ% |",
+                "|---|---|---|---|---|"]
+        for c in causes:
+            out.append(f"| {labels.get(c['cause'], c['cause'])} | {fmt.duration(c['a_s'])} | {fmt.duration(c['b_s'])} | "
+                       f"{fmt.signed_duration(c['delta_s'])} | {_pct_text(c['delta_pct'])} |")
     objs = comparison["objects"][:max_objects]
     if objs:
         more = len(comparison["objects"]) - len(objs)

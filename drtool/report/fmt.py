@@ -68,3 +68,13 @@ def headline(report) -> str:
         rec = "recovery time not measured"
     obj = f"objective {duration(report.objective_s)}" if report.objective_s is not None else "no objective"
     return f"{report.cluster or report.run_id}: {verdict}, {rec} ({obj})"
+
+
+#: How the explained critical path names each cause of time (``report.critical_time``).
+CAUSE_LABELS = {"work": "work", "image_pull": "image pull", "flux_timer": "waiting for a Flux timer"}
+_CAUSE_TOTALS = (("work", "work"), ("image_pull", "image pulls"), ("flux_timer", "Flux timers"))
+
+
+def cause_totals(by_cause: dict[str, float]) -> str:
+    """E.g. ``work 1m 57s, image pulls 14s, Flux timers 30s``."""
+    return ", ".join(f"{label} {duration(by_cause.get(key, 0.0))}" for key, label in _CAUSE_TOTALS)

@@ -163,6 +163,31 @@ def _critical(r: Report) -> str:
             + _table([("#", "num"), ("Object", ""), ("Waits on", ""), ("Ready", "num"), ("Added", "num")], rows))
 
 
+def _nudges(r: Report) -> str:
+    if not r.nudges:
+        return ""
+    sent = [n for n in r.nudges if n.ok]
+    failed = len(r.nudges) - len(sent)
+    names = ", ".join(f"<code>{_e(n.id)}</code>" for n in sent[:5]) + (f" (+{len(sent) - 5} more)" if len(sent) > 5 else "")
+    return (f"<p>Flux nudged {len(sent)} time(s) (<code>reconcile.fluxcd.io/requestedAt</code>, as soon as "
+            f"dependencies were Ready){': ' + names if names else ''}"
+            f"{f'; {failed} request(s) failed' if failed else ''}.</p>")
+
+
+def _where_time_went(r: Report) -> str:
+    if not r.critical_time:
+        return ""
+    then = {"ready": "was waited on", "created": "created the next"}
+    rows = [[_e(fmt.offset(s.start_s)), _e(fmt.duration(s.duration_s)),
+             _e(s.what) if s.what.startswith(("phase ", "between ", "after ")) else f"<code>{_e(s.what)}</code>",
+             _e(fmt.CAUSE_LABELS.get(s.cause, s.cause)), _e(s.reason) if s.reason else fmt.DASH,
+             _e(then.get(s.via, fmt.DASH))] for s in r.critical_time]
+    return ("<h2>Where the time went</h2><p class='muted'>The recovery time along the chain that decided it, "
+            f"earliest first: {_e(fmt.cause_totals(r.critical_time_by_cause))}.</p>"
+            + _table([("Start", "num"), ("Took", "num"), ("What", ""), ("Spent on", ""), ("Reason", ""),
+                      ("Then", "")], rows))
+
+
 def _object_rows(objs) -> list[list[str]]:
     colour = {"ready": COLOURS["ready"], "failed": COLOURS["failed-object"], "pending": COLOURS["pending-object"]}
     return [[f"<code>{_e(o.id)}</code>", _dot(colour[o.outcome]) + _e(o.outcome), _e(fmt.offset(o.first_seen_s)),
@@ -258,6 +283,8 @@ def render_html(report: Report) -> str:
 <h2>Phases</h2>
 {_phases(r)}
 {_gitops(r)}
+{_nudges(r)}
+{_where_time_went(r)}
 {_critical(r)}
 {_objects(r)}
 {_checks(r)}

@@ -86,6 +86,33 @@ def _objects(r: Report) -> list[str]:
     return out
 
 
+def _nudges(r: Report) -> list[str]:
+    """One line: how often drtool asked Flux to reconcile at once instead of waiting for a timer."""
+    if not r.nudges:
+        return []
+    sent = [n for n in r.nudges if n.ok]
+    failed = len(r.nudges) - len(sent)
+    names = ", ".join(code(n.id) for n in sent[:5]) + (f" (+{len(sent) - 5} more)" if len(sent) > 5 else "")
+    line = (f"Flux nudged {len(sent)} time(s) (`reconcile.fluxcd.io/requestedAt`, as soon as dependencies "
+            f"were Ready){': ' + names if names else ''}")
+    return [line + (f"; {failed} request(s) failed." if failed else "."), ""]
+
+
+def _where_time_went(r: Report) -> list[str]:
+    """The recovery time from start to end along the chain that decided it, cause by cause."""
+    if not r.critical_time:
+        return []
+    out = ["## Where the time went", "",
+           f"The recovery time along the chain that decided it, earliest first: "
+           f"{fmt.cause_totals(r.critical_time_by_cause)}.", ""]
+    return out + _table(["Start", "Took", "What", "Spent on", "Reason", "Then"],
+                        [[fmt.offset(s.start_s), fmt.duration(s.duration_s),
+                          s.what if s.what.startswith(("phase ", "between ", "after ")) else code(s.what),
+                          fmt.CAUSE_LABELS.get(s.cause, s.cause), cell(s.reason) if s.reason else fmt.DASH,
+                          {"ready": "was waited on", "created": "created the next"}.get(s.via, fmt.DASH)]
+                         for s in r.critical_time])
+
+
 def _critical(r: Report) -> list[str]:
     if not r.critical_path:
         return []
@@ -162,6 +189,6 @@ def render_markdown(report: Report) -> str:
     out += _facts(r)
     if r.phases:
         out += ["## Timeline", "", "```mermaid", gantt(r), "```", ""]
-    out += _phases(r) + _gitops(r) + _failures(r) + _critical(r) + _objects(r) + _checks(r)
+    out += _phases(r) + _gitops(r) + _failures(r) + _nudges(r) + _where_time_went(r) + _critical(r) + _objects(r) + _checks(r)
     out += [f"<sub>{cell(r.schema_)}, generated {fmt.clock(r.generated_at)}</sub>", ""]
     return redact("\n".join(out))

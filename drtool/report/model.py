@@ -100,6 +100,22 @@ class CriticalStep(_Frozen):
     """Seconds between the object it waits on becoming Ready and this one becoming Ready."""
 
 
+class TimeSegment(_Frozen):
+    """One part of the recovery time on the explained critical path."""
+
+    what: str
+    """An object id, or ``phase <name>`` for drtool's own phases before convergence."""
+    cause: Literal["work", "image_pull", "flux_timer"]
+    start_s: float
+    """Seconds since recovery start."""
+    duration_s: float
+    reason: str = ""
+    """The object's reason during the segment (e.g. ``DependencyNotReady``)."""
+    via: str = ""
+    """How the next segment depends on this one: ``ready`` (waited for it to be Ready) or
+    ``created`` (it applied the next one); empty for the last and for phases."""
+
+
 class FailureInfo(_Frozen):
     object: str
     reason: str
@@ -125,6 +141,19 @@ class ConvergeSummary(_Frozen):
     objects_total: int
     objects_ready: int
     objects_failed: int
+    nudges: int = 0
+    """Reconcile requests accepted by the API (``converge.nudge``)."""
+
+
+class NudgeInfo(_Frozen):
+    id: str
+    at: float | None
+    t_s: float | None
+    """Seconds since recovery start."""
+    after: list[str]
+    """The dependencies that had just become Ready (``bootstrap`` for a source)."""
+    ok: bool
+    error: str = ""
 
 
 class ErrorInfo(_Frozen):
@@ -172,6 +201,13 @@ class Report(_Frozen):
     failures: list[FailureInfo]
     pending: list[str]
     post_checks: list[PostCheckResult]
+    nudges: list[NudgeInfo] = Field(default_factory=list)
+    critical_time: list[TimeSegment] = Field(default_factory=list)
+    """The recovery time from start to end, along the chain that decided it (earliest first):
+    drtool's phases until the first object of the chain appeared, then each object's wait."""
+    critical_time_by_cause: dict[str, float] = Field(default_factory=dict)
+    """Seconds of ``critical_time`` per cause (``work``, ``image_pull``, ``flux_timer``)."""
+    """Reconcile requests the converge phase sent, in order."""
     gitops_check: dict[str, Any] | None = None
     """The preflight GitOps check: findings (with ``accepted``), accepted ids, notes; None when not run."""
 
@@ -327,6 +363,47 @@ def _object(o: WaitedObject, t0: float, failed: set[str], critical: set[str]) ->
                               message=h.message) for h in o.history])
 
 
+def explain_recovery(rec: RunRecord, start_at: float, end_at: float | None) -> list[TimeSegment]:
+    """The recovery time ``[start_at, end_at]`` as segments: the phases up to where the converge
+    phase's explained path starts, the path itself, then the converge phase's last check.
+    Empty when the run did not converge or recorded no explained path."""
+    conv = rec.converge
+    if end_at is None or conv is None or not conv.explained_path:
+        return []
+    path = [s for s in conv.explained_path if s.end > start_at]
+    if not path:
+        return []
+    first = max(path[0].start, start_at)
+    out: list[TimeSegment] = []
+
+    def add(what: str, cause: Any, a: float, b: float, reason: str = "", via: str = "") -> None:
+        if b - a > 0.0005:
+            out.append(TimeSegment(what=what, cause=cause, start_s=round(a - start_at, 3),
+                                   duration_s=round(b - a, 3), reason=reason, via=via))
+
+    at = start_at
+    for p in sorted((p for p in rec.phases if p.started_at is not None), key=lambda p: p.started_at or 0.0):
+        a, b = max(p.started_at or 0.0, at), min(p.ended_at if p.ended_at is not None else first, first)
+        if b <= a:
+            continue
+        add("between phases", "work", at, a)
+        add(f"phase {p.name}", "work", a, b)
+        at = b
+    add("between phases", "work", at, first)
+    for s in path:
+        add(s.id, s.cause if s.cause in ("work", "image_pull", "flux_timer") else "work",
+            max(s.start, start_at), min(s.end, end_at), s.reason, s.via)
+    add("after the last object was Ready (final checks)", "work", min(path[-1].end, end_at), end_at)
+    return out
+
+
+def _by_cause(segments: list[TimeSegment]) -> dict[str, float]:
+    totals = {"work": 0.0, "image_pull": 0.0, "flux_timer": 0.0}
+    for s in segments:
+        totals[s.cause] = round(totals[s.cause] + s.duration_s, 3)
+    return totals
+
+
 def _redact_tree(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -358,11 +435,16 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
     objects = [_object(o, t_rec, failed_ids, {s.id for s in path}) for o in (conv.objects if conv else [])]
     objects.sort(key=lambda o: (o.first_seen_at if o.first_seen_at is not None else float("inf"), o.id))
     ready_by_id = {s.id: s.ready_at for s in path}
+    # The first step is charged only its own wait (first seen to Ready): what came before it is
+    # explained by ``critical_time`` (its creators, the phases), not by this object.
+    seen_by_id = {o.id: o.first_seen for o in (conv.objects if conv else [])}
     critical = [CriticalStep(id=s.id, ready_at=_r(s.ready_at), ready_s=_diff(s.ready_at, t_rec),
                              waits_on=s.waits_on,
-                             added_s=_diff(s.ready_at, ready_by_id.get(s.waits_on) if s.waits_on else t_rec))
+                             added_s=_diff(s.ready_at, ready_by_id.get(s.waits_on) if s.waits_on
+                                           else seen_by_id.get(s.id) or t_rec))
                 for s in path]
 
+    explained = explain_recovery(rec, t_rec, end_at)
     report = Report(
         generated_at=round(generated, 3),
         run_id=rec.run_id, kind=rec.kind, inventory=rec.inventory, cluster=rec.cluster, host=rec.host,
@@ -379,11 +461,16 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
             converged=conv.converged, outcome=conv.outcome or ("converged" if conv.converged else ""),
             started_at=_r(conv.started), ended_at=_r(conv.ended), duration_s=_diff(conv.ended, conv.started),
             objects_total=len(objects), objects_ready=sum(o.outcome == "ready" for o in objects),
-            objects_failed=sum(o.outcome == "failed" for o in objects)) if conv else None,
+            objects_failed=sum(o.outcome == "failed" for o in objects),
+            nudges=sum(1 for n in conv.nudges if n.ok)) if conv else None,
         objects=objects, critical_path=critical,
         failures=[FailureInfo(**f.model_dump()) for f in (conv.failures if conv else [])],
         pending=list(conv.pending) if conv else [],
         post_checks=[PostCheckResult(**c.model_dump()) for c in rec.post_checks],
+        critical_time=explained,
+        critical_time_by_cause=_by_cause(explained) if explained else {},
+        nudges=[NudgeInfo(id=n.id, at=_r(n.at), t_s=_diff(n.at, t_rec), after=list(n.after), ok=n.ok, error=n.error)
+                for n in (conv.nudges if conv else [])],
         gitops_check=rec.gitops_check.model_dump() if rec.gitops_check is not None else None,
     )
     return _redact_tree(report.model_dump(mode="json", by_alias=True))

@@ -111,6 +111,27 @@ class FailureRecord(_Frozen):
 
 
 
+class NudgeRecord(_Frozen):
+    """One reconcile request the converge phase sent (``drtool.kube.nudge``)."""
+
+    id: str
+    at: float | None = None
+    after: list[str] = Field(default_factory=list)
+    ok: bool = False
+    error: Text = ""
+
+
+class ExplainedSegment(_Frozen):
+    """One part of the converge phase's explained critical path (``drtool.kube.graph.explain_path``)."""
+
+    id: str
+    start: float
+    end: float
+    cause: Text = "work"
+    reason: Text = ""
+    via: Text = ""
+
+
 class ConvergeRecord(_Frozen):
     """The converge phase's result (``drtool.converge.ConvergeResult.to_dict()``); epoch seconds."""
 
@@ -122,6 +143,8 @@ class ConvergeRecord(_Frozen):
     critical_path: list[PathStep] = Field(default_factory=list)
     failures: list[FailureRecord] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
+    nudges: list[NudgeRecord] = Field(default_factory=list)
+    explained_path: list[ExplainedSegment] = Field(default_factory=list)
 
     @field_validator("pending", mode="before")
     @classmethod

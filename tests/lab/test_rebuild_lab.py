@@ -95,6 +95,15 @@ def test_rebuild_twice_keeps_protected_data(lab2):
         assert oct((run / "kubeconfig").stat().st_mode & 0o777) == "0o600"
         for name in ("report.json", "report.md", "report.html"):
             assert (run / name).is_file(), name
+        # The report explains the whole recovery time, from teardown through the phases and the
+        # chain of Flux objects to the last one Ready.
+        report = json.loads((run / "report.json").read_text())
+        segments = report["critical_time"]
+        assert segments[0]["what"] == "phase teardown" and segments[0]["start_s"] == 0, segments[:2]
+        assert "phase bootstrap" in [s["what"] for s in segments]
+        assert any(s["what"].startswith(("Kustomization/", "HelmRelease/")) for s in segments)
+        assert abs(sum(s["duration_s"] for s in segments) - report["recovery_s"]) < 0.05
+        assert "## Where the time went" in (run / "report.md").read_text()
         tokens.append((run / "backup" / "k3s-token.new").read_text().strip())
         if attempt == 2:
             # The old cluster's token is backed up verbatim (never masked), 0600.

@@ -66,6 +66,10 @@ def test_critical_path_says_what_each_link_added():
     infra = next(s for s in path if s["id"] == "Kustomization/flux-system/infrastructure")
     assert infra["waits_on"] == "HelmRelease/logging/loki"
     assert infra["added_s"] == pytest.approx(121.7 - 118.9)
+    # The first link is charged its own wait only, not everything since recovery start.
+    r = report_of("complete")
+    first = next(o for o in r["objects"] if o["id"] == path[0]["id"])
+    assert path[0]["added_s"] == pytest.approx(first["wait_s"]) and path[0]["added_s"] < path[0]["ready_s"]
 
 
 def test_journal_state_never_reaches_the_report():

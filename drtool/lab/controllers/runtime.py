@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str]        # (group, kind, namespace, name)
 GroupKind = tuple[str, str]
 ERROR_RETRY = 1.0                      # seconds before retrying a reconcile that raised
+# fluxcd/pkg apis/meta v1.6.1 annotations.go ReconcileRequestAnnotation.
+RECONCILE_REQUEST = "reconcile.fluxcd.io/requestedAt"
+HANDLES_REQUESTS = frozenset({("kustomize.toolkit.fluxcd.io", "Kustomization"), ("helm.toolkit.fluxcd.io", "HelmRelease")})
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,14 @@ class Runtime:
         key = key_of(obj)
         gk = key[:2]
         if gk in self._by_kind:
+            # Every change of an object re-runs it. For Kustomizations and HelmReleases that is a
+            # superset of the real watches (kustomize-controller v1.4.0 kustomization_manager.go,
+            # helm-controller v1.1.0 helmrelease_controller.go: predicate.Or(
+            # GenerationChangedPredicate, fluxcd/pkg runtime ReconcileRequestedPredicate)), so a new
+            # reconcile.fluxcd.io/requestedAt value (flux reconcile, drtool's nudge) is acted on at
+            # once, as on a real cluster; a status write the controller made itself changes nothing
+            # (an unchanged write is a no-op) and a dependency's change never reaches a dependent
+            # here, which keeps the --requeue-dependency wait (tests/lab/test_nudge_lab.py).
             self.kick(key)
         meta = obj.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
@@ -233,10 +244,29 @@ class Runtime:
         except Exception:   # noqa: BLE001 - a broken object must not stop the other controllers
             log.exception("%s: reconciling %s/%s/%s failed", reconciler.component, kind, namespace, name)
             result = Result(requeue_after=ERROR_RETRY)
+        self._handled(reconciler, key)
         if result.wait:
             self._waiting[id(reconciler)].add(key)
         if result.requeue_after is not None:
             self.kick(key, max(result.requeue_after, 0.001))
+
+    def _handled(self, reconciler: Reconciler, key: Key) -> None:
+        """Record the reconcile request a reconcile handled, as the real controllers do after
+        every reconcile: kustomize-controller v1.4.0 ``finalizeStatus`` and helm-controller v1.1.0
+        ``Reconcile`` (deferred patch) set ``status.lastHandledReconcileAt`` to the value of
+        ``reconcile.fluxcd.io/requestedAt`` (what ``flux reconcile`` waits for)."""
+        if key[:2] not in HANDLES_REQUESTS:
+            return
+        group, kind, namespace, name = key
+        obj = self.store.peek(group, kind, namespace or None, name)
+        if obj is None or (obj.get("spec") or {}).get("suspend") or not self.controller_available(reconciler.component):
+            return
+        requested = (obj["metadata"].get("annotations") or {}).get(RECONCILE_REQUEST)
+        if requested is not None and (obj.get("status") or {}).get("lastHandledReconcileAt") != requested:
+            try:
+                self.store.patch_status(group, kind, namespace or None, name, {"lastHandledReconcileAt": requested})
+            except ApiError as exc:
+                log.debug("lastHandledReconcileAt for %s/%s skipped: %s", kind, name, exc)
 
     # ------------------------------------------------------------------ helpers for reconcilers
 

@@ -1,0 +1,117 @@
+"""The critical path that explains the recovery time, on a hand-made timeline (pure logic)."""
+from __future__ import annotations
+
+from drtool.kube import graph
+from drtool.report.compare import compare, render_compare_md
+from drtool.report.html import render_html
+from drtool.report.markdown import render_markdown
+from drtool.report.model import build_report, load_report
+
+FS = "flux-system"
+
+
+def _obj(kind, ns, name, spec=None, labels=None, owner=None):
+    meta = {"name": name, "namespace": ns, "labels": labels or {}}
+    if owner:
+        meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1]}]
+    return {"kind": kind, "metadata": meta, "spec": spec or {}}
+
+
+SRC = {"kind": "GitRepository", "name": FS}
+OBJECTS = [
+    _obj("GitRepository", FS, FS),
+    _obj("Kustomization", FS, FS, {"sourceRef": SRC}),
+    _obj("Kustomization", FS, "infrastructure", {"sourceRef": SRC, "wait": True},
+         {"kustomize.toolkit.fluxcd.io/name": FS, "kustomize.toolkit.fluxcd.io/namespace": FS}),
+    _obj("Kustomization", FS, "apps", {"sourceRef": SRC, "dependsOn": [{"name": "infrastructure"}]},
+         {"kustomize.toolkit.fluxcd.io/name": FS, "kustomize.toolkit.fluxcd.io/namespace": FS}),
+    _obj("HelmRelease", "logging", "loki", {},
+         {"kustomize.toolkit.fluxcd.io/name": "infrastructure", "kustomize.toolkit.fluxcd.io/namespace": FS}),
+    _obj("Deployment", "logging", "loki", {},
+         {"helm.toolkit.fluxcd.io/name": "loki", "helm.toolkit.fluxcd.io/namespace": "logging"}),
+    _obj("Pod", "logging", "loki-5d8f-abcde", owner=("ReplicaSet", "loki-5d8f")),
+]
+# (first seen, ready, [(at, reason)]) in seconds; recovery starts at 1000 (teardown).
+TIMELINE = {
+    "GitRepository/flux-system/flux-system": (1080, 1082, []),
+    "Kustomization/flux-system/flux-system": (1080, 1085, []),
+    "Kustomization/flux-system/infrastructure": (1084, 1120, [(1084, "Progressing")]),
+    "Kustomization/flux-system/apps": (1084, 1160, [(1084, "DependencyNotReady"), (1150, "Progressing"),
+                                                     (1160, "ReconciliationSucceeded")]),
+    "HelmRelease/logging/loki": (1086, 1118, [(1086, "Progressing")]),
+    "Deployment/logging/loki": (1100, 1117, []),
+    "Pod/logging/loki-5d8f-abcde": (1101, 1117, [(1101, "Pulling"), (1115, "ContainerCreating")]),
+}
+PHASES = [("teardown", 1000, 1010), ("install", 1010, 1050), ("join", 1050, 1060), ("bootstrap", 1060, 1080),
+          ("converge", 1080, 1161)]
+
+
+def _explain() -> list[dict]:
+    first = {k: float(v[0]) for k, v in TIMELINE.items()}
+    ready = {k: float(v[1]) for k, v in TIMELINE.items()}
+    history = {k: [(float(t), r, "") for t, r in v[2]] for k, v in TIMELINE.items()}
+    return graph.explain_path(graph.build_edges(OBJECTS), graph.creators(OBJECTS), first, ready, history)
+
+
+def test_creators_follow_labels_and_owners():
+    made_by = graph.creators(OBJECTS)
+    assert made_by["Pod/logging/loki-5d8f-abcde"] == "Deployment/logging/loki"
+    assert made_by["Deployment/logging/loki"] == "HelmRelease/logging/loki"
+    assert made_by["HelmRelease/logging/loki"] == "Kustomization/flux-system/infrastructure"
+    assert made_by["Kustomization/flux-system/infrastructure"] == "Kustomization/flux-system/flux-system"
+    assert "Kustomization/flux-system/flux-system" not in made_by
+
+
+def test_path_goes_back_through_creation_and_attributes_each_segment():
+    segs = [(s["id"].split("/", 1)[1], s["start"], s["end"], s["cause"], s["via"]) for s in _explain()]
+    assert segs == [
+        ("flux-system/flux-system", 1080, 1082, "work", "ready"),        # GitRepository fetched
+        ("flux-system/flux-system", 1082, 1084, "work", "created"),      # flux-system applied infrastructure
+        ("flux-system/infrastructure", 1084, 1086, "work", "created"),   # ... which applied loki
+        ("logging/loki", 1086, 1100, "work", "created"),                 # Helm install created the Deployment
+        ("logging/loki", 1100, 1101, "work", "created"),                 # Deployment created the pod
+        ("logging/loki-5d8f-abcde", 1101, 1115, "image_pull", "ready"),
+        ("logging/loki-5d8f-abcde", 1115, 1117, "work", "ready"),
+        ("logging/loki", 1117, 1118, "work", "ready"),                   # HelmRelease saw the release Ready
+        ("flux-system/infrastructure", 1118, 1120, "work", "ready"),
+        ("flux-system/apps", 1120, 1150, "flux_timer", ""),              # the 30 s dependency requeue
+        ("flux-system/apps", 1150, 1160, "work", ""),
+    ]
+    kinds = [s["id"].split("/", 1)[0] for s in _explain()]
+    assert kinds[:2] == ["GitRepository", "Kustomization"] and kinds[5] == "Pod"
+
+
+def _record(explained: list[dict], suffix: str = "") -> dict:
+    return {"schema": "drtool.run/v1", "run_id": "r" + suffix, "kind": "rebuild", "started_at": 995.0,
+            "ended_at": 1170.0, "status": "succeeded",
+            "phases": [{"name": n, "started_at": float(a), "ended_at": float(b), "outcome": "ok"} for n, a, b in PHASES],
+            "converge": {"converged": True, "outcome": "converged", "started": 1080.0, "ended": 1161.0,
+                         "objects": [], "explained_path": explained}}
+
+
+def test_report_covers_the_whole_recovery_time_across_phases():
+    report = build_report(_record(_explain()), now=2000)
+    segments = report["critical_time"]
+    assert [s["what"] for s in segments[:4]] == ["phase teardown", "phase install", "phase join", "phase bootstrap"]
+    assert segments[0]["start_s"] == 0
+    total = sum(s["duration_s"] for s in segments)
+    assert abs(total - report["recovery_s"]) < 0.01 and report["recovery_s"] == 161
+    assert report["critical_time_by_cause"] == {"work": 117.0, "image_pull": 14.0, "flux_timer": 30.0}
+    assert segments[-1]["what"].startswith("after the last object") and segments[-1]["duration_s"] == 1
+
+    md = render_markdown(load_report(report))
+    assert "## Where the time went" in md and "flux_timer" not in md
+    assert "Flux timers 30.0s" in md and "image pulls 14.0s" in md
+    assert "`Kustomization/flux-system/apps`" in md and "waiting for a Flux timer" in md
+    html = render_html(load_report(report))
+    assert "Where the time went" in html and "waiting for a Flux timer" in html
+
+
+def test_compare_shows_the_time_by_cause():
+    base = build_report(_record(_explain(), "1"), now=2000)
+    faster = [dict(s) for s in _explain() if s["cause"] != "flux_timer"]
+    cur = build_report(_record(faster, "2"), now=2000)
+    result = compare(base, cur)
+    timers = next(c for c in result["critical_time"] if c["cause"] == "flux_timer")
+    assert (timers["a_s"], timers["b_s"], timers["delta_s"]) == (30.0, 0.0, -30.0)
+    assert "| Flux timers | 30.0s | 0.0s | -30.0s | -100% |" in render_compare_md(result)
