@@ -31,12 +31,16 @@ def _first(values: dict[str, Any], *paths: str) -> Any:
     return None
 
 
-def workload_for(release: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+def workload_for(release: dict[str, Any], kind: str | None = None,
+                 chart_images: tuple[str, ...] = ()) -> dict[str, Any]:
     """The Deployment/StatefulSet the chart "renders" for ``release`` (pure).
 
     Values honoured: ``replicas``/``replicaCount``/``deployment.replicas``/
     ``singleBinary.replicas``, ``nodeSelector``, ``tolerations``, ``image.repository``/
     ``image.tag`` and the lab convention ``workloadKind`` (Deployment or StatefulSet).
+    ``chart_images``: the images the chart's default values run (the scenario's cost model);
+    unless the values set ``image.repository``, the pod runs one container per image, so it
+    pulls what the real chart's pods would.
     """
     meta, spec = release["metadata"], release.get("spec") or {}
     values = spec.get("values") or {}
@@ -57,6 +61,11 @@ def workload_for(release: dict[str, Any], kind: str | None = None) -> dict[str, 
     })
     pod_spec: dict[str, Any] = {"containers": [{"name": chart, "image": f"{image_repo}:{image_tag}",
                                                 "ports": [{"containerPort": 8080, "name": "http"}]}]}
+    if chart_images and not _first(values, "image.repository"):
+        pod_spec["containers"] = [
+            {"name": chart if i == 0 else f"{chart}-{i}", "image": ref,
+             **({"ports": [{"containerPort": 8080, "name": "http"}]} if i == 0 else {})}
+            for i, ref in enumerate(chart_images)]
     if isinstance(values.get("nodeSelector"), dict):
         pod_spec["nodeSelector"] = {str(k): str(v) for k, v in values["nodeSelector"].items()}
     if isinstance(values.get("tolerations"), list):

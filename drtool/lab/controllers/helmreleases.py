@@ -117,7 +117,7 @@ class HelmReleaseReconciler:
 
         # 4. the chart's CRDs, then the workload, then wait for it like `helm install --wait`
         kind = faults.workload_kind or None
-        workload = workload_for(obj, kind)
+        workload = workload_for(obj, kind, self.rt.scenario.images.charts.get(chart, ()))
         try:
             self._install_crds(obj, chart, version, action)
             self.rt.store.apply(workload)

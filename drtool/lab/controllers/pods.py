@@ -6,16 +6,28 @@ node stays Pending with ``PodScheduled=False`` reason ``Unschedulable`` and is r
 whenever a Node changes (a node that joins or turns Ready later). Once bound, it starts
 after the scenario's pod delay, or plays the scenario's fault: CrashLoopBackOff with a
 growing ``restartCount``, or ErrImagePull / ImagePullBackOff.
+
+Images follow the scenario's cost model (``images:``): an image the node holds (its
+``Node.status.images``) is not pulled again; any other is pulled over the node's link, one pull
+at a time per node, and added to the Node's images once pulled. The kubelet's events say so, in
+the words of kubernetes v1.31.4 pkg/kubelet/images/image_manager.go (EnsureImageExists):
+``Pulled: Container image "x" already present on machine``, ``Pulling: Pulling image "x"``,
+``Pulled: Successfully pulled image "x" in 7.264s (9.1s including waiting). Image size: N bytes.``
+(durations in the model's seconds, as Flux messages keep theirs; the lab plays them at
+``time_scale``). Containers then start after ``images.container_start`` each.
 """
 from __future__ import annotations
 
 import ipaddress
+import time
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from drtool.lab.api.objects import clone, now_rfc3339
 from drtool.lab.api.status import ApiError
 from drtool.lab.scenarios import ObjectFaults
+from drtool.lab.scenarios.costs import go_duration
 
 from .conditions import set_condition, status_copy
 from .runtime import DONE, WAIT, Key, Result, Runtime, key_of
@@ -23,6 +35,20 @@ from .scheduler import schedule
 
 MANAGED_OWNERS = ("ReplicaSet", "StatefulSet", "DaemonSet")
 BACKOFF_CAP = 4.0          # seconds between simulated restarts / pull retries
+
+
+@dataclass
+class _StartPlan:
+    """When a bound pod's events fall due and when its containers run (``time.monotonic``)."""
+
+    events: list[tuple[float, str, str]] = field(default_factory=list)   # (at, reason, message)
+    pulled: list[tuple[float, str]] = field(default_factory=list)        # (at, image) for the Node
+    ready_at: float = 0.0
+
+
+def node_image_names(node: dict[str, Any] | None) -> set[str]:
+    """Every name in a Node's ``status.images`` (what its runtime holds)."""
+    return {n for e in ((node or {}).get("status") or {}).get("images") or [] for n in e.get("names") or []}
 
 
 def _controller_owner(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -45,9 +71,78 @@ class PodReconciler:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
         self._restarts: dict[Key, int] = {}
+        self._plans: dict[Key, tuple[str, _StartPlan]] = {}
+        # Per node: image -> monotonic time a pull under way ends; and when the node's one puller
+        # is free again (kubelet serializeImagePulls, true by default:
+        # kubernetes v1.31.4 pkg/kubelet/apis/config/v1beta1/defaults.go).
+        self._pulling: dict[str, dict[str, float]] = {}
+        self._puller_free: dict[str, float] = {}
 
     def forget(self, key: Key) -> None:
         self._restarts.pop(key, None)
+        self._plans.pop(key, None)
+
+    # ------------------------------------------------------------------ images (the cost model)
+
+    def _plan(self, pod: dict[str, Any], containers: list[dict[str, Any]], delay: float) -> _StartPlan:
+        """Pulls, events and start time of a just-bound pod, from the node's images and the cost model."""
+        sc = self.rt.scenario
+        costs, node_name = sc.images, (pod.get("spec") or {}).get("nodeName") or ""
+        now = time.monotonic()
+        pulling = self._pulling.setdefault(node_name, {})
+        for ref in [r for r, end in pulling.items() if end <= now]:
+            del pulling[ref]             # done: the Node lists it (or lost it in a wipe)
+        held = {ref: 0.0 for ref in node_image_names(self.rt.store.peek("", "Node", None, node_name))}
+        held.update(pulling)
+        plan, at = _StartPlan(), now
+        for c in containers:
+            image = c.get("image", "")
+            if image in held:
+                at = max(at, held[image])              # present, or being pulled for another pod
+                plan.events.append((at, "Pulled", f'Container image "{image}" already present on machine'))
+                continue
+            pull = costs.pull_seconds(image)
+            start = max(at, self._puller_free.get(node_name, 0.0))
+            waited = (start - at) / sc.time_scale
+            plan.events.append((at, "Pulling", f'Pulling image "{image}"'))
+            at = start + sc.scaled(pull)
+            self._puller_free[node_name] = held[image] = pulling[image] = at
+            plan.pulled.append((at, image))
+            plan.events.append((at, "Pulled", f'Successfully pulled image "{image}" in {go_duration(pull)} '
+                                f"({go_duration(pull + waited)} including waiting). "
+                                f"Image size: {costs.size_bytes(image)} bytes."))
+        plan.ready_at = at + sc.scaled(costs.container_start * len(containers)) + delay
+        return plan
+
+    def _play(self, pod: dict[str, Any], plan: _StartPlan) -> float:
+        """Emit the events that fell due and record pulled images on the Node; seconds still to wait."""
+        now = time.monotonic()
+        while plan.events and plan.events[0][0] <= now:
+            _, reason, message = plan.events.pop(0)
+            self.rt.emit(pod, reason, message, "kubelet")
+        due = [ref for at, ref in plan.pulled if at <= now]
+        if due:
+            plan.pulled = [(at, ref) for at, ref in plan.pulled if at > now]
+            self._add_node_images((pod.get("spec") or {}).get("nodeName") or "", due)
+        left = plan.ready_at - now
+        if plan.events:
+            left = min(left, plan.events[0][0] - now)
+        return max(0.0, left)
+
+    def _add_node_images(self, node_name: str, refs: list[str]) -> None:
+        """The kubelet's next status update lists what it pulled in ``Node.status.images``."""
+        node = self.rt.store.peek("", "Node", None, node_name)
+        if node is None:
+            return
+        status = status_copy(node)
+        listed = node_image_names(node)
+        entries = list(status.get("images") or [])
+        entries += [{"names": [r], "sizeBytes": self.rt.scenario.images.size_bytes(r)} for r in refs if r not in listed]
+        status["images"] = entries
+        try:
+            self.rt.store.update_status("", "Node", None, node_name, status)
+        except ApiError:
+            pass             # the Node is gone: nothing to report to
 
     def _workload_faults(self, pod: dict[str, Any]) -> tuple[ObjectFaults, float]:
         """Faults and start delay from the pod's workload (or the HelmRelease that made it)."""
@@ -90,12 +185,20 @@ class PodReconciler:
         if not spec.get("nodeName"):
             return self._schedule(pod, status)
         faults, delay = self._workload_faults(pod)
-        left = self.rt.remaining(key, ("start", meta.get("uid")), delay)
-        if left > 0:
-            return Result(requeue_after=left)
         containers = spec.get("containers") or [{"name": "main", "image": "busybox"}]
         if faults.image_pull_error:
+            left = self.rt.remaining(key, ("start", meta.get("uid")), delay)
+            if left > 0:
+                return Result(requeue_after=left)
             return self._image_pull_error(pod, status, containers)
+        uid = str(meta.get("uid"))
+        planned = self._plans.get(key)
+        if planned is None or planned[0] != uid:
+            planned = self._plans[key] = (uid, self._plan(pod, containers, delay))
+        plan = planned[1]
+        left = self._play(pod, plan)
+        if left > 0:
+            return Result(requeue_after=left)
         if faults.crashloop:
             return self._crashloop(pod, status, containers)
         if status.get("phase") == "Running" and all(c.get("ready") for c in status.get("containerStatuses") or [{}]):

@@ -95,8 +95,11 @@ class SupervisorClient:
 
 
 def _registration(cfg: AgentConfig, password: str, ready: bool) -> dict:
+    from drtool.lab.k3s import images
     return {"name": cfg.node_name, "address": cfg.node_ip, "role": "agent", "labels": cfg.labels,
-            "taints": [t.as_api() for t in cfg.taints], "node_password": password, "ready": ready}
+            "taints": [t.as_api() for t in cfg.taints], "node_password": password, "ready": ready,
+            # The kubelet reports the images its runtime holds in Node.status.images.
+            "images": images.held(RootFS.from_env(), cfg.data_dir)}
 
 
 def _join(client: SupervisorClient, token, cfg: AgentConfig, password: str) -> None:
@@ -126,7 +129,7 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
     from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION
     proc.info(f"Starting k3s agent {K3S_VERSION} ({K3S_COMMIT})")
     from drtool.lab.k3s import images
-    images.preload(fs, cfg.data_dir)
+    images.preload(fs, cfg.data_dir, lab.scenario.images, lab.scenario.time_scale)
     try:
         token = parse_token(cfg.token, default_user="node")
     except TokenError as exc:
@@ -167,6 +170,8 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
             try:
                 status, payload = client.post("/v1-k3s/lab/heartbeat", _registration(cfg, password, ready))
                 if status == 200:
+                    # What the kubelet pulled since stays in containerd's store, as on a real node.
+                    images.record_pulled(fs, cfg.data_dir, [str(i) for i in payload.get("images") or []])
                     if ready and not reported_ready:
                         proc.info(f"Node {cfg.node_name} is Ready")
                     reported_ready = ready

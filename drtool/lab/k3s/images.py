@@ -19,11 +19,13 @@ import json
 import re
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Callable
 
 from drtool.lab.k3s import proc
 from drtool.lab.k3s.rootfs import RootFS
+from drtool.lab.scenarios.costs import ImageCosts, go_duration
 
 STORE = "agent/containerd/lab-images.json"
 
@@ -73,8 +75,13 @@ def import_file(path: Path) -> list[str]:
     raise ValueError("unhandled file type")
 
 
-def preload(fs: RootFS, data_dir: str) -> list[str]:
-    """Import every archive in ``<data_dir>/agent/images`` by suffix, log as K3s does; returns the image names."""
+def preload(fs: RootFS, data_dir: str, costs: ImageCosts | None = None, time_scale: float = 1.0) -> list[str]:
+    """Import every archive in ``<data_dir>/agent/images`` by suffix, log as K3s does; returns the image names.
+
+    With the scenario's cost model, each archive takes its import time (read and unpack at disk
+    speed, ``ImageCosts.import_seconds``) played at ``time_scale``; the log line keeps the model's
+    figure, in the form of k3s v1.31.4 pkg/agent/containerd/containerd.go preloadImages
+    (``Imported images from %s in %s``)."""
     images_dir, store = fs.path(f"{data_dir}/agent/images"), fs.path(f"{data_dir}/{STORE}")
     if not images_dir.is_dir():
         return []
@@ -87,7 +94,10 @@ def preload(fs: RootFS, data_dir: str) -> list[str]:
         except (ValueError, OSError) as exc:
             proc.error(f"Error encountered while importing {data_dir}/agent/images/{path.name}: {exc}")
             continue
-        proc.info(f"Imported images from {data_dir}/agent/images/{path.name}")
+        took = costs.import_seconds(tags) if costs is not None else 0.0
+        if took > 0:
+            time.sleep(took * time_scale)
+        proc.info(f"Imported images from {data_dir}/agent/images/{path.name} in {go_duration(took)}")
         imported += tags
     try:
         known = json.loads(store.read_text())
@@ -97,6 +107,24 @@ def preload(fs: RootFS, data_dir: str) -> list[str]:
     store.parent.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(merged, indent=1))
     return imported
+
+
+def held(fs: RootFS, data_dir: str) -> list[str]:
+    """The images the node's containerd holds (what its kubelet reports in ``Node.status.images``)."""
+    return _load(fs.path(f"{data_dir}/{STORE}"))
+
+
+def record_pulled(fs: RootFS, data_dir: str, refs: list[str]) -> list[str]:
+    """Add images the node's kubelet pulled to its store (containerd keeps what it pulls);
+    returns the ones that were new. Nothing is written while K3s never ran (no store yet)."""
+    store = fs.path(f"{data_dir}/{STORE}")
+    if not store.exists():
+        return []
+    known = _load(store)
+    new = sorted(set(refs) - set(known))
+    if new:
+        store.write_text(json.dumps(sorted(set(known) | set(new)), indent=1))
+    return new
 
 
 def crictl_images(store: Path) -> str:

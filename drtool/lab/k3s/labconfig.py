@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from drtool.lab.scenarios.costs import ImageCosts
+
 from .rootfs import hostname
 
 DEFAULT_READY_DELAY = 0.3
@@ -35,6 +37,8 @@ class K3sScenario:
     api_refuse_after_start: float = 0.0                              # api.refuse_after_start
     api_503_window: tuple[float, float] | None = None                # api.http_503 (start, duration)
     api_expire_watch_at: float | None = None                         # api.expire_watch_at
+    images: ImageCosts = field(default_factory=ImageCosts)           # images (the cost model)
+    time_scale: float = 0.05                                         # time_scale
     # Not scenario fields: timings of the simulation itself, overridable by environment for tests.
     system_pods_delay: float = 0.2                                   # kube-system pods Ready after
     node_monitor_grace: float = 15.0                                 # no heartbeat this long -> Unknown
@@ -116,7 +120,14 @@ def scenario_from_dict(data: Any, env: dict[str, str] | None = None) -> K3sScena
     api = data.get("api") if isinstance(data.get("api"), dict) else {}
     window = api.get("http_503") if isinstance(api.get("http_503"), dict) else None
     expire = api.get("expire_watch_at")
+    try:
+        costs = ImageCosts.model_validate(data.get("images") or {})
+    except ValueError:                  # the controllers report a bad scenario, naming the field
+        costs = ImageCosts()
+    scale = data.get("time_scale")
     return K3sScenario(
+        images=costs,
+        time_scale=float(scale) if isinstance(scale, (int, float)) and 0 < scale <= 1 else 0.05,
         default_ready_delay=_seconds(defaults.get("node_ready"), DEFAULT_READY_DELAY),
         ready_delay=delays,
         never_ready=tuple(never),

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from drtool.lab.k3s import K3S_VERSION
 from drtool.lab.k3s.flags import Taint
@@ -104,6 +104,7 @@ class NodeSpec:
     labels: dict[str, str]
     taints: tuple[Taint, ...] = ()
     etcd: bool = False
+    images: tuple[str, ...] = ()     # what the node's containerd holds, as its kubelet reports it
 
 
 def node_labels(spec: NodeSpec) -> dict[str, str]:
@@ -198,6 +199,16 @@ def apply_registration(existing: dict[str, Any], spec: NodeSpec) -> dict[str, An
         spec_part["taints"] = [t.as_api() for t in spec.taints]
     out["spec"] = spec_part
     return out
+
+
+def node_images(refs: tuple[str, ...] | list[str], size_bytes: Callable[[str], int] | None = None) -> list[dict[str, Any]]:
+    """``Node.status.images`` as the kubelet reports the images its runtime holds (names, sizeBytes)."""
+    return [{"names": [ref], "sizeBytes": size_bytes(ref) if size_bytes else 0} for ref in sorted(set(refs))]
+
+
+def image_names(node: dict[str, Any]) -> set[str]:
+    """Every name in ``Node.status.images``."""
+    return {n for entry in (node.get("status") or {}).get("images") or [] for n in entry.get("names") or []}
 
 
 def ready_state(node: dict[str, Any]) -> str:

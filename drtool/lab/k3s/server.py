@@ -23,7 +23,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -126,8 +126,34 @@ class ClusterState:
             proc.info(f"Node {spec.name} registered ({spec.role}, {spec.address})")
         else:
             self.store.update(nodes.apply_registration(existing, spec))
+        self._set_images(spec.name, list(spec.images))
         self._last_seen[spec.name] = time.monotonic()
         return verdict
+
+    def _set_images(self, name: str, refs: list[str]) -> None:
+        node = self.store.peek("", "Node", None, name)
+        if node is None:
+            return
+        wanted = nodes.node_images(refs, self.image_size)
+        if (node.get("status") or {}).get("images", []) == wanted:
+            return
+        status = dict(node.get("status") or {})
+        status["images"] = wanted
+        self.store.update_status("", "Node", None, name, status)
+
+    def image_size(self, ref: str) -> int:
+        costs = getattr(self.scenario, "images", None)
+        return costs.size_bytes(ref) if costs is not None else 0
+
+    def sync_images(self, name: str, reported: tuple[str, ...]) -> list[str]:
+        """Merge what the node's runtime holds with what its kubelet pulled since (the lab's pod
+        simulation adds pulls to ``Node.status.images``); returns every image name the Node lists."""
+        node = self.store.peek("", "Node", None, name)
+        if node is None:
+            return list(reported)
+        merged = sorted(nodes.image_names(node) | set(reported))
+        self._set_images(name, merged)
+        return merged
 
     def _node_event(self, node: str, type_: str, reason: str, message: str) -> None:
         now = now_rfc3339()
@@ -184,11 +210,19 @@ class ClusterState:
         return [n for n, seen in self._last_seen.items() if now - seen > grace]
 
 
-async def _monitor_nodes(cluster: ClusterState, own_node: str) -> None:
-    """Mark nodes that stopped posting status as Unknown, like the node lifecycle controller."""
+async def _monitor_nodes(cluster: ClusterState, own_node: str,
+                         own_images: Callable[[list[str]], list[str]] | None = None) -> None:
+    """Mark nodes that stopped posting status as Unknown, like the node lifecycle controller.
+
+    ``own_images`` keeps this server's own image store in step with its Node's pulls."""
     while True:
         await asyncio.sleep(MONITOR_INTERVAL)
         cluster._last_seen[own_node] = time.monotonic()
+        if own_images is not None:
+            try:
+                own_images(cluster.sync_images(own_node, ()))
+            except (ApiError, OSError) as exc:
+                proc.error(f"Failed to update node images: {exc}")
         for name in cluster.stale_nodes(time.monotonic()):
             try:
                 cluster.set_ready(name, "Unknown")
@@ -358,7 +392,7 @@ async def _start_controllers(store: Store, lab: LabConfig) -> Any:
 async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     """Serve until SIGTERM. Returns the process exit status."""
     proc.info(f"Starting k3s {K3S_VERSION} ({K3S_COMMIT})")
-    images.preload(fs, cfg.data_dir)
+    images.preload(fs, cfg.data_dir, lab.scenario.images, lab.scenario.time_scale)
     address = cfg.listen_address or lab.own_address(cfg.node_name) or "127.0.0.1"
     base = fs.path(cfg.data_dir)
     server_dir, tls_dir = base / "server", base / "server" / "tls"
@@ -416,7 +450,8 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     controllers: Any = None
     proxy: asyncio.AbstractServer | None = None
     kubeconfig_server = f"https://127.0.0.1:{cfg.https_port}"
-    spec = nodes.NodeSpec(cfg.node_name, address, "server", cfg.labels, cfg.taints, etcd=etcd)
+    spec = nodes.NodeSpec(cfg.node_name, address, "server", cfg.labels, cfg.taints, etcd=etcd,
+                          images=tuple(images.held(fs, cfg.data_dir)))
     try:
         if joining:
             from urllib.parse import urlsplit
@@ -440,7 +475,8 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
                 tasks.append(asyncio.create_task(_own_node_ready(cluster, cfg.node_name, lab.scenario, node_ready)))
             else:
                 proc.info(f"Waiting to retrieve agent configuration; server is not ready: {verdict.agent_error}")
-            tasks.append(asyncio.create_task(_monitor_nodes(cluster, cfg.node_name)))
+            tasks.append(asyncio.create_task(_monitor_nodes(
+                cluster, cfg.node_name, lambda refs: images.record_pulled(fs, cfg.data_dir, refs))))
             tasks.append(asyncio.create_task(_clean_up_deleted_nodes(store, cluster)))
             controllers = await _start_controllers(store, lab)
             if controllers is not None:

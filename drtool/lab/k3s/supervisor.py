@@ -42,6 +42,8 @@ class ClusterState(Protocol):
 
     def heartbeat(self, name: str, password: str, ready: bool) -> tuple[int, str]: ...
 
+    def sync_images(self, name: str, reported: tuple[str, ...]) -> list[str]: ...
+
 PREFIX = "/v1-k3s/"
 
 
@@ -71,7 +73,8 @@ def _spec(body: dict[str, Any], role: str) -> NodeSpec:
         raise UsageError("name and labels are required")
     return NodeSpec(name=str(body["name"]), address=str(body.get("address") or ""), role=role,
                     labels={str(k): str(v) for k, v in labels.items()}, taints=taints,
-                    etcd=bool(body.get("etcd")))
+                    etcd=bool(body.get("etcd")),
+                    images=tuple(str(i) for i in body.get("images") or [] if isinstance(i, str)))
 
 
 async def handle(request: web.Request, cluster: "ClusterState") -> web.StreamResponse:
@@ -106,4 +109,5 @@ async def handle(request: web.Request, cluster: "ClusterState") -> web.StreamRes
         status, message = cluster.heartbeat(spec.name, password, bool(body.get("ready")))
     if status != 200:
         return _error(status, message)
-    return web.json_response({})
+    # The answer names every image the Node lists, pulls included, so the node's store keeps them.
+    return web.json_response({"images": cluster.sync_images(spec.name, spec.images)})

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drtool.errors import BadInput
 from drtool.inputs import read_yaml
 
-__all__ = ["Scenario", "Defaults", "NodeTiming", "ObjectFaults", "ApiFaults", "Window", "SshDrop",
+from .costs import ImageCosts
+
+__all__ = ["Scenario", "Defaults", "ImageCosts", "NodeTiming", "ObjectFaults", "ApiFaults", "Window", "SshDrop",
            "FluxFaults", "load_scenario", "parse_scenario", "builtin_scenario_path", "builtin_scenarios",
            "critical_path", "object_key"]
 
@@ -119,6 +121,8 @@ class Scenario(BaseModel):
     api: ApiFaults = ApiFaults()
     ssh_drop: SshDrop | None = None
     flux: FluxFaults = FluxFaults()
+    # The cost model (model seconds, played at time_scale): image pulls, imports, container starts.
+    images: ImageCosts = ImageCosts()
     # Chart -> CRDs entries (format of drtool/gitops/chart_crds.yaml) that replace the built-in
     # catalog's for the charts they name.
     chart_crds: tuple[dict[str, Any], ...] = ()
