@@ -111,3 +111,15 @@ def test_a_pod_on_a_node_that_kept_its_image_starts_before_one_that_pulls(tmp_pa
         assert {"names": [APP], "sizeBytes": 50_000_000} in images
 
     _run(tmp_path, scenario, body, files, nodes=nodes)
+
+
+def test_the_critical_path_counts_container_starts_but_no_pulls() -> None:
+    from drtool.lab.gitops_repo import fixture_dir
+    from drtool.lab.scenarios import critical_path
+    base = load_scenario(builtin_scenario_path("homelab"))
+    costs = load_scenario(builtin_scenario_path("homelab-costs"))
+    plain = critical_path(base, fixture_dir(), "clusters/homelab")
+    cached = critical_path(costs, fixture_dir(), "clusters/homelab")
+    # Cached images: no pull on the path, only the starts of the containers along it (1 s each,
+    # played at 0.05), so far less than even one image's pull.
+    assert plain < cached < plain + costs.scaled(min(costs.images.pull_seconds(r) for r in costs.images.sizes_mb))

@@ -158,8 +158,14 @@ class _Plan:
             return created
         return start + delay * (replicas if ordered else 1)
 
+    def start_cost(self, containers: int) -> float:
+        """Lab seconds to start a pod's containers with every image already on its node: the
+        critical path counts images as cached (no pulls), so only container starts cost."""
+        return self.sc.scaled(self.sc.images.container_start * containers)
+
     def controller(self, name: str) -> float:
         delay = self.sc.delay("Deployment", "flux-system", name, self.sc.defaults.flux_controllers)
+        delay += self.start_cost(1)
         return self.pods_ready({}, 0.0, delay, 1, False)
 
     def ready(self, ref: Ref) -> float:
@@ -220,7 +226,8 @@ class _Plan:
             start = _next_look(start, max(deps, default=0.0), self.requeue)
             installed = start + self.sc.delay(kind, ns, name, self.sc.defaults.helm_release)
             workload = workload_for(dict(obj, metadata=dict(obj["metadata"], namespace=ns)),
-                                    self.sc.faults(kind, ns, name).workload_kind)
+                                    self.sc.faults(kind, ns, name).workload_kind,
+                                    self.sc.images.charts.get(_chart(spec)[0], ()))
             return self._workload_ready(workload, installed)
         if kind in ("Deployment", "StatefulSet"):
             return self._workload_ready(dict(obj, metadata=dict(obj["metadata"], namespace=ns)), created)
@@ -230,6 +237,7 @@ class _Plan:
         meta, spec = workload["metadata"], workload.get("spec") or {}
         delay = self.sc.delay(workload["kind"], meta.get("namespace"), meta["name"], self.sc.defaults.pod)
         pod_spec = (spec.get("template") or {}).get("spec") or {}
+        delay += self.start_cost(len(pod_spec.get("containers") or [{}]))
         replicas = spec.get("replicas", 1)
         return self.pods_ready(pod_spec, created, delay, replicas if isinstance(replicas, int) else 1,
                                workload["kind"] == "StatefulSet")

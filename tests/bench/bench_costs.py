@@ -1,0 +1,121 @@
+"""Recovery with the cost model: the homelab whose pods pull their charts' real images over a
+100 Mbit/s link (scenario ``homelab-costs``), played at ``time_scale: 1`` so every lab second is a
+second of the model: Flux's 30 s dependency requeue takes 30 s, a 90 MB pull 7.2 s.
+
+Side by side on one 2-node lab, after a warm-up rebuild that fills the nodes' image stores:
+(a) the users' manual procedure (``baseline_manual.py``: the uninstall deletes the images, every
+pod pulls again, Flux waits on its own timers), (b) ``inv rebuild`` with the image cache and the
+nudges off (``images.keep: false``, ``converge.nudge: false``), (c) ``inv rebuild`` as shipped,
+and the scenario's critical path with cached images (``drtool.lab.scenarios.critical_path``:
+from the API answering to all Ready, no pulls, containers' start times only).
+
+Images reused is what run (c)'s install and join phases report: images given back to K3s over
+images given back plus images pulled again (``journal.json``, details ``images_reused``).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.bench.bench_stats import BenchResult, Row
+from tests.lab.fulllab import REPO, FullLab, start_full_lab, stop_full_lab_dir, write_inventory
+
+TARGETS = {"c_over_a": 0.4, "c_over_cp": 1.15, "reused_pct": 95.0}
+
+
+def model_scenario(dest: Path) -> Path:
+    """``homelab-costs`` at ``time_scale: 1`` (lab seconds = model seconds)."""
+    from drtool.lab.scenarios import builtin_scenario_path
+    data = yaml.safe_load(builtin_scenario_path("homelab-costs").read_text())
+    data.update(name="homelab-costs-model", time_scale=1.0)
+    dest.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
+def manual(full: FullLab) -> dict:
+    res = subprocess.run([sys.executable, "-m", "tests.bench.baseline_manual", "--inventory", str(full.inventory),
+                          "--timeout", "600"], cwd=REPO, capture_output=True, text=True, env=full.env(),
+                         timeout=1500, stdin=subprocess.DEVNULL)
+    try:
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"manual procedure exited {res.returncode}: {res.stderr.strip()[-300:]}") from None
+    if not out["ok"]:
+        raise RuntimeError(f"manual procedure failed: {out['error']}")
+    return out
+
+
+def reuse(full: FullLab) -> dict:
+    """Images given back vs pulled again, from the last run's journal."""
+    journal = json.loads((full.runs_list()[-1] / "journal.json").read_text())
+    given = pulled = 0
+    for phase in journal["phases"]:
+        for node in ((phase.get("details") or {}).get("images_reused") or {}).values():
+            given += int(node.get("images") or 0)
+            pulled += len(node.get("pulled") or [])
+    return {"given_back": given, "pulled": pulled,
+            "reused_pct": round(100.0 * given / (given + pulled), 1) if given + pulled else 0.0}
+
+
+def run(progress, subnet: str) -> BenchResult:
+    from drtool.lab.scenarios import critical_path, load_scenario
+
+    result = BenchResult("costs")
+    scenario = model_scenario(Path(__file__).resolve().parents[2] / "bench" / "homelab-costs-model.yaml")
+    full = start_full_lab(subnet, nodes=2, scenario=str(scenario))
+    try:
+        gitops = json.loads(full.lab.lab_json_path.read_text())["gitops"]
+        cp = critical_path(load_scenario(scenario), gitops["default"], gitops.get("path", "clusters/homelab"))
+        progress(f"costs: critical path with cached images {cp:.1f} s; warm-up rebuild")
+        drtool_rebuild_long(full)
+        a = manual(full)
+        progress(f"costs: (a) manual {a['total_s']:.1f} s")
+
+        def off(data: dict) -> None:
+            data.setdefault("images", {})["keep"] = False
+            data.setdefault("converge", {})["nudge"] = False
+        plain = FullLab(full.lab, write_inventory(full.lab, full.inventory.parent / "inventory-plain.yaml",
+                                                  mutate=off), full.runs)
+        b = drtool_rebuild_long(plain)
+        progress(f"costs: (b) drtool, cache and nudges off {b['recovery_s']:.1f} s")
+        c = drtool_rebuild_long(full)
+        images = reuse(full)
+        progress(f"costs: (c) drtool as shipped {c['recovery_s']:.1f} s, images reused {images['reused_pct']} %")
+    finally:
+        stop_full_lab_dir(full.lab)
+        scenario.unlink(missing_ok=True)
+    ratios = {"c_over_a": round(c["recovery_s"] / a["total_s"], 3),
+              "c_over_cp": round(c["recovery_s"] / cp, 3),
+              "c_install_to_ready_over_cp": round(c["install_to_ready_s"] / cp, 3)}
+    result.data = {"time_scale": 1.0, "critical_path_s": round(cp, 3), "manual": a, "drtool_plain": b,
+                   "drtool_shipped": c, "images": images, "ratios": ratios, "targets": TARGETS}
+    result.rows += [
+        Row("costs (homelab-costs, model s): (a) manual procedure", f"{a['total_s']:.1f} s", "", "", ""),
+        Row("costs: (b) drtool, cache + nudges off", f"{b['recovery_s']:.1f} s", f"(a) {a['total_s']:.1f} s",
+            f"{b['recovery_s'] / a['total_s']:.2f}×", ""),
+        Row("costs: (c) drtool as shipped vs (a)", f"{c['recovery_s']:.1f} s", f"(a) {a['total_s']:.1f} s",
+            f"{ratios['c_over_a']:.2f}×", "≤ 0.4×", ratios["c_over_a"] <= TARGETS["c_over_a"]),
+        Row("costs: (c) vs critical path (cached images)", f"{c['recovery_s']:.1f} s", f"critical path {cp:.1f} s",
+            f"{ratios['c_over_cp']:.2f}×", "≤ 1.15×", ratios["c_over_cp"] <= TARGETS["c_over_cp"]),
+        Row("costs: (c) images reused", f"{images['reused_pct']} %",
+            f"{images['given_back']} given back, {images['pulled']} pulled", "", "≥ 95 %",
+            images["reused_pct"] >= TARGETS["reused_pct"]),
+    ]
+    return result
+
+
+def drtool_rebuild_long(full: FullLab) -> dict:
+    """One ``inv rebuild --yes`` (as ``bench_recovery.drtool_rebuild``), with room for the model's
+    real pull and Flux times."""
+    res = full.inv("rebuild", "-i", str(full.inventory), "--yes", timeout=1500)
+    report = json.loads((full.runs_list()[-1] / "report.json").read_text())
+    if res.returncode != 0 or report.get("recovery_s") is None:
+        raise RuntimeError(f"inv rebuild exited {res.returncode}: {(res.stderr or res.stdout).strip()[-300:]}")
+    phases = {p["name"]: p for p in report["phases"]}
+    return {"recovery_s": report["recovery_s"], "duration_s": report["duration_s"],
+            "install_to_ready_s": round(report["recovery_end_at"] - phases["install_servers"]["started_at"], 3),
+            "phases": {name: p["duration_s"] for name, p in phases.items()}}
