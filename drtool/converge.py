@@ -505,6 +505,19 @@ class Converger:
             self._nudges.append({"id": nudge.id, "at": self._to_wall(now), "after": nudge.after, "ok": ok,
                                  **({"error": error} if error else {})})
 
+    def _pull_marks(self, oid: str) -> list[tuple[float, str, str]]:
+        _, ns, name = _split_id(oid)
+        if not ns:
+            return []
+        query = {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={name}"}
+        try:
+            body = self.transport.get_json(f"/api/v1/namespaces/{ns}/events", query, "events")
+        except DrtoolError as exc:
+            log.debug("events for %s unavailable: %s", oid, exc)
+            return []
+        items = [e for e in body.get("items") or () if (e.get("involvedObject") or {}).get("name") == name]
+        return graph.pull_marks(items, lambda wall: self._mono0 + (wall - self._wall0))
+
     def _explained(self, edges: graph.Edges, records: list[ObjectRecord],
                    ready_at: Mapping[str, float]) -> tuple[dict, ...]:
         """``graph.explain_path`` to the last object Ready, in wall-clock seconds."""
@@ -512,6 +525,13 @@ class Converger:
         first_seen = {r.id: r.first_seen for r in records}
         history = {r.id: [(t.at, t.reason, t.message) for t in r.history] for r in records}
         segments = graph.explain_path(edges, made_by, first_seen, ready_at, history)
+        # Pulls show only in the kubelet's Events: read them for the pods on the path (a few
+        # requests, once) and cut those pods' time where a pull ran.
+        pulls = {seg["id"]: self._pull_marks(seg["id"]) for seg in segments if seg["id"].startswith("Pod/")}
+        if any(pulls.values()):
+            for oid, marks in pulls.items():
+                history[oid] = sorted(history.get(oid, []) + marks)
+            segments = graph.explain_path(edges, made_by, first_seen, ready_at, history)
         return tuple({**seg, "start": self._to_wall(seg["start"]), "end": self._to_wall(seg["end"]),
                       "reason": redact(seg["reason"])} for seg in segments)
 

@@ -16,8 +16,9 @@ Input is trimmed objects (see ``drtool.kube.watcher.trim``); everything here is 
 """
 from __future__ import annotations
 
+import datetime as _dt
 from collections import defaultdict
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 Edges = dict[str, set[str]]
 
@@ -224,6 +225,47 @@ def creators(objects: Iterable[Mapping]) -> dict[str, str]:
         if out.get(oid) == oid:
             del out[oid]
     return out
+
+
+def pull_marks(events: Iterable[Mapping], to_clock: Callable[[float], float]) -> list[tuple[float, str, str]]:
+    """``(at, reason, message)`` history marks from a pod's kubelet Events: its pulls.
+
+    The kubelet reports a pull only in Events, never in the pod's status (which says
+    ``ContainerCreating`` throughout): ``Pulling: Pulling image "x"`` when it starts and
+    ``Pulled: Successfully pulled image "x" in 7.264s (9.1s including waiting). Image size: N
+    bytes.`` when it ends (kubernetes v1.31.4 pkg/kubelet/images/image_manager.go). A pull runs
+    from the first ``Pulling`` to its ``Successfully pulled``; ``already present`` is no pull.
+    Times are the Events' ``firstTimestamp`` (``eventTime`` when set), through ``to_clock``
+    (wall-clock epoch seconds to the caller's clock).
+    """
+    marks: list[tuple[float, str, str]] = []
+    for e in events:
+        reason, message = str(e.get("reason") or ""), str(e.get("message") or "")
+        if (e.get("source") or {}).get("component") not in (None, "kubelet"):
+            continue
+        if reason == "Pulling" or (reason == "Pulled" and message.startswith("Successfully pulled")):
+            stamp = e.get("eventTime") or e.get("firstTimestamp") or (e.get("metadata") or {}).get("creationTimestamp")
+            at = _epoch(stamp)
+            if at is not None:
+                marks.append((to_clock(at), reason, message))
+    # Event times have whole seconds: a short pull's two Events may share one. Keep each
+    # ``Pulling`` before the ``Pulled`` that ends it (a strictly later time, as history sorts by it).
+    marks.sort(key=lambda m: (m[0], m[1] != "Pulling"))
+    out: list[tuple[float, str, str]] = []
+    for at, reason, message in marks:
+        if out and at <= out[-1][0]:
+            at = out[-1][0] + 0.001
+        out.append((at, reason, message))
+    return out
+
+
+def _epoch(stamp: object) -> float | None:
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _cause(kind: str, reason: str, message: str) -> str:

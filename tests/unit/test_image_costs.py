@@ -125,3 +125,31 @@ def test_the_critical_path_counts_container_starts_but_no_pulls() -> None:
     starts = (cached - plain) / costs.scaled(costs.images.container_start)
     assert 1 <= round(starts) <= 10 and starts == pytest.approx(round(starts))
     assert cached - plain < costs.scaled(costs.images.pull_seconds("docker.io/grafana/loki:3.3.0"))
+
+
+def _event(reason: str, message: str, stamp: str) -> dict:
+    return {"reason": reason, "message": message, "firstTimestamp": stamp, "lastTimestamp": stamp,
+            "source": {"component": "kubelet"}, "involvedObject": {"kind": "Pod", "name": "web-1"}}
+
+
+def test_kubelet_pull_events_become_image_pull_segments_on_the_critical_path() -> None:
+    from drtool.kube import graph
+    epoch = 1_700_000_000.0
+    events = [
+        _event("Pulling", f'Pulling image "{APP}"', "2023-11-14T22:13:22Z"),            # epoch + 2
+        _event("Pulled", f'Successfully pulled image "{APP}" in 8s (8s including waiting). '
+               "Image size: 100000000 bytes.", "2023-11-14T22:13:30Z"),                # epoch + 10
+        _event("Pulled", 'Container image "side:1" already present on machine', "2023-11-14T22:13:30Z"),
+        _event("Started", "Started container main", "2023-11-14T22:13:31Z"),
+    ]
+    marks = graph.pull_marks(events, lambda wall: wall - epoch)
+    assert [(round(t, 3), r) for t, r, _ in marks] == [(2.0, "Pulling"), (10.0, "Pulled")]
+    # A pod seen at 1 s and Ready at 12 s: 1-2 work, 2-10 pulling, 10-12 starting.
+    segments = graph.explain_path({}, {}, {"Pod/apps/web-1": 1.0}, {"Pod/apps/web-1": 12.0},
+                                  {"Pod/apps/web-1": marks})
+    assert [(s["start"], s["end"], s["cause"]) for s in segments] == [
+        (1.0, 2.0, "work"), (2.0, 10.0, "image_pull"), (10.0, 12.0, "work")]
+    # Both Events in one second (a short pull): the pull still ends after it starts.
+    same = graph.pull_marks([events[1], events[0] | {"firstTimestamp": "2023-11-14T22:13:30Z"}],
+                            lambda wall: wall - epoch)
+    assert [r for _, r, _ in same] == ["Pulling", "Pulled"] and same[1][0] > same[0][0]

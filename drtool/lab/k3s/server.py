@@ -211,7 +211,7 @@ class ClusterState:
 
 
 async def _monitor_nodes(cluster: ClusterState, own_node: str,
-                         own_images: Callable[[list[str]], list[str]] | None = None) -> None:
+                         own_images: Callable[[], None] | None = None) -> None:
     """Mark nodes that stopped posting status as Unknown, like the node lifecycle controller.
 
     ``own_images`` keeps this server's own image store in step with its Node's pulls."""
@@ -220,7 +220,7 @@ async def _monitor_nodes(cluster: ClusterState, own_node: str,
         cluster._last_seen[own_node] = time.monotonic()
         if own_images is not None:
             try:
-                own_images(cluster.sync_images(own_node, ()))
+                own_images()
             except (ApiError, OSError) as exc:
                 proc.error(f"Failed to update node images: {exc}")
         for name in cluster.stale_nodes(time.monotonic()):
@@ -475,8 +475,12 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
                 tasks.append(asyncio.create_task(_own_node_ready(cluster, cfg.node_name, lab.scenario, node_ready)))
             else:
                 proc.info(f"Waiting to retrieve agent configuration; server is not ready: {verdict.agent_error}")
-            tasks.append(asyncio.create_task(_monitor_nodes(
-                cluster, cfg.node_name, lambda refs: images.record_pulled(fs, cfg.data_dir, refs))))
+
+            def own_images() -> None:
+                # This server's kubelet: report its runtime's images, keep what it pulled.
+                refs = cluster.sync_images(cfg.node_name, tuple(images.held(fs, cfg.data_dir)))
+                images.record_pulled(fs, cfg.data_dir, refs)
+            tasks.append(asyncio.create_task(_monitor_nodes(cluster, cfg.node_name, own_images)))
             tasks.append(asyncio.create_task(_clean_up_deleted_nodes(store, cluster)))
             controllers = await _start_controllers(store, lab)
             if controllers is not None:
