@@ -19,7 +19,7 @@ from drtool.inventory import parse_inventory
 from drtool.phases import backup, join, kubeconfig, teardown
 from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.dry_run import dry_context, plan_phase
-from drtool.phases.preflight import run_preflight
+from drtool.phases.preflight import flux_cli, run_preflight
 from drtool.pipeline import Pipeline
 from drtool.remote.recording import RecordingRunner, Reply
 from drtool.run import Run
@@ -170,6 +170,30 @@ def test_preflight_reports_an_unreachable_node_as_a_failed_check(inv):
     ssh = {c.target: c.state for c in result.checks if c.name == "ssh"}
     assert ssh == {"node1": "pass", "node2": "fail"} and not result.ok
     assert runner.commands("node2") == []
+
+
+def _flux_check(checks):
+    [check] = [c for c in checks if c.name == "flux cli"]
+    return check.state, check.detail
+
+
+def test_preflight_asks_the_flux_cli_its_version_through_the_runner(inv):
+    # fluxcd/flux2 cmd/flux/version.go: `flux version --client` prints YAML, `flux: <version>`.
+    runner = RecordingRunner(inv, [Reply(r"version --client", node="local", stdout=f"flux: {inv.flux.version}\n")])
+    result = run_preflight(inv, runner)
+    cli = flux_cli(inv)
+    assert _flux_check(result.checks) == ("pass", f"{cli} {inv.flux.version}")
+    assert [r.command for r in runner.recorded if r.node == "local"][0] == f"{cli} version --client"
+
+
+def test_preflight_flux_cli_at_another_version_or_missing_fails(inv):
+    runner = RecordingRunner(inv, [Reply(r"version --client", node="local", stdout="flux: 2.0.1\n")])
+    cli = flux_cli(inv)
+    assert _flux_check(run_preflight(inv, runner).checks) == (
+        "fail", f"{cli} is v2.0.1, the inventory pins {inv.flux.version}")
+    runner = RecordingRunner(inv, [Reply(r"version --client", node="local",
+                                         raises=PermanentError(f"local: cannot run {cli}: No such file"))])
+    assert _flux_check(run_preflight(inv, runner).checks) == ("fail", f"{cli} not found or not runnable")
 
 
 # -- the pipeline ---------------------------------------------------------------------
