@@ -146,6 +146,10 @@ def config_note(ctx: Context, nodes) -> str:
     return f"; K3s config files put back: {'; '.join(parts)}" if parts else ""
 
 
+# Kept hand-written (drtool.phases.dry_run runs the other SSH-only phases instead): after each
+# install, wait_ready reads the kubeconfig that start wrote and polls /readyz over HTTPS with the
+# kubernetes client, which the recording runner does not see; a dry run has no such server. The
+# install and give-back commands come from the same builders run() uses (drtool.remote.k3s).
 def plan(ctx: Context) -> list[tuple[str, str]]:
     steps = []
     first = ctx.inv.servers[0]

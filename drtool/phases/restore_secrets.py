@@ -122,6 +122,8 @@ def run(ctx: Context) -> PhaseResult:
     return ok(f"restored {', '.join(created)}", secrets=created)
 
 
+# Kept hand-written: every step is a Kubernetes API call (kubernetes.client.CoreV1Api), which the
+# recording runner does not see; a dry run has no cluster to create Secrets in.
 def plan(ctx: Context) -> list[tuple[str, str]]:
     steps = [("local", "create namespace flux-system")]
     steps += [("local", f"create Secret {s.namespace}/{s.name} key {s.data_key} from {ctx.inv.resolve(s.from_file)} (value ***)") for s in ctx.inv.secrets]

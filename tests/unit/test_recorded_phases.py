@@ -16,7 +16,7 @@ from invoke import Exit
 
 from drtool.errors import ConnectError, Interrupted, NodesFailed, PermanentError, RemoteError
 from drtool.inventory import parse_inventory
-from drtool.phases import backup, join, kubeconfig, teardown
+from drtool.phases import backup, install, join, kubeconfig, nodes_ready, teardown
 from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.dry_run import dry_context, plan_phase
 from drtool.phases.preflight import flux_cli, run_preflight
@@ -159,6 +159,41 @@ def test_kubeconfig_is_pointed_at_the_endpoint_and_written_0600(inv):
     assert cfg["clusters"][0]["cluster"]["server"] == "https://127.0.0.11:6443"
     assert cfg["current-context"] == "lab" and stat.S_IMODE(os.stat(ctx.kubeconfig_path).st_mode) == 0o600
     assert result.message.startswith("wrote ") and runner.commands() == ["sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'"]
+
+
+# -- install_servers ------------------------------------------------------------------
+
+
+def test_install_plan_shows_the_install_command_run_sends(inv):
+    """install_servers keeps a hand-written plan (it waits on /readyz over HTTPS): its install
+    line must be the command install_node really sends, token on stdin only."""
+    runner = RecordingRunner(inv)
+    ctx = context(inv, runner)
+    first = inv.servers[0]
+    install.install_node(ctx, first, server_url=None, first=None, cluster_init=len(inv.servers) > 1)
+    [sent] = [r for r in runner.recorded if r.stdin]
+    planned = [what for node, what in install.plan(ctx) if node == first.name and "token on stdin" in what]
+    assert planned == [sent.command + "   # token on stdin: ***"]
+    assert ctx.cluster_token().reveal() not in sent.command
+
+
+# -- nodes_ready (its API listing is not recorded; the verdict is pure) ----------------
+
+
+def test_nodes_ready_names_what_each_node_still_lacks(inv):
+    # inventory/lab.yaml: node1 plain; node2 labelled hardware=heavy and tainted heavy=true:NoSchedule.
+    ready = {"type": "Ready", "status": "True"}
+    api_nodes = [{"metadata": {"name": "node1"}, "status": {"conditions": [ready]}}]
+    assert nodes_ready.node_problems(inv, api_nodes) == {"node2": "not registered"}
+    node2 = {"metadata": {"name": "node2"},
+             "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]}}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {"node2": "not Ready (KubeletNotReady)"}
+    node2["status"] = {"conditions": [ready]}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {"node2": "missing label(s) hardware=heavy"}
+    node2["metadata"]["labels"] = {"hardware": "heavy"}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {"node2": "missing taint(s) heavy=true:NoSchedule"}
+    node2["spec"] = {"taints": [{"key": "heavy", "value": "true", "effect": "NoSchedule"}]}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {}
 
 
 # -- preflight ------------------------------------------------------------------------
