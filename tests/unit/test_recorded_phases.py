@@ -14,9 +14,10 @@ import pytest
 import yaml
 from invoke import Exit
 
-from drtool.errors import ConnectError, Interrupted, NodesFailed, PermanentError, RemoteError
+from drtool.errors import ConnectError, Interrupted, NodesFailed, NotConverged, PermanentError, RemoteError
 from drtool.inventory import parse_inventory
-from drtool.phases import backup, install, join, kubeconfig, nodes_ready, teardown
+from drtool.kube.recording import ApiReply, RecordingApiClient
+from drtool.phases import backup, install, join, kubeconfig, nodes_ready, restore_secrets, teardown
 from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.dry_run import dry_context, plan_phase
 from drtool.phases.preflight import flux_cli, run_preflight
@@ -194,6 +195,73 @@ def test_nodes_ready_names_what_each_node_still_lacks(inv):
     assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {"node2": "missing taint(s) heavy=true:NoSchedule"}
     node2["spec"] = {"taints": [{"key": "heavy", "value": "true", "effect": "NoSchedule"}]}
     assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {}
+
+
+# -- API phases (requests recorded by RecordingApiClient) -------------------------------
+
+NODES = {"items": [
+    {"metadata": {"name": "node1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+    {"metadata": {"name": "node2", "labels": {"hardware": "heavy"}},
+     "spec": {"taints": [{"key": "heavy", "value": "true", "effect": "NoSchedule"}]},
+     "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]}
+
+
+def test_nodes_ready_lists_nodes_once_when_all_are_ready(inv):
+    api = RecordingApiClient([ApiReply(r"^GET /api/v1/nodes$", body=NODES)])
+    ctx = context(inv, RecordingRunner(inv))
+    ctx.api_factory = lambda: api
+    assert nodes_ready.run(ctx).message == "2 node(s) Ready with their labels and taints"
+    assert api.requests() == ["GET /api/v1/nodes"]
+
+
+def test_nodes_ready_gives_up_at_its_bound_naming_the_node(inv):
+    data = inv.model_dump()
+    data["timeouts"]["nodes_ready"] = 0.3
+    quick = parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
+    api = RecordingApiClient([ApiReply(r"^GET /api/v1/nodes$", body={"items": NODES["items"][:1]})])
+    ctx = context(quick, RecordingRunner(quick))
+    ctx.api_factory = lambda: api
+    with pytest.raises(NotConverged, match=r"^nodes not ready within 0.3s: node2: not registered$"):
+        nodes_ready.run(ctx)
+    assert len(api.calls) >= 2 and set(api.requests()) == {"GET /api/v1/nodes"}
+
+
+def _with_secret_file(inv, tmp_path):
+    key = tmp_path / "age.agekey"
+    key.write_text("AGE-SECRET-KEY-1RECORDED\n")
+    data = inv.model_dump()
+    data["secrets"] = [{**data["secrets"][0], "from_file": str(key)}]
+    return parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
+
+
+def test_restore_secrets_creates_the_namespace_and_the_secret_without_logging_its_value(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces$", status=409, body={"reason": "AlreadyExists"})])
+    ctx = context(with_file, RecordingRunner(with_file))
+    ctx.api_factory = lambda: api
+    result = restore_secrets.run(ctx)
+    assert result.message == "restored flux-system/sops-age"
+    assert api.requests() == ["POST /api/v1/namespaces (Namespace flux-system)",
+                              "POST /api/v1/namespaces/flux-system/secrets (Secret sops-age)"]
+    assert "RECORDED" not in repr(api.calls)
+
+
+def test_restore_secrets_replaces_an_existing_secret(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces/flux-system/secrets$", status=409)])
+    ctx = context(with_file, RecordingRunner(with_file))
+    ctx.api_factory = lambda: api
+    restore_secrets.run(ctx)
+    assert api.requests()[-1] == "PUT /api/v1/namespaces/flux-system/secrets/sops-age (Secret sops-age)"
+
+
+def test_restore_secrets_forbidden_is_one_line_naming_the_secret(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"secrets$", status=403)])
+    ctx = context(with_file, RecordingRunner(with_file))
+    ctx.api_factory = lambda: api
+    with pytest.raises(PermanentError, match=r"^creating Secret flux-system/sops-age: HTTP 403"):
+        restore_secrets.run(ctx)
 
 
 # -- preflight ------------------------------------------------------------------------
