@@ -27,7 +27,11 @@ NAME = "install_servers"
 def upload_artifacts(ctx: Context, node: Node) -> None:
     if ctx.inv.k3s.install.method != "airgap":
         return
-    items = [(ctx.inv.resolve(getattr(ctx.inv.k3s.install, attr)), remote, mode) for attr, remote, mode in k3s.airgap_uploads(ctx.inv)]
+    items: list[tuple[Path | str | bytes, str, str]] = []
+    for attr, remote, mode in k3s.airgap_uploads(ctx.inv):
+        local = ctx.inv.resolve(getattr(ctx.inv.k3s.install, attr))
+        assert local is not None  # the inventory refuses an airgap install without script and binary
+        items.append((local, remote, mode))
     with ctx.step(node, "upload"):
         ctx.runner.put_many(node, items, step="upload")
 
