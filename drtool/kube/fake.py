@@ -90,7 +90,7 @@ class InMemoryApi:
 
     # -- transport interface --
 
-    def _parse(self, path: str) -> tuple[str | None, str]:
+    def _parse(self, path: str) -> tuple[str, str]:
         parts = path.strip("/").split("/")
         if parts[0] == "api":
             return "", parts[-1]

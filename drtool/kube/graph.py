@@ -58,7 +58,7 @@ def build_edges(objects: Iterable[Mapping]) -> Edges:
         elif labels.get("app.kubernetes.io/instance") and kind != "Pod":
             instance_of[(ns, labels["app.kubernetes.io/instance"])].append(oid)
 
-    workloads = {k: set() for k in ("Deployment", "StatefulSet", "DaemonSet", "Job")}
+    workloads: dict[str, set[str]] = {k: set() for k in ("Deployment", "StatefulSet", "DaemonSet", "Job")}
     for oid, obj in by_id.items():
         if obj.get("kind") in workloads:
             workloads[obj["kind"]].add(oid)
@@ -84,11 +84,11 @@ def build_edges(objects: Iterable[Mapping]) -> Edges:
             src = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or spec.get("chartRef") or {}
             if src.get("name"):
                 deps.add(object_id(src.get("kind") or "HelmRepository", src.get("namespace") or ns, src["name"]))
-            released = released_by.get((ns, name))
+            released: list[str] = released_by.get((ns, name)) or []
             if not released:
                 target = spec.get("targetNamespace") or ns
                 release = spec.get("releaseName") or (f"{target}-{name}" if spec.get("targetNamespace") else name)
-                released = instance_of.get((target, release), ())
+                released = instance_of.get((target, release), [])
             deps.update(released)
         elif kind == "Pod":
             for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from drtool.errors import BadInput, Interrupted
 from drtool.inventory import Inventory, Node
@@ -76,6 +76,9 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     phase_name: str = ""
+    api_factory: Callable[[], Any] | None = None
+    """Makes the Kubernetes ApiClient instead of the run's kubeconfig (unit tests pass a
+    ``drtool.kube.recording.RecordingApiClient``)."""
 
     # -- stopping -----------------------------------------------------------
     def check_stop(self) -> None:
@@ -162,6 +165,9 @@ class Context:
     def api_client(self):
         """A kubernetes ApiClient for the rebuilt cluster (from the run's kubeconfig)."""
         from drtool.kube.client import api_client_from_kubeconfig
+
+        if self.api_factory is not None:
+            return self.api_factory()
 
         self.ensure_kubeconfig()
         return api_client_from_kubeconfig(str(self.kubeconfig_path), context=self.inv.cluster.context_name)

@@ -109,6 +109,8 @@ def run(ctx: Context) -> PhaseResult:
     return ok(f"{n} objects ready", objects=n)
 
 
+# Kept hand-written: the phase watches the Kubernetes API (drtool.converge), which the recording
+# runner does not see; a dry run has no cluster to watch.
 def plan(ctx: Context) -> list[tuple[str, str]]:
     exp = ctx.inv.expectations
     return [("local", f"watch Kustomizations, HelmReleases, workloads and pods until all ready (≤ {ctx.inv.timeouts.converge:g}s); "

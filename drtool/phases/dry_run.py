@@ -5,7 +5,10 @@ The run directory is a throwaway temp dir (a dry run leaves nothing under ``runs
 K3s token is generated there when the inventory names no source, and secret variables
 the inventory names but this shell does not set get a placeholder: a dry run shows what
 would be sent, and tokens only ever go on stdin or in the environment, never in a command.
-Phases that still talk to the Kubernetes API or wait on it keep a hand-written ``plan(ctx)``.
+Phases that talk to the Kubernetes API or wait on it (install_servers, nodes_ready, restore_secrets,
+converge) keep a hand-written ``plan(ctx)``: the recording runner sees SSH and local commands only,
+and a dry run has no cluster to answer; each ``plan`` says why above it. Unit tests run those
+phases against ``drtool.kube.recording.RecordingApiClient`` (``Context.api_factory``).
 """
 from __future__ import annotations
 

@@ -27,7 +27,11 @@ NAME = "install_servers"
 def upload_artifacts(ctx: Context, node: Node) -> None:
     if ctx.inv.k3s.install.method != "airgap":
         return
-    items = [(ctx.inv.resolve(getattr(ctx.inv.k3s.install, attr)), remote, mode) for attr, remote, mode in k3s.airgap_uploads(ctx.inv)]
+    items: list[tuple[Path | str | bytes, str, str]] = []
+    for attr, remote, mode in k3s.airgap_uploads(ctx.inv):
+        local = ctx.inv.resolve(getattr(ctx.inv.k3s.install, attr))
+        assert local is not None  # the inventory refuses an airgap install without script and binary
+        items.append((local, remote, mode))
     with ctx.step(node, "upload"):
         ctx.runner.put_many(node, items, step="upload")
 
@@ -146,6 +150,10 @@ def config_note(ctx: Context, nodes) -> str:
     return f"; K3s config files put back: {'; '.join(parts)}" if parts else ""
 
 
+# Kept hand-written (drtool.phases.dry_run runs the other SSH-only phases instead): after each
+# install, wait_ready reads the kubeconfig that start wrote and polls /readyz over HTTPS with the
+# kubernetes client, which the recording runner does not see; a dry run has no such server. The
+# install and give-back commands come from the same builders run() uses (drtool.remote.k3s).
 def plan(ctx: Context) -> list[tuple[str, str]]:
     steps = []
     first = ctx.inv.servers[0]

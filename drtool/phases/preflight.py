@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Mapping
 
 from drtool.errors import DrtoolError, HostKeyError
 from drtool.inventory import Inventory, Node
@@ -122,10 +121,16 @@ def selinux_check(inv: Inventory, facts) -> tuple[State, str] | None:
                    "and k3s-selinux (RPMs from the K3s air-gap artifacts) on the node first")
 
 
-def _flux_version(cli: str, timeout: float) -> str | None:
+def _flux_version(runner: Runner, cli: str, timeout: float) -> str | None:
+    """The flux CLI's own version, or None when it is missing or does not answer in time.
+
+    Sent through ``Runner.local`` so it is logged, bounded and recorded in dry runs and unit
+    tests like every other command. fluxcd/flux2 cmd/flux/version.go (v2.4.0): ``flux version
+    --client`` prints YAML ``flux: <version>``, the version with or without its leading ``v``.
+    """
     try:
-        out = subprocess.run([cli, "version", "--client"], capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = runner.local([cli, "version", "--client"], timeout=timeout, step="preflight", check=False)
+    except DrtoolError:  # not found or not runnable (PermanentError), or past the bound (LocalCommandTimedOut)
         return None
     m = re.search(r"flux:\s*(v?\d+\.\d+\.\d+)", out.stdout + out.stderr)
     return (m.group(1) if m.group(1).startswith("v") else "v" + m.group(1)) if m else None
@@ -171,15 +176,18 @@ def repository_checks(inv: Inventory, env: dict[str, str]) -> list[tuple[str, St
     return out
 
 
-def local_checks(inv: Inventory, environ: dict[str, str] | None = None) -> list[Check]:
+def local_checks(inv: Inventory, environ: Mapping[str, str] | None = None, runner: Runner | None = None) -> list[Check]:
+    """Checks of this machine; local commands go through ``runner`` (a plain ``Runner`` when None:
+    building one connects to nothing)."""
     env = os.environ if environ is None else environ
+    runner = runner if runner is not None else Runner(inv)
     checks: list[Check] = []
 
     def add(name: str, state: State, detail: str) -> None:
         checks.append(Check("local", name, state, detail))
 
     cli = flux_cli(inv)
-    version = _flux_version(cli, timeout=inv.timeouts.ssh_connect * 2)
+    version = _flux_version(runner, cli, timeout=inv.timeouts.ssh_connect * 2)
     if version is None:
         add("flux cli", "fail", f"{cli} not found or not runnable")
     elif version != inv.flux.version:
@@ -233,5 +241,5 @@ def run_preflight(inv: Inventory, runner: Runner) -> PreflightResult:
             checks.append(Check(node.name, "ssh", "fail", str(res).splitlines()[0]))
         else:
             checks.extend(res)
-    checks.extend(local_checks(inv))
+    checks.extend(local_checks(inv, runner=runner))
     return PreflightResult(tuple(checks), time.monotonic() - start)

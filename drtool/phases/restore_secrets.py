@@ -97,13 +97,16 @@ def run(ctx: Context) -> PhaseResult:
             try:
                 for attempt in _retrying(ctx):
                     with attempt:
-                        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, _request_timeout=(5, 10))
+                        # A dict body is sent as it is (ApiClient.sanitize_for_serialization).
+                        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},  # type: ignore[arg-type]
+                                              _request_timeout=(5, 10))
             except ApiException as exc:
                 if exc.status != 409:
                     raise PermanentError(f"creating namespace {ns}: HTTP {exc.status} {exc.reason}") from None
         for i, spec in enumerate(ctx.inv.secrets):
             ctx.check_stop()
             path = ctx.inv.resolve(spec.from_file)
+            assert path is not None  # from_file is a required Path
             try:
                 value = path.read_bytes()
             except OSError as exc:
@@ -122,6 +125,8 @@ def run(ctx: Context) -> PhaseResult:
     return ok(f"restored {', '.join(created)}", secrets=created)
 
 
+# Kept hand-written: every step is a Kubernetes API call (kubernetes.client.CoreV1Api), and a dry
+# run has no cluster to create Secrets in (unit tests record the calls with drtool.kube.recording).
 def plan(ctx: Context) -> list[tuple[str, str]]:
     steps = [("local", "create namespace flux-system")]
     steps += [("local", f"create Secret {s.namespace}/{s.name} key {s.data_key} from {ctx.inv.resolve(s.from_file)} (value ***)") for s in ctx.inv.secrets]

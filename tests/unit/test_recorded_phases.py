@@ -14,12 +14,13 @@ import pytest
 import yaml
 from invoke import Exit
 
-from drtool.errors import ConnectError, Interrupted, NodesFailed, PermanentError, RemoteError
+from drtool.errors import ConnectError, Interrupted, NodesFailed, NotConverged, PermanentError, RemoteError
 from drtool.inventory import parse_inventory
-from drtool.phases import backup, join, kubeconfig, teardown
+from drtool.kube.recording import ApiReply, RecordingApiClient
+from drtool.phases import backup, install, join, kubeconfig, nodes_ready, restore_secrets, teardown
 from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.dry_run import dry_context, plan_phase
-from drtool.phases.preflight import run_preflight
+from drtool.phases.preflight import flux_cli, run_preflight
 from drtool.pipeline import Pipeline
 from drtool.remote.recording import RecordingRunner, Reply
 from drtool.run import Run
@@ -161,6 +162,108 @@ def test_kubeconfig_is_pointed_at_the_endpoint_and_written_0600(inv):
     assert result.message.startswith("wrote ") and runner.commands() == ["sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'"]
 
 
+# -- install_servers ------------------------------------------------------------------
+
+
+def test_install_plan_shows_the_install_command_run_sends(inv):
+    """install_servers keeps a hand-written plan (it waits on /readyz over HTTPS): its install
+    line must be the command install_node really sends, token on stdin only."""
+    runner = RecordingRunner(inv)
+    ctx = context(inv, runner)
+    first = inv.servers[0]
+    install.install_node(ctx, first, server_url=None, first=None, cluster_init=len(inv.servers) > 1)
+    [sent] = [r for r in runner.recorded if r.stdin]
+    planned = [what for node, what in install.plan(ctx) if node == first.name and "token on stdin" in what]
+    assert planned == [sent.command + "   # token on stdin: ***"]
+    assert ctx.cluster_token().reveal() not in sent.command
+
+
+# -- nodes_ready (its API listing is not recorded; the verdict is pure) ----------------
+
+
+def test_nodes_ready_names_what_each_node_still_lacks(inv):
+    # inventory/lab.yaml: node1 plain; node2 labelled hardware=heavy and tainted heavy=true:NoSchedule.
+    ready = {"type": "Ready", "status": "True"}
+    api_nodes = [{"metadata": {"name": "node1"}, "status": {"conditions": [ready]}}]
+    assert nodes_ready.node_problems(inv, api_nodes) == {"node2": "not registered"}
+    node2 = {"metadata": {"name": "node2"},
+             "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]}}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {"node2": "not Ready (KubeletNotReady)"}
+    node2["status"] = {"conditions": [ready]}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {"node2": "missing label(s) hardware=heavy"}
+    node2["metadata"]["labels"] = {"hardware": "heavy"}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {"node2": "missing taint(s) heavy=true:NoSchedule"}
+    node2["spec"] = {"taints": [{"key": "heavy", "value": "true", "effect": "NoSchedule"}]}
+    assert nodes_ready.node_problems(inv, api_nodes + [node2]) == {}
+
+
+# -- API phases (requests recorded by RecordingApiClient) -------------------------------
+
+NODES = {"items": [
+    {"metadata": {"name": "node1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+    {"metadata": {"name": "node2", "labels": {"hardware": "heavy"}},
+     "spec": {"taints": [{"key": "heavy", "value": "true", "effect": "NoSchedule"}]},
+     "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]}
+
+
+def test_nodes_ready_lists_nodes_once_when_all_are_ready(inv):
+    api = RecordingApiClient([ApiReply(r"^GET /api/v1/nodes$", body=NODES)])
+    ctx = context(inv, RecordingRunner(inv))
+    ctx.api_factory = lambda: api
+    assert nodes_ready.run(ctx).message == "2 node(s) Ready with their labels and taints"
+    assert api.requests() == ["GET /api/v1/nodes"]
+
+
+def test_nodes_ready_gives_up_at_its_bound_naming_the_node(inv):
+    data = inv.model_dump()
+    data["timeouts"]["nodes_ready"] = 0.3
+    quick = parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
+    api = RecordingApiClient([ApiReply(r"^GET /api/v1/nodes$", body={"items": NODES["items"][:1]})])
+    ctx = context(quick, RecordingRunner(quick))
+    ctx.api_factory = lambda: api
+    with pytest.raises(NotConverged, match=r"^nodes not ready within 0.3s: node2: not registered$"):
+        nodes_ready.run(ctx)
+    assert len(api.calls) >= 2 and set(api.requests()) == {"GET /api/v1/nodes"}
+
+
+def _with_secret_file(inv, tmp_path):
+    key = tmp_path / "age.agekey"
+    key.write_text("AGE-SECRET-KEY-1RECORDED\n")
+    data = inv.model_dump()
+    data["secrets"] = [{**data["secrets"][0], "from_file": str(key)}]
+    return parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
+
+
+def test_restore_secrets_creates_the_namespace_and_the_secret_without_logging_its_value(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces$", status=409, body={"reason": "AlreadyExists"})])
+    ctx = context(with_file, RecordingRunner(with_file))
+    ctx.api_factory = lambda: api
+    result = restore_secrets.run(ctx)
+    assert result.message == "restored flux-system/sops-age"
+    assert api.requests() == ["POST /api/v1/namespaces (Namespace flux-system)",
+                              "POST /api/v1/namespaces/flux-system/secrets (Secret sops-age)"]
+    assert "RECORDED" not in repr(api.calls)
+
+
+def test_restore_secrets_replaces_an_existing_secret(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces/flux-system/secrets$", status=409)])
+    ctx = context(with_file, RecordingRunner(with_file))
+    ctx.api_factory = lambda: api
+    restore_secrets.run(ctx)
+    assert api.requests()[-1] == "PUT /api/v1/namespaces/flux-system/secrets/sops-age (Secret sops-age)"
+
+
+def test_restore_secrets_forbidden_is_one_line_naming_the_secret(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"secrets$", status=403)])
+    ctx = context(with_file, RecordingRunner(with_file))
+    ctx.api_factory = lambda: api
+    with pytest.raises(PermanentError, match=r"^creating Secret flux-system/sops-age: HTTP 403"):
+        restore_secrets.run(ctx)
+
+
 # -- preflight ------------------------------------------------------------------------
 
 
@@ -170,6 +273,30 @@ def test_preflight_reports_an_unreachable_node_as_a_failed_check(inv):
     ssh = {c.target: c.state for c in result.checks if c.name == "ssh"}
     assert ssh == {"node1": "pass", "node2": "fail"} and not result.ok
     assert runner.commands("node2") == []
+
+
+def _flux_check(checks):
+    [check] = [c for c in checks if c.name == "flux cli"]
+    return check.state, check.detail
+
+
+def test_preflight_asks_the_flux_cli_its_version_through_the_runner(inv):
+    # fluxcd/flux2 cmd/flux/version.go: `flux version --client` prints YAML, `flux: <version>`.
+    runner = RecordingRunner(inv, [Reply(r"version --client", node="local", stdout=f"flux: {inv.flux.version}\n")])
+    result = run_preflight(inv, runner)
+    cli = flux_cli(inv)
+    assert _flux_check(result.checks) == ("pass", f"{cli} {inv.flux.version}")
+    assert [r.command for r in runner.recorded if r.node == "local"][0] == f"{cli} version --client"
+
+
+def test_preflight_flux_cli_at_another_version_or_missing_fails(inv):
+    runner = RecordingRunner(inv, [Reply(r"version --client", node="local", stdout="flux: 2.0.1\n")])
+    cli = flux_cli(inv)
+    assert _flux_check(run_preflight(inv, runner).checks) == (
+        "fail", f"{cli} is v2.0.1, the inventory pins {inv.flux.version}")
+    runner = RecordingRunner(inv, [Reply(r"version --client", node="local",
+                                         raises=PermanentError(f"local: cannot run {cli}: No such file"))])
+    assert _flux_check(run_preflight(inv, runner).checks) == ("fail", f"{cli} not found or not runnable")
 
 
 # -- the pipeline ---------------------------------------------------------------------
