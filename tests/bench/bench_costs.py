@@ -7,7 +7,8 @@ Side by side on one 2-node lab, after a warm-up rebuild that fills the nodes' im
 pod pulls again, Flux waits on its own timers), (b) ``inv rebuild`` with the image cache and the
 nudges off (``images.keep: false``, ``converge.nudge: false``), (c) ``inv rebuild`` as shipped,
 and the scenario's critical path with cached images (``drtool.lab.scenarios.critical_path``:
-from the API answering to all Ready, no pulls, containers' start times only).
+from the API answering to all Ready, no pulls, containers' start times only), both as Flux
+times it on its own (requeue timers) and nudged (no requeue waits, the bound for (c)).
 
 Images reused is what run (c)'s install and join phases report: images given back to K3s over
 images given back plus images pulled again (``journal.json``, details ``images_reused``).
@@ -70,7 +71,9 @@ def run(progress, subnet: str) -> BenchResult:
     try:
         gitops = json.loads(full.lab.lab_json_path.read_text())["gitops"]
         cp = critical_path(load_scenario(scenario), gitops["default"], gitops.get("path", "clusters/homelab"))
-        progress(f"costs: critical path with cached images {cp:.1f} s; warm-up rebuild")
+        cp_nudged = critical_path(load_scenario(scenario), gitops["default"], gitops.get("path", "clusters/homelab"),
+                                  nudged=True)
+        progress(f"costs: critical path with cached images {cp:.1f} s ({cp_nudged:.1f} s nudged); warm-up rebuild")
         drtool_rebuild_long(full)
         a = manual(full)
         progress(f"costs: (a) manual {a['total_s']:.1f} s")
@@ -90,8 +93,9 @@ def run(progress, subnet: str) -> BenchResult:
         scenario.unlink(missing_ok=True)
     ratios = {"c_over_a": round(c["recovery_s"] / a["total_s"], 3),
               "c_over_cp": round(c["recovery_s"] / cp, 3),
+              "c_over_cp_nudged": round(c["recovery_s"] / cp_nudged, 3),
               "c_install_to_ready_over_cp": round(c["install_to_ready_s"] / cp, 3)}
-    result.data = {"time_scale": 1.0, "critical_path_s": round(cp, 3), "manual": a, "drtool_plain": b,
+    result.data = {"time_scale": 1.0, "critical_path_s": round(cp, 3), "critical_path_nudged_s": round(cp_nudged, 3), "manual": a, "drtool_plain": b,
                    "drtool_shipped": c, "images": images, "ratios": ratios, "targets": TARGETS}
     result.rows += [
         Row("costs (homelab-costs, model s): (a) manual procedure", f"{a['total_s']:.1f} s", "", "", ""),
@@ -101,6 +105,9 @@ def run(progress, subnet: str) -> BenchResult:
             f"{ratios['c_over_a']:.2f}×", "≤ 0.4×", ratios["c_over_a"] <= TARGETS["c_over_a"]),
         Row("costs: (c) vs critical path (cached images)", f"{c['recovery_s']:.1f} s", f"critical path {cp:.1f} s",
             f"{ratios['c_over_cp']:.2f}×", "≤ 1.15×", ratios["c_over_cp"] <= TARGETS["c_over_cp"]),
+        Row("costs: (c) vs critical path (cached images, nudged)", f"{c['recovery_s']:.1f} s",
+            f"critical path {cp_nudged:.1f} s", f"{ratios['c_over_cp_nudged']:.2f}×", "≤ 1.15×",
+            ratios["c_over_cp_nudged"] <= TARGETS["c_over_cp"]),
         Row("costs: (c) images reused", f"{images['reused_pct']} %",
             f"{images['given_back']} given back, {images['pulled']} pulled", "", "≥ 95 %",
             images["reused_pct"] >= TARGETS["reused_pct"]),

@@ -248,12 +248,14 @@ def builtin_scenarios() -> list[str]:
 
 
 def critical_path(scenario: Scenario, repo_path: str | Path, cluster_path: str = "clusters/homelab",
-                  nodes: dict[str, dict[str, Any]] | None = None) -> float:
+                  nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False) -> float:
     """Least possible seconds from K3s install start to everything Ready, with no faults.
 
     Walks the GitOps repo the way the simulated controllers do (see ``critical.py``).
     ``nodes`` maps node name to ``{"labels": {...}, "taints": [...]}``; by default the
     lab's two nodes (node2 labelled ``hardware=heavy`` and tainted ``heavy=true:NoSchedule``).
+    ``nudged``: every controller learns at once that its dependencies are Ready (drtool's nudges),
+    instead of at its next ``--requeue-dependency``.
     """
     from .critical import compute_critical_path
-    return compute_critical_path(scenario, Path(repo_path), cluster_path, nodes)
+    return compute_critical_path(scenario, Path(repo_path), cluster_path, nodes, nudged)

@@ -59,7 +59,10 @@ def _next_look(start: float, ready_at: float, period: float) -> float:
 
 
 class _Plan:
-    def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]]):
+    def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]], nudged: bool = False):
+        # nudged: a reconcile is requested the moment the last dependency is Ready (drtool's
+        # nudges, as `flux reconcile` does), so no requeue-dependency wait is left.
+        self.nudged = nudged
         self.sc, self.repo = scenario, repo
         self.nodes = []
         for name, info in nodes.items():
@@ -158,6 +161,10 @@ class _Plan:
             return created
         return start + delay * (replicas if ordered else 1)
 
+    def _dependencies_seen(self, start: float, deps_ready: float) -> float:
+        """When the controller sees its dependencies Ready: at its next requeue, or at once when nudged."""
+        return max(start, deps_ready) if self.nudged else _next_look(start, deps_ready, self.requeue)
+
     def start_cost(self, containers: int) -> float:
         """Lab seconds to start a pod's containers with every image already on its node: the
         critical path counts images as cached (no pulls), so only container starts cost."""
@@ -191,7 +198,7 @@ class _Plan:
                                        src.get("name", "")))
         deps = [self.ready(("Kustomization", dep.get("namespace") or ref[1], dep.get("name", "")))
                 for dep in spec.get("dependsOn") or []]
-        start = _next_look(start, max(deps, default=0.0), self.requeue)
+        start = self._dependencies_seen(start, max(deps, default=0.0))
         return start + self.sc.delay("Kustomization", ref[1], ref[2], self.sc.defaults.kustomization)
 
     def _ready(self, ref: Ref) -> float:
@@ -223,7 +230,7 @@ class _Plan:
                                            source_ref.get("namespace") or ns, source_ref.get("name", "")))
             deps = [self.ready(("HelmRelease", dep.get("namespace") or ns, dep.get("name", "")))
                     for dep in spec.get("dependsOn") or []]
-            start = _next_look(start, max(deps, default=0.0), self.requeue)
+            start = self._dependencies_seen(start, max(deps, default=0.0))
             installed = start + self.sc.delay(kind, ns, name, self.sc.defaults.helm_release)
             workload = workload_for(dict(obj, metadata=dict(obj["metadata"], namespace=ns)),
                                     self.sc.faults(kind, ns, name).workload_kind,
@@ -249,9 +256,9 @@ class _Plan:
 
 
 def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
-                          nodes: dict[str, dict[str, Any]] | None = None) -> float:
+                          nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False) -> float:
     """See ``drtool.lab.scenarios.critical_path``. ``math.inf`` when something can never be ready."""
-    plan = _Plan(scenario, repo, dict(nodes or DEFAULT_NODES))
+    plan = _Plan(scenario, repo, dict(nodes or DEFAULT_NODES), nudged)
     root = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": {"name": "flux-system", "namespace": "flux-system"},
             "spec": {"path": "./" + cluster_path.strip("/").removeprefix("./"), "prune": True,
