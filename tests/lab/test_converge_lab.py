@@ -179,7 +179,8 @@ def test_fails_fast_with_the_right_message(lab, case):
     client = api_client_from_kubeconfig(str(lab.kubeconfig))
     conv = Converger(client, ConvergeOptions(deadline_s=60, unschedulable_grace_s=1.0))
     thread, box = start(conv)
-    wait_until(lambda: all(conv.watcher.synced()[k] for k in ("Pod", "HelmRelease")))
+    # The Kustomizations too: the failure's chain is read from them.
+    wait_until(lambda: all(conv.watcher.synced()[k] for k in ("Pod", "HelmRelease", "Kustomization")))
     began = time.monotonic()
     if case == "stalled":
         # The failed installs' event comes first, as helm-controller records it before it stalls.

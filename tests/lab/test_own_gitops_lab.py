@@ -1,6 +1,8 @@
 """`inv lab.up --gitops PATH --path P`: rehearse the rebuild of the operator's own repo."""
 from __future__ import annotations
 
+import json
+
 import subprocess
 
 import pytest
@@ -61,12 +63,16 @@ def test_rebuild_of_an_operators_own_repo(tmp_path, broken):
     full = start_full_lab("127.0.197", nodes=2, mutate=_mutate, gitops=str(repo), path="clusters/mylab")
     try:
         res = full.inv("rebuild", "-i", str(full.inventory), "--yes", timeout=240)
+        reports = sorted(full.runs.glob("*/report.json"))
+        report = json.loads(reports[-1].read_text()) if reports else {}
     finally:
         stop_full_lab_dir(full.lab)
     out = res.stdout + res.stderr
     if not broken:
         assert res.returncode == 0, out[-3000:]
-        assert "Kustomization" in out
+        # The operator's own Kustomization was waited for and became Ready.
+        outcomes = {o["id"]: o["outcome"] for o in report.get("objects", ())}
+        assert outcomes.get("Kustomization/flux-system/apps") == "ready", outcomes
     else:
         # A repo that does not build is found by the GitOps check in preflight, before any node is
         # touched: exit 3, a clear message naming the Kustomization and the file, no traceback.
