@@ -16,14 +16,13 @@ images given back plus images pulled again (``journal.json``, details ``images_r
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from tests.bench.bench_recovery import manual_rebuild
 from tests.bench.bench_stats import BenchResult, Row
-from tests.lab.fulllab import REPO, FullLab, start_full_lab, stop_full_lab_dir, write_inventory
+from tests.lab.fulllab import FullLab, start_full_lab, stop_full_lab_dir, write_inventory
 
 TARGETS = {"c_over_a": 0.4, "c_over_cp": 1.15, "reused_pct": 95.0}
 
@@ -38,16 +37,8 @@ def model_scenario(dest: Path) -> Path:
 
 
 def manual(full: FullLab) -> dict:
-    res = subprocess.run([sys.executable, "-m", "tests.bench.baseline_manual", "--inventory", str(full.inventory),
-                          "--timeout", "600"], cwd=REPO, capture_output=True, text=True, env=full.env(),
-                         timeout=1500, stdin=subprocess.DEVNULL)
-    try:
-        out = json.loads(res.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise RuntimeError(f"manual procedure exited {res.returncode}: {res.stderr.strip()[-300:]}") from None
-    if not out["ok"]:
-        raise RuntimeError(f"manual procedure failed: {out['error']}")
-    return out
+    """The manual procedure, with room for the modelled image pulls."""
+    return manual_rebuild(full, wait_s=600, timeout_s=1500)
 
 
 def reuse(full: FullLab) -> dict:

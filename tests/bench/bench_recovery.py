@@ -49,11 +49,12 @@ def drtool_rebuild(full: FullLab) -> dict:
             "phases": {name: p["duration_s"] for name, p in phases.items()}}
 
 
-def manual_rebuild(full: FullLab) -> dict:
-    """One run of the manual procedure; returns its JSON. Raises RuntimeError when it fails."""
+def manual_rebuild(full: FullLab, wait_s: int = 120, timeout_s: float = 600) -> dict:
+    """One run of the manual procedure (its waits bounded by ``wait_s``); returns its JSON.
+    Raises RuntimeError when it fails."""
     res = subprocess.run([sys.executable, "-m", "tests.bench.baseline_manual", "--inventory", str(full.inventory),
-                          "--timeout", "120"], cwd=REPO, capture_output=True, text=True, env=full.env(),
-                         timeout=600, stdin=subprocess.DEVNULL)
+                          "--timeout", str(wait_s)], cwd=REPO, capture_output=True, text=True, env=full.env(),
+                         timeout=timeout_s, stdin=subprocess.DEVNULL)
     try:
         out = json.loads(res.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
