@@ -4,6 +4,10 @@ One 2-node lab for the module; each test picks the scenario the next K3s install
 (shipped in drtool/lab/scenarios/, the ``fault-*`` ones written for this suite). A fault
 either heals and the rebuild succeeds, or the run stops with the exit code, a one-line
 cause and a partial report, within a bound.
+
+The workload faults that stop the convergence wait (a stalled HelmRelease, CrashLoopBackOff,
+pods left Unschedulable by a missing node label) are checked once, with the same bounds, in
+test_converge_acceptance.py: each costs a whole rebuild.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import pytest
 
 from .faults_support import (Outcome, assert_one_line_error, assert_partial_report, node_log, rebuild,
                              use_scenario)
-from .fulllab import FullLab, start_full_lab, stop_full_lab_dir, write_inventory
+from .fulllab import FullLab, start_full_lab, stop_full_lab_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -121,44 +125,3 @@ def test_flux_bootstrap_with_a_revoked_token_fails_at_once(lab2):
     assert bootstrap["ended_at"] - bootstrap["started_at"] < 15
     assert BAD_TOKEN not in out.output and BAD_TOKEN not in (out.run / "bootstrap.log").read_text()
     assert out.elapsed < 60, out.elapsed
-
-
-def test_helmrelease_retries_exceeded_fails_fast_naming_it(lab2):
-    use_scenario(lab2, "stalled-helmrelease")
-    out = rebuild(lab2)
-    assert_one_line_error(out.output, out.code, 4, "HelmRelease/logging/loki", "RetriesExceeded")
-    assert_partial_report(out, "converge")
-    loki = next(o for o in out.journal()["converge"]["objects"] if o["id"] == "HelmRelease/logging/loki")
-    stalled_at = next(h["at"] for h in loki["history"] if h["reason"] == "RetriesExceeded")
-    assert out.journal()["ended_at"] - stalled_at <= 5, "drtool must stop within 5 s of the stall"
-    assert out.elapsed < 60, out.elapsed
-
-
-def test_crashloopbackoff_fails_naming_the_pod(lab2):
-    use_scenario(lab2, "crashloop")
-    out = rebuild(lab2)
-    line = assert_one_line_error(out.output, out.code, 4, "CrashLoopBackOff")
-    assert "log-analyzer/log-analyzer" in line, line
-    assert_partial_report(out, "converge")
-    assert out.elapsed < 90, out.elapsed
-
-
-def test_missing_node_label_leaves_heavy_pods_unschedulable(lab2):
-    """An inventory that forgot node2's hardware=heavy label: the pods pinned to it can never be placed.
-
-    Loki (infrastructure) selects the heavy node like llama-cpp does, and the workloads
-    Kustomization waits on infrastructure, so the first pod reported is loki-0; the chain
-    shows the workloads (llama-cpp's) blocked behind it.
-    """
-    def forget_label(data):
-        data["nodes"][1].pop("labels")
-
-    use_scenario(lab2, "homelab")
-    unlabelled = FullLab(lab2.lab, write_inventory(lab2.lab, lab2.lab.root / "inventory-unlabelled.yaml",
-                                                  mutate=forget_label), lab2.runs)
-    out = rebuild(unlabelled)
-    line = assert_one_line_error(out.output, out.code, 4, "Unschedulable", "node affinity/selector")
-    assert re.search(r"Pod/(logging/loki-0|llm/llama-cpp-[a-z0-9-]+): Unschedulable", line), line
-    assert "Kustomization/flux-system/workloads" in line, line
-    assert_partial_report(out, "converge")
-    assert out.elapsed < 90, out.elapsed
