@@ -1,21 +1,27 @@
 """The few Kubernetes API calls the simulated ``flux`` CLI makes, with the official client.
 
-Responses are read as raw JSON (``_preload_content=False``) so the client's models never
-reject a field; every call is bounded by a request timeout.
+Every call goes through the client's raw REST path (``ApiClient.param_serialize`` and
+``call_api``) to the kind's API path and reads the JSON body itself, so the client's models
+never reject a field; every call is bounded by a request timeout. The typed API classes
+(``CoreV1Api``, ``AppsV1Api``...) are not used: importing them costs ~1.7 s of CPU (their
+pydantic-validated methods), paid by every ``flux bootstrap`` of every lab rebuild.
+An existing object is merge-patched (``application/merge-patch+json``), the create-or-patch a
+kubectl-style apply makes of the fields it sets.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from kubernetes import client, config
+from kubernetes import config
 from kubernetes.client.rest import ApiException
 
 from drtool.kube import apisurface
 
 REQUEST_TIMEOUT = 10
-
+MERGE_PATCH = "application/merge-patch+json"
 
 class KubeError(Exception):
     """An API call failed; the message is one line for the CLI's ``✗`` output."""
@@ -40,23 +46,13 @@ class Kube:
             self.api = config.new_client_from_config(config_file=kubeconfig, context=context)
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             raise KubeError(f"Kubernetes client initialization failed: {exc}") from None
-        self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.ext = client.ApiextensionsV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
         self.host = self.api.configuration.host
 
     def close(self) -> None:
         self.api.close()
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        """Call ``fn``; JSON body, ``None`` on 404, ``KubeError`` on anything else."""
-        got = self._send(lambda: (200, fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
-                                             **kwargs).data))
-        return None if got is None else json.loads(got[1] or b"{}")
-
-    def _send(self, call: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes] | None:
-        """Run one API call: (status, body), ``None`` on 404, ``KubeError`` on any other failure."""
+    def _send(self, call: Callable[[], tuple[int, bytes, str]]) -> tuple[int, bytes, str] | None:
+        """Run one API call: (status, body, reason), ``None`` on 404, ``KubeError`` on a connection failure."""
         try:
             return call()
         except ApiException as exc:
@@ -67,50 +63,17 @@ class Kube:
             reason = getattr(exc, "reason", None) or exc
             raise KubeError(f"{self.host}: {reason}") from None
 
-    def version(self) -> dict[str, Any]:
-        out = self._call(client.VersionApi(self.api).get_code)
-        if out is None:
-            raise KubeError("the server could not find the requested resource (get version)")
-        return out
-
-    # -- apply (create, or merge-patch what exists) --
-
-    def apply(self, obj: dict[str, Any]) -> str:
-        """Create ``obj`` or patch the existing one; returns "created", "configured" or "unchanged"."""
-        kind, meta = obj["kind"], obj["metadata"]
-        name, ns = meta["name"], meta.get("namespace")
-        group, _, version = obj["apiVersion"].rpartition("/")
-        if kind == "Namespace":
-            ops = (self.core.read_namespace, self.core.create_namespace, self.core.patch_namespace, ())
-        elif kind == "Secret":
-            ops = (self.core.read_namespaced_secret, self.core.create_namespaced_secret,
-                   self.core.patch_namespaced_secret, (ns,))
-        elif kind == "CustomResourceDefinition":
-            ops = (self.ext.read_custom_resource_definition, self.ext.create_custom_resource_definition,
-                   self.ext.patch_custom_resource_definition, ())
-        elif kind == "Deployment":
-            ops = (self.apps.read_namespaced_deployment, self.apps.create_namespaced_deployment,
-                   self.apps.patch_namespaced_deployment, (ns,))
-        else:
-            return self._apply_custom(obj, group, version, kind, ns, name)
-        read, create, patch, scope = ops
-        existing = self._call(read, name, *scope)
-        if existing is None:
-            self._call(create, *scope, obj)
-            return "created"
-        if _unchanged(existing, obj):
-            return "unchanged"
-        self._call(patch, name, *scope, obj)
-        return "configured"
-
     def _rest(self, method: str, path: str, body: dict[str, Any] | None = None,
-              content_type: str = "application/json") -> dict[str, Any] | None:
-        """One raw REST call (any kind): JSON body, ``None`` on 404, ``KubeError`` otherwise."""
+              content_type: str = "application/json", query: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """One raw REST call (any kind): JSON body, ``None`` on 404, ``KubeError`` otherwise
+        (``<status> <the Status message, else the HTTP reason>``)."""
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
+        if query:
+            path = f"{path}?{urlencode(query)}"
 
-        def call() -> tuple[int, bytes]:
+        def call() -> tuple[int, bytes, str]:
             if hasattr(self.api, "param_serialize"):      # kubernetes client >= 33 (openapi-generator 7)
                 m, url, hdrs, data, post = self.api.param_serialize(
                     method=method, resource_path=path, header_params=headers, body=body,
@@ -122,19 +85,47 @@ class Kube:
                 resp = self.api.call_api(path, method, header_params=headers, body=body,
                                          auth_settings=["BearerToken"], _return_http_data_only=True,
                                          _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-            return resp.status, resp.data
+            return resp.status, resp.data, str(getattr(resp, "reason", "") or "")
 
         got = self._send(call)
         if got is None or got[0] == 404:
             return None
-        status, raw = got
+        status, raw, reason = got
         if status >= 400:
             try:
                 message = json.loads(raw or b"{}").get("message") or ""
-            except ValueError:
+            except (AttributeError, ValueError):
                 message = ""
-            raise KubeError(f"{status} {message}".strip())
+            raise KubeError(f"{status} {message or reason}".strip())
         return json.loads(raw or b"{}")
+
+    def version(self) -> dict[str, Any]:
+        out = self._rest("GET", "/version/")
+        if out is None:
+            raise KubeError("the server could not find the requested resource (get version)")
+        return out
+
+    # -- apply (create, or merge-patch what exists) --
+
+    def apply(self, obj: dict[str, Any]) -> str:
+        """Create ``obj`` or patch the existing one; returns "created", "configured" or "unchanged"."""
+        kind, meta = obj["kind"], obj["metadata"]
+        name, ns = meta["name"], meta.get("namespace")
+        group, _, version = obj["apiVersion"].rpartition("/")
+        if kind in ("GitRepository", "Kustomization", "HelmRelease", "HelmRepository"):
+            plural, namespaced = _plural(kind), True
+        else:
+            plural, namespaced = _resource(obj["apiVersion"], kind) or self._discover(group, version, kind)
+        collection = _collection(group, version, plural, (ns or "default") if namespaced else None)
+        path = f"{collection}/{quote(name, safe='')}"
+        existing = self._rest("GET", path)
+        if existing is None:
+            self._rest("POST", collection, obj)
+            return "created"
+        if _unchanged(existing, obj):
+            return "unchanged"
+        self._rest("PATCH", path, obj, MERGE_PATCH)
+        return "configured"
 
     def _discover(self, group: str, version: str, kind: str) -> tuple[str, bool]:
         """(plural, namespaced) from the server's discovery, for kinds a CRD just declared."""
@@ -145,48 +136,26 @@ class Kube:
         gv = f"{group}/{version}" if group else version
         raise KubeError(f'no matches for kind "{kind}" in version "{gv}"')
 
-    def _apply_generic(self, obj: dict[str, Any], group: str, version: str, kind: str, ns: str | None,
-                       name: str) -> str:
-        """Create or merge-patch any kind through its REST path (RBAC, Services, NetworkPolicies ...)."""
-        plural, namespaced = _resource(obj["apiVersion"], kind) or self._discover(group, version, kind)
-        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        if namespaced:
-            base += f"/namespaces/{ns or 'default'}"
-        collection = f"{base}/{plural}"
-        existing = self._rest("GET", f"{collection}/{name}")
-        if existing is None:
-            self._rest("POST", collection, obj)
-            return "created"
-        if _unchanged(existing, obj):
-            return "unchanged"
-        self._rest("PATCH", f"{collection}/{name}", obj, "application/merge-patch+json")
-        return "configured"
-
-    def _apply_custom(self, obj: dict[str, Any], group: str, version: str, kind: str, ns: str, name: str) -> str:
-        if kind not in ("GitRepository", "Kustomization", "HelmRelease", "HelmRepository"):
-            return self._apply_generic(obj, group, version, kind, ns, name)
-        plural = _plural(kind)
-        existing = self._call(self.custom.get_namespaced_custom_object, group, version, ns, plural, name)
-        if existing is None:
-            self._call(self.custom.create_namespaced_custom_object, group, version, ns, plural, obj)
-            return "created"
-        if _unchanged(existing, obj):
-            return "unchanged"
-        self._call(self.custom.patch_namespaced_custom_object, group, version, ns, plural, name, obj)
-        return "configured"
-
     def get_custom(self, group: str, version: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
-        return self._call(self.custom.get_namespaced_custom_object, group, version, ns, _plural(kind), name)
+        return self._rest("GET", f"{_collection(group, version, _plural(kind), ns)}/{quote(name, safe='')}")
 
     def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
-        return self._call(self.core.read_namespaced_secret, name, ns)
+        return self._rest("GET", f"{_collection('', 'v1', 'secrets', ns)}/{quote(name, safe='')}")
 
     def get_deployment(self, ns: str, name: str) -> dict[str, Any] | None:
-        return self._call(self.apps.read_namespaced_deployment, name, ns)
+        return self._rest("GET", f"{_collection('apps', 'v1', 'deployments', ns)}/{quote(name, safe='')}")
 
     def list_deployments(self, ns: str, selector: str) -> list[dict[str, Any]]:
-        out = self._call(self.apps.list_namespaced_deployment, ns, label_selector=selector)
+        out = self._rest("GET", _collection("apps", "v1", "deployments", ns), query={"labelSelector": selector})
         return list((out or {}).get("items") or [])
+
+
+def _collection(group: str, version: str, plural: str, namespace: str | None) -> str:
+    """The REST path of a kind's collection: /api/v1/... for the core group, /apis/G/V/... otherwise."""
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespace is not None:
+        base += f"/namespaces/{quote(namespace, safe='')}"
+    return f"{base}/{plural}"
 
 
 def _unchanged(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
