@@ -15,7 +15,7 @@ import signal
 import socket
 from pathlib import Path
 
-from drtool.lab.k3s.labconfig import _read_yaml, load_lab_config
+from drtool.lab.k3s.labconfig import _read_yaml, read_lab_json
 
 PHASES = ("install", "join", "uninstall")
 # The per-connection process OpenSSH names after the user and the session's tty
@@ -42,15 +42,17 @@ def _session_ancestor(pid: int) -> int | None:
 
 def ssh_drop(phase: str, lab_dir: str | None) -> int:
     """Drop this node's SSH session if the scenario says so for ``phase``; always exits 0."""
-    config = load_lab_config(lab_dir or os.environ.get("DRTOOL_LAB_DIR"))
-    if config.root is None or phase not in PHASES:
+    # Run by the install and uninstall scripts at every step: lab.json and the scenario's YAML
+    # are read as they are, without the scenario models (a pydantic import per step).
+    root, raw = read_lab_json(lab_dir or os.environ.get("DRTOOL_LAB_DIR"))
+    if root is None or not isinstance(raw, dict) or phase not in PHASES:
         return 0
-    scenario = _read_yaml(Path(config.raw.get("scenario", ""))) if config.raw.get("scenario") else None
+    scenario = _read_yaml(Path(raw["scenario"])) if raw.get("scenario") else None
     drop = scenario.get("ssh_drop") if isinstance(scenario, dict) else None
     node = os.environ.get("DRTOOL_LAB_HOSTNAME") or socket.gethostname()
     if not isinstance(drop, dict) or drop.get("node") != node or drop.get("during") != phase:
         return 0
-    marker = config.root / "state" / f"ssh-drop-{node}-{phase}"
+    marker = root / "state" / f"ssh-drop-{node}-{phase}"
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # once only

@@ -10,13 +10,22 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from drtool.lab.scenarios.costs import ImageCosts
-
 from .rootfs import hostname
+
+if TYPE_CHECKING:
+    from drtool.lab.scenarios.costs import ImageCosts
+
+# The cost model is a pydantic model (~0.2 s to import): loaded only when a scenario is read,
+# not by the short-lived programs that only need lab.json (`k3s lab-fault`, `k3s kubectl`).
+
+
+def _no_costs() -> ImageCosts:
+    from drtool.lab.scenarios.costs import ImageCosts
+    return ImageCosts()
 
 DEFAULT_READY_DELAY = 0.3
 
@@ -37,7 +46,7 @@ class K3sScenario:
     api_refuse_after_start: float = 0.0                              # api.refuse_after_start
     api_503_window: tuple[float, float] | None = None                # api.http_503 (start, duration)
     api_expire_watch_at: float | None = None                         # api.expire_watch_at
-    images: ImageCosts = field(default_factory=ImageCosts)           # images (the cost model)
+    images: ImageCosts = field(default_factory=_no_costs)            # images (the cost model)
     time_scale: float = 0.05                                         # time_scale
     # Not scenario fields: timings of the simulation itself, overridable by environment for tests.
     system_pods_delay: float = 0.2                                   # kube-system pods Ready after
@@ -120,6 +129,8 @@ def scenario_from_dict(data: Any, env: dict[str, str] | None = None) -> K3sScena
     api = data.get("api") if isinstance(data.get("api"), dict) else {}
     window = api.get("http_503") if isinstance(api.get("http_503"), dict) else None
     expire = api.get("expire_watch_at")
+    from drtool.lab.scenarios.costs import ImageCosts
+
     try:
         costs = ImageCosts.model_validate(data.get("images") or {})
     except ValueError:                  # the controllers report a bad scenario, naming the field
@@ -145,21 +156,36 @@ def _read_yaml(path: Path) -> Any:
         return None
 
 
-def load_lab_config(lab_dir: str | Path | None) -> LabConfig:
-    """Read ``<lab_dir>/lab.json`` and its scenario; defaults for whatever is missing."""
+def read_lab_json(lab_dir: str | Path | None) -> tuple[Path | None, Any]:
+    """(the lab dir, what its ``lab.json`` holds), leniently: ``None`` for a missing or unreadable
+    file. Without the scenario: for the programs that need only the lab's nodes or paths."""
     if not lab_dir:
-        return LabConfig(scenario=scenario_from_dict(None))
+        return None, None
     root = Path(lab_dir)
     try:
-        raw = json.loads((root / "lab.json").read_text(encoding="utf-8"))
+        return root, json.loads((root / "lab.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return LabConfig(root=root, scenario=scenario_from_dict(None))
-    if not isinstance(raw, dict):
-        return LabConfig(root=root)
-    nodes = tuple(
+        return root, None
+
+
+def lab_nodes(raw: dict[str, Any]) -> tuple[LabNode, ...]:
+    """The nodes ``lab.json`` lists (entries without a name or address are skipped)."""
+    return tuple(
         LabNode(str(n["name"]), str(n["address"]))
         for n in raw.get("nodes") or [] if isinstance(n, dict) and n.get("name") and n.get("address")
     )
+
+
+def load_lab_config(lab_dir: str | Path | None) -> LabConfig:
+    """Read ``<lab_dir>/lab.json`` and its scenario; defaults for whatever is missing."""
+    root, raw = read_lab_json(lab_dir)
+    if root is None:
+        return LabConfig(scenario=scenario_from_dict(None))
+    if raw is None:
+        return LabConfig(root=root, scenario=scenario_from_dict(None))
+    if not isinstance(raw, dict):
+        return LabConfig(root=root)
+    nodes = lab_nodes(raw)
     scenario = scenario_from_dict(None)
     if raw.get("scenario"):
         scenario = scenario_from_dict(_read_yaml(Path(raw["scenario"])))

@@ -148,7 +148,11 @@ def _kubectl(argv: list[str], lab_dir) -> int:
     if not env.get("KUBECONFIG") and not any(a.startswith("--kubeconfig") for a in argv):
         fs = RootFS.from_env()
         source = fs.path(KUBECONFIG)
-        address = _lab(lab_dir).address_of(hostname())
+        from drtool.lab.k3s.labconfig import lab_nodes, read_lab_json
+
+        # lab.json's nodes only: this runs for every `k3s kubectl`, the scenario is not needed.
+        _, raw = read_lab_json(lab_dir or os.environ.get("DRTOOL_LAB_DIR"))
+        address = next((n.address for n in lab_nodes(raw) if n.name == hostname()), "") if isinstance(raw, dict) else ""
         if source.exists() and address:
             # Lab nodes share the host's loopback: the API is on the node address, not 127.0.0.1.
             target = fs.path("/run/k3s/kubectl.yaml")
