@@ -1,15 +1,18 @@
-"""Rebuild variants on the lab: HA servers with embedded etcd, ssh_config aliases, slices, kubeconfig merge,
-and the double-unit uninstall case."""
+"""Rebuild variants on the lab: HA servers with embedded etcd (rebuilt, then restored from an etcd
+snapshot), ssh_config aliases, slices, kubeconfig merge, and the double-unit uninstall case."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from .fulllab import start_full_lab, stop_full_lab_dir
+from .fulllab import REPO, start_full_lab, stop_full_lab_dir
+from .test_k3s_facts_lab import PROGRAM, _core, rebuild, standing_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,28 @@ def test_ha_rebuild_twice_with_etcd_snapshot_backup(lab3):
     assert (run / "backup" / "node1" / "etcd-snapshot").stat().st_size > 0
     commands = (run / "commands.log").read_text()
     assert "--cluster-init" in commands and "--server https://" in commands
+
+
+def test_etcd_snapshot_restore_with_cluster_reset(lab3):
+    """Restoring an HA cluster (embedded etcd) from a snapshot taken before a full rebuild.
+
+    Generation A is the cluster standing (the HA rebuild above, or a new one when this runs alone)."""
+    first = standing_cluster(lab3)                            # generation A, two servers with etcd
+    _core(first).create_namespaced_config_map("default", {"metadata": {"name": "generation-a"}})
+    second = rebuild(lab3)                                    # generation B; its backup: A's snapshot
+    assert (second / "backup" / "node1" / "etcd-snapshot").exists()
+    res = subprocess.run([sys.executable, "-c", PROGRAM, "run", "restore-datastore", "-i", str(lab3.inventory),
+                          "--yes", "--approve", "confirm", "--param", f"run={second.name}"], cwd=REPO,
+                         capture_output=True, text=True, env=lab3.env(), timeout=400, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    restored = lab3.runs_list()[-1]
+    commands = (restored / "commands.log").read_text()
+    assert "--cluster-reset --cluster-reset-restore-path=" in commands
+    api = _core(restored)
+    assert "generation-a" in [c.metadata.name for c in api.list_namespaced_config_map("default").items]
+    ready = {n.metadata.name for n in api.list_node().items
+             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
+    assert ready == {"node1", "node2", "node3"}
 
 
 def test_slice_from_bootstrap_fetches_kubeconfig_and_merges(lab3, tmp_path):
