@@ -72,21 +72,59 @@ def test_the_inventory_data_dir_is_used_for_install_backup_and_wipe(lab):
     assert f"K3S_DATA_DIR={DATA_DIR}" in commands and f"--data-dir {DATA_DIR}" in commands
 
 
-def test_mount_points_under_the_data_dir_are_not_leftovers(lab):
+CONF = "node-label:\n  - from-config=yes\n"
+REGISTRIES = "mirrors:\n  docker.io:\n    endpoint: [\"https://registry.lab.example:5000\"]\n"
+
+
+@pytest.fixture(scope="module")
+def node2_extras(lab):
+    """One rebuild over a node2 that holds both things a rebuild must keep apart from K3s's own:
+    a tmpfs mounted under the data dir (with data in it) and K3s config files. Two independent
+    set-ups, one rebuild; each test below checks its own. Returns the run dir and what node2's
+    mounts and the mount point held right after the rebuild (read before the tmpfs is unmounted,
+    so the later tests see a node without it)."""
     if not lab.node_file("node2", f"{DATA_DIR}/agent").exists():
         rebuild(lab)
     mounted = node_sh(lab, "node2", f"mkdir -p {DATA_DIR}/storage && mount -t tmpfs lab-volumes {DATA_DIR}/storage && "
                                     f"echo data > {DATA_DIR}/storage/pvc-1")
     assert mounted.returncode == 0, mounted.stderr
     try:
+        wrote = node_sh(lab, "node2", f"mkdir -p /etc/rancher/k3s/config.yaml.d && printf %s {shlex.quote(CONF)} > "
+                                      "/etc/rancher/k3s/config.yaml && echo 'kubelet-arg+: [max-pods=120]' > "
+                                      "/etc/rancher/k3s/config.yaml.d/10-kubelet.yaml && "
+                                      f"printf %s {shlex.quote(REGISTRIES)} > /etc/rancher/k3s/registries.yaml")
+        assert wrote.returncode == 0, wrote.stderr
         run = rebuild(lab)
-        journal = json.loads((run / "journal.json").read_text())
-        assert journal["status"] == "succeeded"
-        # As the real uninstall: the mount point stays, what was in it is gone.
         left = node_sh(lab, "node2", f"grep -c ' {DATA_DIR}/storage ' /proc/mounts; ls -A {DATA_DIR}/storage")
-        assert left.stdout.split()[0] == "1" and "pvc-1" not in left.stdout
     finally:
         node_sh(lab, "node2", f"umount {DATA_DIR}/storage")
+    return run, left.stdout
+
+
+def test_mount_points_under_the_data_dir_are_not_leftovers(node2_extras):
+    run, left = node2_extras
+    journal = json.loads((run / "journal.json").read_text())
+    assert journal["status"] == "succeeded"
+    # As the real uninstall: the mount point stays, what was in it is gone.
+    assert left.split()[0] == "1" and "pvc-1" not in left
+
+
+def test_k3s_config_files_survive_the_rebuild(lab, node2_extras):
+    run, _ = node2_extras
+    backup = run / "backup" / "node2" / "etc-rancher-k3s"
+    assert (backup / "config.yaml").read_text() == CONF
+    assert (backup / "registries.yaml").stat().st_mode & 0o777 == 0o600
+    assert (backup / "config.yaml.d" / "10-kubelet.yaml").exists()
+    # Put back before the install: the agent registered with the label its config file gives.
+    assert lab.node_file("node2", "/etc/rancher/k3s/registries.yaml").read_text() == REGISTRIES
+    node2 = _core(run).read_node("node2")
+    assert node2.metadata.labels.get("from-config") == "yes"
+    journal = json.loads((run / "journal.json").read_text())
+    messages = {p["name"]: p.get("message", "") for p in journal["phases"]}
+    assert "node2: config.yaml, registries.yaml, config.yaml.d/10-kubelet.yaml" in messages["backup"]
+    assert "K3s config files put back: node2" in messages["join_agents"]
+    report = (run / "report.md").read_text()
+    assert "registries.yaml" in report
 
 
 def test_only_a_kubeconfig_written_after_the_start_marker_counts(lab):
@@ -134,33 +172,6 @@ def test_restore_a_backup_taken_before_a_full_rebuild(lab):
     ready = {n.metadata.name for n in api.list_node().items
              if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
     assert ready == {"node1", "node2"}
-
-
-def test_k3s_config_files_survive_the_rebuild(lab):
-    if not lab.node_file("node2", "/usr/local/bin/k3s").exists():
-        rebuild(lab)
-    conf = "node-label:\n  - from-config=yes\n"
-    registries = "mirrors:\n  docker.io:\n    endpoint: [\"https://registry.lab.example:5000\"]\n"
-    wrote = node_sh(lab, "node2", f"mkdir -p /etc/rancher/k3s/config.yaml.d && printf %s {shlex.quote(conf)} > "
-                                  "/etc/rancher/k3s/config.yaml && echo 'kubelet-arg+: [max-pods=120]' > "
-                                  "/etc/rancher/k3s/config.yaml.d/10-kubelet.yaml && "
-                                  f"printf %s {shlex.quote(registries)} > /etc/rancher/k3s/registries.yaml")
-    assert wrote.returncode == 0, wrote.stderr
-    run = rebuild(lab)
-    backup = run / "backup" / "node2" / "etc-rancher-k3s"
-    assert (backup / "config.yaml").read_text() == conf
-    assert (backup / "registries.yaml").stat().st_mode & 0o777 == 0o600
-    assert (backup / "config.yaml.d" / "10-kubelet.yaml").exists()
-    # Put back before the install: the agent registered with the label its config file gives.
-    assert lab.node_file("node2", "/etc/rancher/k3s/registries.yaml").read_text() == registries
-    node2 = _core(run).read_node("node2")
-    assert node2.metadata.labels.get("from-config") == "yes"
-    journal = json.loads((run / "journal.json").read_text())
-    messages = {p["name"]: p.get("message", "") for p in journal["phases"]}
-    assert "node2: config.yaml, registries.yaml, config.yaml.d/10-kubelet.yaml" in messages["backup"]
-    assert "K3s config files put back: node2" in messages["join_agents"]
-    report = (run / "report.md").read_text()
-    assert "registries.yaml" in report
 
 
 def test_preflight_refuses_an_enforcing_rpm_node_without_k3s_selinux(lab):
