@@ -123,12 +123,3 @@ def run(ctx: Context) -> PhaseResult:
     if not created:
         return noop("restored no secrets (none in the inventory)")
     return ok(f"restored {', '.join(created)}", secrets=created)
-
-
-# Kept hand-written: every step is a Kubernetes API call (kubernetes.client.CoreV1Api), and a dry
-# run has no cluster to create Secrets in (unit tests record the calls with drtool.kube.recording).
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    steps = [("local", "create namespace flux-system")]
-    steps += [("local", f"create Secret {s.namespace}/{s.name} key {s.data_key} from {ctx.inv.resolve(s.from_file)} (value ***)") for s in ctx.inv.secrets]
-    steps.append(("local", f"put back the sealed-secrets keys saved in backup/flux-secrets/{SEALED_SECRETS_FILE}, if any"))
-    return steps

@@ -48,6 +48,9 @@ class Recorded:
     step: str | None = None
     stdin: bool = False
     """Something (a token) went on stdin; its value is never recorded."""
+    api: str = ""
+    """``read`` or ``write`` for a Kubernetes API request a dry run noted here (``node`` is then
+    the API server); empty for a command."""
 
     def describe(self) -> str:
         return self.command + ("   # stdin: ***" if self.stdin else "")
@@ -118,6 +121,9 @@ class RecordingRunner(Runner):
         if check and result.exit_code != 0:
             raise RemoteError("local", shown, result.exit_code, result.tail())
         return result
+
+    def write_local(self, path: Path, text: str, *, mode: int = 0o600, step: str | None = None) -> None:
+        self._answer("local", f"write {path}", f"write {path} (mode {mode:04o})", step, False)
 
     def commands(self, node: str | None = None) -> list[str]:
         """The recorded commands (on one node, or all), in order."""
