@@ -457,7 +457,7 @@ class RunbookExecutor:
             changes["keep_waiting"] = c.keep_waiting
         opts = replace(opts, **changes)
         ensure_kubeconfig(self.ctx)
-        self.progress.print(f"    {converge_text(step, self.inv)}")
+        self.progress.print(f"    {converge_text(c, self.inv)}")
         client = self.ctx.api_client()
         try:
             result = Converger(client, opts).run()
