@@ -101,9 +101,7 @@ class Pipeline:
     # -- real run -----------------------------------------------------------
     def _open_run(self) -> Run:
         if self.resume:
-            run = Run.load(self.resume)
-            if run.record.get("cluster") != self.inv.cluster.name:
-                raise BadInput("command line", "--resume", f"run {self.resume} is for cluster {run.record.get('cluster')}, not {self.inv.cluster.name}")
+            run = Run.load(self.resume, self.inv.cluster.name)
             run.resumed()
             return run
         flags = {"skip_backup": self.options.skip_backup, "dry_run": False, "from": self.start, "to": self.stop_at,

@@ -102,7 +102,7 @@ def dry_api_replies(inv: Inventory) -> list[ApiReply]:
     # staging/src/k8s.io/apiserver/pkg/server/healthz/healthz.go, handleRootHealth).
     replies = [ApiReply(r"^GET /readyz", body="ok"),
                # A watch the server ends after a while with nothing to report; the watcher reconnects.
-               ApiReply(r"[?&]watch=true", body="", delay=0.1),
+               ApiReply(r"[?&]watch=true", body="", delay=0.02),
                ApiReply(r"^GET /api/v1/nodes(\?|$)", body=_listed([_node(n) for n in inv.nodes])),
                ApiReply(rf"^GET /apis/{FLUX_KUSTOMIZE}/[^/]+/kustomizations(\?|$)", body=_listed(kustomizations)),
                ApiReply(rf"^GET /apis/{FLUX_HELM}/[^/]+/helmreleases(\?|$)", body=_listed(releases))]

@@ -112,6 +112,14 @@ def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context
     return list(action.plan(ctx, args))
 
 
+def check_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context) -> None:
+    """Resolve one step against the inventory (targets, parameter values) without running
+    anything: ``BadInput`` when it cannot run as written. A phase step takes neither, and its
+    dry run (which reports what would stop it, never raises) is skipped."""
+    if book.steps[index].phase is None:
+        plan_step(book, index, params, ctx)
+
+
 def policy_text(step: Step) -> str:
     """Timeout, retries and failure handling, as one line (empty when all defaults)."""
     parts = []

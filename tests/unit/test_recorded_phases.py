@@ -292,6 +292,14 @@ def test_restore_secrets_replaces_an_existing_secret(inv, tmp_path):
     assert api.requests()[-1] == "PUT /api/v1/namespaces/flux-system/secrets/sops-age (Secret sops-age)"
 
 
+def test_restore_secrets_retries_an_api_that_is_not_ready_yet(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces/flux-system/secrets$", status=503, times=1)])
+    ctx = api_context(with_file, api)
+    assert restore_secrets.run(ctx).message == "restored flux-system/sops-age"
+    assert api.requests()[-2:] == ["POST /api/v1/namespaces/flux-system/secrets (Secret sops-age)"] * 2
+
+
 def test_restore_secrets_forbidden_is_one_line_naming_the_secret(inv, tmp_path):
     with_file = _with_secret_file(inv, tmp_path)
     api = RecordingApiClient([ApiReply(r"secrets$", status=403)])
@@ -369,6 +377,23 @@ def test_pipeline_host_key_error_inside_a_node_worker_exits_7(inv):
     with pytest.raises(Exit) as info:
         guarded(pipeline.run)()
     assert info.value.code == 7 and "host key CHANGED" in info.value.message
+
+
+def test_resuming_another_clusters_run_is_refused_before_anything_runs(inv, tmp_path):
+    other = Run.create("rebuild", str(inv.path), "other-cluster")
+    rid = other.record["run_id"]
+    book = tmp_path / "book.yaml"
+    book.write_text(yaml.safe_dump({"name": "probe", "description": "d", "steps": [
+        {"id": "uname", "title": "Kernel", "remote": {"on": "all", "command": "uname -r"}}]}))
+    runner = RecordingRunner(inv)
+    for start in (Pipeline(inv, Options(quiet=True), resume=rid, runner=lambda *_: runner).run,
+                  RunbookExecutor(inv, load_runbook(book), RunOptions(quiet=True, yes=True, resume=rid),
+                                  runner=lambda *_: runner).run):
+        with pytest.raises(Exit) as info:
+            guarded(start)()
+        assert info.value.code == 2
+        assert info.value.message.endswith(f"--resume: run {rid} is for cluster other-cluster, not lab")
+    assert runner.recorded == []
 
 
 # -- dry run from the phases' own code ----------------------------------------------------
