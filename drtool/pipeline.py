@@ -40,6 +40,8 @@ class _PreflightPhase:
         return ok(f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else "") + f"; {gitops}",
                   checks=len(result.checks), warnings=warns)
 
+    # Written, not recorded (drtool.phases.dry_run): preflight's checks open SSH connections and
+    # read local files and Git, which the recording runner does not stand in for.
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
         checkout = ctx.inv.resolve(ctx.inv.flux.checkout) if ctx.inv.flux.checkout else None

@@ -14,8 +14,9 @@ K3s token is generated there when the inventory names no source, and secret vari
 the inventory names but this shell does not set get a placeholder: a dry run shows what
 would be sent, and tokens only ever go on stdin or in the environment, never in a command.
 API requests are shown as what they do (``create Secret flux-system/sops-age``), bodies by
-kind and name only, so Secret values never reach a plan. Phases that still carry a written
-``plan(ctx)`` (preflight, backup, kubeconfig, bootstrap, the drill phases) are shown by it.
+kind and name only, so Secret values never reach a plan; a local command's variables that hold
+a secret (flux's token) are shown by name. Phases that still carry a written ``plan(ctx)``
+(preflight, backup, the drill's post-checks) are shown by it; each says why.
 """
 from __future__ import annotations
 
@@ -133,8 +134,9 @@ def dry_context(inv: Inventory, options: Options = Options()) -> Context:
     run.tmp = tmp  # type: ignore[attr-defined]  # removed with the context's run
     environ = dict(os.environ)
     token = inv.k3s.token
-    if token is not None and token.token_env and not environ.get(token.token_env):
-        environ[token.token_env] = PLACEHOLDER
+    for var in (token.token_env if token is not None else None, inv.flux.token_variable):
+        if var and not environ.get(var):
+            environ[var] = PLACEHOLDER
     runner = RecordingRunner(inv, dry_replies())
 
     def api_factory(kubeconfig: Path) -> RecordingApiClient:

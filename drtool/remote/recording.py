@@ -114,7 +114,10 @@ class RecordingRunner(Runner):
     def local(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
               timeout: float | None = None, step: str | None = None, check: bool = True) -> Result:
         full = command if isinstance(command, str) else " ".join(q(a) for a in command)
-        shown = redact(full)
+        # A variable holding a registered secret (flux's token) is shown by name: what the
+        # command gets besides its arguments, never its value.
+        secret_vars = sorted(k for k, v in (env or {}).items() if v and redact(v) != v)
+        shown = "".join(f"{k}=*** " for k in secret_vars) + redact(full)
         reply = self._answer("local", full, shown, step, False)
         result = Result("local", shown, reply.exit_code if reply else 0, reply.stdout if reply else "",
                         reply.stderr if reply else "", 0.0)

@@ -409,10 +409,13 @@ def test_dry_run_shows_what_the_phases_send_and_writes_nothing(inv, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_dry_run_of_the_pipeline_runs_the_api_phases_against_a_cluster_that_is_ready_at_once(inv, tmp_path):
+def test_dry_run_of_the_pipeline_runs_the_api_phases_against_a_cluster_that_is_ready_at_once(inv, tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_dryrunvalue123")
     with_file = _with_secret_file(inv, tmp_path)
     steps = Pipeline(with_file, Options(quiet=True)).plan()
-    assert "RECORDED" not in repr(steps) and not (tmp_path / "runs").exists()  # no secret value, no run
+    assert not (tmp_path / "runs").exists()  # no run
+    assert "RECORDED" not in repr(steps) and "ghp_dryrunvalue123" not in repr(steps)  # no secret value
     shown: dict[str, list[tuple[str, str]]] = {}
     for phase, target, what in steps:
         shown.setdefault(phase, []).append((target, what))
@@ -434,6 +437,9 @@ def test_dry_run_of_the_pipeline_runs_the_api_phases_against_a_cluster_that_is_r
     assert "list, then watch kustomizations (kustomize.toolkit.fluxcd.io/v1)" in converge
     assert "list, then watch helmreleases (helm.toolkit.fluxcd.io/v2)" in converge
     assert "list, then watch pods (v1)" in converge and "get gitrepositories flux-system/flux-system" in converge
+    # bootstrap: the pinned flux CLI as run() starts it, its token variable by name only.
+    [(target, flux)] = shown["bootstrap"]
+    assert target == "local" and flux.startswith("GITHUB_TOKEN=*** ") and " bootstrap github --owner=lab " in flux
     assert not any("stops here" in what for _, _, what in steps)
 
 
@@ -523,6 +529,18 @@ def test_drill_post_checks_with_nothing_to_check_pass(inv):
     result = PostChecks.run(ctx)
     assert (result.outcome, result.message) == ("ok", "0 post-check(s) passed")
     assert ctx.run.record["post_checks"] == []
+
+
+def test_dry_run_of_the_drills_protected_snapshot_is_its_checksum_commands(inv):
+    from drtool.drills.drill import ProtectSnapshot, digest_command
+
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["drill"] = {"enabled": True, "verify_protected": True}
+    drill_inv = parse_inventory(data, inv.path)
+    guarded_nodes = [n for n in drill_inv.nodes if n.protected_paths]
+    assert guarded_nodes
+    assert plan_phase(ProtectSnapshot, dry_context(drill_inv)) == [
+        (n.name, RecordingRunner(drill_inv).wrap(n, digest_command(n.protected_paths), sudo=True)) for n in guarded_nodes]
 
 
 # -- bootstrap: the flux CLI through the runner's local commands -----------------------
