@@ -169,6 +169,27 @@ def test_kubeconfig_is_pointed_at_the_endpoint_and_written_0600(inv):
     assert result.message.startswith("wrote ") and runner.commands() == ["sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'"]
 
 
+def test_kubeconfig_merge_writes_the_operators_file_0600_keeping_its_other_clusters(inv, tmp_path):
+    from drtool.remote.runner import Runner
+
+    user = tmp_path / "home" / ".kube" / "config"
+    user.parent.mkdir(parents=True)
+    user.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "work",
+                                    "clusters": [{"name": "work", "cluster": {"server": "https://work:6443"}}],
+                                    "users": [], "contexts": []}))
+
+    class Fetching(Runner):  # the real runner's local file write; node1's k3s.yaml as recorded
+        def read(self, node, remote, *, sudo=True, step=None):
+            return K3S_YAML
+
+    ctx = context(inv, Fetching(inv), merge_kubeconfig=True)
+    ctx.environ["KUBECONFIG"] = str(user)
+    assert kubeconfig.run(ctx).message.endswith(f"; merged into {user}")
+    cfg = yaml.safe_load(user.read_text())
+    assert [c["name"] for c in cfg["clusters"]] == ["work", "lab"] and cfg["current-context"] == "lab"
+    assert stat.S_IMODE(os.stat(user).st_mode) == 0o600
+
+
 # -- install_servers ------------------------------------------------------------------
 
 
