@@ -163,6 +163,31 @@ class ErrorInfo(_Frozen):
     exit_code: int | None
 
 
+class PhaseOverlap(_Frozen):
+    """Two phases that ran at the same time (``drtool.phases.overlap``)."""
+
+    phase: str
+    """The phase that started later."""
+    alongside: str
+    """The phase it ran alongside (started earlier)."""
+    seconds: float
+    """How long both ran: time a one-by-one run would have added."""
+
+
+def phase_overlaps(phases: list[PhaseRecord]) -> list[PhaseOverlap]:
+    """Every pair of ended phases whose run times intersect (by more than 10 ms), in start order."""
+    done = sorted((p for p in phases if p.started_at is not None and p.ended_at is not None),
+                  key=lambda p: p.started_at or 0.0)
+    out = []
+    for i, later in enumerate(done):
+        for earlier in done[:i]:
+            shared = min(earlier.ended_at or 0.0, later.ended_at or 0.0) - max(earlier.started_at or 0.0,
+                                                                                later.started_at or 0.0)
+            if shared > 0.01:
+                out.append(PhaseOverlap(phase=later.name, alongside=earlier.name, seconds=round(shared, 3)))
+    return out
+
+
 class Report(_Frozen):
     """report.json; see docs/report-schema.md."""
 
@@ -195,6 +220,8 @@ class Report(_Frozen):
     verdict: Verdict
     verdict_reason: str
     phases: list[PhaseTiming]
+    overlaps: list[PhaseOverlap] = Field(default_factory=list)
+    """Phases that ran alongside each other, with the seconds they shared."""
     converge: ConvergeSummary | None
     objects: list[ObjectTiming]
     critical_path: list[CriticalStep]
@@ -457,6 +484,7 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
         objective_margin_s=_r(rec.objective_s - recovery_s) if rec.objective_s is not None and recovery_s is not None else None,
         verdict=verdict, verdict_reason=reason,
         phases=[_phase(p, rec.started_at) for p in rec.phases],
+        overlaps=phase_overlaps(list(rec.phases)),
         converge=ConvergeSummary(
             converged=conv.converged, outcome=conv.outcome or ("converged" if conv.converged else ""),
             started_at=_r(conv.started), ended_at=_r(conv.ended), duration_s=_diff(conv.ended, conv.started),
