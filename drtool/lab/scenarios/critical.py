@@ -11,6 +11,16 @@ played at the scenario's ``time_scale``: a not-ready dependency is looked at aga
 ``--requeue-dependency`` (30 s), and health checks are polled every 5 s. The answer is the latest
 ready time of everything. Measured rebuilds can only be slower: this is the bound
 benchmarks compare drtool's recovery time against.
+
+With ``kept`` (the images each node gives back to K3s, as a rebuild with the image cache does),
+the path starts at the K3s install instead and adds the K3s start the model makes unavoidable,
+which no tool can skip: the server imports its kept archives at disk speed before its API
+answers (the lab's ``k3s server`` preloads first), and an agent, which can join only once that
+API answers, imports its own archives before its node registers and counts its ``ready_delay``
+(k3s-io/k3s pkg/agent/run.go: token validated and configuration fetched from the server, then
+containerd started and ``agent/images`` preloaded, pkg/agent/containerd/containerd.go). The
+install scripts' own run and ``flux bootstrap``'s process are not modelled costs; bootstrap's
+waiting (controllers, the flux-system GitRepository and Kustomization) is already on the path.
 """
 from __future__ import annotations
 
@@ -59,7 +69,8 @@ def _next_look(start: float, ready_at: float, period: float) -> float:
 
 
 class _Plan:
-    def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]], nudged: bool = False):
+    def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]], nudged: bool = False,
+                 agent_start: dict[str, float] | None = None):
         # nudged: a reconcile is requested the moment the last dependency is Ready (drtool's
         # nudges, as `flux reconcile` does), so no requeue-dependency wait is left.
         self.nudged = nudged
@@ -67,6 +78,8 @@ class _Plan:
         self.nodes = []
         for name, info in nodes.items():
             delay = scenario.node_ready_delay(name)
+            if delay is not None:       # an agent's own K3s start (its import) comes first
+                delay += (agent_start or {}).get(name, 0.0)
             # The kubelet's own labels too: Flux's Deployments select kubernetes.io/os=linux.
             labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                       **dict(info.get("labels") or {})}
@@ -255,10 +268,23 @@ class _Plan:
         return max(times)
 
 
+def k3s_start(scenario: Scenario, nodes: list[str], kept: dict[str, list[str]]) -> tuple[float, dict[str, float]]:
+    """(lab seconds from the install to the first node's API answering, {agent: lab seconds from
+    that API to its node registering}): each node's import of its ``kept`` archives, one archive
+    per image as the image cache writes them, at disk speed (``ImageCosts.import_seconds``)."""
+    def imports(node: str) -> float:
+        return scenario.scaled(sum(scenario.images.import_seconds([ref]) for ref in kept.get(node, ())))
+    server, agents = nodes[0], nodes[1:]
+    return imports(server), {name: imports(name) for name in agents}
+
+
 def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
-                          nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False) -> float:
+                          nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False,
+                          kept: dict[str, list[str]] | None = None) -> float:
     """See ``drtool.lab.scenarios.critical_path``. ``math.inf`` when something can never be ready."""
-    plan = _Plan(scenario, repo, dict(nodes or DEFAULT_NODES), nudged)
+    nodes = dict(nodes or DEFAULT_NODES)
+    api_at, agent_start = k3s_start(scenario, list(nodes), kept) if kept is not None else (0.0, {})
+    plan = _Plan(scenario, repo, nodes, nudged, agent_start)
     root = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": {"name": "flux-system", "namespace": "flux-system"},
             "spec": {"path": "./" + cluster_path.strip("/").removeprefix("./"), "prune": True,
@@ -268,4 +294,4 @@ def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
     for obj in components() + sync_objects("lab", "main", cluster_path)[:1]:
         plan.objects[_ref(obj)] = (obj, None)
     plan.discover(root, None)
-    return plan.total()
+    return api_at + plan.total()
