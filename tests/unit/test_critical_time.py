@@ -107,6 +107,22 @@ def test_report_covers_the_whole_recovery_time_across_phases():
     assert "Where the time went" in html and "waiting for a Flux timer" in html
 
 
+def test_overlapped_phases_are_charged_once_along_the_phases_that_held_up_the_chain():
+    # The agents join from the install on and finish during the bootstrap: the chain goes
+    # teardown → install → kubeconfig → bootstrap, and the join is not charged at all.
+    record = _record(_explain())
+    record["phases"] = [{"name": n, "started_at": float(a), "ended_at": float(b), "outcome": "ok"} for n, a, b in (
+        ("teardown", 1000, 1010), ("install_servers", 1010, 1040), ("join_agents", 1010.01, 1070),
+        ("kubeconfig", 1040.01, 1041), ("bootstrap", 1041.01, 1080), ("nodes_ready", 1070.01, 1071),
+        ("converge", 1080.01, 1161))]
+    report = build_report(record, now=2000)
+    phases = [s["what"] for s in report["critical_time"] if s["what"].startswith("phase ")]
+    assert phases == ["phase teardown", "phase install_servers", "phase kubeconfig", "phase bootstrap"]
+    assert abs(sum(s["duration_s"] for s in report["critical_time"]) - report["recovery_s"]) < 0.01
+    assert {"phase": "bootstrap", "alongside": "join_agents", "seconds": 28.99} in report["overlaps"]
+    assert "Overlapped phases: `join_agents` alongside `install_servers` 30.0s" in render_markdown(load_report(report))
+
+
 def test_compare_shows_the_time_by_cause():
     base = build_report(_record(_explain(), "1"), now=2000)
     faster = [dict(s) for s in _explain() if s["cause"] != "flux_timer"]
