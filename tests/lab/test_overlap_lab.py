@@ -18,7 +18,7 @@ SYSTEMCTL = "/usr/local/bin/systemctl"
 
 @pytest.fixture(scope="module")
 def lab2():
-    full = start_full_lab("127.0.214", nodes=2)
+    full = start_full_lab("127.0.217", nodes=2)
     yield full
     stop_full_lab_dir(full.lab)
 

@@ -13,14 +13,15 @@ ready time of everything. Measured rebuilds can only be slower: this is the boun
 benchmarks compare drtool's recovery time against.
 
 With ``kept`` (the images each node gives back to K3s, as a rebuild with the image cache does),
-the path starts at the K3s install instead and adds the K3s start the model makes unavoidable,
-which no tool can skip: the server imports its kept archives at disk speed before its API
-answers (the lab's ``k3s server`` preloads first), and an agent, which can join only once that
-API answers, imports its own archives before its node registers and counts its ``ready_delay``
-(k3s-io/k3s pkg/agent/run.go: token validated and configuration fetched from the server, then
-containerd started and ``agent/images`` preloaded, pkg/agent/containerd/containerd.go). The
-install scripts' own run and ``flux bootstrap``'s process are not modelled costs; bootstrap's
-waiting (controllers, the flux-system GitRepository and Kustomization) is already on the path.
+the path also counts the K3s start the model makes unavoidable, which no tool can skip: every
+node imports its kept archives at disk speed before its kubelet runs, so its ``ready_delay``
+counts from the end of that import. The server's API answers meanwhile (k3s-io/k3s
+pkg/cli/server/server.go run(): READY=1 once the API server is ready, the server's own agent
+started alongside), and an agent, which can join only once that API answers, imports after it
+got its configuration (pkg/agent/run.go: token validated, ``config.Get``, then containerd, which
+preloads ``agent/images``: pkg/agent/containerd/containerd.go). The install scripts' own run and
+``flux bootstrap``'s process are not modelled costs; bootstrap's waiting (controllers, the
+flux-system GitRepository and Kustomization) is already on the path.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def _next_look(start: float, ready_at: float, period: float) -> float:
 
 class _Plan:
     def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]], nudged: bool = False,
-                 agent_start: dict[str, float] | None = None):
+                 node_start: dict[str, float] | None = None):
         # nudged: a reconcile is requested the moment the last dependency is Ready (drtool's
         # nudges, as `flux reconcile` does), so no requeue-dependency wait is left.
         self.nudged = nudged
@@ -78,8 +79,8 @@ class _Plan:
         self.nodes = []
         for name, info in nodes.items():
             delay = scenario.node_ready_delay(name)
-            if delay is not None:       # an agent's own K3s start (its import) comes first
-                delay += (agent_start or {}).get(name, 0.0)
+            if delay is not None:       # the node's own K3s start (its import) comes first
+                delay += (node_start or {}).get(name, 0.0)
             # The kubelet's own labels too: Flux's Deployments select kubernetes.io/os=linux.
             labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                       **dict(info.get("labels") or {})}
@@ -268,14 +269,12 @@ class _Plan:
         return max(times)
 
 
-def k3s_start(scenario: Scenario, nodes: list[str], kept: dict[str, list[str]]) -> tuple[float, dict[str, float]]:
-    """(lab seconds from the install to the first node's API answering, {agent: lab seconds from
-    that API to its node registering}): each node's import of its ``kept`` archives, one archive
-    per image as the image cache writes them, at disk speed (``ImageCosts.import_seconds``)."""
-    def imports(node: str) -> float:
-        return scenario.scaled(sum(scenario.images.import_seconds([ref]) for ref in kept.get(node, ())))
-    server, agents = nodes[0], nodes[1:]
-    return imports(server), {name: imports(name) for name in agents}
+def k3s_start(scenario: Scenario, nodes: list[str], kept: dict[str, list[str]]) -> dict[str, float]:
+    """{node: lab seconds from the API answering until its kubelet can start}: the node's import of
+    its ``kept`` archives, one archive per image as the image cache writes them, at disk speed
+    (``ImageCosts.import_seconds``)."""
+    return {node: scenario.scaled(sum(scenario.images.import_seconds([ref]) for ref in kept.get(node, ())))
+            for node in nodes}
 
 
 def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
@@ -283,8 +282,7 @@ def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
                           kept: dict[str, list[str]] | None = None) -> float:
     """See ``drtool.lab.scenarios.critical_path``. ``math.inf`` when something can never be ready."""
     nodes = dict(nodes or DEFAULT_NODES)
-    api_at, agent_start = k3s_start(scenario, list(nodes), kept) if kept is not None else (0.0, {})
-    plan = _Plan(scenario, repo, nodes, nudged, agent_start)
+    plan = _Plan(scenario, repo, nodes, nudged, k3s_start(scenario, list(nodes), kept) if kept is not None else {})
     root = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": {"name": "flux-system", "namespace": "flux-system"},
             "spec": {"path": "./" + cluster_path.strip("/").removeprefix("./"), "prune": True,
@@ -294,4 +292,4 @@ def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
     for obj in components() + sync_objects("lab", "main", cluster_path)[:1]:
         plan.objects[_ref(obj)] = (obj, None)
     plan.discover(root, None)
-    return api_at + plan.total()
+    return plan.total()
