@@ -4,11 +4,13 @@ whose join fails during the bootstrap fails the run naming it, and ``--resume`` 
 from __future__ import annotations
 
 import json
+import signal
 from contextlib import contextmanager
 
 import pytest
 
-from .faults_support import assert_one_line_error, assert_partial_report, rebuild
+from .faults_support import (assert_one_line_error, assert_partial_report, finish, read_until, rebuild, run_dir_of,
+                             spawn_rebuild, spawned_outcome)
 from .fulllab import start_full_lab, stop_full_lab_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -55,6 +57,7 @@ def test_the_agent_is_prepared_while_the_server_installs_and_readiness_waits_for
     phases = _phases(out)
     join, install = phases["join_agents"], phases["install_servers"]
     assert join["started_at"] < install["ended_at"]          # one after the other before
+    assert phases["bootstrap"]["started_at"] < join["ended_at"]   # the agent still joins meanwhile
     node2 = [s["step"] for s in join["nodes"]["node2"]]
     assert node2.index("upload") < node2.index("wait server api") < node2.index("join"), node2
     wait = next(s for s in join["nodes"]["node2"] if s["step"] == "wait server api")
@@ -90,3 +93,27 @@ def test_a_join_failing_during_the_bootstrap_fails_the_run_naming_the_node_and_r
     assert resumed["join_agents"]["started_at"] > join["ended_at"]          # joined again
     assert resumed["bootstrap"]["started_at"] == boot["started_at"]         # not bootstrapped again
     assert "▶ join_agents" in again.output and "▶ bootstrap" not in again.output
+
+
+def test_ctrl_c_while_the_agent_waits_for_the_server_exits_130_and_resume_joins_it(lab2):
+    proc = spawn_rebuild(lab2)
+    seen: list[str] = []
+    try:
+        run = run_dir_of(lab2, read_until(proc, "— run ", seen))
+        read_until(proc, "▶ join_agents (alongside install_servers)", seen)
+        proc.send_signal(signal.SIGINT)      # the server installs; the agent waits for its API
+    finally:
+        output = finish(proc, seen, timeout=120)
+    assert_one_line_error(output, proc.returncode, 130, "--resume", run.name)
+    outcome = spawned_outcome(proc, output, 0.0, run)
+    phases = _phases(outcome)
+    assert outcome.journal()["status"] == "interrupted"
+    assert phases["join_agents"]["outcome"] == "interrupted", phases["join_agents"]
+    assert "bootstrap" not in phases
+    again = rebuild(lab2, "--resume", run.name, timeout=300)
+    assert again.code == 0, again.tail()
+    journal = json.loads((run / "journal.json").read_text())
+    assert journal["status"] == "succeeded" and all(p["outcome"] == "ok" for p in journal["phases"])
+    assert "▶ join_agents" in again.output
+    node2 = [s["step"] for s in next(p for p in journal["phases"] if p["name"] == "join_agents")["nodes"]["node2"]]
+    assert "join" in node2, node2                                   # the agent really joined this time
