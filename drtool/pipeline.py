@@ -175,7 +175,9 @@ class Pipeline:
                 if not running:
                     if pending and not errors:   # stopped by a signal before the next phase started
                         session.at(pending[0].NAME)
+                        ctx.phase_name = pending[0].NAME
                         ctx.check_stop()
+                        raise RuntimeError(f"phases that can never start: {', '.join(p.NAME for p in pending)}")
                     break
                 try:
                     name, error = ended.get(timeout=0.2)
@@ -192,8 +194,9 @@ class Pipeline:
             # A second Ctrl-C (KeyboardInterrupt) while phases run: they stop at their next safe
             # point, and are given a moment to journal that before the session reports.
             ctx.stop.set()
+            until = time.monotonic() + 5.0
             for thread in list(running.values()):
-                thread.join(5.0)
+                thread.join(max(0.0, until - time.monotonic()))
             raise
         if errors:
             # The phase that failed first on its own, not one that stopped because it waited on it.
