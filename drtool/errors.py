@@ -22,6 +22,7 @@ class ExitCode(enum.IntEnum):
     REFUSED = 7            # refused: no confirmation, drills disabled, host key unknown
     INTERNAL = 70          # a bug in drtool (sysexits EX_SOFTWARE); the traceback is in the debug log
     INTERRUPTED = 130      # SIGINT/SIGTERM; a partial report was written
+    BROKEN_PIPE = 141      # the reader of stdout went away (`| head`); 128 + SIGPIPE, as a shell reports it
 
 
 class DrtoolError(Exception):

@@ -151,6 +151,7 @@ def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[st
             keys = _sealed_secrets_keys(api, dest)
             if keys:
                 saved.append(f"sealed-secrets keys ({keys})")
+            _images_in_use(ctx, api)
             return saved
         except Exception as exc:  # the old cluster may be half dead: that is exactly why we rebuild
             ctx.progress.print(f"    old cluster did not answer for Flux secrets ({type(exc).__name__}); continuing")
@@ -158,6 +159,15 @@ def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[st
         finally:
             tmp.unlink(missing_ok=True)
     return []
+
+
+def _images_in_use(ctx: Context, api) -> None:
+    """Which images each node's pods use, so the image cache keeps those and not old leftovers."""
+    try:
+        resp = api.list_pod_for_all_namespaces(_preload_content=False, _request_timeout=(3, 10))
+        ctx.state[image_cache.IN_USE] = remote_images.images_in_use(json.loads(resp.data or b"{}"))
+    except Exception as exc:  # noqa: BLE001 - the cache then keeps every tagged image; never fatal
+        ctx.progress.print(f"    old cluster did not list its pods ({type(exc).__name__}); every tagged image is kept")
 
 
 def _clean(api, secret) -> dict:

@@ -66,6 +66,36 @@ def live_from_kubeconfig(path: str, context: str | None):
         client.close()
 
 
+def inventory_checkout(inv: Inventory) -> Path | None:
+    """The inventory's ``flux.checkout`` (None when not set); bad input when it is not a directory."""
+    from drtool.gitops.check import checkout_of
+
+    checkout = checkout_of(inv)
+    if checkout is not None and not checkout.is_dir():
+        from drtool.errors import BadInput
+
+        raise BadInput(str(inv.path), "flux.checkout", f"{checkout} is not a directory (a local clone of the repository)")
+    return checkout
+
+
+def check_with_old_cluster(inv: Inventory, runner, checkout: Path):
+    """The GitOps check of ``checkout``, with the old cluster's objects when it still answers."""
+    from drtool.gitops.check import run_check
+
+    live, why = live_from_server(inv, runner)
+    result = run_check(inv, checkout, live)
+    if live is None:
+        result.notes = [n for n in result.notes if not n.startswith("live cluster not read")]
+        result.notes.append(f"live cluster not read ({why}): drift and live data were not checked")
+    return result
+
+
+def findings_markup(result, accepted: set[str]) -> list[str]:
+    """Each finding as rich markup: red for a blocker not accepted, yellow otherwise."""
+    return [("[red]" if f.severity == "blocker" and f.id not in accepted else "[yellow]")
+            + describe(f, f.id in accepted).replace("[", "\\[") + "[/]" for f in result.sorted()]
+
+
 def describe(f, accepted: bool = False) -> str:
     """One line for a finding: severity, id, where, what; the fix on the next line."""
     where = " ".join(x for x in (f"[{f.kustomization}]" if f.kustomization else "", f.file) if x)
@@ -76,29 +106,19 @@ def describe(f, accepted: bool = False) -> str:
 def run_in_preflight(ctx) -> str:
     """Run the check for the pipeline's preflight; raise ``PreflightFailed`` on an unaccepted blocker."""
     from drtool.errors import PreflightFailed
-    from drtool.gitops.check import checkout_of, run_check
 
     inv = ctx.inv
     accepted = set(ctx.options.accept)
-    checkout = checkout_of(inv)
+    checkout = inventory_checkout(inv)
     if checkout is None:
         ctx.run.record["gitops_check"] = {"skipped": "no flux.checkout in the inventory", "findings": []}
         return "gitops check skipped (set flux.checkout to a local clone of the repository)"
-    if not checkout.is_dir():
-        from drtool.errors import BadInput
-
-        raise BadInput(str(inv.path), "flux.checkout", f"{checkout} is not a directory (a local clone of the repository)")
-    live, why = live_from_server(inv, ctx.runner)
-    result = run_check(inv, checkout, live)
-    if live is None:
-        result.notes = [n for n in result.notes if not n.startswith("live cluster not read")]
-        result.notes.append(f"live cluster not read ({why}): drift and live data were not checked")
+    result = check_with_old_cluster(inv, ctx.runner, checkout)
     record = {**result.to_dict(accepted), "checkout": str(checkout)}
     ctx.run.record["gitops_check"] = record
     (ctx.run.dir / "gitops-check.json").write_text(json.dumps(record, indent=2))
-    for f in result.sorted():
-        ctx.progress.print(("[red]" if f.severity == "blocker" and f.id not in accepted else "[yellow]")
-                           + describe(f, f.id in accepted).replace("[", "\\[") + "[/]")
+    for line in findings_markup(result, accepted):
+        ctx.progress.print(line)
     unknown = sorted(accepted - {f.id for f in result.findings})
     if unknown:
         ctx.progress.print(f"[yellow]--accept matched no finding: {', '.join(unknown)}[/]")

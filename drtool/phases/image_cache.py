@@ -14,6 +14,9 @@ from drtool.remote import image_cache
 
 KEPT = "images_kept"
 REUSED = "images_reused"
+IN_USE = "images_in_use"
+"""State key: node name -> images its pods use, read from the old cluster by the backup (absent
+when the API did not answer: then every tagged image is kept)."""
 
 
 def export(ctx: Context) -> str:
@@ -21,10 +24,13 @@ def export(ctx: Context) -> str:
     if not ctx.inv.images.keep:
         return "; images not kept (images.keep: false)"
 
+    in_use = ctx.state.get(IN_USE)
+
     def one(node: Node) -> image_cache.Outcome:
+        wanted = None if in_use is None else in_use.get(node.name, [])
         try:
             with ctx.step(node, "images"):
-                res = ctx.runner.run(node, image_cache.export_command(ctx.inv), sudo=True, check=False,
+                res = ctx.runner.run(node, image_cache.export_command(ctx.inv, wanted), sudo=True, check=False,
                                      step="backup", timeout=ctx.deadline("backup"))
         except DrtoolError as exc:   # a dropped node keeps nothing; the wipe is not held up by the cache
             return image_cache.Outcome(notes=[f"export failed ({type(exc).__name__})"])
@@ -52,11 +58,14 @@ def export(ctx: Context) -> str:
             text += f", over images.max_bytes: {out.count('over')} left to pull"
         if out.count("failed"):
             text += f", export failed: {out.count('failed')}"
+        if out.count("unused"):
+            text += f", not used by any pod: {out.count('unused')} left out"
         if out.notes:
             text += f" ({'; '.join(out.notes)})"
         parts.append(text)
     ctx.state[KEPT] = kept
-    return f"; images kept: {'; '.join(parts)}"
+    which = "" if in_use is not None else " (every tagged image: the old cluster did not list its pods)"
+    return f"; images kept: {'; '.join(parts)}{which}"
 
 
 def give_back(ctx: Context, node: Node) -> None:

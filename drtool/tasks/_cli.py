@@ -96,6 +96,12 @@ def guarded(fn):
             raise Exit(f"error: {redact(str(exc))}", code=int(exc.exit_code)) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            # The reader went away (`inv ... --json | head`): not a bug. Stop quietly, as a
+            # command killed by SIGPIPE would; point stdout at /dev/null first so the
+            # interpreter's final flush does not fail again (the Python docs' `signal` recipe).
+            _silence_stdout()
+            raise Exit(code=int(ExitCode.BROKEN_PIPE)) from None
         except Exception as exc:  # a bug: keep the terminal clean, keep the details
             try:
                 with open(DEBUG_LOG, "a", encoding="utf-8") as fh:
@@ -108,6 +114,14 @@ def guarded(fn):
             ) from None
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed or not a real file
+        pass
 
 
 def bad_arg(name: str, problem: str) -> BadInput:

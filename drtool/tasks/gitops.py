@@ -23,7 +23,7 @@ def check(c, inventory=None, repo=None, json=False, live=False, kubeconfig=None,
     """Check the GitOps repository for what a rebuild from Git cannot bring back; exit 3 on a blocker."""
     from drtool.errors import ExitCode
     from drtool.gitops.check import checkout_of, run_check
-    from drtool.phases.gitops_check import describe, live_from_kubeconfig, live_from_server
+    from drtool.phases.gitops_check import findings_markup, live_from_kubeconfig, live_from_server
 
     inv = load(inventory, c)
     checkout = checkout_of(inv, repo)
@@ -52,9 +52,8 @@ def check(c, inventory=None, repo=None, json=False, live=False, kubeconfig=None,
         print(jsonlib.dumps({**result.to_dict(accepted), "checkout": str(checkout)}, indent=2))
     else:
         con = console()
-        for f in result.sorted():
-            colour = "red" if f.severity == "blocker" and f.id not in accepted else "yellow"
-            con.print(f"[{colour}]" + describe(f, f.id in accepted).replace("[", "\\[") + "[/]")
+        for line in findings_markup(result, accepted):
+            con.print(line)
         for note in result.notes:
             con.print(f"note: {note}")
         con.print(f"gitops check of {checkout} ({inv.flux.path}): {len(result.blockers)} blocker(s), "

@@ -91,3 +91,17 @@ def test_a_drill_stops_in_preflight_and_its_outputs_list_the_finding(deadlock_la
     assert [(f["id"], f["accepted"]) for f in outputs["gitops_check"]["findings"]] == [(DEADLOCK, False)]
     xml = junit.read_text()
     assert f'name="gitops_check.{DEADLOCK}"' in xml and "gitops-blocker" in xml
+
+
+def test_inv_preflight_alone_runs_the_gitops_check_too(deadlock_lab: FullLab):
+    """`inv preflight` is the same preflight as the rebuild's: a blocker exits 3, --accept lets it pass."""
+    full = deadlock_lab
+    refused = full.inv("preflight", "-i", str(full.inventory), timeout=120)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == 3, out[-3000:]
+    assert DEADLOCK in refused.stderr and "--accept" in refused.stderr and "Traceback" not in out
+    assert "infrastructure/gateway.yaml" in refused.stdout
+    accepted = full.inv("preflight", "-i", str(full.inventory), "--json", "--accept", DEADLOCK, timeout=120)
+    assert accepted.returncode == 0, (accepted.stdout + accepted.stderr)[-3000:]
+    check = json.loads(accepted.stdout)["gitops_check"]
+    assert check["accepted"] == [DEADLOCK] and [f["id"] for f in check["findings"]] == [DEADLOCK]

@@ -108,3 +108,33 @@ def test_within_the_objective_both_say_pass(inv):
 
 def test_interrupted_is_130():
     assert Interrupted.exit_code == 130
+
+
+def test_a_reader_that_goes_away_stops_the_task_quietly_with_141(tmp_path):
+    """`inv ... --json | head`: the closed pipe is not a bug (no "internal error", no traceback)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from invoke import Exit\n"
+        "from drtool.tasks._cli import guarded\n"
+        "@guarded\n"
+        "def task():\n"
+        "    for _ in range(20000):\n"
+        "        print('{\"object\": \"' + 'x' * 60 + '\"}')\n"
+        "try:\n"
+        "    task()\n"
+        "except Exit as exc:\n"
+        "    if exc.message: print(exc.message, file=sys.stderr)\n"
+        "    sys.exit(exc.code)\n"
+    )
+    env = {**__import__("os").environ, "DRTOOL_DEBUG_LOG": str(tmp_path / "debug.log")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b'{"object":'
+    proc.stdout.close()  # the reader goes away, as `head` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == ExitCode.BROKEN_PIPE == 141
+    assert "internal error" not in err and "Traceback" not in err and "BrokenPipe" not in err, err
+    assert not (tmp_path / "debug.log").exists()

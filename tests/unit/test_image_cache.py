@@ -184,3 +184,58 @@ def test_cache_dir_inside_a_wiped_dir_or_too_broad_is_refused(cache):
     data["images"] = {"cache_dir": cache}
     with pytest.raises(BadInput, match=r"images\.cache_dir"):
         parse_inventory(data, "inv.yaml")
+
+
+@pytest.mark.parametrize("image, name", [
+    # distribution/reference v0.6.0 normalize.go: docker.io by default, library/ for one component.
+    ("nginx", "docker.io/library/nginx:latest"),
+    ("nginx:1.27", "docker.io/library/nginx:1.27"),
+    ("bitnami/redis:7.2", "docker.io/bitnami/redis:7.2"),
+    ("index.docker.io/library/nginx:1", "docker.io/library/nginx:1"),
+    ("ghcr.io/fluxcd/helm-controller:v1.1.0", "ghcr.io/fluxcd/helm-controller:v1.1.0"),
+    ("quay.io/prometheus/node-exporter", "quay.io/prometheus/node-exporter:latest"),
+    ("localhost/app", "localhost/app:latest"),
+    ("registry.lan:5000/team/app:2", "registry.lan:5000/team/app:2"),
+    ("Registry/app:1", "Registry/app:1"),                      # upper case: a registry name
+    ("nginx@sha256:" + "a" * 64, "docker.io/library/nginx@sha256:" + "a" * 64),
+    ("nginx:1.27@sha256:" + "a" * 64, "docker.io/library/nginx:1.27"),   # the tagged name is exported
+])
+def test_pod_images_are_named_as_containerd_names_them(image, name):
+    assert remote.normalized(image) == name
+    assert remote.normalized(name) == name
+
+
+def test_images_in_use_are_grouped_by_node_from_spec_and_status():
+    pods = {"items": [
+        {"spec": {"nodeName": "node1", "initContainers": [{"image": "busybox:1.36"}],
+                  "containers": [{"image": "nginx:1.27"}, {"image": "ghcr.io/x/app:v2"}]},
+         "status": {"containerStatuses": [{"image": "docker.io/library/nginx:1.27"}]}},
+        {"spec": {"nodeName": "node2", "containers": [{"image": "ghcr.io/x/app:v2"}]}},
+        {"spec": {"containers": [{"image": "pending:1"}]}},         # not scheduled: nothing pulled
+    ]}
+    assert remote.images_in_use(pods) == {
+        "node1": ["docker.io/library/busybox:1.36", "docker.io/library/nginx:1.27", "ghcr.io/x/app:v2"],
+        "node2": ["ghcr.io/x/app:v2"]}
+
+
+def test_export_keeps_only_images_in_use_and_pinned_ones(tmp_path, node):
+    """Leftovers of old pods are not kept; what K3s imported (pinned) is, even with no pod using it."""
+    old, pinned = "docker.io/library/nginx:1.25", "docker.io/rancher/mirrored-pause:3.6"
+    store = tmp_path / "k3s" / lab_images.STORE
+    store.write_text(json.dumps(json.loads(store.read_text()) + [old, pinned]))
+    (tmp_path / "k3s" / lab_images.PINNED).write_text(json.dumps([pinned]))
+    res = node(remote.export_command(_inv(tmp_path), in_use=[REFS[0], "docker.io/library/absent:1"]))
+    assert res.returncode == 0, res.stderr
+    out = remote.parse(res.stdout)
+    assert sorted(out.refs("kept")) == sorted([REFS[0], pinned])
+    assert sorted(out.refs("unused")) == sorted([REFS[1], old])
+    rows = (tmp_path / "cache" / remote.MANIFEST).read_text().splitlines()
+    assert sorted(r.split("\t")[3] for r in rows) == sorted([REFS[0], pinned])
+
+
+def test_lab_ctr_lists_pinned_images_with_the_label_filter(tmp_path, node):
+    (tmp_path / "k3s" / lab_images.PINNED).write_text(json.dumps([REFS[1]]))
+    res = node("k3s ctr -n k8s.io images ls -q 'labels.\"io.cri-containerd.pinned\"==pinned'")
+    assert res.returncode == 0 and res.stdout.split() == [REFS[1]]
+    res = node("k3s ctr -n k8s.io images ls -q 'labels.\"other\"==x'")
+    assert res.returncode == 1 and "not modelled" in res.stderr

@@ -28,6 +28,7 @@ from drtool.lab.api.objects import clone, now_rfc3339
 from drtool.lab.api.status import ApiError
 from drtool.lab.scenarios import ObjectFaults
 from drtool.lab.scenarios.costs import go_duration
+from drtool.remote.image_cache import normalized
 
 from .conditions import set_condition, status_copy
 from .runtime import DONE, WAIT, Key, Result, Runtime, key_of
@@ -97,8 +98,11 @@ class PodReconciler:
         plan, at = _StartPlan(), now
         for c in containers:
             image = c.get("image", "")
-            if image in held:
-                at = max(at, held[image])              # present, or being pulled for another pod
+            # The runtime knows an image by its normalized name (containerd's CRI normalizes the
+            # reference: docker.io/library/..., :latest); the events keep the name the pod gave.
+            name = normalized(image)
+            if name in held:
+                at = max(at, held[name])               # present, or being pulled for another pod
                 plan.events.append((at, "Pulled", f'Container image "{image}" already present on machine'))
                 continue
             pull = costs.pull_seconds(image)
@@ -106,7 +110,7 @@ class PodReconciler:
             waited = (start - at) / sc.time_scale
             plan.events.append((at, "Pulling", f'Pulling image "{image}"'))
             at = start + sc.scaled(pull)
-            self._puller_free[node_name] = held[image] = pulling[image] = at
+            self._puller_free[node_name] = held[name] = pulling[name] = at
             plan.pulled.append((at, image))
             plan.events.append((at, "Pulled", f'Successfully pulled image "{image}" in {go_duration(pull)} '
                                 f"({go_duration(pull + waited)} including waiting). "
@@ -137,7 +141,8 @@ class PodReconciler:
         status = status_copy(node)
         listed = node_image_names(node)
         entries = list(status.get("images") or [])
-        entries += [{"names": [r], "sizeBytes": self.rt.scenario.images.size_bytes(r)} for r in refs if r not in listed]
+        entries += [{"names": [normalized(r)], "sizeBytes": self.rt.scenario.images.size_bytes(r)}
+                    for r in refs if normalized(r) not in listed]
         status["images"] = entries
         try:
             self.rt.store.update_status("", "Node", None, node_name, status)

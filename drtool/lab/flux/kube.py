@@ -6,6 +6,7 @@ reject a field; every call is bounded by a request timeout.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -50,8 +51,14 @@ class Kube:
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         """Call ``fn``; JSON body, ``None`` on 404, ``KubeError`` on anything else."""
+        got = self._send(lambda: (200, fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
+                                             **kwargs).data))
+        return None if got is None else json.loads(got[1] or b"{}")
+
+    def _send(self, call: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes] | None:
+        """Run one API call: (status, body), ``None`` on 404, ``KubeError`` on any other failure."""
         try:
-            resp = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+            return call()
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -59,7 +66,6 @@ class Kube:
         except Exception as exc:  # noqa: BLE001 - urllib3 raises many connection error types
             reason = getattr(exc, "reason", None) or exc
             raise KubeError(f"{self.host}: {reason}") from None
-        return json.loads(resp.data or b"{}")
 
     def version(self) -> dict[str, Any]:
         out = self._call(client.VersionApi(self.api).get_code)
@@ -103,7 +109,8 @@ class Kube:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        try:
+
+        def call() -> tuple[int, bytes]:
             if hasattr(self.api, "param_serialize"):      # kubernetes client >= 33 (openapi-generator 7)
                 m, url, hdrs, data, post = self.api.param_serialize(
                     method=method, resource_path=path, header_params=headers, body=body,
@@ -111,21 +118,16 @@ class Kube:
                 resp = self.api.call_api(m, url, header_params=hdrs, body=data, post_params=post,
                                          _request_timeout=REQUEST_TIMEOUT)
                 resp.read()
-                status, raw = resp.status, resp.data
             else:
                 resp = self.api.call_api(path, method, header_params=headers, body=body,
                                          auth_settings=["BearerToken"], _return_http_data_only=True,
                                          _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-                status, raw = resp.status, resp.data
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise KubeError(_api_message(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - urllib3 raises many connection error types
-            reason = getattr(exc, "reason", None) or exc
-            raise KubeError(f"{self.host}: {reason}") from None
-        if status == 404:
+            return resp.status, resp.data
+
+        got = self._send(call)
+        if got is None or got[0] == 404:
             return None
+        status, raw = got
         if status >= 400:
             try:
                 message = json.loads(raw or b"{}").get("message") or ""

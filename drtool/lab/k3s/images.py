@@ -28,6 +28,10 @@ from drtool.lab.k3s.rootfs import RootFS
 from drtool.lab.scenarios.costs import ImageCosts, go_duration
 
 STORE = "agent/containerd/lab-images.json"
+PINNED = "agent/containerd/lab-images-pinned.json"
+"""What K3s imported at start: it labels those ``io.cri-containerd.pinned=pinned`` (k3s
+``pkg/agent/containerd/containerd.go`` labelImages), which ``ctr images ls`` filters on."""
+PINNED_FILTER = 'labels."io.cri-containerd.pinned"==pinned'
 
 
 def _zstd(data: bytes) -> bytes:
@@ -106,6 +110,8 @@ def preload(fs: RootFS, data_dir: str, costs: ImageCosts | None = None, time_sca
     merged = sorted(set(known) | set(imported))
     store.parent.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(merged, indent=1))
+    pinned = fs.path(f"{data_dir}/{PINNED}")
+    pinned.write_text(json.dumps(sorted(set(_load(pinned)) | set(imported)), indent=1))
     return imported
 
 
@@ -204,6 +210,21 @@ def ctr(argv: list[str], store: Path, fs: RootFS | None = None) -> int:
     cmd, rest = argv[1], argv[2:]
     if cmd in ("ls", "list"):
         quiet = "-q" in rest or "--quiet" in rest
+        # Filters (containerd `filters` syntax, matched by metadata/adaptors.go adaptImage): the
+        # pinned label and an exact name are modelled; the listing is their union, as ctr ORs them.
+        filters = [a for a in rest if not a.startswith("-")]
+        if filters:
+            pinned = set(_load(store.with_name(Path(PINNED).name))) if ns == "k8s.io" else set()
+            chosen: set[str] = set()
+            for f in filters:
+                if f == PINNED_FILTER:
+                    chosen |= pinned
+                elif f.startswith("name=="):
+                    chosen.add(f[len("name=="):])
+                else:
+                    print(f"ctr: failed to list images: filter {f!r} is not modelled on lab nodes", file=sys.stderr)
+                    return 1
+            held = [ref for ref in held if ref in chosen]
         print("\n".join(held) if quiet else crictl_images(store) if held else "REF TYPE DIGEST SIZE PLATFORMS LABELS")
         return 0
     if cmd == "export":

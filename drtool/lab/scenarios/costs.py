@@ -49,7 +49,9 @@ class ImageCosts(BaseModel):
 
     def size_bytes(self, ref: str) -> int:
         """Compressed bytes of ``ref``; 0 for an image the scenario does not size (free to pull)."""
-        return int(self.sizes_mb.get(ref, 0.0) * MB)
+        from drtool.remote.image_cache import normalized   # the name containerd keeps (an import's RepoTags)
+
+        return int(self.sizes_mb.get(ref, self.sizes_mb.get(normalized(ref), 0.0)) * MB)
 
     def pull_seconds(self, ref: str) -> float:
         """Model seconds to pull ``ref`` over the link."""
