@@ -40,6 +40,8 @@ class _PreflightPhase:
         return ok(f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else "") + f"; {gitops}",
                   checks=len(result.checks), warnings=warns)
 
+    # Written, not recorded (drtool.phases.dry_run): preflight's checks open SSH connections and
+    # read local files and Git, which the recording runner does not stand in for.
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
         checkout = ctx.inv.resolve(ctx.inv.flux.checkout) if ctx.inv.flux.checkout else None
@@ -106,9 +108,7 @@ class Pipeline:
     # -- real run -----------------------------------------------------------
     def _open_run(self) -> Run:
         if self.resume:
-            run = Run.load(self.resume)
-            if run.record.get("cluster") != self.inv.cluster.name:
-                raise BadInput("command line", "--resume", f"run {self.resume} is for cluster {run.record.get('cluster')}, not {self.inv.cluster.name}")
+            run = Run.load(self.resume, self.inv.cluster.name)
             run.resumed()
             return run
         flags = {"skip_backup": self.options.skip_backup, "dry_run": False, "from": self.start, "to": self.stop_at,

@@ -96,7 +96,9 @@ class Run:
                    _dump(RunRecord(run_id="<run-id>", started_at=time.time(), flags={"dry_run": True})))
 
     @classmethod
-    def load(cls, run_id: str) -> "Run":
+    def load(cls, run_id: str, cluster: str | None = None) -> "Run":
+        """The journaled run ``run_id`` (``--resume``); with ``cluster``, refused when it was
+        a run for another cluster."""
         from drtool.report.record import parse_record
 
         directory = runs_dir() / run_id
@@ -109,6 +111,8 @@ class Run:
             raise BadInput(str(path), "", f"unreadable journal: {exc.msg}") from None
         if not isinstance(record, dict) or record.get("schema") != SCHEMA:
             raise BadInput(str(path), "schema", f"expected {SCHEMA}")
+        if cluster is not None and record.get("cluster") != cluster:
+            raise BadInput("command line", "--resume", f"run {run_id} is for cluster {record.get('cluster')}, not {cluster}")
         return cls(directory, _dump(parse_record(record, str(path))))
 
     # -- journal ------------------------------------------------------------

@@ -56,10 +56,6 @@ class ProtectSnapshot:
         files = sum(len(v.splitlines()) for v in digests.values())
         return ok(f"{files} protected file(s) checksummed on {len(digests)} node(s)", files=files)
 
-    @staticmethod
-    def plan(ctx: Context) -> list[tuple[str, str]]:
-        return [(n.name, digest_command(n.protected_paths)) for n in ctx.inv.nodes if n.protected_paths]
-
 
 def _http_check(check, ctx: Context) -> tuple[bool, str]:
     last = ""
@@ -136,6 +132,8 @@ class PostChecks:
             raise DrtoolError("post-checks failed: " + "; ".join(f"{c['name']}: {c['message']}" for c in failed))
         return ok(f"{len(checks)} post-check(s) passed", checks=len(checks))
 
+    # Written, not recorded: the HTTP checks go to the services themselves (urllib), not through
+    # the runner or the Kubernetes client that a dry run records.
     @staticmethod
     def plan(ctx: Context) -> list[tuple[str, str]]:
         steps = [("local", f"GET {c.url} expecting {c.status} (≤ {c.retries + 1} tries)") for c in ctx.inv.drill.http_checks]

@@ -89,9 +89,9 @@ def recovery_svg(rows: Sequence[HistoryRow], width: int = 760, height: int = 260
         pts = " ".join(f"{x:.1f},{y(v):.1f}" for x, v in obj)
         parts.append(f'<polyline class="objective" points="{pts}" fill="none" stroke="#c62828" '
                      f'stroke-dasharray="6 4" stroke-width="1.5"><title>objective</title></polyline>')
-    rec = [(x, r) for x, r in zip(xs, rows) if r.recovery_s is not None and r.verdict in _RECOVERED]
+    rec = [(x, r.recovery_s) for x, r in zip(xs, rows) if r.recovery_s is not None and r.verdict in _RECOVERED]
     if rec:
-        pts = " ".join(f"{x:.1f},{y(r.recovery_s):.1f}" for x, r in rec)
+        pts = " ".join(f"{x:.1f},{y(v):.1f}" for x, v in rec)
         parts.append(f'<polyline class="recovery" points="{pts}" fill="none" stroke="#1f4e79" stroke-width="2"/>')
     for x, r in zip(xs, rows):
         label = f"{r.date} {r.run_id}: {r.verdict}"
@@ -136,7 +136,7 @@ def phases_svg(table: HistoryTable, width: int = 760, height: int = 300) -> str:
                      f'<text x="{left - 6}" y="{yy + 4:.1f}" font-size="11" text-anchor="end">{v:.0f}s</text>')
     xs = [left + slot * (i + 0.5) for i in range(len(rows))]
     for x, r in zip(xs, rows):
-        base = top + ph
+        base = float(top + ph)
         for p in cols:
             cell = r.phases[p]
             secs = cell.duration_s or cell.failed_s

@@ -33,13 +33,11 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from drtool.errors import DrtoolError
+from drtool.inputs import SAFE_LOADER as _LOADER  # libyaml's: a Flux component manifest is thousands of lines
 
 from . import envsubst
 from .sourceignore import included_files
 
-# libyaml's safe loader when PyYAML has it (its wheels do): a Flux component manifest is
-# thousands of lines, and the pure-Python parser alone takes most of a second on it.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_TIMEOUT = 60.0
 # fluxcd/pkg kustomize v1.13.0 kustomize_varsub.go

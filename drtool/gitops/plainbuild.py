@@ -24,6 +24,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from drtool.inputs import SAFE_LOADER as _LOADER
+
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 PLAIN_KEYS = frozenset({"apiVersion", "kind", "resources"})
 # Flux Kustomization fields that change the generated kustomization (Generator.WriteFile).
@@ -34,7 +36,6 @@ IGNORED_DIRS = frozenset({".git", ".github", ".circleci"})
 IGNORED_NAMES = frozenset({".gitlab-ci.yml", ".travis.yml", "appveyor.yml", ".drone.yml", "cloudbuild.yaml",
                            "codeship-services.yml", "codeship-steps.yml", ".goreleaser.yml", ".sops.yaml",
                            ".flux.yaml"})
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class NotPlain(Exception):

@@ -19,6 +19,7 @@ import yaml
 from drtool.gitops import charts, kustomize
 from drtool.gitops.kustomize import BuildError
 from drtool.gitops.plainbuild import NotPlain, PlainBuilder
+from drtool.inputs import SAFE_LOADER
 from drtool.kube import apisurface
 
 __all__ = ["BuildError", "Built", "Builder", "Surface", "api_surface", "chart_known", "crds_for_chart", "substitute"]
@@ -72,14 +73,13 @@ class Provenance:
     """Which repository file declares an object, for the real builder's output (kind and name match)."""
 
     def __init__(self, root: Path):
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         self.index: dict[tuple[str, str], list[tuple[str, str]]] = {}
         root = Path(root)
         for path in sorted(root.rglob("*")):
             if path.suffix not in (".yaml", ".yml") or ".git" in path.parts or not path.is_file():
                 continue
             try:
-                docs = list(yaml.load_all(path.read_bytes(), Loader=loader))
+                docs = list(yaml.load_all(path.read_bytes(), Loader=SAFE_LOADER))
             except (yaml.YAMLError, OSError, UnicodeDecodeError):
                 continue
             rel = path.relative_to(root).as_posix()

@@ -141,31 +141,41 @@ class KubeTransport:
 
     def merge_patch(self, path: str, body: Mapping[str, Any], category: str = "patch") -> dict:
         """PATCH ``path`` with a JSON merge patch (``application/merge-patch+json``); the new object."""
+        return self._send("PATCH", path, body, "application/merge-patch+json", category)
+
+    def post_json(self, path: str, body: Mapping[str, Any], category: str = "create") -> dict:
+        """POST ``body`` to the collection ``path`` (create); the created object."""
+        return self._send("POST", path, body, "application/json", category)
+
+    def put_json(self, path: str, body: Mapping[str, Any], category: str = "replace") -> dict:
+        """PUT ``body`` at ``path`` (replace); the new object."""
+        return self._send("PUT", path, body, "application/json", category)
+
+    def _send(self, verb: str, path: str, body: Mapping[str, Any], content_type: str, category: str) -> dict:
         self._count(category)
         method, url, headers, payload, _ = self.api_client.param_serialize(
-            "PATCH", path, header_params={"Accept": "application/json",
-                                          "Content-Type": "application/merge-patch+json"},
+            verb, path, header_params={"Accept": "application/json", "Content-Type": content_type},
             body=dict(body), auth_settings=["BearerToken"])
         try:
             resp = self.api_client.call_api(method, url, header_params=headers, body=payload,
                                             _request_timeout=self.timeout)
         except ApiException as exc:
-            raise KubeRetryable(f"PATCH {path}: {exc.reason}".strip()) from exc
+            raise KubeRetryable(f"{verb} {path}: {exc.reason}".strip()) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeRetryable(f"PATCH {path}: {type(exc).__name__}: {exc}") from exc
+            raise KubeRetryable(f"{verb} {path}: {type(exc).__name__}: {exc}") from exc
         raw = resp.response
         try:
             data = raw.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeRetryable(f"PATCH {path}: {type(exc).__name__}: {exc}") from exc
+            raise KubeRetryable(f"{verb} {path}: {type(exc).__name__}: {exc}") from exc
         finally:
             raw.release_conn()
         if raw.status >= 300:
-            raise _error_for(raw.status, data, f"PATCH {path}")
+            raise _error_for(raw.status, data, f"{verb} {path}")
         try:
             return json.loads(data)
         except ValueError as exc:
-            raise KubeRetryable(f"PATCH {path}: invalid JSON: {exc}") from exc
+            raise KubeRetryable(f"{verb} {path}: invalid JSON: {exc}") from exc
 
     def watch(self, path: str, query: Mapping[str, Any], on_open=None) -> Iterator[dict]:
         """Stream the watch events of ``path`` (``watch=true`` is added) as decoded dicts.

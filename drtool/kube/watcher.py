@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_any, stop_after_attempt
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_any, stop_when_event_set
 from tenacity import wait_exponential_jitter
 
 from drtool.errors import RetryableError
@@ -188,9 +188,9 @@ def trim(kind: str, obj: Mapping) -> dict:
             small["conditions"] = _trim_conditions(status.get("conditions"), _POD_CONDITIONS)
             for field in ("initContainerStatuses", "containerStatuses"):
                 # Ready containers tell the rules nothing; most pods end up with none kept.
-                kept = [_trim_container(cs) for cs in status.get(field) or () if not cs.get("ready")]
-                if kept:
-                    small[field] = kept
+                unready = [_trim_container(cs) for cs in status.get(field) or () if not cs.get("ready")]
+                if unready:
+                    small[field] = unready
         else:
             small = {k: v for k, v in status.items() if k not in ("inventory", "conditions", "history", "artifact")}
             small["conditions"] = _trim_conditions(status.get("conditions"))
@@ -446,6 +446,10 @@ class Watcher:
                 st.absent, st.synced = True, False
             raise _Absent(str(exc)) from exc
 
+    def _backoff_sleep(self, seconds: float) -> None:
+        """tenacity's sleep between connection attempts: cut short by ``stop()``."""
+        self._stop.wait(seconds)
+
     def _retrying(self) -> Retrying:
         backoff = wait_exponential_jitter(initial=self.backoff_initial_s, max=self.backoff_max_s,
                                           jitter=self.backoff_initial_s)
@@ -459,8 +463,8 @@ class Watcher:
         return Retrying(
             retry=retry_if_exception_type(RetryableError),
             wait=wait,
-            stop=stop_any(stop_after_attempt(self.connect_attempts), lambda _rs: self._stop.is_set()),
-            sleep=self._stop.wait,
+            stop=stop_any(stop_after_attempt(self.connect_attempts), stop_when_event_set(self._stop)),
+            sleep=self._backoff_sleep,
             before_sleep=None,
             reraise=True,
         )

@@ -260,6 +260,9 @@ def _volumes_summary(infos: list[dict]) -> str:
         for node, v, archived in listed)
 
 
+# Written, not recorded (drtool.phases.dry_run): the backup copies binary files off the nodes and
+# reads the old cluster's Flux secrets with that cluster's own kubeconfig and the generated
+# CoreV1Api, neither of which the recording runner and API client model yet.
 def plan(ctx: Context) -> list[tuple[str, str]]:
     if ctx.options.skip_backup:
         return [("local", "skip backup (--skip-backup)")]

@@ -106,8 +106,3 @@ def run(ctx: Context) -> PhaseResult:
     return ok(f"flux {ctx.inv.flux.version} bootstrapped {ctx.inv.flux.provider} path {ctx.inv.flux.path}"
               + (f" after {tries} attempts" if tries > 1 else ""), attempts=tries)
 
-
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    var = ctx.inv.flux.token_variable and FLUX_TOKEN_VARIABLE[ctx.inv.flux.provider]
-    argv = bootstrap_argv(ctx.inv, flux_cli(ctx.inv), "runs/<id>/kubeconfig")
-    return [("local", (f"{var}=*** " if var else "") + " ".join(argv))]

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from drtool.errors import BadInput, Interrupted
 from drtool.inventory import Inventory, Node
@@ -22,6 +22,8 @@ from drtool.run import Run
 from drtool.secret import Secret
 
 if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
     from drtool.phases.overlap import PhaseGates
 
 
@@ -82,9 +84,9 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     phase_name: str = ""
-    api_factory: Callable[[], Any] | None = None
-    """Makes the Kubernetes ApiClient instead of the run's kubeconfig (unit tests pass a
-    ``drtool.kube.recording.RecordingApiClient``)."""
+    api_factory: Callable[[Path], ApiClient] | None = None
+    """Makes the Kubernetes ApiClient for a kubeconfig file instead of reading it: unit tests and
+    ``--dry-run`` pass a ``drtool.kube.recording.RecordingApiClient``."""
     gates: "PhaseGates | None" = None
     """The milestones of the pipeline's overlapped phases (None: phases run one by one)."""
 
@@ -197,15 +199,16 @@ class Context:
         self.state["kubeconfig"] = str(self.kubeconfig_path)
         return cfg
 
-    def api_client(self):
-        """A kubernetes ApiClient for the rebuilt cluster (from the run's kubeconfig)."""
+    def api_client(self, kubeconfig: Path | None = None) -> ApiClient:
+        """A kubernetes ApiClient: for ``kubeconfig`` (its current context) when given, else for the
+        rebuilt cluster (the run's kubeconfig, fetched first when this run has none yet)."""
         from drtool.kube.client import api_client_from_kubeconfig
 
+        path = kubeconfig if kubeconfig is not None else self.ensure_kubeconfig()
         if self.api_factory is not None:
-            return self.api_factory()
-
-        self.ensure_kubeconfig()
-        return api_client_from_kubeconfig(str(self.kubeconfig_path), context=self.inv.cluster.context_name)
+            return self.api_factory(path)
+        return api_client_from_kubeconfig(str(path), context=None if kubeconfig is not None
+                                          else self.inv.cluster.context_name)
 
     def deadline(self, phase: str) -> float:
         return float(getattr(self.inv.timeouts, phase))

@@ -107,12 +107,3 @@ def run(ctx: Context) -> PhaseResult:
         raise NotConverged(f"not converged within {ctx.inv.timeouts.converge:g}s; still pending: {', '.join(pending)}{more}")
     n = len(data.get("objects", []))
     return ok(f"{n} objects ready", objects=n)
-
-
-# Kept hand-written: the phase watches the Kubernetes API (drtool.converge), which the recording
-# runner does not see; a dry run has no cluster to watch.
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    exp = ctx.inv.expectations
-    return [("local", f"watch Kustomizations, HelmReleases, workloads and pods until all ready (≤ {ctx.inv.timeouts.converge:g}s); "
-                      f"expect Kustomizations {', '.join(exp.kustomizations) or '-'} and "
-                      f"HelmReleases {', '.join(f'{h.namespace}/{h.name}@{h.version}' for h in exp.helmreleases) or '-'}")]

@@ -1,48 +1,183 @@
-"""Dry runs from the phases' own code: a phase runs against a recording runner, and the
-commands it sent are its plan (``drtool.remote.recording``).
+"""Dry runs from the phases' own code: a phase runs against a recording runner and a recording
+Kubernetes API client, and the commands and requests it sent are its plan
+(``drtool.remote.recording``, ``drtool.kube.recording``).
+
+A dry run has no cluster, so both answer from a script standing for "every node and the API
+answer at once and everything is Ready" (``dry_replies``, ``dry_api_replies``): the install's
+wait finds a fresh ``k3s.yaml`` and ``/readyz`` says ``ok``, every inventory node is Ready with
+its labels and taints, and the Kustomizations and HelmReleases the inventory expects are Ready
+(at the expected chart versions). A phase's waits therefore end at their first look, and what
+it would send afterwards shows too.
 
 The run directory is a throwaway temp dir (a dry run leaves nothing under ``runs/``), the
 K3s token is generated there when the inventory names no source, and secret variables
 the inventory names but this shell does not set get a placeholder: a dry run shows what
 would be sent, and tokens only ever go on stdin or in the environment, never in a command.
-Phases that talk to the Kubernetes API or wait on it (install_servers, nodes_ready, restore_secrets,
-converge) keep a hand-written ``plan(ctx)``: the recording runner sees SSH and local commands only,
-and a dry run has no cluster to answer; each ``plan`` says why above it. Unit tests run those
-phases against ``drtool.kube.recording.RecordingApiClient`` (``Context.api_factory``).
+API requests are shown as what they do (``create Secret flux-system/sops-age``), bodies by
+kind and name only, so Secret values never reach a plan; a local command's variables that hold
+a secret (flux's token) are shown by name. Phases that still carry a written ``plan(ctx)``
+(preflight, backup, the drill's post-checks) are shown by it; each says why.
 """
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
 from dataclasses import replace
+from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import yaml
 
 from drtool.errors import DrtoolError
 from drtool.inventory import Inventory
 from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.result import Phase
-from drtool.remote.recording import RecordingRunner
+from drtool.remote import k3s
+from drtool.remote.recording import Recorded, RecordingRunner, Reply
 from drtool.run import Run
 
+if TYPE_CHECKING:  # imported when first used: the kubernetes client costs start-up time
+    from drtool.kube.recording import ApiCall, ApiReply, RecordingApiClient
+
 PLACEHOLDER = "dry-run-placeholder"
+_B64 = base64.b64encode(PLACEHOLDER.encode()).decode()
+
+# k3s-io/k3s pkg/clientaccess/kubeconfig.go (WriteClientKubeConfig): cluster, user and context all
+# named "default", the server at https://127.0.0.1:6443, CA and client certificate inline. Here the
+# credentials are placeholders: a dry run never connects.
+PLACEHOLDER_K3S_YAML = yaml.safe_dump({
+    "apiVersion": "v1", "kind": "Config", "preferences": {},
+    "clusters": [{"name": "default", "cluster": {"certificate-authority-data": _B64,
+                                                 "server": "https://127.0.0.1:6443"}}],
+    "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+    "current-context": "default",
+    "users": [{"name": "default", "user": {"client-certificate-data": _B64, "client-key-data": _B64}}],
+}, sort_keys=False)
+
+
+def dry_replies() -> list[Reply]:
+    """What the nodes answer in a dry run: ``k3s.yaml`` is there at once (every other command
+    succeeds with empty output)."""
+    return [Reply(rf"cat {k3s.KUBECONFIG}", stdout=PLACEHOLDER_K3S_YAML)]
+
+
+def _ready(kind: str, api_version: str, namespace: str, name: str, **status) -> dict:
+    return {"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "namespace": namespace, "generation": 1, "resourceVersion": "1"},
+            "status": {"observedGeneration": 1, **status,
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}]}}
+
+
+def _listed(items: list[dict]) -> dict:
+    return {"kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}
+
+
+def _node(node) -> dict:
+    taints = []
+    for taint in node.taints:  # key=value:Effect or key:Effect (inventory.Node._taints)
+        head, _, effect = taint.rpartition(":")
+        key, _, value = head.partition("=")
+        taints.append({"key": key, "effect": effect, **({"value": value} if value else {})})
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node.name, "labels": dict(node.labels), "resourceVersion": "1"},
+            "spec": {"taints": taints} if taints else {},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+
+
+def dry_api_replies(inv: Inventory) -> list[ApiReply]:
+    """What the API answers in a dry run: ready at once, every inventory node Ready with its labels
+    and taints, the expected Kustomizations and HelmReleases Ready, nothing else pending."""
+    from drtool.kube.recording import ApiReply
+    from drtool.kube.watcher import DEFAULT_KINDS, FLUX_HELM, FLUX_KUSTOMIZE
+
+    kustomizations = [_ready("Kustomization", f"{FLUX_KUSTOMIZE}/v1", *ref.partition("/")[::2])
+                      for ref in inv.expectations.kustomizations]
+    # helm-controller v2 keeps the released chart version in status.history, newest first.
+    releases = [_ready("HelmRelease", f"{FLUX_HELM}/v2", h.namespace, h.name,
+                       history=[{"chartName": h.name, "chartVersion": h.version, "status": "deployed"}])
+                for h in inv.expectations.helmreleases]
+    # kube-apiserver's /readyz answers "ok" when every check passes (kubernetes
+    # staging/src/k8s.io/apiserver/pkg/server/healthz/healthz.go, handleRootHealth).
+    replies = [ApiReply(r"^GET /readyz", body="ok"),
+               # A watch the server ends after a while with nothing to report; the watcher reconnects.
+               ApiReply(r"[?&]watch=true", body="", delay=0.02),
+               ApiReply(r"^GET /api/v1/nodes(\?|$)", body=_listed([_node(n) for n in inv.nodes])),
+               ApiReply(rf"^GET /apis/{FLUX_KUSTOMIZE}/[^/]+/kustomizations(\?|$)", body=_listed(kustomizations)),
+               ApiReply(rf"^GET /apis/{FLUX_HELM}/[^/]+/helmreleases(\?|$)", body=_listed(releases))]
+    # API group discovery (meta/v1 APIGroup): the version drtool prefers is served.
+    for group, version in {(s.group, s.versions[0]) for s in DEFAULT_KINDS if s.group}:
+        replies.append(ApiReply(rf"^GET /apis/{group}$", body={
+            "kind": "APIGroup", "apiVersion": "v1", "name": group,
+            "versions": [{"groupVersion": f"{group}/{version}", "version": version}],
+            "preferredVersion": {"groupVersion": f"{group}/{version}", "version": version}}))
+    replies.append(ApiReply(r"^GET /api", body=_listed([])))  # every other list is empty
+    return replies
+
+
+def _server_of(kubeconfig: Path, fallback: str) -> str:
+    """The server URL of a kubeconfig's current context."""
+    try:
+        cfg = yaml.safe_load(kubeconfig.read_text()) or {}
+        context = next(c["context"] for c in cfg["contexts"] if c["name"] == cfg["current-context"])
+        return next(c["cluster"]["server"] for c in cfg["clusters"] if c["name"] == context["cluster"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration):
+        return fallback
 
 
 def dry_context(inv: Inventory, options: Options = Options()) -> Context:
-    """A Context with a recording runner and a throwaway run directory."""
+    """A Context with a recording runner, a recording API client and a throwaway run directory."""
     tmp = tempfile.TemporaryDirectory(prefix="drtool-dry-run-")
     run = Run.placeholder(Path(tmp.name))
     run.tmp = tmp  # type: ignore[attr-defined]  # removed with the context's run
     environ = dict(os.environ)
     token = inv.k3s.token
-    if token is not None and token.token_env and not environ.get(token.token_env):
-        environ[token.token_env] = PLACEHOLDER
-    return Context(inv, RecordingRunner(inv), run, replace(options, dry_run=True), RunProgress(quiet=True),
-                   environ=environ)
+    for var in (token.token_env if token is not None else None, inv.flux.token_variable):
+        if var and not environ.get(var):
+            environ[var] = PLACEHOLDER
+    runner = RecordingRunner(inv, dry_replies())
+
+    def api_factory(kubeconfig: Path) -> RecordingApiClient:
+        from drtool.kube.recording import RecordingApiClient
+
+        server = _server_of(kubeconfig, inv.cluster.api_endpoint)
+        target = f"api {urlsplit(server).netloc or server}"
+
+        def note(call: ApiCall) -> None:
+            runner.recorded.append(Recorded(target, call.summary(), api="read" if call.read_only else "write"))
+
+        return RecordingApiClient(dry_api_replies(inv), host=server, on_call=note)
+
+    return Context(inv, runner, run, replace(options, dry_run=True), RunProgress(quiet=True),
+                   environ=environ, api_factory=api_factory)
+
+
+def _reads(entries: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """API reads shown once each, sorted, a list and the watch that follows it on one line."""
+    folded = set(entries)
+    for target, what in entries:
+        if what.startswith("watch ") and (target, "list " + what[6:]) in entries:
+            folded -= {(target, what), (target, "list " + what[6:])}
+            folded.add((target, "list, then watch " + what[6:]))
+    return sorted(folded)
+
+
+def _shown(recorded: list[Recorded]) -> list[tuple[str, str]]:
+    """(target, what) in the order sent. API reads that follow one another (a wait's polls,
+    converge's lists and watches from its watcher threads) are folded and sorted: their order
+    carries no meaning and, across threads, is not repeatable."""
+    lines: list[tuple[str, str]] = []
+    for is_read, group in groupby(recorded, key=lambda r: r.api == "read"):
+        entries = [(r.node, r.describe()) for r in group]
+        lines += _reads(set(entries)) if is_read else entries
+    return lines
 
 
 def plan_phase(phase: Phase, ctx: Context) -> list[tuple[str, str]]:
-    """(target, what) for each command the phase sends: its hand-written ``plan`` when it has
-    one, else what it recorded when run against the context's recording runner."""
+    """(target, what) for each command and API request the phase sends: what it recorded when
+    run against the dry context (its written ``plan`` for the phases that still have one)."""
     written = getattr(phase, "plan", None)
     if written is not None:
         return list(written(ctx))
@@ -57,4 +192,4 @@ def plan_phase(phase: Phase, ctx: Context) -> list[tuple[str, str]]:
     except DrtoolError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         stopped.append(("local", f"(the dry run of {phase.NAME} stops here: {first})"))
-    return [(r.node, r.describe()) for r in runner.recorded[mark:]] + stopped
+    return _shown(runner.recorded[mark:]) + stopped

@@ -17,7 +17,6 @@ from drtool.phases import image_cache
 from drtool.phases.context import Context
 from drtool.phases.overlap import SERVER_API
 from drtool.phases.result import PhaseResult, ok
-from drtool.remote import image_cache as remote_images
 from drtool.remote import k3s
 from drtool.remote.runner import q
 from drtool.secret import Secret
@@ -103,9 +102,8 @@ def wait_ready(ctx: Context, node: Node, deadline_s: float, since: str | None = 
 def _wait_readyz(ctx: Context, kubeconfig: Path, deadline_s: float) -> None:
     from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-    from drtool.kube.client import api_client_from_kubeconfig
-
-    client = api_client_from_kubeconfig(str(kubeconfig))
+    # Through the context: unit tests and --dry-run answer it with a recording client.
+    client = ctx.api_client(kubeconfig)
     try:
         for attempt in Retrying(stop=stop_after_delay(max(deadline_s, 1)), wait=wait_exponential(0.1, max=2),
                                 retry=retry_if_exception_type(RetryableError), reraise=True):
@@ -152,23 +150,3 @@ def config_note(ctx: Context, nodes) -> str:
     restored = ctx.state.get("k3s_config_restored") or {}
     parts = [f"{n.name}: {', '.join(restored[n.name])}" for n in nodes if restored.get(n.name)]
     return f"; K3s config files put back: {'; '.join(parts)}" if parts else ""
-
-
-# Kept hand-written (drtool.phases.dry_run runs the other SSH-only phases instead): after each
-# install, wait_ready reads the kubeconfig that start wrote and polls /readyz over HTTPS with the
-# kubernetes client, which the recording runner does not see; a dry run has no such server. The
-# install and give-back commands come from the same builders run() uses (drtool.remote.k3s).
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    steps = []
-    first = ctx.inv.servers[0]
-    for i, node in enumerate(ctx.inv.servers):
-        if ctx.inv.k3s.install.method == "airgap":
-            steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})") for a, r, m in k3s.airgap_uploads(ctx.inv)]
-        steps.append((node.name, f"upload backup/{node.name}/etc-rancher-k3s/* -> {k3s.CONFIG_DIR}/ (mode 0600), if backed up"))
-        if ctx.inv.images.keep:
-            steps.append((node.name, ctx.runner.wrap(node, remote_images.give_back_command(ctx.inv), sudo=True)))
-        cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=None if i == 0 else first,
-                                  cluster_init=len(ctx.inv.servers) > 1 and i == 0)
-        steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))
-        steps.append((node.name, f"wait for a {k3s.KUBECONFIG} written by this start, then GET https://{node.address}:6443/readyz"))
-    return steps

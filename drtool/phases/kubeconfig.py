@@ -13,8 +13,6 @@ import yaml
 from drtool.kubeconfig import dump, merge
 from drtool.phases.context import Context
 from drtool.phases.result import PhaseResult, ok
-from drtool.remote import k3s
-from drtool.run import atomic_write
 
 NAME = "kubeconfig"
 
@@ -35,14 +33,8 @@ def run(ctx: Context) -> PhaseResult:
     if ctx.options.merge_kubeconfig:
         target = user_kubeconfig(ctx.environ)
         existing = yaml.safe_load(target.read_text()) if target.exists() else None
-        atomic_write(target, dump(merge(existing, cfg)), mode=0o600)
+        # Through the runner: the operator's file, which a dry run must leave alone.
+        ctx.runner.write_local(target, dump(merge(existing, cfg)), mode=0o600, step=NAME)
         msg += f"; merged into {target}"
     return ok(msg)
 
-
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    steps = [(ctx.inv.servers[0].name, f"sudo cat {k3s.KUBECONFIG}"),
-             ("local", f"rewrite server to {ctx.inv.cluster.api_endpoint}, rename default to {ctx.inv.cluster.context_name}, write runs/<id>/kubeconfig (0600)")]
-    if ctx.options.merge_kubeconfig:
-        steps.append(("local", f"merge into {user_kubeconfig(ctx.environ)} replacing the old {ctx.inv.cluster.context_name} entries"))
-    return steps

@@ -61,9 +61,3 @@ def run(ctx: Context) -> PhaseResult:
         client.close()
     raise NotConverged("nodes not ready within "
                        f"{ctx.deadline('nodes_ready'):g}s: " + "; ".join(f"{k}: {v}" for k, v in problems.items()))
-
-
-# Kept hand-written: this phase only lists Nodes through the Kubernetes API (KubeTransport), and a
-# dry run has no cluster to list (unit tests script that list with drtool.kube.recording).
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    return [("local", f"wait until node {n.name} is Ready with labels {dict(n.labels)} and taints {list(n.taints)}") for n in ctx.inv.nodes]

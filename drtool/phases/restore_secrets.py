@@ -7,12 +7,16 @@ Existing Secrets are replaced, so a re-run converges on the file's content.
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
 from drtool.errors import BadInput, PermanentError
 from drtool.phases.backup import SEALED_SECRETS_FILE
 from drtool.phases.context import Context
 from drtool.phases.result import PhaseResult, noop, ok
 from drtool.secret import Secret
+
+if TYPE_CHECKING:
+    from drtool.kube.client import KubePermanent, KubeTransport
 
 NAME = "restore_secrets"
 
@@ -23,47 +27,63 @@ def secret_manifest(name: str, namespace: str, key: str, value: bytes) -> dict:
             "data": {key: base64.b64encode(value).decode()}}
 
 
-def _transient(exc: BaseException) -> bool:
-    """Connection trouble, 429 and 5xx right after install are worth retrying; 4xx are not."""
-    from kubernetes.client.exceptions import ApiException
+def _retrying():
+    """Bounded retries (tenacity) for one API call: connection trouble, 429 and 5xx right after
+    install (``KubeRetryable``) are worth retrying; 4xx are not."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
-    if isinstance(exc, ApiException):
-        return exc.status in (0, 429) or exc.status >= 500
-    return isinstance(exc, OSError) or type(exc).__module__.startswith("urllib3")
-
-
-def _retrying(ctx: Context):
-    """Bounded retries (tenacity) for one API call."""
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+    from drtool.kube.client import KubeRetryable
 
     return Retrying(stop=stop_after_attempt(8) | stop_after_delay(60), wait=wait_exponential(0.2, max=5),
-                    retry=retry_if_exception(_transient), reraise=True)
+                    retry=retry_if_exception_type(KubeRetryable), reraise=True)
 
 
-def _put(ctx: Context, core, namespace: str, name: str, body: dict) -> None:
-    """Create a Secret, or replace it when it exists; bounded retries on transient errors."""
-    from kubernetes.client.exceptions import ApiException
+def _create_namespace(api: KubeTransport, namespace: str) -> None:
+    """Create a namespace unless it exists (409 AlreadyExists)."""
+    from drtool.kube.client import KubePermanent
 
     try:
-        for attempt in _retrying(ctx):
+        for attempt in _retrying():
             with attempt:
-                core.create_namespaced_secret(namespace, body, _request_timeout=(5, 10))
-    except ApiException as exc:
+                api.post_json("/api/v1/namespaces",
+                              {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    except KubePermanent as exc:
         if exc.status != 409:
-            raise PermanentError(f"creating Secret {namespace}/{name}: HTTP {exc.status} {exc.reason}") from None
-        for attempt in _retrying(ctx):
-            with attempt:
-                core.replace_namespaced_secret(name, namespace, body, _request_timeout=(5, 10))
+            raise PermanentError(f"creating namespace {namespace}: {_http(exc)}") from None
 
 
-def _restore_sealed_secrets_keys(ctx: Context, core) -> int:
+def _put(api: KubeTransport, namespace: str, name: str, body: dict) -> None:
+    """Create a Secret, or replace it when it exists (409); bounded retries on transient errors."""
+    from drtool.kube.client import KubePermanent
+
+    collection = f"/api/v1/namespaces/{namespace}/secrets"
+    try:
+        try:
+            for attempt in _retrying():
+                with attempt:
+                    api.post_json(collection, body)
+        except KubePermanent as exc:
+            if exc.status != 409:
+                raise
+            for attempt in _retrying():
+                with attempt:
+                    api.put_json(f"{collection}/{name}", body)
+    except KubePermanent as exc:
+        raise PermanentError(f"creating Secret {namespace}/{name}: {_http(exc)}") from None
+
+
+def _http(exc: KubePermanent) -> str:
+    """``HTTP 403: secrets is forbidden: ...`` from the transport's ``VERB /path: HTTP ...`` message."""
+    text = str(exc)
+    return text[text.index("HTTP "):] if "HTTP " in text else text
+
+
+def _restore_sealed_secrets_keys(ctx: Context, api: KubeTransport) -> int:
     """Put back the sealed-secrets controller keys the backup phase saved, before Flux installs the
     controller: at start it adopts every Secret labelled sealedsecrets.bitnami.com/sealed-secrets-key=active
     in its namespace (bitnami-labs/sealed-secrets pkg/controller/main.go initKeyRegistry) instead of
     generating a new key that cannot decrypt the SealedSecrets in Git."""
     import json
-
-    from kubernetes.client.exceptions import ApiException
 
     saved = ctx.run.dir / "backup" / "flux-secrets" / SEALED_SECRETS_FILE
     if not saved.is_file():
@@ -74,35 +94,22 @@ def _restore_sealed_secrets_keys(ctx: Context, core) -> int:
         name, namespace = meta.get("name", ""), meta.get("namespace", "kube-system")
         for value in (obj.get("data") or {}).values():
             Secret(value, "sealed-secrets-key")
-        try:
-            core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-                                  _request_timeout=(5, 10))
-        except ApiException as exc:
-            if exc.status != 409:
-                raise PermanentError(f"creating namespace {namespace}: HTTP {exc.status} {exc.reason}") from None
-        _put(ctx, core, namespace, name, obj)
+        _create_namespace(api, namespace)
+        _put(api, namespace, name, obj)
     return len(items)
 
 
 def run(ctx: Context) -> PhaseResult:
-    from kubernetes import client as kclient
-    from kubernetes.client.exceptions import ApiException
+    from drtool.kube.client import KubeTransport
 
     api_client = ctx.api_client()
-    core = kclient.CoreV1Api(api_client)
+    # Raw JSON requests (KubeTransport), not the generated CoreV1Api, whose import alone costs
+    # most of a second: these are four small POSTs on the recovery path.
+    api = KubeTransport(api_client, timeout=(5, 10))
     created = []
     try:
-        namespaces = {"flux-system"} | {s.namespace for s in ctx.inv.secrets}
-        for ns in sorted(namespaces):
-            try:
-                for attempt in _retrying(ctx):
-                    with attempt:
-                        # A dict body is sent as it is (ApiClient.sanitize_for_serialization).
-                        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},  # type: ignore[arg-type]
-                                              _request_timeout=(5, 10))
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise PermanentError(f"creating namespace {ns}: HTTP {exc.status} {exc.reason}") from None
+        for ns in sorted({"flux-system"} | {s.namespace for s in ctx.inv.secrets}):
+            _create_namespace(api, ns)
         for i, spec in enumerate(ctx.inv.secrets):
             ctx.check_stop()
             path = ctx.inv.resolve(spec.from_file)
@@ -113,9 +120,9 @@ def run(ctx: Context) -> PhaseResult:
                 raise BadInput(str(ctx.inv.path), f"secrets[{i}].from_file", f"cannot read {path}: {exc.strerror}") from None
             Secret(value.decode(errors="replace").strip(), spec.name)  # registered with the redactor
             body = secret_manifest(spec.name, spec.namespace, spec.data_key, value)
-            _put(ctx, core, spec.namespace, spec.name, body)
+            _put(api, spec.namespace, spec.name, body)
             created.append(f"{spec.namespace}/{spec.name}")
-        keys = _restore_sealed_secrets_keys(ctx, core)
+        keys = _restore_sealed_secrets_keys(ctx, api)
         if keys:
             created.append(f"{keys} sealed-secrets key(s)")
     finally:
@@ -123,12 +130,3 @@ def run(ctx: Context) -> PhaseResult:
     if not created:
         return noop("restored no secrets (none in the inventory)")
     return ok(f"restored {', '.join(created)}", secrets=created)
-
-
-# Kept hand-written: every step is a Kubernetes API call (kubernetes.client.CoreV1Api), and a dry
-# run has no cluster to create Secrets in (unit tests record the calls with drtool.kube.recording).
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    steps = [("local", "create namespace flux-system")]
-    steps += [("local", f"create Secret {s.namespace}/{s.name} key {s.data_key} from {ctx.inv.resolve(s.from_file)} (value ***)") for s in ctx.inv.secrets]
-    steps.append(("local", f"put back the sealed-secrets keys saved in backup/flux-secrets/{SEALED_SECRETS_FILE}, if any"))
-    return steps

@@ -48,6 +48,9 @@ class Recorded:
     step: str | None = None
     stdin: bool = False
     """Something (a token) went on stdin; its value is never recorded."""
+    api: str = ""
+    """``read`` or ``write`` for a Kubernetes API request a dry run noted here (``node`` is then
+    the API server); empty for a command."""
 
     def describe(self) -> str:
         return self.command + ("   # stdin: ***" if self.stdin else "")
@@ -111,13 +114,19 @@ class RecordingRunner(Runner):
     def local(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
               timeout: float | None = None, step: str | None = None, check: bool = True) -> Result:
         full = command if isinstance(command, str) else " ".join(q(a) for a in command)
-        shown = redact(full)
+        # A variable holding a registered secret (flux's token) is shown by name: what the
+        # command gets besides its arguments, never its value.
+        secret_vars = sorted(k for k, v in (env or {}).items() if v and redact(v) != v)
+        shown = "".join(f"{k}=*** " for k in secret_vars) + redact(full)
         reply = self._answer("local", full, shown, step, False)
         result = Result("local", shown, reply.exit_code if reply else 0, reply.stdout if reply else "",
                         reply.stderr if reply else "", 0.0)
         if check and result.exit_code != 0:
             raise RemoteError("local", shown, result.exit_code, result.tail())
         return result
+
+    def write_local(self, path: Path, text: str, *, mode: int = 0o600, step: str | None = None) -> None:
+        self._answer("local", f"write {path}", f"write {path} (mode {mode:04o})", step, False)
 
     def commands(self, node: str | None = None) -> list[str]:
         """The recorded commands (on one node, or all), in order."""

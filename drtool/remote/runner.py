@@ -419,6 +419,14 @@ class Runner:
             raise RemoteError("local", shown, proc.returncode, result.tail())
         return result
 
+    def write_local(self, path: Path, text: str, *, mode: int = 0o600, step: str | None = None) -> None:
+        """Write a file on this machine outside the run directory (the operator's kubeconfig):
+        an effect, so it goes through the runner and a dry run records it instead."""
+        from drtool.files import atomic_write
+
+        atomic_write(path, text, mode=mode)
+        self.log.write(node="local", step=step, command=f"write {path} (mode {mode:04o})", exit_code=0)
+
     def fan_out(self, nodes: Iterable[Node], fn: Callable[[Node], T], max_workers: int = 32) -> NodeResults[T]:
         """Run ``fn(node)`` for every node in parallel (see ``drtool.remote.fanout``)."""
         return fan_out(nodes, fn, max_workers)

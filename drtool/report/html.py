@@ -206,7 +206,7 @@ _OBJ_HEADER = [("Object", ""), ("Outcome", ""), ("Seen", "num"), ("Ready", "num"
 def _objects(r: Report) -> str:
     if not r.objects:
         return ""
-    slow = sorted((o for o in r.objects if o.wait_s is not None), key=lambda o: -o.wait_s)[:SLOWEST]
+    slow = sorted((o for o in r.objects if o.wait_s is not None), key=lambda o: -(o.wait_s or 0.0))[:SLOWEST]
     out = (f"<h2>Slowest objects</h2><p class='muted'>The {len(slow)} that took longest from first seen to Ready; "
            "times since recovery start.</p>" + _table(_OBJ_HEADER, _object_rows(slow)))
     history = [(o, h) for o in r.objects for h in o.history]

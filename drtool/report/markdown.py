@@ -80,7 +80,7 @@ def _objects(r: Report) -> list[str]:
         return []
     c = r.converge
     intro = (f"{c.objects_ready} of {c.objects_total} objects Ready" if c else f"{len(r.objects)} objects")
-    slow = sorted((o for o in r.objects if o.wait_s is not None), key=lambda o: -o.wait_s)[:SLOWEST]
+    slow = sorted((o for o in r.objects if o.wait_s is not None), key=lambda o: -(o.wait_s or 0.0))[:SLOWEST]
     out = ["## Slowest objects", "", f"{intro}; the {len(slow)} that took longest from first seen to Ready "
            "(times are since recovery start):", ""]
     out += _table(["Object", "Seen", "Ready", "Took", "Critical path"],

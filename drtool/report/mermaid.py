@@ -12,6 +12,7 @@ Times use ``dateFormat x`` (epoch milliseconds) so sub-second phases keep their 
 from __future__ import annotations
 
 import re
+import string
 
 from drtool.report.model import Report, select_objects
 
@@ -32,7 +33,7 @@ def task_text(text: str, limit: int = 60) -> str:
     clean = " ".join(_UNSAFE.sub("-", text).split()) or "unnamed"
     if len(clean) > limit:
         clean = clean[: limit - 3].rstrip() + "..."
-    first = re.match(r"[A-Za-z]*", clean).group(0).lower()
+    first = clean[: len(clean) - len(clean.lstrip(string.ascii_letters))].lower()
     if first in _KEYWORDS or re.match(r"\d{4}-\d\d-\d\d", clean):
         clean = "- " + clean
     return clean
@@ -55,11 +56,11 @@ def gantt(report: Report) -> str:
     horizon = report.ended_at or report.generated_at
     title = task_text(f"{report.kind} {report.cluster} {report.run_id}", limit=100)
     lines = ["gantt", f"    title {title}", "    dateFormat x", "    axisFormat %H:%M:%S"]
-    phases = [p for p in report.phases if p.started_at is not None]
+    phases = [(p, p.started_at) for p in report.phases if p.started_at is not None]
     if phases:
         lines.append("    section Phases")
-        for i, p in enumerate(phases, 1):
-            lines.append(_task(p.name, PHASE_TAGS.get(p.outcome, ""), f"p{i}", p.started_at,
+        for i, (p, start) in enumerate(phases, 1):
+            lines.append(_task(p.name, PHASE_TAGS.get(p.outcome, ""), f"p{i}", start,
                                p.ended_at if p.ended_at is not None else horizon))
     objs = select_objects(report, MAX_OBJECTS)
     if objs:
@@ -67,6 +68,8 @@ def gantt(report: Report) -> str:
         lines.append(f"    section Flux objects{shown}")
         conv_end = report.converge.ended_at if report.converge and report.converge.ended_at else horizon
         for i, o in enumerate(objs, 1):
+            if o.first_seen_at is None:  # select_objects keeps only objects that were seen
+                continue
             end = o.ready_at if o.ready_at is not None else conv_end
             tags = "active" if o.critical and o.outcome == "ready" else OBJECT_TAGS[o.outcome]
             lines.append(_task(f"{o.kind} {o.namespace}/{o.name}" if o.namespace else f"{o.kind} {o.name}",

@@ -48,13 +48,13 @@ def _rows(report: Report) -> list[tuple]:
     """(section or None, label, start, end, colour, critical, tooltip, marks) per row."""
     horizon = report.ended_at or report.generated_at
     rows: list[tuple] = []
-    phases = [p for p in report.phases if p.started_at is not None]
+    phases = [(p, p.started_at) for p in report.phases if p.started_at is not None]
     if phases:
         rows.append(("Phases",))
-    for p in phases:
+    for p, start in phases:
         end = p.ended_at if p.ended_at is not None else horizon
-        tip = f"{p.name}: {p.outcome}, {fmt.duration(p.duration_s if p.duration_s is not None else end - p.started_at)}"
-        rows.append((None, p.name, p.started_at, end, COLOURS.get(p.outcome, COLOURS["pending"]), False,
+        tip = f"{p.name}: {p.outcome}, {fmt.duration(p.duration_s if p.duration_s is not None else end - start)}"
+        rows.append((None, p.name, start, end, COLOURS.get(p.outcome, COLOURS["pending"]), False,
                      tip + (f"\n{p.message}" if p.message else ""), ()))
     shown = select_objects(report, MAX_OBJECT_ROWS)
     if shown:

@@ -27,7 +27,7 @@ from drtool.phases.result import PhaseResult
 from drtool.runbooks import journal
 from drtool.runbooks.model import ConvergeCheck, Runbook, Step
 from drtool.runbooks.params import resolve_params, resolve_targets, substitute, substitute_args
-from drtool.runbooks.plan import converge_text, dry_context, phase_module, plan_step
+from drtool.runbooks.plan import check_step, converge_text, dry_context, phase_module, plan_step
 from drtool.secret import redact
 
 if TYPE_CHECKING:
@@ -208,9 +208,7 @@ class RunbookExecutor:
 
         o = self.options
         if o.resume:
-            run = Run.load(o.resume)
-            if run.record.get("cluster") != self.inv.cluster.name:
-                raise BadInput("command line", "--resume", f"run {o.resume} is for cluster {run.record.get('cluster')}, not {self.inv.cluster.name}")
+            run = Run.load(o.resume, self.inv.cluster.name)
             todo = journal.check_resume(run, self.book)
             saved = run.record["runbook"]["params"]
             for k, v in o.params.items():
@@ -224,7 +222,7 @@ class RunbookExecutor:
         # Resolve every target now: an unknown node must fail before the first step runs.
         ctx = dry_context(self.inv)
         for i in range(len(self.book.steps)):
-            plan_step(self.book, i, params, ctx)
+            check_step(self.book, i, params, ctx)
         todo = self.selected()
         flags = {"from": o.start, "only": list(o.only), "step_mode": o.step_mode, "yes": o.yes,
                  "approve": list(o.approve), "keep_waiting": o.keep_waiting}
@@ -457,7 +455,7 @@ class RunbookExecutor:
             changes["keep_waiting"] = c.keep_waiting
         opts = replace(opts, **changes)
         ensure_kubeconfig(self.ctx)
-        self.progress.print(f"    {converge_text(step, self.inv)}")
+        self.progress.print(f"    {converge_text(c, self.inv)}")
         client = self.ctx.api_client()
         try:
             result = Converger(client, opts).run()

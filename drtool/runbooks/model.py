@@ -153,11 +153,15 @@ def _yaml_on_key(data: Any) -> Any:
 
 
 class Remote(_Model):
-    _on_key = model_validator(mode="before")(classmethod(lambda cls, data: _yaml_on_key(data)))
     command: Command
     """Shell text run on each target node; parameters are substituted shell-quoted."""
     on: Targets = "all"
     sudo: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_key(cls, data: Any) -> Any:
+        return _yaml_on_key(data)
 
 
 
@@ -312,7 +316,7 @@ class Step(_Model):
                     raise ValueError(f"args.{key}: not an option of a phase step (allowed: {', '.join(PHASE_ARGS)})")
                 if not isinstance(value, PHASE_ARGS[key]):
                     raise ValueError(f"args.{key}: expected true or false")
-        if self.kind == "action":
+        if self.action is not None:
             problem = action_args_problem(self.action, self.args)
             if problem:
                 raise ValueError(f"args: {problem}")

@@ -8,15 +8,19 @@ tokens travel on stdin.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from drtool.runbooks.model import Runbook, Step
+from drtool.runbooks.model import ConvergeCheck, Runbook, Step, Targets
 from drtool.runbooks.params import resolve_targets, substitute, substitute_args
+
+if TYPE_CHECKING:
+    from drtool.inventory import Inventory
+    from drtool.phases.context import Context
 
 Plan = list[tuple[str, str]]
 
 
-def dry_context(inv, *, keep_waiting: bool = False):
+def dry_context(inv: Inventory, *, keep_waiting: bool = False) -> Context:
     """A Context whose runner records instead of running and whose run is a throwaway."""
     from drtool.phases import dry_run
     from drtool.phases.context import Options
@@ -30,12 +34,11 @@ def phase_module(name: str):
     return dict(zip(PHASE_NAMES, PHASES))[name]
 
 
-def _targets_text(on) -> str:
+def _targets_text(on: str | tuple[str, ...] | list[str]) -> str:
     return on if isinstance(on, str) else ",".join(on)
 
 
-def converge_text(step: Step, inv) -> str:
-    c = step.check.converge
+def converge_text(c: ConvergeCheck, inv: Inventory | None) -> str:
     deadline = c.deadline or (inv.timeouts.converge if inv is not None else None)
     what = []
     if c.kustomizations is not None:
@@ -47,46 +50,58 @@ def converge_text(step: Step, inv) -> str:
     return f"wait until every Flux object, workload, pod and node is ready{within}{extra}"
 
 
-def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx=None) -> Plan:
-    """(target, what) for one step; ``ctx`` from ``dry_context`` resolves it against an inventory."""
+def _phase_plan(phase: str, args: Mapping, ctx: Context | None) -> Plan:
+    module = phase_module(phase)
+    if ctx is None:
+        doc = (module.__doc__ or "").strip().splitlines()
+        return [("local", f"the {phase} phase of `inv rebuild`" + (f": {doc[0]}" if doc else ""))]
+    from dataclasses import replace
+
+    from drtool.phases.dry_run import plan_phase
+
+    saved = ctx.options
+    ctx.options = replace(saved, **args)
+    try:
+        return plan_phase(module, ctx)
+    finally:
+        ctx.options = saved
+
+
+def _command_plan(book: Runbook, index: int, params: Mapping[str, str], ctx: Context | None, kind: str,
+                  command: str, on: Targets, sudo: bool, expect: str = "") -> Plan:
+    """A ``remote`` or ``check`` command on its target nodes."""
+    cmd = substitute(command, params, shell=True)
+    if ctx is None:
+        shown = on if isinstance(on, str) else tuple(substitute(x, params, shell=False) for x in on)
+        return [(_targets_text(shown) + (" (as root)" if sudo else ""), cmd + expect)]
+    nodes = resolve_targets(ctx.inv, on, params, source=str(book.path), field=book.where(index, f"{kind}.on"))
+    return [(n.name, ctx.runner.wrap(n, cmd, sudo) + expect) for n in nodes]
+
+
+def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context | None = None) -> Plan:
+    """(target, what) for one step; ``ctx`` from ``dry_context`` resolves it against an inventory.
+    A step sets exactly one of its parts (``Step._exactly_one_action``): the one that is set is planned."""
     step = book.steps[index]
-    inv = ctx.inv if ctx is not None else None
-    source = str(book.path)
-    kind = step.kind
-    if kind == "phase":
-        module = phase_module(step.phase)
-        if ctx is None:
-            doc = (module.__doc__ or "").strip().splitlines()
-            return [("local", f"the {step.phase} phase of `inv rebuild`" + (f": {doc[0]}" if doc else ""))]
-        from dataclasses import replace
-
-        saved = ctx.options
-        ctx.options = replace(saved, **step.args)
-        try:
-            from drtool.phases.dry_run import plan_phase
-
-            return plan_phase(module, ctx)
-        finally:
-            ctx.options = saved
-    if kind in ("remote", "check") and getattr(step, kind).command is not None:
-        part = getattr(step, kind)
-        cmd = substitute(part.command, params, shell=True)
-        expect = f"   # expect output matching /{part.expect}/" if kind == "check" and part.expect else ""
-        if kind == "check" and part.on is None:
-            return [("local", cmd + expect)]
-        if inv is None:
-            on = part.on if isinstance(part.on, str) else tuple(substitute(x, params, shell=False) for x in part.on)
-            return [(_targets_text(on) + (" (as root)" if part.sudo else ""), cmd + expect)]
-        nodes = resolve_targets(inv, part.on, params, source=source, field=book.where(index, f"{kind}.on"))
-        return [(n.name, ctx.runner.wrap(n, cmd, part.sudo) + expect) for n in nodes]
-    if kind == "local":
+    if step.phase is not None:
+        return _phase_plan(step.phase, step.args, ctx)
+    if step.remote is not None:
+        return _command_plan(book, index, params, ctx, "remote", step.remote.command, step.remote.on, step.remote.sudo)
+    if step.check is not None:
+        check = step.check
+        if check.converge is not None:
+            return [("local", converge_text(check.converge, ctx.inv if ctx is not None else None))]
+        assert check.command is not None  # Check._one: a check has exactly one of converge and command
+        expect = f"   # expect output matching /{check.expect}/" if check.expect else ""
+        if check.on is None:
+            return [("local", substitute(check.command, params, shell=True) + expect)]
+        return _command_plan(book, index, params, ctx, "check", check.command, check.on, check.sudo, expect)
+    if step.local is not None:
         return [("local", substitute(step.local.command, params, shell=True))]
-    if kind == "check":
-        return [("local", converge_text(step, inv))]
-    if kind == "manual":
+    if step.manual is not None:
         return [("operator", substitute(step.manual.instruction, params, shell=False))]
-    if kind == "wait":
+    if step.wait is not None:
         return [("local", f"wait {step.wait.seconds:g}s")]
+    assert step.action is not None  # the last kind of part
     from drtool.runbooks.actions import ACTIONS
 
     action = ACTIONS[step.action]
@@ -95,6 +110,14 @@ def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx=None) ->
         shown = ", ".join(f"{k}={v}" for k, v in args.items())
         return [("local", f"action {action.name}({shown}): {action.summary}")]
     return list(action.plan(ctx, args))
+
+
+def check_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context) -> None:
+    """Resolve one step against the inventory (targets, parameter values) without running
+    anything: ``BadInput`` when it cannot run as written. A phase step takes neither, and its
+    dry run (which reports what would stop it, never raises) is skipped."""
+    if book.steps[index].phase is None:
+        plan_step(book, index, params, ctx)
 
 
 def policy_text(step: Step) -> str:

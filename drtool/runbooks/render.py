@@ -46,7 +46,7 @@ def render_markdown(book: Runbook, inv: Inventory | None = None, params: Mapping
         if step.kind == "manual":
             out += ["> " + line for line in lines[0][1].strip().splitlines()] + [""]
             continue
-        if ctx is None and step.kind in ("phase", "action", "wait") or step.kind == "check" and step.check.converge:
+        if ctx is None and step.kind in ("phase", "action", "wait") or step.check is not None and step.check.converge:
             # Without an inventory these are descriptions, not commands.
             out += [f"- {redact(what)}" for _, what in lines] + [""]
             continue

@@ -16,7 +16,7 @@ from drtool.errors import BadInput
 from drtool.inventory import Inventory
 from drtool.runbooks.model import Runbook, load_runbook, template_names
 from drtool.runbooks.params import resolve_params, sample_values
-from drtool.runbooks.plan import dry_context, plan_step
+from drtool.runbooks.plan import check_step, dry_context
 
 DESTRUCTIVE_PHASES = ("teardown", "install_servers")
 
@@ -74,7 +74,7 @@ def lint(book: Runbook, inv: Inventory | None = None, given: Mapping[str, str] |
             ctx = dry_context(inv)
             for i in range(len(book.steps)):
                 try:
-                    plan_step(book, i, params, ctx)
+                    check_step(book, i, params, ctx)
                 except BadInput as exc:
                     problems.append(Problem(exc.source, exc.field, exc.problem))
         except BadInput as exc:

@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from drtool.lab.scenarios import builtin_scenario_path
+import yaml
+
+from drtool.lab.scenarios import builtin_scenario_path, load_scenario
 from drtool.lab.setup import update_lab_json
 
 from .fulllab import REPO, FullLab
@@ -127,9 +129,22 @@ def assert_partial_report(outcome: Outcome, stopped_at: str) -> dict:
     return report
 
 
-def use_scenario(full: FullLab, name: str) -> None:
-    """Make the next K3s install play the shipped scenario ``name`` (flux CLI counters reset)."""
-    update_lab_json(full.lab, scenario=str(builtin_scenario_path(name)))
+def use_scenario(full: FullLab, name: str, **changes: dict) -> None:
+    """Make the next K3s install play the shipped scenario ``name`` (flux CLI counters reset).
+
+    ``changes`` replace fields of the scenario's sections (``api={"refuse_after_start": 6}``
+    keeps the rest of ``api``): a test shortens a wait that is its own parameter, not the
+    behaviour it checks, without changing the scenario the lab ships. The changed scenario is
+    written into the lab dir and checked by the lab's own loader."""
+    path = builtin_scenario_path(name)
+    if changes:
+        data = yaml.safe_load(path.read_text())
+        for section, values in changes.items():
+            data[section] = {**(data.get(section) or {}), **values}
+        path = full.lab.root / f"scenario-{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        load_scenario(path)   # a typo in a test's change fails here, not as a silent default
+    update_lab_json(full.lab, scenario=str(path))
     (full.lab.root / "state" / "flux.json").unlink(missing_ok=True)
 
 

@@ -187,17 +187,23 @@ def test_stalled_helmrelease_fails_fast_naming_the_release(lab2):
     use_scenario(lab2, "stalled-helmrelease")
     out = _rebuild(lab2)
     _assert_fails_fast(out, r"HelmRelease/logging/loki", "RetriesExceeded", "RetriesExceeded", "Stalled")
+    assert out.elapsed < 60, out.elapsed
 
 
 def test_crashloop_fails_fast_naming_the_pod(lab2):
     use_scenario(lab2, "crashloop")
     out = _rebuild(lab2)
     _assert_fails_fast(out, r"log-analyzer/log-analyzer", "CrashLoopBackOff", "CrashLoopBackOff")
+    assert out.elapsed < 90, out.elapsed
 
 
 def test_missing_node_label_leaves_the_pod_unschedulable_and_fails_fast(lab2):
     """The inventory forgets node2's ``hardware=heavy`` label: the pods pinned to it cannot be
-    placed (Loki's pod comes first: infrastructure installs before the LLM workload)."""
+    placed (Loki's pod comes first: infrastructure installs before the LLM workload).
+
+    Loki (infrastructure) selects the heavy node like llama-cpp does, and the workloads
+    Kustomization waits on infrastructure, so the first pod reported is loki-0; the error
+    line shows the workloads (llama-cpp's) blocked behind it."""
     use_scenario(lab2, "homelab")
 
     def forget_label(data: dict) -> None:
@@ -207,6 +213,10 @@ def test_missing_node_label_leaves_the_pod_unschedulable_and_fails_fast(lab2):
     out = _rebuild(lab2, inventory)
     report = _assert_fails_fast(out, r"Pod/(logging/loki|llm/llama-cpp)", "Unschedulable", "Unschedulable")
     assert any("node affinity/selector" in f["message"] for f in report["failures"]), report["failures"]
+    line = next(ln for ln in out.output.splitlines() if ln.startswith("error: "))
+    assert re.search(r"Pod/(logging/loki-0|llm/llama-cpp-[a-z0-9-]+): Unschedulable", line), line
+    assert "Kustomization/flux-system/workloads" in line, line
+    assert out.elapsed < 90, out.elapsed
     print(f"missing label: exit {out.code} after {out.elapsed:.1f}s; phases: {_breakdown(report)}")
 
 
@@ -222,29 +232,40 @@ def _k3s_log_time(full: FullLab, message: str) -> float:
     raise AssertionError(f"node1's K3s never logged {message!r}: the fault was not played")
 
 
+# accept-outage-410.yaml ships a 20 s outage from 20 s after the API starts, with HelmReleases
+# taking 10 s (Ready ~29 s after the API starts). The same shape at about half the length:
+# the outage starts ~6 s after converge normally does, the homelab chain (critical path 16.5 s
+# with 6 s HelmReleases) turns Ready ~21 s after the API starts, inside the 14-26 s outage, and
+# 12 s is six times the watcher's longest reconnect backoff (drtool/kube/watcher.py, 2 s).
+OUTAGE_AT_S, OUTAGE_S, OUTAGE_HELM_RELEASE_S = 14, 12, 6
+
+
 def test_api_outage_and_watch_expiry_during_the_wait_miss_no_object(homelab_run, lab2):
-    """A 20 s API outage while drtool waits, and 410 Gone when its watches resume.
+    """An API outage while drtool waits, and 410 Gone when its watches resume.
 
     The scenario (accept-outage-410.yaml) ends every watch, compacts history and answers 503
-    for 20 s, during the converge phase (the K3s server logs when it plays each fault; the
+    for OUTAGE_S, during the converge phase (the K3s server logs when it plays each fault; the
     test checks both fall inside converge). The cluster turns Ready during the outage, so
     drtool can only learn it by listing again after the 410. The rebuild must succeed and
     report.json must hold every object the fault-free run held, all Current.
     """
     assert homelab_run.code == 0, homelab_run.tail()
-    use_scenario(lab2, "accept-outage-410")
+    use_scenario(lab2, "accept-outage-410", api={"http_503": {"start": OUTAGE_AT_S, "duration": OUTAGE_S},
+                                                 "expire_watch_at": OUTAGE_AT_S},
+                 defaults={"helm_release": OUTAGE_HELM_RELEASE_S})
     out = _rebuild(lab2, timeout=280)
     assert out.code == 0, out.tail()
     assert "Traceback" not in out.output
     report = out.report()
     assert report["verdict"] == "pass" and report["converge"]["converged"] is True
     conv = _phases(report)["converge"]
-    outage, expiry = _k3s_log_time(lab2, "scenario: answering 503 for 20"), _k3s_log_time(lab2, "scenario: expiring watches")
+    outage = _k3s_log_time(lab2, f"scenario: answering 503 for {OUTAGE_S}")
+    expiry = _k3s_log_time(lab2, "scenario: expiring watches")
     # Both faults fell inside the converge phase (the log has one-second resolution).
     for what, at in (("503 outage", outage), ("watch expiry", expiry)):
         assert conv["started_at"] - 1 <= at <= conv["ended_at"], (what, at, _breakdown(report))
     # drtool saw everything Ready only after the outage ended.
-    assert report["recovery_end_at"] >= outage + 20 - 1, (outage, report["recovery_end_at"])
+    assert report["recovery_end_at"] >= outage + OUTAGE_S - 1, (outage, report["recovery_end_at"])
     missing = _stable_ids(homelab_run.report()) - _stable_ids(report)
     assert not missing, missing
     assert {o["state"] for o in report["objects"]} == {"Current"}
@@ -271,7 +292,7 @@ def test_status_report_and_compare_read_the_run(homelab_run, lab2):
     res = lab2.inv("report", "no-such-run", timeout=60)
     assert res.returncode == 2 and "no-such-run" in res.stderr
 
-    # The outage run (the last one) waited about 20 s longer in converge than the fault-free one.
+    # The outage run (the last one) waited about the outage longer in converge than the fault-free one.
     outage_run = lab2.runs_list()[-1]
     assert outage_run != homelab_run.run
     res = lab2.inv("report.compare", run_id, outage_run.name, timeout=60)
@@ -286,7 +307,7 @@ def test_status_report_and_compare_read_the_run(homelab_run, lab2):
         assert re.fullmatch(r"[+-](\d+m )?\d+(\.\d)?s", delta), (name, delta)
         assert re.fullmatch(r"[+-]\d+%", pct), (name, pct)
     delta = rows["converge"][3]
-    assert delta.startswith("+") and _seconds(delta[1:]) >= 15, rows["converge"]
+    assert delta.startswith("+") and _seconds(delta[1:]) >= 0.75 * OUTAGE_S, rows["converge"]
 
 
 def _seconds(text: str) -> float:

@@ -4,6 +4,10 @@ One 2-node lab for the module; each test picks the scenario the next K3s install
 (shipped in drtool/lab/scenarios/, the ``fault-*`` ones written for this suite). A fault
 either heals and the rebuild succeeds, or the run stops with the exit code, a one-line
 cause and a partial report, within a bound.
+
+The workload faults that stop the convergence wait (a stalled HelmRelease, CrashLoopBackOff,
+pods left Unschedulable by a missing node label) are checked once, with the same bounds, in
+test_converge_acceptance.py: each costs a whole rebuild.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import pytest
 
 from .faults_support import (Outcome, assert_one_line_error, assert_partial_report, node_log, rebuild,
                              use_scenario)
-from .fulllab import FullLab, start_full_lab, stop_full_lab_dir, write_inventory
+from .fulllab import FullLab, start_full_lab, stop_full_lab_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -54,16 +58,24 @@ def _commands(out: Outcome, step: str) -> list[dict]:
     return [e for e in entries if e.get("step") == step]
 
 
-def test_api_refusing_connections_for_20s_after_install_is_waited_out(lab2):
-    use_scenario(lab2, "fault-api-refuse-20s")
+# The scenario ships a 20 s refusal; 6 s is still three times the readyz wait's longest
+# backoff (tenacity wait_exponential(0.1, max=2) in drtool/phases/install.py), so the wait
+# must retry through it; the figure itself is this test's parameter.
+REFUSE_S = 6
+READYZ_MAX_BACKOFF_S = 2
+
+
+def test_api_refusing_connections_after_install_is_waited_out(lab2):
+    assert REFUSE_S >= 3 * READYZ_MAX_BACKOFF_S
+    use_scenario(lab2, "fault-api-refuse-20s", api={"refuse_after_start": REFUSE_S})
     out = rebuild(lab2, timeout=200)
     assert out.code == 0, out.tail()
     assert "Traceback" not in out.output
-    assert _k3s_log_times(lab2, "refusing API connections for 20")
+    assert _k3s_log_times(lab2, f"refusing API connections for {REFUSE_S}")
     # The readyz wait is what absorbed the outage, bounded by install_servers' 60 s.
     steps = out.phase("install_servers")["nodes"]["node1"]
     readyz = next(s for s in steps if s["step"] == "wait readyz")
-    assert readyz["ended_at"] - readyz["started_at"] >= 10, readyz
+    assert readyz["ended_at"] - readyz["started_at"] >= REFUSE_S / 2, readyz
     assert out.journal()["status"] == "succeeded"
     assert out.elapsed < 90, out.elapsed
 
@@ -113,44 +125,3 @@ def test_flux_bootstrap_with_a_revoked_token_fails_at_once(lab2):
     assert bootstrap["ended_at"] - bootstrap["started_at"] < 15
     assert BAD_TOKEN not in out.output and BAD_TOKEN not in (out.run / "bootstrap.log").read_text()
     assert out.elapsed < 60, out.elapsed
-
-
-def test_helmrelease_retries_exceeded_fails_fast_naming_it(lab2):
-    use_scenario(lab2, "stalled-helmrelease")
-    out = rebuild(lab2)
-    assert_one_line_error(out.output, out.code, 4, "HelmRelease/logging/loki", "RetriesExceeded")
-    assert_partial_report(out, "converge")
-    loki = next(o for o in out.journal()["converge"]["objects"] if o["id"] == "HelmRelease/logging/loki")
-    stalled_at = next(h["at"] for h in loki["history"] if h["reason"] == "RetriesExceeded")
-    assert out.journal()["ended_at"] - stalled_at <= 5, "drtool must stop within 5 s of the stall"
-    assert out.elapsed < 60, out.elapsed
-
-
-def test_crashloopbackoff_fails_naming_the_pod(lab2):
-    use_scenario(lab2, "crashloop")
-    out = rebuild(lab2)
-    line = assert_one_line_error(out.output, out.code, 4, "CrashLoopBackOff")
-    assert "log-analyzer/log-analyzer" in line, line
-    assert_partial_report(out, "converge")
-    assert out.elapsed < 90, out.elapsed
-
-
-def test_missing_node_label_leaves_heavy_pods_unschedulable(lab2):
-    """An inventory that forgot node2's hardware=heavy label: the pods pinned to it can never be placed.
-
-    Loki (infrastructure) selects the heavy node like llama-cpp does, and the workloads
-    Kustomization waits on infrastructure, so the first pod reported is loki-0; the chain
-    shows the workloads (llama-cpp's) blocked behind it.
-    """
-    def forget_label(data):
-        data["nodes"][1].pop("labels")
-
-    use_scenario(lab2, "homelab")
-    unlabelled = FullLab(lab2.lab, write_inventory(lab2.lab, lab2.lab.root / "inventory-unlabelled.yaml",
-                                                  mutate=forget_label), lab2.runs)
-    out = rebuild(unlabelled)
-    line = assert_one_line_error(out.output, out.code, 4, "Unschedulable", "node affinity/selector")
-    assert re.search(r"Pod/(logging/loki-0|llm/llama-cpp-[a-z0-9-]+): Unschedulable", line), line
-    assert "Kustomization/flux-system/workloads" in line, line
-    assert_partial_report(out, "converge")
-    assert out.elapsed < 90, out.elapsed

@@ -15,44 +15,10 @@ from drtool.lab.nodes import Lab
 from drtool.lab.setup import lab_up
 
 from .fulllab import FullLab, stop_full_lab_dir, write_inventory
+from .own_repos import hello_app, own_repo
 from .subnets import for_worker
 
 pytestmark = pytest.mark.slow
-
-PINNED = """apiVersion: v1
-kind: Namespace
-metadata: {name: web}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hello, namespace: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: hello}}
-  template:
-    metadata: {labels: {app: hello}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: worker-1}
-      containers: [{name: hello, image: nginx:1.27}]
-"""
-KS = """apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: apps, namespace: flux-system}
-spec: {interval: 10m, path: ./apps, prune: true, wait: true, sourceRef: {kind: GitRepository, name: flux-system}}
-"""
-
-
-def _repo(root: Path) -> Path:
-    repo = root / "my-gitops"
-    (repo / "clusters" / "edge").mkdir(parents=True)
-    (repo / "apps").mkdir()
-    (repo / "clusters" / "edge" / "apps.yaml").write_text(KS)
-    (repo / "apps" / "hello.yaml").write_text(PINNED)
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"],
-                ["-c", "user.name=op", "-c", "user.email=op@example.invalid", "commit", "-qm", "edge"]):
-        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True, timeout=30)
-    return repo
-
 
 def _lab(subnet: str) -> Lab:
     root = Path(tempfile.mkdtemp(prefix="drtool-labup-"))
@@ -62,7 +28,7 @@ def _lab(subnet: str) -> Lab:
 
 
 def test_own_repo_and_node_names_rebuild_with_the_inventory_lab_up_wrote(tmp_path):
-    repo = _repo(tmp_path)
+    repo = own_repo(tmp_path, "clusters/edge", hello_app(node="worker-1"))
     lab = _lab("127.0.196")
     try:
         lab_up(lab, gitops=str(repo), path="clusters/edge", names="cp-1,worker-1")
@@ -129,7 +95,7 @@ def test_inventory_node_names_other_than_the_labs_still_reach_the_api(tmp_path):
 
 
 def test_lab_up_without_gitops_goes_back_to_the_fixture(tmp_path, capsys):
-    repo = _repo(tmp_path)
+    repo = own_repo(tmp_path, "clusters/edge", hello_app())
     lab = _lab("127.0.194")
     try:
         lab_up(lab, 1, gitops=str(repo), path="clusters/edge")

@@ -3,52 +3,12 @@ from __future__ import annotations
 
 import json
 
-import subprocess
-
 import pytest
 
 from .fulllab import start_full_lab, stop_full_lab_dir
+from .own_repos import hello_app, own_repo
 
 pytestmark = pytest.mark.slow
-
-KUSTOMIZATION = """apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: apps, namespace: flux-system}
-spec:
-  interval: 10m
-  path: ./apps
-  prune: true
-  wait: true
-  sourceRef: {kind: GitRepository, name: flux-system}
-"""
-APP = """apiVersion: v1
-kind: Namespace
-metadata: {name: web}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hello, namespace: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: hello}}
-  template:
-    metadata: {labels: {app: hello}}
-    spec:
-      containers: [{name: hello, image: nginx:1.27}]
-"""
-
-
-def _own_repo(root, broken: bool = False):
-    repo = root / "my-gitops"
-    (repo / "clusters" / "mylab").mkdir(parents=True)
-    (repo / "apps").mkdir()
-    (repo / "clusters" / "mylab" / "apps.yaml").write_text(KUSTOMIZATION)
-    (repo / "apps" / "hello.yaml").write_text(APP if not broken else APP + "---\nkind: [unclosed\n")
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"],
-                ["-c", "user.name=op", "-c", "user.email=op@example.invalid", "commit", "-qm", "my cluster"]):
-        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True, timeout=30)
-    return repo
-
 
 def _mutate(data):
     data["flux"]["path"] = "clusters/mylab"
@@ -59,7 +19,8 @@ def _mutate(data):
 
 @pytest.mark.parametrize("broken", [False, True], ids=["own-repo", "broken-repo"])
 def test_rebuild_of_an_operators_own_repo(tmp_path, broken):
-    repo = _own_repo(tmp_path, broken)
+    app = hello_app(replicas=2)
+    repo = own_repo(tmp_path, "clusters/mylab", app + "---\nkind: [unclosed\n" if broken else app)
     full = start_full_lab("127.0.197", nodes=2, mutate=_mutate, gitops=str(repo), path="clusters/mylab")
     try:
         res = full.inv("rebuild", "-i", str(full.inventory), "--yes", timeout=240)

@@ -302,7 +302,7 @@ def test_stuck_cluster_fails_after_the_grace_naming_root_and_chain():
 def test_stuck_is_not_declared_while_something_could_still_move(keep_waiting, pending_hr):
     api = InMemoryApi()
     frozen_cluster(api, with_pending_helmrelease=pending_hr)
-    res = run(api, options(deadline_s=1.0, stuck_grace_s=0.2, keep_waiting=keep_waiting))
+    res = run(api, options(deadline_s=0.6, stuck_grace_s=0.2, keep_waiting=keep_waiting))  # 3 × the grace
     assert res.outcome == "deadline"
 
 

@@ -40,7 +40,7 @@ def inv(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})})
 
 
-@pytest.mark.parametrize("hook,field", [
+BAD_HOOKS = [
     ({"name": "team", "type": "slack", "url": f"hooks.slack.com/services/{TOKEN}"}, "drill.notify[0].url"),
     ({"name": "team", "type": "slack", "url": f"ftp://hooks.slack.com/services/{TOKEN}"}, "drill.notify[0].url"),
     ({"name": "team", "type": "slack", "url": f"https://hooks.slack.com:99999/services/{TOKEN}"}, "drill.notify[0].url"),
@@ -48,16 +48,25 @@ def inv(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     ({"name": "team", "type": "json", "url": "https://h.example/x", "timeout": "5m"}, "drill.notify[0].timeout"),
     ({"name": "team", "type": "json", "url": "https://h.example/x", "headers": {"X-A": "a\nb"}},
      "drill.notify[0].headers"),
-])
+]
+
+
+@pytest.mark.parametrize("hook,field", BAD_HOOKS)
 def test_malformed_webhook_is_rejected_when_the_inventory_loads(tmp_path, hook, field):
     path = inventory(tmp_path, notify=[hook])
     check = inv("inventory.check", str(path))
     assert check.returncode == 2, check.stdout + check.stderr
     assert f"{path}: {field}:" in check.stderr and TOKEN not in check.stderr + check.stdout
-    # The drill stops before anything happens: no run directory, no SSH.
+
+
+def test_a_drill_with_a_malformed_webhook_stops_before_anything_happens(tmp_path):
+    # The drill loads the inventory the same way inventory.check does (every case above): one is enough.
+    hook, field = BAD_HOOKS[0]
+    path = inventory(tmp_path, notify=[hook])
     runs = tmp_path / "runs"
     drill = inv("drill", "-i", str(path), env={"DRTOOL_RUNS_DIR": str(runs)})
     assert drill.returncode == 2 and f"{field}:" in drill.stderr, drill.stderr
+    assert TOKEN not in drill.stderr + drill.stdout
     assert not runs.exists() or not any(runs.iterdir())
 
 

@@ -101,14 +101,16 @@ def test_k3s_server_registers_its_crds():
     assert store.kinds.by_kind("k3s.cattle.io", "ETCDSnapshotFile").namespaced is False
 
 
-def test_reapplying_an_unchanged_crd_changes_nothing():
+def test_reapplying_an_unchanged_crd_changes_nothing(monkeypatch):
     # kustomize-controller re-applies gotk-components on every reconcile; the CRD must not churn.
+    from drtool.lab.api import store as store_module
+
     store = Store()
     crd = components.crds()[0]
     store.apply(crd)
     rv = store.resource_version
-    import time as _time
-    _time.sleep(1.05)                      # lastTransitionTime has one-second resolution
+    # Later (timestamps have one-second resolution): a rewritten lastTransitionTime would show.
+    monkeypatch.setattr(store_module, "now_rfc3339", lambda: "2999-01-01T00:00:00Z")
     store.apply(crd)
     assert store.resource_version == rv
 

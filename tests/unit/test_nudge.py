@@ -85,8 +85,8 @@ def test_planner_is_bounded():
     assert planner.due(_pending(*objs), cluster.get) == []
 
 
-def _converge(api: InMemoryApi, nudge: bool) -> object:
-    opts = ConvergeOptions(deadline_s=3, nudge=nudge)
+def _converge(api: InMemoryApi, nudge: bool, deadline_s: float = 3) -> object:
+    opts = ConvergeOptions(deadline_s=deadline_s, nudge=nudge)
     conv = Converger(api, opts, watcher_options={"backoff_initial_s": 0.01, "backoff_max_s": 0.05,
                                                  "absent_retry_s": 0.05})
     return conv.run()
@@ -141,7 +141,8 @@ def test_converger_sends_the_request_and_reports_it():
 def test_converger_without_nudges_sends_nothing():
     api = _cluster()
     _controller(api)
-    result = _converge(api, nudge=False)
+    # infra is Ready after 0.2 s, and a nudge goes out at once when it is: a second is ample.
+    result = _converge(api, nudge=False, deadline_s=1.0)
     assert not result.converged and api.patches == [] and result.to_dict()["nudge_count"] == 0
 
 

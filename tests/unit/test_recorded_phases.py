@@ -64,6 +64,13 @@ def context(inv, runner, **options) -> Context:
     return Context(inv, runner, run, Options(quiet=True, **options), RunProgress(quiet=True))
 
 
+def api_context(inv, api: RecordingApiClient, *replies: Reply) -> Context:
+    """A context whose API requests go to ``api``; the run's kubeconfig is fetched from node1 first."""
+    ctx = context(inv, RecordingRunner(inv, [*replies, Reply(r"cat /etc/rancher/k3s/k3s.yaml", stdout=K3S_YAML)]))
+    ctx.api_factory = lambda _kubeconfig: api
+    return ctx
+
+
 # -- teardown -------------------------------------------------------------------------
 
 
@@ -162,20 +169,75 @@ def test_kubeconfig_is_pointed_at_the_endpoint_and_written_0600(inv):
     assert result.message.startswith("wrote ") and runner.commands() == ["sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'"]
 
 
+def test_kubeconfig_merge_writes_the_operators_file_0600_keeping_its_other_clusters(inv, tmp_path):
+    from drtool.remote.runner import Runner
+
+    user = tmp_path / "home" / ".kube" / "config"
+    user.parent.mkdir(parents=True)
+    user.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "work",
+                                    "clusters": [{"name": "work", "cluster": {"server": "https://work:6443"}}],
+                                    "users": [], "contexts": []}))
+
+    class Fetching(Runner):  # the real runner's local file write; node1's k3s.yaml as recorded
+        def read(self, node, remote, *, sudo=True, step=None):
+            return K3S_YAML
+
+    ctx = context(inv, Fetching(inv), merge_kubeconfig=True)
+    ctx.environ["KUBECONFIG"] = str(user)
+    assert kubeconfig.run(ctx).message.endswith(f"; merged into {user}")
+    cfg = yaml.safe_load(user.read_text())
+    assert [c["name"] for c in cfg["clusters"]] == ["work", "lab"] and cfg["current-context"] == "lab"
+    assert stat.S_IMODE(os.stat(user).st_mode) == 0o600
+
+
 # -- install_servers ------------------------------------------------------------------
 
 
-def test_install_plan_shows_the_install_command_run_sends(inv):
-    """install_servers keeps a hand-written plan (it waits on /readyz over HTTPS): its install
-    line must be the command install_node really sends, token on stdin only."""
-    runner = RecordingRunner(inv)
+def _installing(inv, api: RecordingApiClient, *replies: Reply):
+    """A context for install_servers: node1 writes k3s.yaml at once; /readyz goes to ``api``.
+    Returns the context and the kubeconfig files the API client was made for."""
+    runner = RecordingRunner(inv, [*replies, Reply(r"cat /etc/rancher/k3s/k3s.yaml", node="node1", stdout=K3S_YAML)])
     ctx = context(inv, runner)
-    first = inv.servers[0]
-    install.install_node(ctx, first, server_url=None, first=None, cluster_init=len(inv.servers) > 1)
-    [sent] = [r for r in runner.recorded if r.stdin]
-    planned = [what for node, what in install.plan(ctx) if node == first.name and "token on stdin" in what]
-    assert planned == [sent.command + "   # token on stdin: ***"]
-    assert ctx.cluster_token().reveal() not in sent.command
+    made_for: list[dict] = []
+
+    def factory(kubeconfig: Path) -> RecordingApiClient:
+        made_for.append(yaml.safe_load(kubeconfig.read_text()))
+        return api
+
+    ctx.api_factory = factory
+    return ctx, made_for
+
+
+def test_install_servers_installs_then_waits_for_its_kubeconfig_and_readyz(inv):
+    api = RecordingApiClient([ApiReply(r"^GET /readyz$", body="ok")])
+    ctx, made_for = _installing(inv, api)
+    result = install.run(ctx)
+    assert result.outcome == "ok" and result.message.startswith("1 server(s) ready (single server, SQLite)")
+    sent = ctx.runner.commands("node1")
+    marker = sent[0].split("touch ")[1].rstrip("'")
+    assert sent[0].startswith("sudo -n -- sh -c 'mkdir -p /run/drtool && touch /run/drtool/start-")
+    assert "INSTALL_K3S_EXEC='\"'\"'server " in sent[1] and "--cluster-init" not in sent[1]
+    # The token went on stdin only.
+    [with_stdin] = [r for r in ctx.runner.recorded if r.stdin]
+    assert with_stdin.command == sent[1] and ctx.cluster_token().reveal() not in " ".join(sent)
+    assert sent[2:] == [f"sudo -n -- sh -c 'test -s /etc/rancher/k3s/k3s.yaml && test /etc/rancher/k3s/k3s.yaml -nt {marker}'",
+                        f"sudo -n -- sh -c 'rm -f {marker}'", "sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'"]
+    # /readyz is asked of the server just installed, with the credentials it wrote.
+    assert api.requests() == ["GET /readyz"]
+    [cfg] = made_for
+    assert cfg["clusters"][0]["cluster"]["server"] == "https://127.0.0.11:6443"
+    assert cfg["users"][0]["user"]["client-key-data"] == "TkVXS0VZ"
+    assert not list(ctx.run.dir.glob(".kubeconfig-*"))  # the per-node kubeconfig is removed again
+
+
+def test_install_servers_waits_until_readyz_says_ok(inv):
+    api = RecordingApiClient([ApiReply(r"^GET /readyz$", status=500, body="[-]etcd failed", times=2),
+                              ApiReply(r"^GET /readyz$", body="ok")])
+    ctx, _ = _installing(inv, api, Reply(r"-nt /run/drtool/start-", exit_code=1, times=1))
+    install.run(ctx)
+    assert api.requests() == ["GET /readyz"] * 3
+    waits = [c for c in ctx.runner.commands("node1") if "-nt /run/drtool/start-" in c]
+    assert len(waits) == 2  # the first look found no k3s.yaml from this start yet
 
 
 # -- nodes_ready (its API listing is not recorded; the verdict is pure) ----------------
@@ -208,8 +270,7 @@ NODES = {"items": [
 
 def test_nodes_ready_lists_nodes_once_when_all_are_ready(inv):
     api = RecordingApiClient([ApiReply(r"^GET /api/v1/nodes$", body=NODES)])
-    ctx = context(inv, RecordingRunner(inv))
-    ctx.api_factory = lambda: api
+    ctx = api_context(inv, api)
     assert nodes_ready.run(ctx).message == "2 node(s) Ready with their labels and taints"
     assert api.requests() == ["GET /api/v1/nodes"]
 
@@ -219,8 +280,7 @@ def test_nodes_ready_gives_up_at_its_bound_naming_the_node(inv):
     data["timeouts"]["nodes_ready"] = 0.3
     quick = parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
     api = RecordingApiClient([ApiReply(r"^GET /api/v1/nodes$", body={"items": NODES["items"][:1]})])
-    ctx = context(quick, RecordingRunner(quick))
-    ctx.api_factory = lambda: api
+    ctx = api_context(quick, api)
     with pytest.raises(NotConverged, match=r"^nodes not ready within 0.3s: node2: not registered$"):
         nodes_ready.run(ctx)
     assert len(api.calls) >= 2 and set(api.requests()) == {"GET /api/v1/nodes"}
@@ -237,8 +297,7 @@ def _with_secret_file(inv, tmp_path):
 def test_restore_secrets_creates_the_namespace_and_the_secret_without_logging_its_value(inv, tmp_path):
     with_file = _with_secret_file(inv, tmp_path)
     api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces$", status=409, body={"reason": "AlreadyExists"})])
-    ctx = context(with_file, RecordingRunner(with_file))
-    ctx.api_factory = lambda: api
+    ctx = api_context(with_file, api)
     result = restore_secrets.run(ctx)
     assert result.message == "restored flux-system/sops-age"
     assert api.requests() == ["POST /api/v1/namespaces (Namespace flux-system)",
@@ -249,17 +308,23 @@ def test_restore_secrets_creates_the_namespace_and_the_secret_without_logging_it
 def test_restore_secrets_replaces_an_existing_secret(inv, tmp_path):
     with_file = _with_secret_file(inv, tmp_path)
     api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces/flux-system/secrets$", status=409)])
-    ctx = context(with_file, RecordingRunner(with_file))
-    ctx.api_factory = lambda: api
+    ctx = api_context(with_file, api)
     restore_secrets.run(ctx)
     assert api.requests()[-1] == "PUT /api/v1/namespaces/flux-system/secrets/sops-age (Secret sops-age)"
+
+
+def test_restore_secrets_retries_an_api_that_is_not_ready_yet(inv, tmp_path):
+    with_file = _with_secret_file(inv, tmp_path)
+    api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces/flux-system/secrets$", status=503, times=1)])
+    ctx = api_context(with_file, api)
+    assert restore_secrets.run(ctx).message == "restored flux-system/sops-age"
+    assert api.requests()[-2:] == ["POST /api/v1/namespaces/flux-system/secrets (Secret sops-age)"] * 2
 
 
 def test_restore_secrets_forbidden_is_one_line_naming_the_secret(inv, tmp_path):
     with_file = _with_secret_file(inv, tmp_path)
     api = RecordingApiClient([ApiReply(r"secrets$", status=403)])
-    ctx = context(with_file, RecordingRunner(with_file))
-    ctx.api_factory = lambda: api
+    ctx = api_context(with_file, api)
     with pytest.raises(PermanentError, match=r"^creating Secret flux-system/sops-age: HTTP 403"):
         restore_secrets.run(ctx)
 
@@ -335,6 +400,23 @@ def test_pipeline_host_key_error_inside_a_node_worker_exits_7(inv):
     assert info.value.code == 7 and "host key CHANGED" in info.value.message
 
 
+def test_resuming_another_clusters_run_is_refused_before_anything_runs(inv, tmp_path):
+    other = Run.create("rebuild", str(inv.path), "other-cluster")
+    rid = other.record["run_id"]
+    book = tmp_path / "book.yaml"
+    book.write_text(yaml.safe_dump({"name": "probe", "description": "d", "steps": [
+        {"id": "uname", "title": "Kernel", "remote": {"on": "all", "command": "uname -r"}}]}))
+    runner = RecordingRunner(inv)
+    for start in (Pipeline(inv, Options(quiet=True), resume=rid, runner=lambda *_: runner).run,
+                  RunbookExecutor(inv, load_runbook(book), RunOptions(quiet=True, yes=True, resume=rid),
+                                  runner=lambda *_: runner).run):
+        with pytest.raises(Exit) as info:
+            guarded(start)()
+        assert info.value.code == 2
+        assert info.value.message.endswith(f"--resume: run {rid} is for cluster other-cluster, not lab")
+    assert runner.recorded == []
+
+
 # -- dry run from the phases' own code ----------------------------------------------------
 
 
@@ -346,6 +428,68 @@ def test_dry_run_shows_what_the_phases_send_and_writes_nothing(inv, tmp_path):
     assert lines[0][0] == "node2" and lines[0][1].endswith("   # stdin: ***")
     assert [t for t, _ in lines[1:]] == ["node2", "node1"] and "k3s-agent-uninstall.sh" in lines[1][1]
     assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_of_the_pipeline_runs_the_api_phases_against_a_cluster_that_is_ready_at_once(inv, tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_dryrunvalue123")
+    with_file = _with_secret_file(inv, tmp_path)
+    steps = Pipeline(with_file, Options(quiet=True)).plan()
+    assert not (tmp_path / "runs").exists()  # no run
+    assert "RECORDED" not in repr(steps) and "ghp_dryrunvalue123" not in repr(steps)  # no secret value
+    shown: dict[str, list[tuple[str, str]]] = {}
+    for phase, target, what in steps:
+        shown.setdefault(phase, []).append((target, what))
+    api = "api 127.0.0.11:6443"
+    # install_servers: what its run() sends, then /readyz of the server it installed.
+    ctx, _ = _installing(with_file, RecordingApiClient([ApiReply(r"^GET /readyz$", body="ok")]))
+    install.run(ctx)
+    [sent] = [r.describe() for r in ctx.runner.recorded if r.stdin]
+    install_lines = [what for _, what in shown["install_servers"]]
+    assert sent in install_lines and install_lines[-2:] == ["sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'",
+                                                            "GET /readyz"]
+    assert shown["install_servers"][-1][0] == api
+    # The kubeconfig phase fetched the kubeconfig, so nodes_ready only lists the Nodes (once: all Ready).
+    assert shown["kubeconfig"] == [("node1", "sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'")]
+    assert shown["nodes_ready"] == [(api, "list nodes (v1)")]
+    assert shown["restore_secrets"] == [(api, "create Namespace flux-system"), (api, "create Secret flux-system/sops-age")]
+    # converge: every kind the engine follows is listed then watched; it ends at once, converged.
+    converge = [what for _, what in shown["converge"]]
+    assert "list, then watch kustomizations (kustomize.toolkit.fluxcd.io/v1)" in converge
+    assert "list, then watch helmreleases (helm.toolkit.fluxcd.io/v2)" in converge
+    assert "list, then watch pods (v1)" in converge and "get gitrepositories flux-system/flux-system" in converge
+    # bootstrap: the pinned flux CLI as run() starts it, its token variable by name only.
+    [(target, flux)] = shown["bootstrap"]
+    assert target == "local" and flux.startswith("GITHUB_TOKEN=*** ") and " bootstrap github --owner=lab " in flux
+    assert not any("stops here" in what for _, _, what in steps)
+
+
+def test_the_readmes_dry_run_example_is_what_a_dry_run_prints(inv, tmp_path):  # inv: sets the runs dir
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("### Dry runs", 1)[1].split("\n\n    == ", 1)[1].split("\n\n", 1)[0]
+    example: dict[str, list[str]] = {}
+    phase = ""
+    for line in ("    == " + block).splitlines():
+        if line.startswith("    == "):
+            phase = line[7:]
+        else:
+            example.setdefault(phase, []).append(line.strip())
+    shown: dict[str, list[str]] = {}
+    lab = parse_inventory(yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text()), REPO / "inventory" / "lab.yaml")
+    for name, target, what in Pipeline(_with_secret_file(lab, tmp_path), Options(quiet=True)).plan():
+        shown.setdefault(name, []).append(f"[{target}] {what}")
+    for name, lines in example.items():
+        for line in lines:  # "…" stands for a shortened part of the line
+            head, _, tail = line.partition("…")
+            assert any(s.startswith(head) and s.endswith(tail) for s in shown[name]), (name, line)
+
+
+def test_dry_run_shows_the_kubeconfig_merge_without_writing_the_operators_file(inv, tmp_path):
+    user = tmp_path / "home-kubeconfig"
+    ctx = dry_context(inv, Options(merge_kubeconfig=True))
+    ctx.environ["KUBECONFIG"] = str(user)
+    assert plan_phase(kubeconfig, ctx)[-1] == ("local", f"write {user} (mode 0600)")
+    assert not user.exists()
 
 
 # -- the runbook executor -------------------------------------------------------------
@@ -406,6 +550,18 @@ def test_drill_post_checks_with_nothing_to_check_pass(inv):
     result = PostChecks.run(ctx)
     assert (result.outcome, result.message) == ("ok", "0 post-check(s) passed")
     assert ctx.run.record["post_checks"] == []
+
+
+def test_dry_run_of_the_drills_protected_snapshot_is_its_checksum_commands(inv):
+    from drtool.drills.drill import ProtectSnapshot, digest_command
+
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["drill"] = {"enabled": True, "verify_protected": True}
+    drill_inv = parse_inventory(data, inv.path)
+    guarded_nodes = [n for n in drill_inv.nodes if n.protected_paths]
+    assert guarded_nodes
+    assert plan_phase(ProtectSnapshot, dry_context(drill_inv)) == [
+        (n.name, RecordingRunner(drill_inv).wrap(n, digest_command(n.protected_paths), sudo=True)) for n in guarded_nodes]
 
 
 # -- bootstrap: the flux CLI through the runner's local commands -----------------------

@@ -102,8 +102,15 @@ def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     raw = zlib.decompress(idat)
     stride = width * bpp
     rows, prev = [], bytearray(stride)
+    low, high = int.from_bytes(b"\x7f" * stride, "big"), int.from_bytes(b"\x80" * stride, "big")
     for y in range(height):
         f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if f == 2:  # Up, most of a screenshot's rows: byte-wise addition mod 256 of whole rows at once
+            a_, b_ = int.from_bytes(line, "big"), int.from_bytes(prev, "big")
+            line = bytearray((((a_ & low) + (b_ & low)) ^ ((a_ ^ b_) & high)).to_bytes(stride, "big"))
+            rows.append(bytes(line))
+            prev = line
+            continue
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)

@@ -31,6 +31,7 @@ from . import install_options, manifests
 from .install_options import InstallOptions
 from .kube import Kube, KubeError
 from .labenv import LabEnv
+from .output import say
 
 POLL = 0.1
 GITHUB_KNOWN_HOSTS = ("github.com ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEe"
@@ -66,11 +67,6 @@ class BootstrapSpec:
     context: str | None
     install: InstallOptions = InstallOptions()
     """The flags gotk-components.yaml is generated from (components include the extras)."""
-
-
-def say(symbol: str, text: str) -> None:
-    """Flux writes its progress to stderr."""
-    print(f"{symbol} {text}", file=sys.stderr, flush=True)
 
 
 class Bootstrap:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
-
-from drtool.errors import BadInput
-from drtool.lab.controllers.durations import parse_duration
+from typing import TYPE_CHECKING, NoReturn
 
 from . import manifests
-from .bootstrap import Bootstrap, BootstrapError, BootstrapSpec, say
-from .components import components_list
-from .install_options import InstallOptions
-from .kube import Kube, KubeError
-from .labenv import load_lab_env
+from .output import say
+
+if TYPE_CHECKING:
+    from .bootstrap import BootstrapSpec
+
+# What bootstrap and check need (the kubernetes client, the lab's scenario models: ~0.5 s of
+# imports) is imported where they run: drtool calls `flux version --client` in every preflight.
 
 MIN_KUBERNETES = (1, 28, 0)
 
@@ -105,6 +104,11 @@ def build_parser(version: str) -> argparse.ArgumentParser:
 
 
 def _bootstrap_spec(args: argparse.Namespace, version: str) -> BootstrapSpec:
+    from drtool.lab.controllers.durations import parse_duration
+
+    from .bootstrap import BootstrapError, BootstrapSpec
+    from .install_options import InstallOptions
+
     provider = args.provider
     extra = tuple(x.strip() for x in args.components_extra.split(",") if x.strip())
     components = tuple(x.strip() for x in args.components.split(",") if x.strip()) + extra
@@ -146,6 +150,8 @@ def _semver(text: str) -> tuple[int, int, int]:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .kube import Kube
+
     say("►", "checking prerequisites")
     kube = Kube(args.kubeconfig, args.context)
     try:
@@ -186,10 +192,17 @@ def main(argv: list[str] | None = None, *, lab_dir: str | None = None,
     """Run the CLI; returns the process exit status."""
     parser = build_parser(version)
     args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"flux: {version}")
+        return 0
+    from drtool.errors import BadInput
+
+    from .bootstrap import Bootstrap, BootstrapError
+    from .components import components_list
+    from .kube import KubeError
+    from .labenv import load_lab_env
+
     try:
-        if args.command == "version":
-            print(f"flux: {version}")
-            return 0
         if args.command == "check":
             return _check(args)
         if args.command == "bootstrap" and args.provider:

@@ -21,11 +21,15 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from drtool.lab.k3s import proc
 from drtool.lab.k3s.rootfs import RootFS
-from drtool.lab.scenarios.costs import ImageCosts, go_duration
+
+if TYPE_CHECKING:
+    # pydantic (the scenario models) costs ~0.2 s to import: `k3s ctr`, which drtool's image
+    # cache runs once per image, must not pay it; only preload (the K3s start) needs the costs.
+    from drtool.lab.scenarios.costs import ImageCosts
 
 STORE = "agent/containerd/lab-images.json"
 PINNED = "agent/containerd/lab-images-pinned.json"
@@ -86,6 +90,8 @@ def preload(fs: RootFS, data_dir: str, costs: ImageCosts | None = None, time_sca
     speed, ``ImageCosts.import_seconds``) played at ``time_scale``; the log line keeps the model's
     figure, in the form of k3s v1.31.4 pkg/agent/containerd/containerd.go preloadImages
     (``Imported images from %s in %s``)."""
+    from drtool.lab.scenarios.costs import go_duration
+
     images_dir, store = fs.path(f"{data_dir}/agent/images"), fs.path(f"{data_dir}/{STORE}")
     if not images_dir.is_dir():
         return []
