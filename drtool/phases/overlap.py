@@ -13,9 +13,10 @@ phase needs; the pipeline starts a phase as soon as those have ended well. Facts
   config files, kept images) alongside ``install_servers``, then waits for the milestone
   ``SERVER_API`` before running the install script: joining sooner gains nothing and leaves
   the agent in a retry loop.
-- ``flux bootstrap`` talks to the Kubernetes API only (flux2 v2.4.0 cmd/flux/bootstrap_git.go:
-  it applies the components and the sync objects with the kubeconfig, then waits for the
-  flux-system Kustomization); the Flux controllers are scheduled onto whatever node is Ready.
+- ``flux bootstrap`` needs Git and the Kubernetes API only (fluxcd/flux2
+  pkg/bootstrap/bootstrap_plain_git.go: ReconcileComponents and ReconcileSyncConfig apply with
+  the kubeconfig's REST client, ReportKustomizationHealth and ReportComponentsHealth poll through
+  it); the Flux controllers are scheduled onto whatever node turns Ready.
   So ``restore_secrets`` and ``bootstrap`` follow ``kubeconfig`` while the agents still join.
 - ``nodes_ready`` judges every inventory node: it waits for ``join_agents``, and ``converge``
   waits for ``nodes_ready`` and ``bootstrap`` (readiness is judged with every node in).
