@@ -76,6 +76,11 @@ class Interrupted(DrtoolError):
     exit_code = ExitCode.INTERRUPTED
 
 
+class Blocked(Interrupted):
+    """An overlapped phase stopped because a phase it waits on ended without what it needs; the
+    run reports that phase's error, and a resume redoes both."""
+
+
 class RetryableError(DrtoolError):
     """A failure worth retrying (connection refused, 503, transient bootstrap error)."""
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 
-from drtool.errors import BadInput, ExitCode, Interrupted, OverObjective, PreflightFailed
+from drtool.errors import BadInput, Blocked, ExitCode, Interrupted, OverObjective, PreflightFailed
 from drtool.inventory import Inventory
 from drtool.phases import (backup, bootstrap, converge, gitops_check, install, join, kubeconfig, nodes_ready,
-                           preflight, restore_secrets, teardown)
+                           overlap, preflight, restore_secrets, teardown)
 from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.dry_run import dry_context, plan_phase
 from drtool.phases.result import Phase, PhaseResult, ok
@@ -95,7 +95,12 @@ class Pipeline:
         """(phase, target, action) for every step, secrets masked; touches nothing."""
         ctx = dry_context(self.inv, self.options)
         steps = []
+        names = [p.NAME for p in self.phases]
         for phase in self.phases:
+            # How the phase overlaps the others (drtool.phases.overlap), before what it sends.
+            note = overlap.schedule_note(phase.NAME, names)
+            if note:
+                steps.append((phase.NAME, "schedule", note))
             for target, action in plan_phase(phase, ctx):
                 steps.append((phase.NAME, target, action))
         return steps
@@ -127,17 +132,82 @@ class Pipeline:
 
         style = SessionStyle(title=f"{self.kind} of cluster {self.inv.cluster.name}", label=self.kind)
         with run_session(self.inv, self.options, open_run, style, progress=self.progress, runner=self.runner) as session:
-            for phase in self._todo(session.run):
-                session.at(phase.NAME)
-                session.ctx.check_stop()
-                self._run_phase(session.ctx, phase)
+            self._run_overlapped(session, self._todo(session.run))
             session.at(None)
         return self._finish_ok(session.run)
 
-    def _run_phase(self, ctx: Context, phase) -> None:
+    def _run_overlapped(self, session, todo: list) -> None:
+        """Run ``todo``, each phase in its own thread as soon as what it needs (``overlap.AFTER``)
+        ended well. After a failure nothing new starts, the phases still running end (each is
+        bounded), and the first failure is raised (the session journals it and names the phase);
+        SIGINT/SIGTERM stops every running phase at its next safe point."""
+        import queue
+        import threading
+
+        names = [p.NAME for p in todo]
+        deps = overlap.dependencies(names)
+        ctx = session.ctx
+        ctx.gates = gates = overlap.PhaseGates(names)
+        pending = list(todo)
+        running: dict[str, threading.Thread] = {}
+        good: set[str] = set()
+        errors: list[tuple[str, BaseException]] = []
+        ended: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+
+        def work(phase, along: tuple[str, ...]) -> None:
+            error: BaseException | None = None
+            try:
+                self._run_phase(ctx.for_phase(phase.NAME), phase, along)
+            except BaseException as exc:  # handed to the pipeline's thread, raised there
+                error = exc
+            ended.put((phase.NAME, error))
+
+        try:
+            while pending or running:
+                if not errors and not ctx.stop.is_set():
+                    for phase in [p for p in pending if deps[p.NAME] <= good]:
+                        pending.remove(phase)
+                        session.at(phase.NAME)
+                        along = tuple(running)
+                        running[phase.NAME] = thread = threading.Thread(target=work, args=(phase, along),
+                                                                        name=f"phase-{phase.NAME}", daemon=True)
+                        thread.start()
+                if not running:
+                    if pending and not errors:   # stopped by a signal before the next phase started
+                        session.at(pending[0].NAME)
+                        ctx.phase_name = pending[0].NAME
+                        ctx.check_stop()
+                        raise RuntimeError(f"phases that can never start: {', '.join(p.NAME for p in pending)}")
+                    break
+                try:
+                    name, error = ended.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                running.pop(name).join()
+                outcome = ctx.run.phase(name).get("outcome", "failed")
+                gates.phase_ended(name, outcome)
+                if error is None:
+                    good.add(name)
+                else:
+                    errors.append((name, error))
+        except BaseException:
+            # A second Ctrl-C (KeyboardInterrupt) while phases run: they stop at their next safe
+            # point, and are given a moment to journal that before the session reports.
+            ctx.stop.set()
+            until = time.monotonic() + 5.0
+            for thread in list(running.values()):
+                thread.join(max(0.0, until - time.monotonic()))
+            raise
+        if errors:
+            # The phase that failed first on its own, not one that stopped because it waited on it.
+            name, error = next(((n, e) for n, e in errors if not isinstance(e, Blocked)), errors[0])
+            session.at(name)
+            raise error
+
+    def _run_phase(self, ctx: Context, phase, alongside: tuple[str, ...] = ()) -> None:
         ctx.phase_name = phase.NAME
         ctx.run.start_phase(phase.NAME)
-        self.progress.phase_start(phase.NAME)
+        self.progress.phase_start(phase.NAME, alongside)
         t0 = time.monotonic()
         try:
             result = PhaseResult.of(phase.run(ctx))

@@ -63,7 +63,8 @@ class Run:
     def __init__(self, directory: Path, record: dict[str, Any]):
         self.dir = directory
         self.record = record
-        self._lock = threading.Lock()
+        # Overlapped phases journal from several threads: every change and every save holds it.
+        self._lock = threading.RLock()
 
     @classmethod
     def create(cls, kind: str, inventory_path: str, cluster: str, *, trigger: str = "manual",
@@ -130,32 +131,36 @@ class Run:
         with self._lock:
             # The in-memory dict stays the same object: phases hold references into it.
             text = redact(json.dumps(_dump(RunRecord.model_validate(self.record)), indent=2, default=str))
-        atomic_write(self.dir / "journal.json", text)
+            atomic_write(self.dir / "journal.json", text)   # in order: the last save is the newest
 
     @property
     def state(self) -> dict[str, Any]:
         return self.record.setdefault("state", {})
 
     def phase(self, name: str) -> dict[str, Any]:
-        for p in self.record["phases"]:
-            if p["name"] == name:
-                return p
         from drtool.report.record import PhaseRecord
 
-        entry = _dump(PhaseRecord(name=name))
-        self.record["phases"].append(entry)
-        return entry
+        with self._lock:
+            for p in self.record["phases"]:
+                if p["name"] == name:
+                    return p
+            entry = _dump(PhaseRecord(name=name))
+            self.record["phases"].append(entry)
+            return entry
 
     def start_phase(self, name: str) -> None:
         """The phase (or runbook step) is running from now; journaled at once."""
-        self.phase(name).update(started_at=time.time(), ended_at=None, outcome="running", message="", nodes={},
-                                details={})
-        self.save()
+        with self._lock:
+            self.phase(name).update(started_at=time.time(), ended_at=None, outcome="running", message="", nodes={},
+                                    details={})
+            self.save()
 
     def end_phase(self, name: str, outcome: str, message: str, details: dict[str, Any] | None = None) -> None:
         """The phase ended with ``outcome``; journaled at once."""
-        self.phase(name).update(ended_at=time.time(), outcome=outcome, message=redact(message), details=dict(details or {}))
-        self.save()
+        with self._lock:
+            self.phase(name).update(ended_at=time.time(), outcome=outcome, message=redact(message),
+                                    details=dict(details or {}))
+            self.save()
 
     def node_step(self, phase: str, node: str, step: str, started: float, ended: float, exit_code: int | None) -> None:
         from drtool.report.record import NodeStep

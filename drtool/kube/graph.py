@@ -187,6 +187,8 @@ _TIMER_REASONS = frozenset({"DependencyNotReady", "BuildFailed", "Reconciliation
 _PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "Pulling"})
 
 WORK, IMAGE_PULL, FLUX_TIMER = "work", "image_pull", "flux_timer"
+SKEW_S = 0.5
+"""How much later than an object a dependency may be seen Ready and still count as its gate."""
 
 
 def creators(objects: Iterable[Mapping]) -> dict[str, str]:
@@ -276,19 +278,42 @@ def _cause(kind: str, reason: str, message: str) -> str:
     return WORK
 
 
+EVENT_RESOLUTION_S = 1.0
+"""core/v1 Events carry whole seconds (``firstTimestamp``): a pull's marks are that coarse."""
+
+
 def _split(oid: str, start: float, end: float, history: list[tuple[float, str, str]]) -> list[dict]:
-    """``[start, end]`` of one object cut where its reason changed, each part with its cause."""
+    """``[start, end]`` of one object cut where its reason changed, each part with its cause.
+
+    Pulls are counted from the kubelet's ``Pulling`` to its ``Successfully pulled`` Events: while
+    one is open the time is a pull, whatever status the pod shows meanwhile (``ContainerCreating``
+    throughout). An Event's time is cut to the second, so a status change less than
+    ``EVENT_RESOLUTION_S`` after a ``Pulling`` may really have come before it and does not end
+    the pull; a later one does (the kubelet moved on, a ``Pulled`` Event may be missing)."""
     kind = oid.split("/", 1)[0]
     marks = sorted(h for h in history if h[0] < end)
     parts: list[dict] = []
     at, reason, message = start, "", ""
+    open_pulls, last_pulling = 0, -1e18
+
+    def cause() -> str:
+        return IMAGE_PULL if open_pulls > 0 else _cause(kind, reason, message)
+
     for t, r, m in marks:
-        if t <= start:
-            reason, message = r, m
-            continue
-        parts.append({"id": oid, "start": at, "end": t, "cause": _cause(kind, reason, message), "reason": reason})
-        at, reason, message = t, r, m
-    parts.append({"id": oid, "start": at, "end": end, "cause": _cause(kind, reason, message), "reason": reason})
+        pulling, pulled = r == "Pulling", r == "Pulled" and m.startswith("Successfully pulled")
+        if open_pulls and not (pulling or pulled) and t - last_pulling < EVENT_RESOLUTION_S:
+            continue            # within the Event's second: the pull still runs
+        if t > start:
+            parts.append({"id": oid, "start": at, "end": t, "cause": cause(), "reason": reason})
+            at = t
+        if pulling:
+            open_pulls, last_pulling = open_pulls + 1, t
+        elif pulled:
+            open_pulls = max(0, open_pulls - 1)
+        else:
+            open_pulls = 0
+        reason, message = ("Pulling", m) if open_pulls and not pulling else (r, m)
+    parts.append({"id": oid, "start": at, "end": end, "cause": cause(), "reason": reason})
     merged: list[dict] = []
     for p in parts:
         if p["end"] - p["start"] <= 0:
@@ -325,18 +350,22 @@ def explain_path(edges: Edges, made_by: Mapping[str, str], first_seen: Mapping[s
         return []
     segments: list[dict] = []
     node, until, via, only_flux = end, ready_at[end], "", False
+    # Ready times come from separate watches, one per kind: a HelmRelease's Ready can be seen a
+    # moment before that of the Deployment it waited for. A dependency seen Ready up to SKEW_S
+    # after still gated the object (its wait is then cut at the object's own Ready).
     # An object may come up twice, at different times: a Deployment waited on for its pods, and
     # earlier as the creator of one of them. Time never goes forward, and a (node, time) pair is
     # visited once, so the walk ends.
     seen = {(end, until)}
     for _ in range(max_steps):
-        deps = [d for d in edges.get(node, ()) if d in ready_at and ready_at[d] <= until
+        deps = [d for d in edges.get(node, ()) if d in ready_at and ready_at[d] <= until + SKEW_S
                 and (d, ready_at[d]) not in seen and (not only_flux or d.split("/", 1)[0] in _FLUX_GATES)]
-        dep = max(deps, key=lambda k: (ready_at[k], k)) if deps else None
+        dep = max(deps, key=lambda k: (min(ready_at[k], until), k)) if deps else None
         appeared = min(first_seen.get(node, until), until)
         creator = made_by.get(node)
         if dep is not None and ready_at[dep] >= appeared:
-            start, nxt, nxt_until, link, nxt_flux = ready_at[dep], dep, ready_at[dep], "ready", False
+            start = min(ready_at[dep], until)
+            start, nxt, nxt_until, link, nxt_flux = start, dep, start, "ready", False
         elif creator is not None and (creator, appeared) not in seen and creator in first_seen:
             start, nxt, nxt_until, link, nxt_flux = appeared, creator, appeared, "created", True
         else:
@@ -348,5 +377,7 @@ def explain_path(edges: Edges, made_by: Mapping[str, str], first_seen: Mapping[s
         if nxt is None:
             break
         seen.add((nxt, nxt_until))
+        if link == "ready":
+            seen.add((nxt, ready_at[nxt]))
         node, until, via, only_flux = nxt, nxt_until, link, nxt_flux
     return segments

@@ -11,7 +11,7 @@ import secrets as pysecrets
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -23,6 +23,11 @@ from drtool.secret import Secret
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+    from drtool.phases.overlap import PhaseGates
+
+
+_TOKEN_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,8 @@ class RunProgress:
         with self._lock:
             self.console.print(f"{self._stamp()} {text}")
 
-    def phase_start(self, name: str) -> None:
-        self.print(f"[bold]▶ {name}[/]")
+    def phase_start(self, name: str, alongside: tuple[str, ...] = ()) -> None:
+        self.print(f"[bold]▶ {name}[/]" + (f" (alongside {', '.join(alongside)})" if alongside else ""))
 
     def phase_end(self, name: str, outcome: str, duration: float, message: str = "") -> None:
         colour = {"ok": "green", "noop": "green", "skipped": "yellow", "failed": "red", "interrupted": "red"}.get(outcome, "white")
@@ -82,6 +87,34 @@ class Context:
     api_factory: Callable[[Path], ApiClient] | None = None
     """Makes the Kubernetes ApiClient for a kubeconfig file instead of reading it: unit tests and
     ``--dry-run`` pass a ``drtool.kube.recording.RecordingApiClient``."""
+    gates: "PhaseGates | None" = None
+    """The milestones of the pipeline's overlapped phases (None: phases run one by one)."""
+
+    def for_phase(self, name: str) -> "Context":
+        """This context for one phase: same run, runner, stop event and gates, its own phase name
+        (overlapped phases journal their steps under their own names)."""
+        return replace(self, phase_name=name)
+
+    # -- overlap ------------------------------------------------------------
+    def reached(self, milestone: str) -> None:
+        """Tell phases waiting on ``milestone`` (``drtool.phases.overlap``) that it is reached."""
+        if self.gates is not None:
+            self.gates.reach(milestone)
+
+    def wait_for(self, milestone: str, node: Node | str = "local") -> None:
+        """Wait (bounded by the phase's deadline, stoppable) until another phase of this run
+        reaches ``milestone``; the wait is a step of ``node`` in the journal. Returns at once
+        when phases run one by one or the milestone's phase is not part of this run."""
+        if self.gates is None or not self.gates.needs_wait(milestone):
+            return
+        from drtool.phases.overlap import MILESTONES
+
+        owner = MILESTONES.get(milestone, milestone)
+        # The phase reaching it is bounded by its own deadline (its install, then its wait for
+        # the API): twice that is a bound that never cuts a wait that can still end well.
+        bound = 2 * self.deadline(owner) if hasattr(self.inv.timeouts, owner) else 600.0
+        with self.step(node, f"wait {milestone.replace('_', ' ')}"):
+            self.gates.wait(milestone, self.check_stop, bound)
 
     # -- stopping -----------------------------------------------------------
     def check_stop(self) -> None:
@@ -132,11 +165,12 @@ class Context:
             except OSError as exc:
                 raise BadInput(str(self.inv.path), "k3s.token.token_file", f"cannot read {path}: {exc.strerror}") from None
         path = self.run.backup_dir / "k3s-token.new"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(pysecrets.token_hex(32) + "\n")
-            self.state["generated_token"] = str(path)
+        with _TOKEN_LOCK:   # overlapped phases (install, join) may both ask first
+            if not path.exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(pysecrets.token_hex(32) + "\n")
+                self.state["generated_token"] = str(path)
         return Secret(path.read_text().strip(), "k3s-token")
 
     @property

@@ -15,6 +15,7 @@ from drtool.inventory import Node
 from drtool.kubeconfig import dump, rewrite
 from drtool.phases import image_cache
 from drtool.phases.context import Context
+from drtool.phases.overlap import SERVER_API
 from drtool.phases.result import PhaseResult, ok
 from drtool.remote import k3s
 from drtool.remote.runner import q
@@ -128,6 +129,9 @@ def run(ctx: Context) -> PhaseResult:
     deadline = ctx.deadline("install_servers")
     marker = install_node(ctx, first, server_url=None, first=None, cluster_init=ha)
     wait_ready(ctx, first, deadline, since=marker)
+    # Agents waiting in join_agents may install now (drtool.phases.overlap: an agent needs only
+    # the first server's supervisor port, which is the API port).
+    ctx.reached(SERVER_API)
     if rest:
         def one(node: Node) -> None:
             mark = install_node(ctx, node, server_url=None, first=first, cluster_init=False)

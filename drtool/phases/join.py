@@ -1,9 +1,15 @@
-"""Join agents, in parallel, with K3S_URL and the cluster token (on stdin, never argv)."""
+"""Join agents, in parallel, with K3S_URL and the cluster token (on stdin, never argv).
+
+In a rebuild this phase starts alongside install_servers: each agent's artifacts, K3s config
+files and kept images are put in place while the server installs, and its install script runs
+once the first server's API answers (``drtool.phases.overlap``).
+"""
 from __future__ import annotations
 
 from drtool.inventory import Node
 from drtool.phases import image_cache
 from drtool.phases.context import Context
+from drtool.phases.overlap import SERVER_API
 from drtool.phases.install import config_note, restore_config_files, upload_artifacts
 from drtool.phases.result import PhaseResult, noop, ok
 from drtool.remote import k3s
@@ -19,6 +25,9 @@ def _join(ctx: Context, node: Node) -> None:
     upload_artifacts(ctx, node)
     restore_config_files(ctx, node)
     image_cache.give_back(ctx, node)
+    # Everything above ran alongside install_servers; the agent itself needs the server's API
+    # (drtool.phases.overlap cites why).
+    ctx.wait_for(SERVER_API, node)
     ctx.check_stop()
     cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
     with ctx.step(node, "join"):

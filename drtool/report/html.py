@@ -128,6 +128,10 @@ def _phases(r: Report) -> str:
                      f'<div class="bar"><span style="width:{width:.1f}%;background:{colour}"></span></div>',
                      _e(p.message)])
     out = _table([("Phase", ""), ("Outcome", ""), ("Start", "num"), ("Duration", "num"), ("", ""), ("Message", "")], rows)
+    if r.overlaps:
+        out += "<p>Overlapped phases: " + "; ".join(
+            f"<code>{_e(o.phase)}</code> alongside <code>{_e(o.alongside)}</code> {_e(fmt.duration(o.seconds))}"
+            for o in r.overlaps) + ".</p>"
     steps = [[f"<code>{_e(p.name)}</code>", _e(node), _e(s.step), _e(fmt.offset(s.offset_s)), _e(fmt.duration(s.duration_s)),
               _e(fmt.DASH if s.exit_code is None else s.exit_code)]
              for p in r.phases for node, ns in p.nodes.items() for s in ns]

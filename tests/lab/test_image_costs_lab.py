@@ -33,7 +33,9 @@ def lab():
     scenario = REPO / ".lab" / f"test-image-costs-{os.getpid()}.yaml"
     scenario.parent.mkdir(exist_ok=True)
     scenario.write_text(yaml.safe_dump({"name": "costs", "time_scale": SCALE,
-                                        "images": {"sizes_mb": {APP: 40}, "container_start": 0.4}}))
+                                        "images": {"sizes_mb": {APP: 40}, "container_start": 0.4,
+                                                   # an import of APP's archive: 8 s of the model, 2 s here
+                                                   "disk_mb_s": 10}}))
     full = start_full_lab("127.0.214", nodes=2, scenario=str(scenario))
     try:
         yield full
@@ -108,3 +110,39 @@ def test_a_pod_on_the_node_that_kept_its_image_starts_before_one_that_pulls(lab,
             "Image size: 40000000 bytes.") in pulled
     # containerd keeps what it pulled: node1's store has it now, for the next export.
     _until(lambda: APP in json.loads(lab.node_file("node1", STORE).read_text()), 10, "node1's store holds the pull")
+
+
+class PlaceKeptArchive:
+    """Between the wipe and the install: node1's agent/images holds a kept archive of APP."""
+    NAME = "place_kept_archive"
+
+    def __init__(self, lab):
+        self.lab = lab
+
+    def run(self, ctx):
+        folder = self.lab.node_file("node1", "/var/lib/rancher/k3s/agent/images")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "kept-app.tar").write_bytes(lab_images.export_archive([APP], "linux/amd64"))
+        return "placed"
+
+
+def test_the_servers_api_answers_while_it_imports_and_its_node_waits_for_the_import(lab, monkeypatch):
+    # k3s-io/k3s pkg/cli/server/server.go run(): READY=1 once the API server is ready, while the
+    # server's own agent starts containerd, which imports agent/images before the kubelet runs.
+    from drtool.phases import teardown
+    for key, value in lab.env().items():
+        monkeypatch.setenv(key, value)
+    pipeline = Pipeline(load_inventory(lab.inventory), Options(yes=True, quiet=True),
+                        phases=[teardown, PlaceKeptArchive(lab), install])
+    assert pipeline.run() == 0
+    installed = next(p for p in pipeline.run_obj.record["phases"] if p["name"] == "install_servers")["ended_at"]
+    _, core = _apps(lab)
+
+    def node1_ready() -> float | None:
+        conds = core.read_node("node1").status.conditions or []
+        return time.time() if any(c.type == "Ready" and c.status == "True" for c in conds) else None
+    ready_at = _until(node1_ready, 15, "node1 Ready after its import")
+    assert ready_at - installed >= 1.2, ready_at - installed     # the 2 s import, after the API answered
+    log = lab.node_file("node1", "/var/log/k3s.log").read_text()
+    assert "Imported images from /var/lib/rancher/k3s/agent/images/kept-app.tar in 8s" in log
+    assert APP in json.loads(lab.node_file("node1", STORE).read_text())

@@ -81,6 +81,24 @@ def test_path_goes_back_through_creation_and_attributes_each_segment():
     assert kinds[:2] == ["GitRepository", "Kustomization"] and kinds[5] == "Pod"
 
 
+def test_a_dependency_seen_ready_a_moment_after_still_gates_and_its_pull_is_charged():
+    # Separate watches per kind: the HelmRelease's Ready arrives 0.2 s before its Deployment's and
+    # 0.3 s before its pod's. The path still goes through the pod, and its pull is a pull.
+    timeline = dict(TIMELINE)
+    timeline["Deployment/logging/loki"] = (1100, 1118.2, [])
+    timeline["Pod/logging/loki-5d8f-abcde"] = (1101, 1118.3, [(1101, "Pulling"), (1115, "ContainerCreating")])
+    first = {k: float(v[0]) for k, v in timeline.items()}
+    ready = {k: float(v[1]) for k, v in timeline.items()}
+    history = {k: [(float(t), r, "") for t, r in v[2]] for k, v in timeline.items()}
+    segs = graph.explain_path(graph.build_edges(OBJECTS), graph.creators(OBJECTS), first, ready, history)
+    ids = [s["id"] for s in segs]
+    assert "Pod/logging/loki-5d8f-abcde" in ids
+    pull = next(s for s in segs if s["cause"] == "image_pull")
+    assert (pull["start"], pull["end"]) == (1101, 1115)
+    assert all(s["end"] <= 1160 and s["start"] <= s["end"] for s in segs)
+    assert [s["start"] for s in segs] == sorted(s["start"] for s in segs)
+
+
 def _record(explained: list[dict], suffix: str = "") -> dict:
     return {"schema": "drtool.run/v1", "run_id": "r" + suffix, "kind": "rebuild", "started_at": 995.0,
             "ended_at": 1170.0, "status": "succeeded",
@@ -107,6 +125,22 @@ def test_report_covers_the_whole_recovery_time_across_phases():
     assert "Where the time went" in html and "waiting for a Flux timer" in html
 
 
+def test_overlapped_phases_are_charged_once_along_the_phases_that_held_up_the_chain():
+    # The agents join from the install on and finish during the bootstrap: the chain goes
+    # teardown → install → kubeconfig → bootstrap, and the join is not charged at all.
+    record = _record(_explain())
+    record["phases"] = [{"name": n, "started_at": float(a), "ended_at": float(b), "outcome": "ok"} for n, a, b in (
+        ("teardown", 1000, 1010), ("install_servers", 1010, 1040), ("join_agents", 1010.01, 1070),
+        ("kubeconfig", 1040.01, 1041), ("bootstrap", 1041.01, 1080), ("nodes_ready", 1070.01, 1071),
+        ("converge", 1080.01, 1161))]
+    report = build_report(record, now=2000)
+    phases = [s["what"] for s in report["critical_time"] if s["what"].startswith("phase ")]
+    assert phases == ["phase teardown", "phase install_servers", "phase kubeconfig", "phase bootstrap"]
+    assert abs(sum(s["duration_s"] for s in report["critical_time"]) - report["recovery_s"]) < 0.01
+    assert {"phase": "bootstrap", "alongside": "join_agents", "seconds": 28.99} in report["overlaps"]
+    assert "Overlapped phases: `join_agents` alongside `install_servers` 30.0s" in render_markdown(load_report(report))
+
+
 def test_compare_shows_the_time_by_cause():
     base = build_report(_record(_explain(), "1"), now=2000)
     faster = [dict(s) for s in _explain() if s["cause"] != "flux_timer"]
@@ -115,3 +149,18 @@ def test_compare_shows_the_time_by_cause():
     timers = next(c for c in result["critical_time"] if c["cause"] == "flux_timer")
     assert (timers["a_s"], timers["b_s"], timers["delta_s"]) == (30.0, 0.0, -30.0)
     assert "| Flux timers | 30.0s | 0.0s | -30.0s | -100% |" in render_compare_md(result)
+
+
+def test_a_pull_stamped_in_the_second_before_the_pod_showed_up_is_still_a_pull():
+    # Events carry whole seconds: the kubelet's Pulling (13.9 after truncation) precedes the pod's
+    # first sighting (14.4, PodPending) on paper only. The pull runs until Successfully pulled.
+    pulled = 'Successfully pulled image "x" in 12s (12s including waiting). Image size: 1 bytes.'
+    history = {"Pod/logging/grafana-1": [(13.9, "Pulling", 'Pulling image "x"'), (14.4, "PodPending", ""),
+                                         (25.9, "Pulled", pulled), (27.0, "PodRunning", "")]}
+    segs = graph.explain_path({}, {}, {"Pod/logging/grafana-1": 14.4}, {"Pod/logging/grafana-1": 27.0}, history)
+    assert [(s["start"], s["end"], s["cause"]) for s in segs] == [(14.4, 25.9, "image_pull"), (25.9, 27.0, "work")]
+    # Several pulls one after another, their Events sharing seconds: one pull until the last ends.
+    marks = [(9.9, "Pulling", "a"), (10.8, "PodPending", ""), (10.9, "Pulling", "b"), (10.901, "Pulled", pulled),
+             (11.9, "Pulled", pulled), (12.5, "ContainerCreating", "")]
+    segs = graph.explain_path({}, {}, {"Pod/l/loki-0": 10.8}, {"Pod/l/loki-0": 13.0}, {"Pod/l/loki-0": marks})
+    assert [(s["start"], s["end"], s["cause"]) for s in segs] == [(10.8, 11.9, "image_pull"), (11.9, 13.0, "work")]

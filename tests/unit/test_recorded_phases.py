@@ -439,7 +439,8 @@ def test_dry_run_of_the_pipeline_runs_the_api_phases_against_a_cluster_that_is_r
     assert "RECORDED" not in repr(steps) and "ghp_dryrunvalue123" not in repr(steps)  # no secret value
     shown: dict[str, list[tuple[str, str]]] = {}
     for phase, target, what in steps:
-        shown.setdefault(phase, []).append((target, what))
+        if target != "schedule":   # how phases overlap (tests/unit/test_overlap.py), not what they send
+            shown.setdefault(phase, []).append((target, what))
     api = "api 127.0.0.11:6443"
     # install_servers: what its run() sends, then /readyz of the server it installed.
     ctx, _ = _installing(with_file, RecordingApiClient([ApiReply(r"^GET /readyz$", body="ok")]))

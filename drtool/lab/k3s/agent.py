@@ -129,7 +129,6 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
     from drtool.lab.k3s import K3S_COMMIT, K3S_VERSION
     proc.info(f"Starting k3s agent {K3S_VERSION} ({K3S_COMMIT})")
     from drtool.lab.k3s import images
-    images.preload(fs, cfg.data_dir, lab.scenario.images, lab.scenario.time_scale)
     try:
         token = parse_token(cfg.token, default_user="node")
     except TokenError as exc:
@@ -155,6 +154,13 @@ def run_agent(cfg: AgentConfig, fs: RootFS, lab: LabConfig) -> int:
         _sleep(RETRY_INTERVAL, lambda: stopping)
     if stopping:
         return 0
+    # Kept images are imported only once the server gave the agent its configuration: k3s-io/k3s
+    # pkg/agent/run.go Run validates the token against the server (createProxyAndValidateToken,
+    # retried every 2 s), run() gets the agent configuration (config.Get), and only then starts
+    # containerd, which imports agent/images (pkg/agent/containerd/containerd.go Run →
+    # preloadImages) before the kubelet runs. An agent started before its server answers
+    # therefore gains no import time.
+    images.preload(fs, cfg.data_dir, lab.scenario.images, lab.scenario.time_scale)
     proc.info(f"Node {cfg.node_name} registered with server https://{client.host}:{client.port}")
     proc.sd_notify("READY=1")
 

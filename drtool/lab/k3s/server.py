@@ -392,7 +392,6 @@ async def _start_controllers(store: Store, lab: LabConfig) -> Any:
 async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     """Serve until SIGTERM. Returns the process exit status."""
     proc.info(f"Starting k3s {K3S_VERSION} ({K3S_COMMIT})")
-    images.preload(fs, cfg.data_dir, lab.scenario.images, lab.scenario.time_scale)
     address = cfg.listen_address or lab.own_address(cfg.node_name) or "127.0.0.1"
     base = fs.path(cfg.data_dir)
     server_dir, tls_dir = base / "server", base / "server" / "tls"
@@ -452,6 +451,12 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
     kubeconfig_server = f"https://127.0.0.1:{cfg.https_port}"
     spec = nodes.NodeSpec(cfg.node_name, address, "server", cfg.labels, cfg.taints, etcd=etcd,
                           images=tuple(images.held(fs, cfg.data_dir)))
+    # The server's own agent imports agent/images while the API already answers: k3s-io/k3s
+    # pkg/cli/server/server.go run() starts the server (StartServer), notifies systemd READY=1
+    # once the API server is ready, and runs the agent (agent.Run: containerd, which preloads
+    # agent/images, then the kubelet) alongside; the node turns Ready only after its import.
+    preloaded = asyncio.create_task(asyncio.to_thread(
+        images.preload, fs, cfg.data_dir, lab.scenario.images, lab.scenario.time_scale))
     try:
         if joining:
             from urllib.parse import urlsplit
@@ -460,7 +465,7 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
                 lambda r, w: _proxy_connection(r, w, first.hostname or "", first.port or 6443),
                 address, cfg.https_port, reuse_address=True)
             proc.info(f"Forwarding {address}:{cfg.https_port} to the cluster at {cfg.server_url}")
-            tasks.append(asyncio.create_task(_join_as_server(cfg, spec, token, password, lab, stop)))
+            tasks.append(asyncio.create_task(_join_as_server(cfg, spec, token, password, lab, stop, preloaded)))
         else:
             store = Store(persist_path=str(state_file))
             cluster = ClusterState(store, pki, tls_dir, token, agent_secret, lab.scenario)
@@ -471,15 +476,17 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
             store.flush()           # the datastore file exists from the start, as K3s's does
             verdict = cluster.join(spec, password, json.dumps(["server", *cfg.disable]), local=True)
             node_ready = asyncio.Event()
-            if verdict.accepted:
-                tasks.append(asyncio.create_task(_own_node_ready(cluster, cfg.node_name, lab.scenario, node_ready)))
-            else:
-                proc.info(f"Waiting to retrieve agent configuration; server is not ready: {verdict.agent_error}")
 
             def own_images() -> None:
                 # This server's kubelet: report its runtime's images, keep what it pulled.
                 refs = cluster.sync_images(cfg.node_name, tuple(images.held(fs, cfg.data_dir)))
                 images.record_pulled(fs, cfg.data_dir, refs)
+
+            if verdict.accepted:
+                tasks.append(asyncio.create_task(_own_node_ready(cluster, cfg.node_name, lab.scenario, node_ready,
+                                                                 preloaded, own_images)))
+            else:
+                proc.info(f"Waiting to retrieve agent configuration; server is not ready: {verdict.agent_error}")
             tasks.append(asyncio.create_task(_monitor_nodes(cluster, cfg.node_name, own_images)))
             tasks.append(asyncio.create_task(_clean_up_deleted_nodes(store, cluster)))
             controllers = await _start_controllers(store, lab)
@@ -507,6 +514,7 @@ async def run(cfg: ServerConfig, fs: RootFS, lab: LabConfig) -> int:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(preloaded, return_exceptions=True)   # a thread: it ends on its own
         if controllers is not None:
             await controllers.stop()
         if proxy is not None:
@@ -521,7 +529,16 @@ async def _after(event: asyncio.Event, delay: float) -> None:
     await asyncio.sleep(delay)
 
 
-async def _own_node_ready(cluster: ClusterState, name: str, scenario: K3sScenario, ready: asyncio.Event) -> None:
+async def _own_node_ready(cluster: ClusterState, name: str, scenario: K3sScenario, ready: asyncio.Event,
+                          preloaded: "asyncio.Future[Any] | None" = None,
+                          own_images: Callable[[], None] | None = None) -> None:
+    if preloaded is not None:       # the kubelet starts once containerd imported agent/images
+        await asyncio.gather(preloaded, return_exceptions=True)
+        if own_images is not None:
+            try:
+                own_images()
+            except (ApiError, OSError) as exc:
+                proc.error(f"Failed to update node images: {exc}")
     if name in scenario.never_ready:
         return
     await asyncio.sleep(scenario.delay_for(name))
@@ -552,8 +569,11 @@ def _schedule_faults(api: K3sApiServer, scenario: K3sScenario, tasks: list[async
 
 
 async def _join_as_server(cfg: ServerConfig, spec: nodes.NodeSpec, token: Token, password: str,
-                          lab: LabConfig, stop: asyncio.Event) -> None:
-    """A joined server registers its node through the first server and keeps it alive."""
+                          lab: LabConfig, stop: asyncio.Event, preloaded: "asyncio.Future[Any] | None" = None) -> None:
+    """A joined server registers its node through the first server (once its own import is done)
+    and keeps it alive."""
+    if preloaded is not None:
+        await asyncio.gather(preloaded, return_exceptions=True)
     from drtool.lab.k3s.agent import JoinRejected, SupervisorClient, Unreachable, _registration
     client = SupervisorClient(cfg.server_url, "server", token.password)
 

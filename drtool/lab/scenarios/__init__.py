@@ -248,14 +248,17 @@ def builtin_scenarios() -> list[str]:
 
 
 def critical_path(scenario: Scenario, repo_path: str | Path, cluster_path: str = "clusters/homelab",
-                  nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False) -> float:
-    """Least possible seconds from K3s install start to everything Ready, with no faults.
+                  nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False,
+                  kept: dict[str, list[str]] | None = None) -> float:
+    """Least possible seconds from the server's API answering to everything Ready, with no faults.
 
     Walks the GitOps repo the way the simulated controllers do (see ``critical.py``).
     ``nodes`` maps node name to ``{"labels": {...}, "taints": [...]}``; by default the
-    lab's two nodes (node2 labelled ``hardware=heavy`` and tainted ``heavy=true:NoSchedule``).
-    ``nudged``: every controller learns at once that its dependencies are Ready (drtool's nudges),
-    instead of at its next ``--requeue-dependency``.
+    lab's two nodes (node2 labelled ``hardware=heavy`` and tainted ``heavy=true:NoSchedule``); the
+    first is the server. ``nudged``: every controller learns at once that its dependencies are
+    Ready (drtool's nudges), instead of at its next ``--requeue-dependency``. ``kept``: node →
+    images it gives back to K3s (the image cache); each node's import at disk speed comes before
+    its kubelet runs, so its node turns Ready that much later.
     """
     from .critical import compute_critical_path
-    return compute_critical_path(scenario, Path(repo_path), cluster_path, nodes, nudged)
+    return compute_critical_path(scenario, Path(repo_path), cluster_path, nodes, nudged, kept)

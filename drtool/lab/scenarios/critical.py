@@ -11,6 +11,17 @@ played at the scenario's ``time_scale``: a not-ready dependency is looked at aga
 ``--requeue-dependency`` (30 s), and health checks are polled every 5 s. The answer is the latest
 ready time of everything. Measured rebuilds can only be slower: this is the bound
 benchmarks compare drtool's recovery time against.
+
+With ``kept`` (the images each node gives back to K3s, as a rebuild with the image cache does),
+the path also counts the K3s start the model makes unavoidable, which no tool can skip: every
+node imports its kept archives at disk speed before its kubelet runs, so its ``ready_delay``
+counts from the end of that import. The server's API answers meanwhile (k3s-io/k3s
+pkg/cli/server/server.go run(): READY=1 once the API server is ready, the server's own agent
+started alongside), and an agent, which can join only once that API answers, imports after it
+got its configuration (pkg/agent/run.go: token validated, ``config.Get``, then containerd, which
+preloads ``agent/images``: pkg/agent/containerd/containerd.go). The install scripts' own run and
+``flux bootstrap``'s process are not modelled costs; bootstrap's waiting (controllers, the
+flux-system GitRepository and Kustomization) is already on the path.
 """
 from __future__ import annotations
 
@@ -59,7 +70,8 @@ def _next_look(start: float, ready_at: float, period: float) -> float:
 
 
 class _Plan:
-    def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]], nudged: bool = False):
+    def __init__(self, scenario: Scenario, repo: Path, nodes: dict[str, dict[str, Any]], nudged: bool = False,
+                 node_start: dict[str, float] | None = None):
         # nudged: a reconcile is requested the moment the last dependency is Ready (drtool's
         # nudges, as `flux reconcile` does), so no requeue-dependency wait is left.
         self.nudged = nudged
@@ -67,6 +79,8 @@ class _Plan:
         self.nodes = []
         for name, info in nodes.items():
             delay = scenario.node_ready_delay(name)
+            if delay is not None:       # the node's own K3s start (its import) comes first
+                delay += (node_start or {}).get(name, 0.0)
             # The kubelet's own labels too: Flux's Deployments select kubernetes.io/os=linux.
             labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                       **dict(info.get("labels") or {})}
@@ -255,10 +269,20 @@ class _Plan:
         return max(times)
 
 
+def k3s_start(scenario: Scenario, nodes: list[str], kept: dict[str, list[str]]) -> dict[str, float]:
+    """{node: lab seconds from the API answering until its kubelet can start}: the node's import of
+    its ``kept`` archives, one archive per image as the image cache writes them, at disk speed
+    (``ImageCosts.import_seconds``)."""
+    return {node: scenario.scaled(sum(scenario.images.import_seconds([ref]) for ref in kept.get(node, ())))
+            for node in nodes}
+
+
 def compute_critical_path(scenario: Scenario, repo: Path, cluster_path: str,
-                          nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False) -> float:
+                          nodes: dict[str, dict[str, Any]] | None = None, nudged: bool = False,
+                          kept: dict[str, list[str]] | None = None) -> float:
     """See ``drtool.lab.scenarios.critical_path``. ``math.inf`` when something can never be ready."""
-    plan = _Plan(scenario, repo, dict(nodes or DEFAULT_NODES), nudged)
+    nodes = dict(nodes or DEFAULT_NODES)
+    plan = _Plan(scenario, repo, nodes, nudged, k3s_start(scenario, list(nodes), kept) if kept is not None else {})
     root = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": {"name": "flux-system", "namespace": "flux-system"},
             "spec": {"path": "./" + cluster_path.strip("/").removeprefix("./"), "prune": True,
