@@ -4,6 +4,7 @@ Used by the rebuild, drill and fault tests. Each lab gets its own loopback subne
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,25 @@ def start_full_lab(subnet: str, nodes: int = 2, scenario: str | None = None, mut
         stop_full_lab_dir(lab)
         raise
     return FullLab(lab, inventory, runs)
+
+
+@contextlib.contextmanager
+def full_lab_with_scenario(subnet: str, name: str, scenario: dict, **kwargs) -> Iterator[FullLab]:
+    """A full lab playing ``scenario`` (a scenario document), stopped and its file removed after.
+
+    The file lives inside the repo (``.lab/``, ignored by git): the nodes' K3s read it from their
+    own mount namespace, where the test's tmp dir is not visible."""
+    path = REPO / ".lab" / f"test-{name}-{os.getpid()}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    try:
+        full = start_full_lab(subnet, scenario=str(path), **kwargs)
+        try:
+            yield full
+        finally:
+            stop_full_lab_dir(full.lab)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def stop_full_lab_dir(lab: Lab) -> None:

@@ -6,7 +6,6 @@ cache exports)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -18,7 +17,7 @@ from drtool.phases import install, join
 from drtool.phases.context import Options
 from drtool.pipeline import Pipeline
 
-from .fulllab import REPO, start_full_lab, stop_full_lab_dir
+from .fulllab import full_lab_with_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +28,11 @@ SCALE = 0.25          # 40 MB over 100 Mbit/s: 3.2 s of the model, 0.8 s in the 
 
 @pytest.fixture(scope="module")
 def lab():
-    # Inside the repo (the nodes' K3s reads it from their own mount namespace; .lab/ is ignored by git).
-    scenario = REPO / ".lab" / f"test-image-costs-{os.getpid()}.yaml"
-    scenario.parent.mkdir(exist_ok=True)
-    scenario.write_text(yaml.safe_dump({"name": "costs", "time_scale": SCALE,
-                                        "images": {"sizes_mb": {APP: 40}, "container_start": 0.4,
-                                                   # an import of APP's archive: 8 s of the model, 2 s here
-                                                   "disk_mb_s": 10}}))
-    full = start_full_lab("127.0.214", nodes=2, scenario=str(scenario))
-    try:
+    scenario = {"name": "costs", "time_scale": SCALE,
+                "images": {"sizes_mb": {APP: 40}, "container_start": 0.4,
+                           "disk_mb_s": 10}}   # an import of APP's archive: 8 s of the model, 2 s here
+    with full_lab_with_scenario("127.0.214", "image-costs", scenario, nodes=2) as full:
         yield full
-    finally:
-        stop_full_lab_dir(full.lab)
-        scenario.unlink(missing_ok=True)
 
 
 def _apps(lab):

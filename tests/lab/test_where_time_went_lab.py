@@ -3,7 +3,6 @@ its chart's images again, and the rebuild's report charges those pulls, read fro
 Events, to image pulls in "Where the time went"."""
 from __future__ import annotations
 
-import os
 
 import pytest
 import yaml
@@ -11,7 +10,7 @@ import yaml
 from drtool.lab.scenarios import builtin_scenario_path
 
 from .faults_support import rebuild
-from .fulllab import REPO, start_full_lab, stop_full_lab_dir
+from .fulllab import full_lab_with_scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -28,15 +27,8 @@ def lab2():
     data = yaml.safe_load(builtin_scenario_path("homelab-costs").read_text())
     data.update(name="homelab-costs-slower", time_scale=0.25)
     data["images"]["bandwidth_mbit"] = 25
-    scenario = REPO / ".lab" / f"test-where-time-went-{os.getpid()}.yaml"
-    scenario.parent.mkdir(exist_ok=True)
-    scenario.write_text(yaml.safe_dump(data, sort_keys=False))
-    full = start_full_lab("127.0.218", nodes=2, scenario=str(scenario), mutate=_no_cache)
-    try:
+    with full_lab_with_scenario("127.0.218", "where-time-went", data, nodes=2, mutate=_no_cache) as full:
         yield full
-    finally:
-        stop_full_lab_dir(full.lab)
-        scenario.unlink(missing_ok=True)
 
 
 def test_a_rebuild_without_kept_images_shows_the_pulls_where_the_time_went(lab2):

@@ -2,26 +2,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 from invoke import Exit
 
 from drtool.errors import ExitCode, Interrupted, OverObjective
-from drtool.inventory import parse_inventory
 from drtool.phases.context import Options
 from drtool.pipeline import Pipeline
 from drtool.tasks._cli import guarded
 
-REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def inv(tmp_path, monkeypatch):
-    monkeypatch.setenv("DRTOOL_RUNS_DIR", str(tmp_path / "runs"))
-    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
-    return parse_inventory(data, REPO / "inventory" / "lab.yaml")
 
 
 class ParallelJoin:

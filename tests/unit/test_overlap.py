@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 from invoke import Exit
 
 from drtool.errors import PermanentError, RemoteError
-from drtool.inventory import parse_inventory
 from drtool.phases import overlap
 from drtool.phases.context import Options
 from drtool.phases.overlap import SERVER_API
@@ -20,14 +17,8 @@ from drtool.pipeline import PHASE_NAMES, Pipeline
 from drtool.remote.recording import RecordingRunner
 from drtool.tasks._cli import guarded
 
-REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def inv(tmp_path, monkeypatch):
-    monkeypatch.setenv("DRTOOL_RUNS_DIR", str(tmp_path / "runs"))
-    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
-    return parse_inventory(data, REPO / "inventory" / "lab.yaml")
 
 
 def test_each_phase_waits_only_for_what_it_needs():

@@ -16,6 +16,7 @@ import tarfile
 from pathlib import Path
 
 from drtool.lab.k3s import K3S_VERSION
+from drtool.lab.k3s.images import tar_member
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPO = Path(__file__).resolve().parents[3]
@@ -77,9 +78,7 @@ def images_tarball() -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
+            tar_member(tar, name, data)
         manifest = [{"Config": f"{i}.json", "RepoTags": [img], "Layers": []} for i, img in enumerate(IMAGES)]
         add("manifest.json", json.dumps(manifest, indent=1).encode())
         for i, img in enumerate(IMAGES):

@@ -170,14 +170,19 @@ def _load(store: Path) -> list[str]:
         return []
 
 
+def tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add ``data`` as ``name``: mode 0644, mtime 0, so the archive's bytes are reproducible."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
 def export_archive(refs: list[str], platform: str) -> bytes:
     """An OCI-layout tar naming ``refs`` (``index.json``, ``oci-layout``) plus a Docker ``manifest.json``."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
+            tar_member(tar, name, data)
         os_name, _, arch = platform.partition("/")
         blobs, index, manifest = {}, [], []
         for ref in refs:
