@@ -98,8 +98,10 @@ class PodReconciler:
         plan, at = _StartPlan(), now
         for c in containers:
             image = c.get("image", "")
-            # The runtime knows an image by its normalized name (containerd's CRI normalizes the
-            # reference: docker.io/library/..., :latest); the events keep the name the pod gave.
+            # The runtime knows an image by its normalized name: containerd's CRI pulls and stores
+            # `distribution.ParseDockerRef(image).String()` and looks an image up the same way
+            # (containerd v1.7.23 pkg/cri/sbserver/image_pull.go PullImage, helpers.go
+            # localResolve); the kubelet's events keep the name the pod gave.
             name = normalized(image)
             if name in held:
                 at = max(at, held[name])               # present, or being pulled for another pod
