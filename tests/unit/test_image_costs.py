@@ -165,3 +165,33 @@ def test_nudged_the_critical_path_has_no_requeue_waits() -> None:
     # for the next 30 s requeue (1.5 s at time_scale 0.05); nudged, none does.
     assert nudged < plain
     assert plain - nudged <= 2 * sc.scaled(sc.flux.requeue_dependency)
+
+
+def test_the_kubelet_knows_an_image_by_the_name_containerd_gives_it(tmp_path: Path) -> None:
+    """A pod's short name (`lab/short:1`) is present when the node lists `docker.io/lab/short:1`
+    (containerd's CRI normalizes the reference); a pull is listed under the normalized name."""
+    short, full = "lab/short:1", "docker.io/lab/short:1"
+    files = {**APPS, "apps/kept.yaml": PINNED.format(name="kept", node="node1", image=short),
+             "apps/pulls.yaml": PINNED.format(name="pulls", node="node2", image=short)}
+    scenario = {"time_scale": 0.1, "images": {"sizes_mb": {full: 10}}}
+    node1 = _node("node1")
+    node1["status"]["images"] = [{"names": [full], "sizeBytes": 10_000_000}]
+    nodes = [node1, _node("node2", {"hardware": "heavy"}, HEAVY)]
+
+    async def body(store: Store, repo: Path) -> None:
+        store.create(_ks("apps", "./apps"))
+
+        def both_ready() -> bool:
+            return all(health(store.get("apps", "Deployment", "apps", n)).current for n in ("kept", "pulls"))
+        await _eventually(both_ready, timeout=10)
+
+        def events(prefix: str) -> list[tuple[str, str]]:
+            pod = next(p for p in _pods(store, "apps") if p["metadata"]["name"].startswith(prefix))
+            return [(e["reason"], e["message"]) for e in store.list("", "Event", "apps")
+                    if e["involvedObject"]["name"] == pod["metadata"]["name"] and e["source"]["component"] == "kubelet"]
+        assert ("Pulled", f'Container image "{short}" already present on machine') in events("kept-")
+        assert ("Pulling", f'Pulling image "{short}"') in events("pulls-")
+        names = {n for e in store.get("", "Node", None, "node2")["status"]["images"] for n in e["names"]}
+        assert full in names and short not in names
+
+    _run(tmp_path, scenario, body, files, nodes=nodes)
