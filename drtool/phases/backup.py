@@ -115,8 +115,9 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
     return info
 
 
-def _flux_secrets(ctx: Context, dest: Path, servers_info: list[dict]) -> list[str]:
-    """Save the Flux secrets from the old cluster, when it answers (one short attempt)."""
+def _from_old_cluster(ctx: Context, dest: Path, servers_info: list[dict]) -> list[str]:
+    """While the old cluster answers (one short attempt): save its Flux secrets and sealed-secrets
+    keys, and note which images its pods use (for the image cache); returns what was saved."""
     import yaml
 
     for info in servers_info:
@@ -231,7 +232,7 @@ def run(ctx: Context) -> PhaseResult:
     results = ctx.runner.fan_out(ctx.inv.nodes, lambda n: _backup_node(ctx, n, dest)).raise_on_failure("backup")
     infos = list(results.values())
     servers = [i for i in infos if i["role"] == "server"]
-    saved = _flux_secrets(ctx, dest, servers)
+    saved = _from_old_cluster(ctx, dest, servers)
     images_note = image_cache.export(ctx)   # last: the wipe follows, the cache never stops it
     write_private(dest / "nodes.json", json.dumps(infos, indent=2).encode())
     manifest = write_manifest(dest)
