@@ -4,19 +4,24 @@ exist, and what does ``<path>/flux-system/`` hold.
 A typo in owner, repository or branch makes real ``flux bootstrap github`` create a new, empty
 repository or branch (flux2 v2.4.0 pkg/bootstrap/bootstrap_provider.go ReconcileRepository) and
 a new cluster that syncs nothing; preflight refuses that before anything is wiped. Runs ``git``
-(ls-remote, then a depth-1 fetch into a temporary directory) with bounded time; the token goes
-in an HTTP header through git's environment (GIT_CONFIG_*), never argv or a file.
+(ls-remote, then a depth-1 fetch into a temporary directory) with bounded time, through the
+runner's ``local`` (logged, and recorded instead of run in a dry run); the token goes in an HTTP
+header through git's environment (GIT_CONFIG_*), never argv or a file.
 """
 from __future__ import annotations
 
 import base64
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from drtool.errors import DrtoolError
 from drtool.flux_system import COMPONENTS_FILE, KUSTOMIZATION_FILE, SYNC_FILE
 from drtool.inventory import Inventory
-from drtool.secret import Secret, redact
+from drtool.secret import Secret
+
+if TYPE_CHECKING:
+    from drtool.remote.runner import Runner
 
 # flux2 v2.4.0 cmd/flux/bootstrap_github.go / bootstrap_gitlab.go default --hostname.
 PROVIDER_HOSTS = {"github": "github.com", "gitlab": "gitlab.com"}
@@ -61,18 +66,21 @@ def git_env(inv: Inventory, environ: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _git(args: list[str], env: dict[str, str], timeout: float, cwd: str | None = None) -> tuple[int, str]:
+def _git(runner: Runner, args: list[str], env: dict[str, str], timeout: float, cwd: str | None = None,
+         ) -> tuple[int, str, str]:
+    """(exit code, stdout, stdout and stderr) of one bounded git command; output redacted."""
+    from drtool.remote.runner import LocalCommandTimedOut
+
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        return 124, f"no answer within {timeout:g}s"
-    except OSError as exc:
-        return 127, f"cannot run git: {exc.strerror}"
-    return proc.returncode, redact((proc.stdout or "") + (proc.stderr or "")).strip()
+        res = runner.local(["git", *args], env=env, timeout=timeout, cwd=cwd, step="preflight", check=False)
+    except LocalCommandTimedOut:
+        return 124, "", f"no answer within {timeout:g}s"
+    except DrtoolError as exc:  # git cannot be started
+        return 127, "", str(exc).splitlines()[0]
+    return res.exit_code, res.stdout, (res.stdout + res.stderr).strip()
 
 
-def read_flux_system(inv: Inventory, environ: dict[str, str], timeout: float = 30.0) -> RepoView:
+def read_flux_system(inv: Inventory, environ: dict[str, str], runner: Runner, timeout: float = 30.0) -> RepoView:
     """Check repository, branch and path, and read ``<path>/flux-system/`` from the branch tip."""
     url = repository_url(inv)
     config = inv.resolve(inv.flux.git_config_file) if inv.flux.git_config_file is not None else None
@@ -81,35 +89,26 @@ def read_flux_system(inv: Inventory, environ: dict[str, str], timeout: float = 3
         return RepoView(url, f"flux.git_config_file {config} does not exist")
     env = git_env(inv, dict(environ))
     branch, path = inv.flux.branch, inv.flux.path.removeprefix("./").strip("/")
-    code, out = _git(["ls-remote", "--heads", url, f"refs/heads/{branch}"], env, timeout)
+    code, heads, out = _git(runner, ["ls-remote", "--heads", url, f"refs/heads/{branch}"], env, timeout)
     if code != 0:
         last = out.splitlines()[-1] if out else f"exit {code}"
         return RepoView(url, f"cannot read repository {url}: {last} (bootstrap would create a new, empty repository)")
-    if not out.strip():
+    if not heads.strip():
         return RepoView(url, f"branch {branch} does not exist in {url} (bootstrap would create it)")
     with tempfile.TemporaryDirectory(prefix="drtool-git-") as tmp:
         for args in (["init", "-q"], ["fetch", "-q", "--depth", "1", url, f"refs/heads/{branch}"]):
-            code, out = _git(args, env, timeout, cwd=tmp)
+            code, _, out = _git(runner, args, env, timeout, cwd=tmp)
             if code != 0:
                 return RepoView(url, f"cannot fetch {branch} from {url}: {out.splitlines()[-1] if out else code}")
-        code, out = _git(["ls-tree", "--name-only", "FETCH_HEAD", f"{path}/"], env, timeout, cwd=tmp)
-        if code != 0 or not out.strip():
+        code, listed, _ = _git(runner, ["ls-tree", "--name-only", "FETCH_HEAD", f"{path}/"], env, timeout, cwd=tmp)
+        if code != 0 or not listed.strip():
             return RepoView(url, f"path {path} does not exist on branch {branch} of {url}")
         files = {}
         for name in (COMPONENTS_FILE, SYNC_FILE, KUSTOMIZATION_FILE):
-            code, text = _read_blob(env, timeout, tmp, f"FETCH_HEAD:{path}/flux-system/{name}")
+            code, text, _ = _git(runner, ["show", f"FETCH_HEAD:{path}/flux-system/{name}"], env, timeout, cwd=tmp)
             if code == 0:
                 files[name] = text
     return RepoView(url, "", files)
-
-
-def _read_blob(env: dict[str, str], timeout: float, cwd: str, ref: str) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(["git", "show", ref], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-    except (subprocess.TimeoutExpired, OSError):
-        return 1, ""
-    return proc.returncode, proc.stdout
 
 
 __all__ = ["RepoView", "read_flux_system", "repository_url", "git_env"]

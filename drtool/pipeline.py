@@ -30,7 +30,7 @@ class _PreflightPhase:
 
     @staticmethod
     def run(ctx: Context) -> PhaseResult:
-        result = preflight.run_preflight(ctx.inv, ctx.runner)
+        result = preflight.run_preflight(ctx.inv, ctx.runner, ctx.environ)
         (ctx.run.dir / "preflight.json").write_text(__import__("json").dumps(result.to_dict(), indent=2))
         if not result.ok:
             raise PreflightFailed("preflight failed: " + "; ".join(f"{c.target}: {c.name}: {c.detail}" for c in result.failed()))
@@ -39,17 +39,6 @@ class _PreflightPhase:
         gitops = gitops_check.run_in_preflight(ctx)
         return ok(f"{len(result.checks)} checks passed" + (f", {warns} warning(s)" if warns else "") + f"; {gitops}",
                   checks=len(result.checks), warnings=warns)
-
-    # Written, not recorded (drtool.phases.dry_run): preflight's checks open SSH connections and
-    # read local files and Git, which the recording runner does not stand in for.
-    @staticmethod
-    def plan(ctx: Context) -> list[tuple[str, str]]:
-        checkout = ctx.inv.resolve(ctx.inv.flux.checkout) if ctx.inv.flux.checkout else None
-        return [(n.name, "ssh connect (strict host key), sudo -n true, OS/arch/disk/clock/protected-path facts") for n in ctx.inv.nodes] + \
-               [("local", "flux CLI version, token variables set, secret files readable, airgap artifacts present"),
-                ("local", "git: repository, branch and path exist and flux-system matches the inventory's bootstrap options"),
-                ("local", f"gitops check of {checkout} path {ctx.inv.flux.path} (read-only; live cluster listed when it answers)"
-                 if checkout else "gitops check skipped: no flux.checkout")]
 
 
 PHASES: tuple[Phase, ...] = (

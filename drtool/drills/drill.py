@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 from drtool.errors import DrtoolError, Refused
 from drtool.inventory import Inventory, Node
@@ -61,17 +59,10 @@ def _http_check(check, ctx: Context) -> tuple[bool, str]:
     last = ""
     for attempt in range(check.retries + 1):
         ctx.check_stop()
-        try:
-            with urllib.request.urlopen(urllib.request.Request(check.url, method="GET"), timeout=check.timeout) as resp:
-                status = resp.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (urllib.error.URLError, OSError) as exc:
-            status, last = None, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        status, why = ctx.runner.http_status(check.url, timeout=check.timeout, step="post_checks")
         if status == check.status:
             return True, f"HTTP {status} after {attempt + 1} attempt(s)"
-        if status is not None:
-            last = f"HTTP {status}, expected {check.status}"
+        last = f"HTTP {status}, expected {check.status}" if status is not None else why
         if attempt < check.retries:
             ctx.sleep(check.delay)
     return False, f"{last} after {check.retries + 1} attempt(s)"
@@ -131,14 +122,6 @@ class PostChecks:
         if failed:
             raise DrtoolError("post-checks failed: " + "; ".join(f"{c['name']}: {c['message']}" for c in failed))
         return ok(f"{len(checks)} post-check(s) passed", checks=len(checks))
-
-    # Written, not recorded: the HTTP checks go to the services themselves (urllib), not through
-    # the runner or the Kubernetes client that a dry run records.
-    @staticmethod
-    def plan(ctx: Context) -> list[tuple[str, str]]:
-        steps = [("local", f"GET {c.url} expecting {c.status} (≤ {c.retries + 1} tries)") for c in ctx.inv.drill.http_checks]
-        steps.append(("local", "verify HelmRelease chart versions; checksum protected paths and compare"))
-        return steps
 
 
 def drill_phases() -> list:

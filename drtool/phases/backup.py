@@ -31,11 +31,10 @@ SEALED_SECRETS_KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 SEALED_SECRETS_FILE = "sealed-secrets-keys.json"
 
 
-def _node_temp(what: str, suffix: str) -> str:
-    """A unique temp path on the node (/var/tmp may be shared by runs of other clusters)."""
-    import uuid
-
-    return f"/var/tmp/drtool-{what}-{uuid.uuid4().hex}{suffix}"
+def _node_temp(ctx: Context, what: str, suffix: str) -> str:
+    """A temp path on the node unique to this run (/var/tmp may be shared by runs of other
+    clusters: the run id names the cluster and the second it started)."""
+    return f"/var/tmp/drtool-{what}-{ctx.run.record['run_id']}{suffix}"
 
 
 def _fetch_binary(ctx: Context, node: Node, remote: str, local: Path, step: str) -> None:
@@ -69,7 +68,7 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
                 info["files"].append("etcd-snapshot")
                 info["datastore"] = "etcd-snapshot"
             else:
-                tmp = _node_temp("state", ".db")
+                tmp = _node_temp(ctx, "state", ".db")
                 method = runner.run(node, k3s.datastore_backup_command(inv, tmp), sudo=True, step="backup").stdout
                 if "drtool-datastore: none" not in method:
                     try:
@@ -105,7 +104,7 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
             info["volumes"].append({"path": path, "kib": int(size) if size.isdigit() else None})
     if inv.backup.archive_volumes and info["volumes"]:
         with ctx.step(node, "volumes"):
-            tmp = _node_temp("volumes", ".tgz")
+            tmp = _node_temp(ctx, "volumes", ".tgz")
             runner.run(node, f"umask 077; tar -czf {q(tmp)} -C {q(inv.k3s.data_dir)} storage", sudo=True, step="backup")
             try:
                 _fetch_binary(ctx, node, tmp, dest / node.name / "volumes.tgz", "backup")
@@ -115,10 +114,20 @@ def _backup_node(ctx: Context, node: Node, dest: Path) -> dict:
     return info
 
 
+OLD_CLUSTER_TIMEOUT = (3.0, 10.0)
+"""(connect, read) seconds per request to the old cluster: it may be half dead, and one short
+attempt is all the backup gives it."""
+
+
 def _from_old_cluster(ctx: Context, dest: Path, servers_info: list[dict]) -> list[str]:
     """While the old cluster answers (one short attempt): save its Flux secrets and sealed-secrets
-    keys, and note which images its pods use (for the image cache); returns what was saved."""
+    keys, and note which images its pods use (for the image cache); returns what was saved.
+
+    Through ``ctx.api_client`` with the old cluster's own kubeconfig (pointed at the server's
+    address), so a dry run records these reads like every other request."""
     import yaml
+
+    from drtool.kube.client import KubeTransport, NotFound
 
     for info in servers_info:
         kc_file = dest / info["node"] / "k3s.yaml"
@@ -132,47 +141,46 @@ def _from_old_cluster(ctx: Context, dest: Path, servers_info: list[dict]) -> lis
         tmp = dest / ".old-kubeconfig"
         write_private(tmp, yaml.safe_dump(cfg).encode())
         try:
-            from kubernetes import client as kclient
-            from kubernetes.client.exceptions import ApiException
-
-            from drtool.kube.client import api_client_from_kubeconfig
-
-            api = kclient.CoreV1Api(api_client_from_kubeconfig(str(tmp)))
+            client = ctx.api_client(tmp)
+        except Exception as exc:  # noqa: BLE001 - an unreadable kubeconfig: nothing to save, never fatal
+            ctx.progress.print(f"    old cluster's kubeconfig could not be used ({type(exc).__name__}); continuing")
+            return []
+        finally:
+            tmp.unlink(missing_ok=True)
+        api = KubeTransport(client, timeout=OLD_CLUSTER_TIMEOUT)
+        try:
             saved = []
             for name in FLUX_SECRETS:
                 try:
-                    secret = api.read_namespaced_secret(name, "flux-system", _request_timeout=(3, 5))
-                except ApiException as exc:
-                    if exc.status == 404:
-                        continue
-                    raise
-                obj = _clean(api, secret)
-                write_private(dest / "flux-secrets" / f"{name}.json", json.dumps(obj).encode())
+                    secret = api.get_json(f"/api/v1/namespaces/flux-system/secrets/{name}")
+                except NotFound:
+                    continue
+                write_private(dest / "flux-secrets" / f"{name}.json", json.dumps(_clean(secret)).encode())
                 saved.append(name)
             keys = _sealed_secrets_keys(api, dest)
             if keys:
                 saved.append(f"sealed-secrets keys ({keys})")
             _images_in_use(ctx, api)
             return saved
-        except Exception as exc:  # the old cluster may be half dead: that is exactly why we rebuild
+        except Exception as exc:  # noqa: BLE001 - the old cluster may be half dead: that is exactly why we rebuild
             ctx.progress.print(f"    old cluster did not answer for Flux secrets ({type(exc).__name__}); continuing")
             return []
         finally:
-            tmp.unlink(missing_ok=True)
+            client.close()
     return []
 
 
 def _images_in_use(ctx: Context, api) -> None:
     """Which images each node's pods use, so the image cache keeps those and not old leftovers."""
     try:
-        resp = api.list_pod_for_all_namespaces(_preload_content=False, _request_timeout=(3, 10))
-        ctx.state[image_cache.IN_USE] = remote_images.images_in_use(json.loads(resp.data or b"{}"))
+        pods = api.get_json("/api/v1/pods", category="list")
+        ctx.state[image_cache.IN_USE] = remote_images.images_in_use(pods)
     except Exception as exc:  # noqa: BLE001 - the cache then keeps every tagged image; never fatal
         ctx.progress.print(f"    old cluster did not list its pods ({type(exc).__name__}); every tagged image is kept")
 
 
-def _clean(api, secret) -> dict:
-    obj = api.api_client.sanitize_for_serialization(secret)
+def _clean(obj: dict) -> dict:
+    """An object as the API returned it, without what the API server sets (restore creates it anew)."""
     for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "ownerReferences"):
         obj.get("metadata", {}).pop(k, None)
     return obj
@@ -188,8 +196,8 @@ def _sealed_secrets_keys(api, dest: Path) -> int:
     searched. A new controller that finds them at start uses them instead of generating new ones
     (pkg/controller/main.go initKeyRegistry), which is why restore_secrets puts them back first.
     """
-    found = api.list_secret_for_all_namespaces(label_selector=SEALED_SECRETS_KEY_LABEL, _request_timeout=(3, 10))
-    items = [_clean(api, s) for s in found.items]
+    found = api.get_json("/api/v1/secrets", {"labelSelector": SEALED_SECRETS_KEY_LABEL}, category="list")
+    items = [_clean(s) for s in found.get("items") or []]
     if items:
         write_private(dest / "flux-secrets" / SEALED_SECRETS_FILE,
                       json.dumps({"apiVersion": "v1", "kind": "List", "items": items}).encode())
@@ -259,23 +267,3 @@ def _volumes_summary(infos: list[dict]) -> str:
     return f"{len(listed)} local-path volume(s): " + "; ".join(
         f"{node}:{v['path']} ({human_size(v['kib'])}, {'archived' if archived else 'not archived'})"
         for node, v, archived in listed)
-
-
-# Written, not recorded (drtool.phases.dry_run): the backup copies binary files off the nodes and
-# reads the old cluster's Flux secrets with that cluster's own kubeconfig and the generated
-# CoreV1Api, neither of which the recording runner and API client model yet.
-def plan(ctx: Context) -> list[tuple[str, str]]:
-    if ctx.options.skip_backup:
-        return [("local", "skip backup (--skip-backup)")]
-    steps = []
-    for n in ctx.inv.servers:
-        steps += [(n.name, f"read {k3s.server_dir(ctx.inv)}/token"), (n.name, k3s.datastore_backup_command(ctx.inv, "/var/tmp/drtool-state.db")),
-                  (n.name, f"read {k3s.KUBECONFIG}")]
-    steps += [(n.name, k3s.config_files_command() + "   # then read each listed file") for n in ctx.inv.nodes]
-    steps += [(n.name, f"read {k3s.NODE_PASSWORD}") for n in ctx.inv.nodes]
-    steps += [(n.name, k3s.volumes_command(ctx.inv)) for n in ctx.inv.nodes]
-    if ctx.inv.images.keep:
-        steps += [(n.name, ctx.runner.wrap(n, remote_images.export_command(ctx.inv), sudo=True)) for n in ctx.inv.nodes]
-    steps.append(("local", f"save Flux secrets {', '.join(FLUX_SECRETS)} and sealed-secrets keys ({SEALED_SECRETS_KEY_LABEL}) "
-                           "if the old cluster answers; write and verify manifest.json"))
-    return steps

@@ -2,12 +2,16 @@
 Kubernetes API client, and the commands and requests it sent are its plan
 (``drtool.remote.recording``, ``drtool.kube.recording``).
 
-A dry run has no cluster, so both answer from a script standing for "every node and the API
-answer at once and everything is Ready" (``dry_replies``, ``dry_api_replies``): the install's
-wait finds a fresh ``k3s.yaml`` and ``/readyz`` says ``ok``, every inventory node is Ready with
-its labels and taints, and the Kustomizations and HelmReleases the inventory expects are Ready
-(at the expected chart versions). A phase's waits therefore end at their first look, and what
-it would send afterwards shows too.
+A dry run has no cluster, so both answer from a script standing for "the old cluster runs and
+answers, and the new one is ready at once" (``dry_replies``, ``dry_api_replies``): preflight finds
+every node as it wants it, the pinned flux CLI and the repository's branch and path; the backup
+finds K3s installed with its datastore; the install's wait finds a fresh ``k3s.yaml`` and
+``/readyz`` says ``ok``; every inventory node is Ready with its labels and taints, and the
+Kustomizations and HelmReleases the inventory expects are Ready (at the expected chart
+versions); the drill's HTTP checks answer the status they expect. A phase's waits therefore end
+at their first look, and what it would send afterwards shows too. What a phase reads on this
+machine without sending anything (the secret files, the checkout the GitOps check builds) is
+read for real: a file that is not there stops that phase's dry run as it would stop the run.
 
 The run directory is a throwaway temp dir (a dry run leaves nothing under ``runs/``), the
 K3s token is generated there when the inventory names no source, and secret variables
@@ -15,14 +19,15 @@ the inventory names but this shell does not set get a placeholder: a dry run sho
 would be sent, and tokens only ever go on stdin or in the environment, never in a command.
 API requests are shown as what they do (``create Secret flux-system/sops-age``), bodies by
 kind and name only, so Secret values never reach a plan; a local command's variables that hold
-a secret (flux's token) are shown by name. Phases that still carry a written ``plan(ctx)``
-(preflight, backup, the drill's post-checks) are shown by it; each says why.
+a secret (flux's token) are shown by name.
 """
 from __future__ import annotations
 
 import base64
 import os
+import re
 import tempfile
+import time
 from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
@@ -58,10 +63,42 @@ PLACEHOLDER_K3S_YAML = yaml.safe_dump({
 }, sort_keys=False)
 
 
-def dry_replies() -> list[Reply]:
-    """What the nodes answer in a dry run: ``k3s.yaml`` is there at once (every other command
-    succeeds with empty output)."""
-    return [Reply(rf"cat {k3s.KUBECONFIG}", stdout=PLACEHOLDER_K3S_YAML)]
+def _facts(inv: Inventory, node) -> str:
+    """What ``drtool.remote.facts.facts_command`` prints on a node preflight has nothing against:
+    Linux on a supported arch, room on the disk, the clock as here now, the protected paths there,
+    K3s installed with the unit its role runs."""
+    lines = ["os=Linux", "arch=x86_64", "distro=dry run", f"clock={time.time():.3f}", f"diskpath={inv.k3s.data_dir}",
+             "disk=104857600", f"unit={'k3s' if node.role == 'server' else 'k3s-agent'}", "k3sbin=yes"]
+    lines += [f"protected=yes:{p}" for p in node.protected_paths]
+    return "\n".join(lines) + "\n"
+
+
+def dry_replies(inv: Inventory) -> list[Reply]:
+    """What the nodes and this machine answer in a dry run: preflight finds every node as it
+    wants it, the flux CLI is the pinned version and the GitOps repository has its branch and
+    path; the old cluster runs K3s (the backup finds its units and a datastore: embedded etcd
+    when there are several servers, SQLite otherwise); ``k3s.yaml`` is there at once; the drill's
+    HTTP checks answer the status they expect. Every other command succeeds with empty output."""
+    srv = k3s.server_dir(inv)
+    replies = [Reply(r'echo "os=\$\(uname -s\)"', node=n.name, stdout=_facts(inv, n)) for n in inv.nodes]
+    replies += [Reply(re.escape(k3s.installed_units_command()), node=n.name,
+                      stdout="k3s\n" if n.role == "server" else "k3s-agent\n") for n in inv.nodes]
+    etcd = len(inv.servers) > 1
+    replies += [
+        Reply(r"test -d \S*/db/etcd", exit_code=0 if etcd else 1),
+        Reply(r"k3s etcd-snapshot save", stdout=f"{srv}/db/snapshots/{PLACEHOLDER}\n"),
+        Reply(r"drtool-datastore: none", stdout="drtool-datastore: sqlite3-backup\n"),
+        Reply(rf"cat {k3s.KUBECONFIG}", stdout=PLACEHOLDER_K3S_YAML),
+        # fluxcd/flux2 cmd/flux/version.go: `flux version --client` prints `flux: <version>`.
+        Reply(r" version --client$", node="local", stdout=f"flux: {inv.flux.version}\n"),
+        # git ls-remote prints `<sha>\t<ref>` per head; ls-tree names what is under the path;
+        # `git show` of a flux-system file not there yet (bootstrap writes it) exits 128.
+        Reply(r"^git ls-remote ", node="local", stdout=f"{'0' * 40}\trefs/heads/{inv.flux.branch}\n"),
+        Reply(r"^git ls-tree ", node="local", stdout=f"{inv.flux.path.removeprefix('./').strip('/')}/flux-system\n"),
+        Reply(r"^git show ", node="local", exit_code=128),
+    ]
+    replies += [Reply(rf"^GET {re.escape(c.url)}$", node="local", stdout=str(c.status)) for c in inv.drill.http_checks]
+    return replies
 
 
 def _ready(kind: str, api_version: str, namespace: str, name: str, **status) -> dict:
@@ -137,7 +174,7 @@ def dry_context(inv: Inventory, options: Options = Options()) -> Context:
     for var in (token.token_env if token is not None else None, inv.flux.token_variable):
         if var and not environ.get(var):
             environ[var] = PLACEHOLDER
-    runner = RecordingRunner(inv, dry_replies())
+    runner = RecordingRunner(inv, dry_replies(inv))
 
     def api_factory(kubeconfig: Path) -> RecordingApiClient:
         from drtool.kube.recording import RecordingApiClient
@@ -177,10 +214,7 @@ def _shown(recorded: list[Recorded]) -> list[tuple[str, str]]:
 
 def plan_phase(phase: Phase, ctx: Context) -> list[tuple[str, str]]:
     """(target, what) for each command and API request the phase sends: what it recorded when
-    run against the dry context (its written ``plan`` for the phases that still have one)."""
-    written = getattr(phase, "plan", None)
-    if written is not None:
-        return list(written(ctx))
+    run against the dry context."""
     runner = ctx.runner
     if not isinstance(runner, RecordingRunner):
         raise TypeError("plan_phase needs a dry_context()")

@@ -12,17 +12,25 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from drtool.errors import DrtoolError
 from drtool.inventory import Inventory
+
+if TYPE_CHECKING:  # imported when first used: the kubernetes client costs start-up time
+    from kubernetes.client import ApiClient
 
 
 LIVE_TIMEOUT = (3.0, 10.0)
 """(connect, read) seconds per API request: the old cluster may be half dead."""
 
 
-def live_from_server(inv: Inventory, runner):
-    """A read-only ``LiveSnapshot`` of the old cluster, or (None, why) when it does not answer."""
+def live_from_server(inv: Inventory, runner, api_client: Callable[[Path], ApiClient] | None = None):
+    """A read-only ``LiveSnapshot`` of the old cluster, or (None, why) when it does not answer.
+
+    ``api_client`` makes the client for a kubeconfig file (a run's ``Context.api_client``, which
+    a dry run records); by default the kubernetes client for that file's current context.
+    """
     from drtool.gitops.check.live import read_live
     from drtool.kube.client import KubeTransport, api_client_from_kubeconfig
     from drtool.kubeconfig import dump, rewrite
@@ -38,7 +46,7 @@ def live_from_server(inv: Inventory, runner):
     try:
         with os.fdopen(fd, "w") as fh:  # mkstemp makes it 0600
             fh.write(dump(cfg))
-        client = api_client_from_kubeconfig(tmp, context=inv.cluster.context_name)
+        client = (api_client or (lambda p: api_client_from_kubeconfig(str(p))))(Path(tmp))
     except DrtoolError as exc:
         return None, str(exc).splitlines()[0]
     finally:
@@ -78,11 +86,12 @@ def inventory_checkout(inv: Inventory) -> Path | None:
     return checkout
 
 
-def check_with_old_cluster(inv: Inventory, runner, checkout: Path):
+def check_with_old_cluster(inv: Inventory, runner, checkout: Path,
+                           api_client: Callable[[Path], ApiClient] | None = None):
     """The GitOps check of ``checkout``, with the old cluster's objects when it still answers."""
     from drtool.gitops.check import run_check
 
-    live, why = live_from_server(inv, runner)
+    live, why = live_from_server(inv, runner, api_client)
     result = run_check(inv, checkout, live)
     if live is None:
         result.notes = [n for n in result.notes if not n.startswith("live cluster not read")]
@@ -113,7 +122,7 @@ def run_in_preflight(ctx) -> str:
     if checkout is None:
         ctx.run.record["gitops_check"] = {"skipped": "no flux.checkout in the inventory", "findings": []}
         return "gitops check skipped (set flux.checkout to a local clone of the repository)"
-    result = check_with_old_cluster(inv, ctx.runner, checkout)
+    result = check_with_old_cluster(inv, ctx.runner, checkout, ctx.api_client)
     record = {**result.to_dict(accepted), "checkout": str(checkout)}
     ctx.run.record["gitops_check"] = record
     (ctx.run.dir / "gitops-check.json").write_text(json.dumps(record, indent=2))

@@ -144,7 +144,7 @@ def flux_cli(inv: Inventory) -> str:
     return cli
 
 
-def repository_checks(inv: Inventory, env: dict[str, str]) -> list[tuple[str, State, str]]:
+def repository_checks(inv: Inventory, env: dict[str, str], runner: Runner) -> list[tuple[str, State, str]]:
     """The repository, branch and path exist, and its flux-system manifests say what the
     inventory says: the next bootstrap regenerates them from the inventory's options and
     flux-system prunes what they leave out (see drtool.flux_system)."""
@@ -153,7 +153,7 @@ def repository_checks(inv: Inventory, env: dict[str, str]) -> list[tuple[str, St
     from drtool.gitrepo import read_flux_system
 
     f = inv.flux
-    view = read_flux_system(inv, env, timeout=max(5.0, inv.timeouts.preflight))
+    view = read_flux_system(inv, env, runner, timeout=max(5.0, inv.timeouts.preflight))
     if view.problem:
         return [("gitops repo", "fail", view.problem)]
     out: list[tuple[str, State, str]] = [("gitops repo", "pass", f"{view.url} branch {f.branch} path {f.path}")]
@@ -204,7 +204,7 @@ def local_checks(inv: Inventory, environ: Mapping[str, str] | None = None, runne
     if inv.flux.provider == "git" and inv.flux.url and not re.match(r"^(ssh|https?)://", inv.flux.url):
         add("gitops repo", "fail", "url must start with ssh://, https:// or http://")
     else:
-        for name, state, detail in repository_checks(inv, dict(env)):
+        for name, state, detail in repository_checks(inv, dict(env), runner):
             add(name, state, detail)
 
     token = inv.k3s.token
@@ -230,8 +230,9 @@ def local_checks(inv: Inventory, environ: Mapping[str, str] | None = None, runne
     return checks
 
 
-def run_preflight(inv: Inventory, runner: Runner) -> PreflightResult:
-    """Run every check; never raises for a failing check (the caller decides)."""
+def run_preflight(inv: Inventory, runner: Runner, environ: Mapping[str, str] | None = None) -> PreflightResult:
+    """Run every check; never raises for a failing check (the caller decides). ``environ`` is
+    where token variables are looked up (this process's environment when None)."""
     start = time.monotonic()
     per_node = runner.fan_out(inv.nodes, lambda n: _node_checks(runner, inv, n))
     checks: list[Check] = []
@@ -241,5 +242,5 @@ def run_preflight(inv: Inventory, runner: Runner) -> PreflightResult:
             checks.append(Check(node.name, "ssh", "fail", str(res).splitlines()[0]))
         else:
             checks.extend(res)
-    checks.extend(local_checks(inv, runner=runner))
+    checks.extend(local_checks(inv, environ, runner=runner))
     return PreflightResult(tuple(checks), time.monotonic() - start)

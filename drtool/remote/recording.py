@@ -112,7 +112,8 @@ class RecordingRunner(Runner):
                          step, False)
 
     def local(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
-              timeout: float | None = None, step: str | None = None, check: bool = True) -> Result:
+              timeout: float | None = None, step: str | None = None, check: bool = True,
+              cwd: Path | str | None = None) -> Result:
         full = command if isinstance(command, str) else " ".join(q(a) for a in command)
         # A variable holding a registered secret (flux's token) is shown by name: what the
         # command gets besides its arguments, never its value.
@@ -124,6 +125,16 @@ class RecordingRunner(Runner):
         if check and result.exit_code != 0:
             raise RemoteError("local", shown, result.exit_code, result.tail())
         return result
+
+    def http_status(self, url: str, *, timeout: float, step: str | None = None) -> tuple[int | None, str]:
+        """Records ``GET url`` (node ``local``); a reply's stdout is the status (200 when no reply
+        matches), a non-zero exit code means no answer, its stderr saying why."""
+        shown = redact(f"GET {url}")
+        reply = self._answer("local", f"GET {url}", shown, step, False)
+        if reply is not None and reply.exit_code != 0:
+            return None, reply.stderr or "no answer"
+        text = reply.stdout.strip() if reply is not None else ""
+        return (int(text) if text.isdigit() else 200), ""
 
     def write_local(self, path: Path, text: str, *, mode: int = 0o600, step: str | None = None) -> None:
         self._answer("local", f"write {path}", f"write {path} (mode {mode:04o})", step, False)

@@ -390,9 +390,9 @@ class Runner:
         return Secret(value, label) if res.ok and value else None
 
     def local(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
-              step: str | None = None, check: bool = True) -> Result:
-        """Run a command on this machine (a shell line, or an argv run without a shell): timed,
-        logged as node ``local`` with secrets redacted, bounded by ``timeout``. Raises
+              step: str | None = None, check: bool = True, cwd: Path | str | None = None) -> Result:
+        """Run a command on this machine (a shell line, or an argv run without a shell), in ``cwd``
+        when given: timed, logged as node ``local`` with secrets redacted, bounded by ``timeout``. Raises
         ``LocalCommandTimedOut`` past it, ``PermanentError`` when it cannot start, and
         ``RemoteError`` (node ``local``) on a non-zero exit when ``check``."""
         import subprocess
@@ -403,7 +403,7 @@ class Runner:
         start = time.monotonic()
         try:
             proc = subprocess.run(argv, env=dict(env) if env is not None else None, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+                                  timeout=timeout, stdin=subprocess.DEVNULL, check=False, cwd=cwd)
         except subprocess.TimeoutExpired as exc:
             self.log.write(node="local", step=step, command=shown, duration=round(time.monotonic() - start, 3),
                            exit_code=None, error=f"timeout after {timeout:g}s")
@@ -418,6 +418,25 @@ class Runner:
         if check and proc.returncode != 0:
             raise RemoteError("local", shown, proc.returncode, result.tail())
         return result
+
+    def http_status(self, url: str, *, timeout: float, step: str | None = None) -> tuple[int | None, str]:
+        """GET ``url`` from this machine: (HTTP status, "") or (None, why it got none). Logged as
+        node ``local``; a dry run records it instead. Redirects are followed (urllib's default)."""
+        import urllib.error
+        import urllib.request
+
+        start = time.monotonic()
+        status: int | None
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
+                status, why = resp.status, ""
+        except urllib.error.HTTPError as exc:
+            status, why = exc.code, ""
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            status, why = None, redact(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
+        self.log.write(node="local", step=step, command=redact(f"GET {url}"), duration=round(time.monotonic() - start, 3),
+                       http_status=status, **({"error": why} if why else {}))
+        return status, why
 
     def write_local(self, path: Path, text: str, *, mode: int = 0o600, step: str | None = None) -> None:
         """Write a file on this machine outside the run directory (the operator's kubeconfig):

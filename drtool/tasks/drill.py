@@ -25,10 +25,11 @@ def _trigger(trigger: str | None) -> str:
     "yes": "accepted for symmetry with rebuild; a drill never asks",
     "quiet": "print only errors and the final line",
     "accept": "go on despite this GitOps-check blocker (finding id; repeatable); the report records it",
+    "dry_run": "print what the drill would send, phase by phase, post-checks included; change nothing",
 }, iterable=["accept"])
 @guarded
 def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, history_html=None, yes=True, quiet=False,
-          accept=None):
+          accept=None, dry_run=False):
     """Run a DR drill: the full rebuild unattended, post-checks, verdict against the objective, outputs."""
     from drtool.drills.drill import drill_phases, publish, require_enabled, webhooks
     from drtool.drills.unattended import load_credentials
@@ -42,6 +43,13 @@ def drill(c, inventory=None, trigger=None, junit=None, textfile_dir=None, histor
     hooks = webhooks(inv)  # a webhook URL missing from the environment stops the drill here, not after the wipe
     options = Options(yes=True, quiet=quiet, trigger=_trigger(trigger), accept=tuple(accept or ()))
     pipeline = Pipeline(inv, options, kind="drill", phases=drill_phases())
+    if dry_run:
+        from drtool.secret import redact
+        from drtool.tasks.rebuild import print_plan
+
+        print(f"Plan for a drill of cluster {inv.cluster.name} (dry run: nothing is changed)")
+        print_plan([(p, t, redact(a)) for p, t, a in pipeline.plan()])
+        return
     error: DrtoolError | None = None
     try:
         pipeline.run()

@@ -44,7 +44,15 @@ def test_dry_runbook_run_is_its_dry_run(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("args", [["drill", "-i", str(LAB_INV)], ["lab.down"],
+def test_dry_drill_prints_the_drills_plan_post_checks_included(tmp_path):
+    res = _inv(tmp_path, "--dry", "drill", "-i", str(LAB_INV))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Plan for a drill of cluster lab (dry run: nothing is changed)" in res.stdout
+    assert "== protect_snapshot" in res.stdout and "== post_checks" in res.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args", [["drill.schedule", "-i", str(LAB_INV), "--install"], ["lab.down"],
                                   ["report.compare", "a", "b", "--output", "x.md"]])
 def test_dry_refuses_tasks_that_change_things(tmp_path, args):
     res = _inv(tmp_path, "--dry", *args)
@@ -59,7 +67,7 @@ def test_dry_refuses_tasks_that_change_things(tmp_path, args):
 READ_ONLY_TASKS = {"preflight", "status", "inventory.check", "inventory.import-ansible", "report.compare",
                    "drill.history", "runbook.list", "runbook.show", "runbook.render", "runbook.validate",
                    "lab.status", "lab.critical-path", "gitops.check"}
-DRY_RUN_TASKS = {"rebuild", "runbook.run", "backup"}
+DRY_RUN_TASKS = {"rebuild", "runbook.run", "backup", "drill.drill"}
 
 
 def _tasks():
@@ -86,7 +94,7 @@ def test_every_task_is_classified_for_dry():
 def test_unclassified_task_refuses_before_its_body_runs():
     """Calling a destructive task with run.dry set never reaches its body."""
     c = Context(Config(overrides={"run": {"dry": True}}))
-    for name in ("drill", "drill.schedule", "lab.up", "lab.down", "report", "bench"):
+    for name in ("drill.schedule", "lab.up", "lab.down", "report", "bench"):
         with pytest.raises(Exit) as err:
             ns[name](c)
         assert err.value.code == 2, name

@@ -175,7 +175,7 @@ def test_dry_run_shows_the_give_back(tmp_path):
     inv = _inv(tmp_path)
     steps = plan_phase(join, dry_context(inv))
     assert any(remote.MANIFEST in what for _, what in steps)
-    assert any("images export" in what for _, what in backup.plan(dry_context(inv)))
+    assert any("images export" in what for _, what in plan_phase(backup, dry_context(inv)))
 
 
 @pytest.mark.parametrize("cache", ["/var/lib/rancher/k3s/images", "/etc/rancher/k3s/x", "/var/lib", "relative"])

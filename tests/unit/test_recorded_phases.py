@@ -9,12 +9,14 @@ import json
 import os
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from invoke import Exit
 
-from drtool.errors import ConnectError, Interrupted, NodesFailed, NotConverged, PermanentError, RemoteError
+from drtool.drills.drill import digest_command
+from drtool.errors import ConnectError, DrtoolError, Interrupted, NodesFailed, NotConverged, PermanentError, RemoteError
 from drtool.inventory import parse_inventory
 from drtool.kube.recording import ApiReply, RecordingApiClient
 from drtool.phases import backup, install, join, kubeconfig, nodes_ready, restore_secrets, teardown
@@ -156,6 +158,73 @@ def test_backup_skipped_sends_nothing(inv):
     assert runner.recorded == []
 
 
+def _old_cluster_runner(inv) -> RecordingRunner:
+    """The old cluster's nodes: K3s on node1 with a SQLite datastore and its kubeconfig."""
+    return RecordingRunner(inv, [Reply("for u in k3s k3s-agent", node="node1", stdout="k3s\n"),
+                                 Reply(r"test -d .*/db/etcd", exit_code=1),
+                                 Reply("drtool-datastore", stdout="drtool-datastore: sqlite3-backup\n"),
+                                 Reply(r"cat /etc/rancher/k3s/k3s.yaml", stdout=K3S_YAML)])
+
+
+def test_backup_saves_the_old_clusters_flux_secrets_and_sealed_keys_through_the_api(inv):
+    age = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {"age.agekey": "T0xES0VZ"},
+           "metadata": {"name": "sops-age", "namespace": "flux-system", "resourceVersion": "812", "uid": "u-1"}}
+    sealed = {"metadata": {"name": "sealed-secrets-key5x2", "namespace": "kube-system", "resourceVersion": "9",
+                           "labels": {backup.SEALED_SECRETS_KEY_LABEL: "active"}},
+              "type": "kubernetes.io/tls", "data": {"tls.crt": "Q1JU", "tls.key": "S0VZ"}}
+    pod = {"spec": {"nodeName": "node1", "containers": [{"image": "nginx:1.27"}]}, "status": {}}
+    api = RecordingApiClient([ApiReply(r"/secrets/sops-age$", body=age), ApiReply(r"/secrets/", status=404),
+                              ApiReply(r"^GET /api/v1/secrets\?labelSelector=", body={"items": [sealed]}),
+                              ApiReply(r"^GET /api/v1/pods$", body={"items": [pod]})])
+    seen: list[str] = []
+
+    def old_cluster(kubeconfig: Path) -> RecordingApiClient:
+        seen.append(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
+        return api
+
+    ctx = context(inv, _old_cluster_runner(inv))
+    ctx.api_factory = old_cluster
+    result = backup.run(ctx)
+    # The old cluster's kubeconfig, pointed at its server's address instead of 127.0.0.1.
+    assert seen == [f"https://{inv.node('node1').address}:6443"]
+    assert result.details["flux_secrets"] == ["sops-age", "sealed-secrets keys (1)"]
+    assert "flux secrets: sops-age, sealed-secrets keys (1)" in result.message
+    saved = ctx.run.dir / "backup" / "flux-secrets"
+    kept = json.loads((saved / "sops-age.json").read_text())
+    assert kept["data"] == age["data"] and "resourceVersion" not in kept["metadata"] and "uid" not in kept["metadata"]
+    keys = json.loads((saved / backup.SEALED_SECRETS_FILE).read_text())
+    assert [k["metadata"]["name"] for k in keys["items"]] == ["sealed-secrets-key5x2"]
+    assert stat.S_IMODE((saved / "sops-age.json").stat().st_mode) == 0o600
+    assert "T0xES0VZ" not in result.message + json.dumps(result.details)
+    from drtool.phases.image_cache import IN_USE
+
+    assert ctx.state[IN_USE] == {"node1": ["docker.io/library/nginx:1.27"]}
+    assert [r for r in api.requests() if "/secrets" in r][:3] == [
+        f"GET /api/v1/namespaces/flux-system/secrets/{name}" for name in backup.FLUX_SECRETS]
+
+
+def test_backup_goes_on_when_the_old_cluster_does_not_answer(inv):
+    ctx = context(inv, _old_cluster_runner(inv))
+    ctx.api_factory = lambda _kubeconfig: RecordingApiClient([ApiReply(r".", status=503)])
+    result = backup.run(ctx)
+    assert result.outcome == "ok" and result.details["flux_secrets"] == []
+    assert "flux secrets: none" in result.message and (ctx.run.dir / "backup" / "node1" / "state.db").exists()
+    assert not (ctx.run.dir / "backup" / "flux-secrets").exists()
+
+
+def test_dry_run_of_the_backup_is_what_it_reads(inv, tmp_path):
+    steps = plan_phase(backup, dry_context(_with_secret_file(inv, tmp_path)))
+    assert not any("stops here" in what for _, what in steps), steps
+    node1 = [what for target, what in steps if target == "node1"]
+    # SQLite (one server): copied with the backup API into a temp file named for the run, fetched, removed.
+    tmp = "'\"'\"'/var/tmp/drtool-state-<run-id>.db'\"'\"'"
+    assert f"sudo -n -- sh -c 'base64 {tmp}'" in node1 and f"sudo -n -- sh -c 'rm -f {tmp}'" in node1
+    old = f"api {inv.node('node1').address}:6443"
+    assert [what for target, what in steps if target == old] == [
+        "get secrets flux-system/flux-system", "get secrets flux-system/sops-age", "get secrets flux-system/sops-gpg",
+        "list pods (v1)", "list secrets (v1)"]
+
+
 # -- kubeconfig -----------------------------------------------------------------------
 
 
@@ -287,10 +356,15 @@ def test_nodes_ready_gives_up_at_its_bound_naming_the_node(inv):
 
 
 def _with_secret_file(inv, tmp_path):
+    """The inventory with its secret file there and, as its GitOps checkout, the lab's repository
+    as shipped (the lab's own clone under .lab/ exists only once the lab has started)."""
+    from drtool.lab.gitops_repo import fixture_dir
+
     key = tmp_path / "age.agekey"
     key.write_text("AGE-SECRET-KEY-1RECORDED\n")
     data = inv.model_dump()
     data["secrets"] = [{**data["secrets"][0], "from_file": str(key)}]
+    data["flux"]["checkout"] = str(fixture_dir())
     return parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
 
 
@@ -362,6 +436,87 @@ def test_preflight_flux_cli_at_another_version_or_missing_fails(inv):
     runner = RecordingRunner(inv, [Reply(r"version --client", node="local",
                                          raises=PermanentError(f"local: cannot run {cli}: No such file"))])
     assert _flux_check(run_preflight(inv, runner).checks) == ("fail", f"{cli} not found or not runnable")
+
+
+def test_preflight_reads_the_gitops_repository_through_the_runner(inv, monkeypatch):
+    # git ls-remote prints nothing for a branch that is not there: flux2 v2.4.0
+    # pkg/bootstrap/bootstrap_provider.go would then create it, so preflight fails.
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_preflightvalue42")
+    runner = RecordingRunner(inv, [Reply(r"^git ls-remote ", node="local", stdout="")])
+    result = run_preflight(inv, runner)
+    [repo] = [c for c in result.checks if c.name == "gitops repo"]
+    assert repo.state == "fail" and repo.detail.startswith(f"branch {inv.flux.branch} does not exist in https://")
+    [sent] = [r.command for r in runner.recorded if r.command.endswith(f"refs/heads/{inv.flux.branch}")]
+    # The token travels in git's environment (an HTTP header), shown by name only.
+    assert " git ls-remote --heads https://github.com/lab/homelab-gitops.git " in sent
+    assert "GIT_CONFIG_VALUE_0=*** " in sent and "ghp_preflightvalue42" not in repr(runner.recorded)
+
+
+def test_preflight_reads_flux_system_from_the_branch_tip(inv, monkeypatch):
+    from drtool.flux_system import SYNC_FILE
+
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    # The path is there, its flux-system manifests not yet (git show exits 128): bootstrap writes them.
+    runner = RecordingRunner(inv, [Reply(r"^git ls-remote ", node="local", stdout="ab12\trefs/heads/main\n"),
+                                   Reply(r"^git ls-tree ", node="local", stdout="clusters/homelab/flux-system\n"),
+                                   Reply(r"^git show ", node="local", exit_code=128)])
+    checks = {c.name: c for c in run_preflight(inv, runner).checks}
+    assert checks["gitops repo"].state == "pass" and checks["flux options"].state == "pass"
+    assert "bootstrap writes it from the inventory" in checks["flux options"].detail
+    local = [r.command for r in runner.recorded if r.node == "local" and " git " in f" {r.command}"]
+    assert [f" {c}".split(" git ", 1)[1].split()[0] for c in local] == [
+        "ls-remote", "init", "fetch", "ls-tree", "show", "show", "show"]
+    assert local[-2].endswith(f"show FETCH_HEAD:clusters/homelab/flux-system/{SYNC_FILE}")
+
+
+def test_preflight_looks_up_token_variables_in_the_runs_environment(inv, monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    checks = run_preflight(inv, RecordingRunner(inv), environ={"GITHUB_TOKEN": "x"}).checks
+    assert [c.state for c in checks if c.name == "git token"] == ["pass"]
+    checks = run_preflight(inv, RecordingRunner(inv), environ={}).checks
+    assert [c.state for c in checks if c.name == "git token"] == ["fail"]
+
+
+def test_no_phase_keeps_a_written_plan():
+    from drtool.drills.drill import drill_phases
+    from drtool.pipeline import PHASES
+
+    # A dry run shows what run() sends (drtool.phases.dry_run), never a description beside it.
+    assert [p.NAME for p in (*PHASES, *drill_phases()) if hasattr(p, "plan")] == []
+
+
+def test_dry_run_of_preflight_is_the_checks_it_makes(inv, tmp_path, monkeypatch):
+    from drtool.pipeline import PHASES
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_dryrunvalue123")
+    with_file = _with_secret_file(inv, tmp_path)
+    ctx = dry_context(with_file)
+    steps = plan_phase(PHASES[0], ctx)
+    assert not any("stops here" in what for _, what in steps), steps
+    for node in with_file.nodes:   # sudo, then the facts, on every node
+        mine = [what for target, what in steps if target == node.name]
+        assert mine[0] == "sudo -n true" and mine[1].startswith('echo "os=$(uname -s)"')
+    local = [what for target, what in steps if target == "local"]
+    assert local[0] == f"{flux_cli(with_file)} version --client"
+    assert any(" git ls-remote --heads https://github.com/lab/homelab-gitops.git refs/heads/main" in w for w in local)
+    # The GitOps check reads the old cluster with the kubeconfig from the first server.
+    api = f"api {urlsplit(with_file.cluster.api_endpoint).netloc}"
+    old = [what for target, what in steps if target == api]
+    assert old[0] == "GET /version" and "list kustomizations (kustomize.toolkit.fluxcd.io/v1)" in old
+    assert ("node1", "sudo -n -- sh -c 'cat /etc/rancher/k3s/k3s.yaml'") in steps
+    assert ctx.run.record["gitops_check"]["findings"] == []
+
+
+def test_dry_run_of_preflight_stops_where_the_real_one_would(inv, tmp_path):
+    # The inventory's secret file is not there: preflight fails, and so does its dry run, saying why.
+    data = _with_secret_file(inv, tmp_path).model_dump()
+    data["secrets"][0]["from_file"] = str(tmp_path / "missing.agekey")
+    missing = parse_inventory({k: v for k, v in data.items() if k != "path"}, inv.path)
+    from drtool.pipeline import PHASES
+
+    last = plan_phase(PHASES[0], dry_context(missing))[-1]
+    assert last[0] == "local" and last[1].startswith("(the dry run of preflight stops here: preflight failed: ")
+    assert "missing.agekey not readable" in last[1]
 
 
 # -- the pipeline ---------------------------------------------------------------------
@@ -551,6 +706,89 @@ def test_drill_post_checks_with_nothing_to_check_pass(inv):
     result = PostChecks.run(ctx)
     assert (result.outcome, result.message) == ("ok", "0 post-check(s) passed")
     assert ctx.run.record["post_checks"] == []
+
+
+def _with_http_check(inv, **check):
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["expectations"]["helmreleases"] = []
+    data["drill"] = {"enabled": True, "verify_protected": False,
+                     "http_checks": [{"name": "web", "url": "http://127.0.0.1:9/health", "delay": 0.01, **check}]}
+    return parse_inventory(data, inv.path)
+
+
+def test_drill_http_check_is_retried_through_the_runner_until_it_answers_as_expected(inv):
+    from drtool.drills.drill import PostChecks
+
+    checked = _with_http_check(inv, status=204, retries=3)
+    runner = RecordingRunner(checked, [Reply(r"^GET ", node="local", stdout="503", times=1),
+                                       Reply(r"^GET ", node="local", exit_code=1, stderr="URLError: refused", times=1),
+                                       Reply(r"^GET ", node="local", stdout="204")])
+    ctx = context(checked, runner)
+    assert PostChecks.run(ctx).message == "1 post-check(s) passed"
+    assert runner.commands("local") == ["GET http://127.0.0.1:9/health"] * 3
+    assert ctx.run.record["post_checks"][0]["message"] == "HTTP 204 after 3 attempt(s)"
+
+
+def test_drill_http_check_that_never_answers_fails_saying_what_it_last_got(inv):
+    from drtool.drills.drill import PostChecks
+
+    checked = _with_http_check(inv, retries=1)
+    runner = RecordingRunner(checked, [Reply(r"^GET ", node="local", stdout="502", times=1),
+                                       Reply(r"^GET ", node="local", exit_code=1, stderr="URLError: refused")])
+    with pytest.raises(DrtoolError, match=r"^post-checks failed: http web: URLError: refused after 2 attempt\(s\)$"):
+        PostChecks.run(context(checked, runner))
+
+
+def test_the_real_runners_http_get_gives_the_status_and_logs_it(inv, tmp_path):
+    import http.server
+    import socket
+    import threading
+
+    from drtool.remote.runner import CommandLog, Runner
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(204 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as s:   # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        runner = Runner(inv, CommandLog(tmp_path / "commands.log"))
+        assert runner.http_status(f"{base}/health", timeout=5, step="post_checks") == (204, "")
+        assert runner.http_status(f"{base}/nope", timeout=5) == (404, "")
+        status, why = runner.http_status(f"http://127.0.0.1:{closed}/health", timeout=5)
+        assert status is None and why.startswith("URLError: ") and "refused" in why
+    finally:
+        server.shutdown()
+        server.server_close()
+    logged = [json.loads(line) for line in (tmp_path / "commands.log").read_text().splitlines()]
+    assert [(e["node"], e["command"], e["http_status"]) for e in logged] == [
+        ("local", f"GET {base}/health", 204), ("local", f"GET {base}/nope", 404),
+        ("local", f"GET http://127.0.0.1:{closed}/health", None)]
+
+
+def test_dry_run_of_the_drills_post_checks_is_what_they_send(inv):
+    from drtool.drills.drill import drill_phases
+
+    data = inv.model_dump(mode="json", exclude={"path"})
+    data["drill"] = {"enabled": True, "verify_protected": True,
+                     "http_checks": [{"name": "web", "url": "http://127.0.0.1:9/health", "status": 204}]}
+    drill_inv = parse_inventory(data, inv.path)
+    steps = Pipeline(drill_inv, Options(quiet=True), kind="drill", phases=drill_phases()).plan()
+    post = [(target, what) for phase, target, what in steps if phase == "post_checks"]
+    guarded_nodes = [n for n in drill_inv.nodes if n.protected_paths]
+    api = f"api {urlsplit(drill_inv.cluster.api_endpoint).netloc}"
+    assert post == [("local", "GET http://127.0.0.1:9/health"), (api, "list helmreleases (helm.toolkit.fluxcd.io/v2)"),
+                    *[(n.name, RecordingRunner(drill_inv).wrap(n, digest_command(n.protected_paths), sudo=True))
+                      for n in guarded_nodes]]
 
 
 def test_dry_run_of_the_drills_protected_snapshot_is_its_checksum_commands(inv):
