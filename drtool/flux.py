@@ -78,10 +78,12 @@ def is_permanent(output: str) -> bool:
 
 
 def bootstrap_env(inv: Inventory, environ: dict[str, str]) -> dict[str, str]:
-    """The environment for `flux bootstrap`: the token (read from ``flux.token_env``) under the
-    one name this provider's flux reads. Raises KeyError naming the variable when it is unset."""
-    env = dict(environ)
+    """The environment for `flux bootstrap`: drtool's own, without the other secrets the inventory
+    names (the K3s token, webhook URLs: flux needs none of them), and the token (read from
+    ``flux.token_env``) under the one name this provider's flux reads. Raises KeyError naming the
+    variable when it is unset."""
     var = inv.flux.token_variable
+    env = {k: v for k, v in environ.items() if k == var or k not in inv.secret_variables}
     if not var:
         return env
     token = environ.get(var, "")

@@ -44,8 +44,9 @@ def repository_url(inv: Inventory) -> str:
 
 
 def git_env(inv: Inventory, environ: dict[str, str]) -> dict[str, str]:
-    """The environment for drtool's git reads: no prompts, the inventory's git config, the token."""
-    env = {k: v for k, v in environ.items() if not k.startswith("GIT_CONFIG")}
+    """The environment for drtool's git reads: no prompts, the inventory's git config, the token
+    (in an HTTP header); none of the secret variables the inventory names, the token's included."""
+    env = {k: v for k, v in environ.items() if not k.startswith("GIT_CONFIG") and k not in inv.secret_variables}
     env["GIT_TERMINAL_PROMPT"] = "0"
     if inv.flux.git_config_file is not None:
         env["GIT_CONFIG_GLOBAL"] = str(inv.resolve(inv.flux.git_config_file))

@@ -631,6 +631,16 @@ class Inventory(_Model):
         raise KeyError(name)
 
     @property
+    def secret_variables(self) -> frozenset[str]:
+        """The environment variables this inventory names as holding a secret: the Git token,
+        the K3s token and webhook URLs (``url_env``; they usually carry a token). A command
+        gets only those it needs (``drtool.flux.bootstrap_env``, ``drtool.gitrepo.git_env``)."""
+        names = {self.flux.token_variable, *(h.url_env for h in self.drill.notify)}
+        if self.k3s.token is not None:
+            names.add(self.k3s.token.token_env)
+        return frozenset(n for n in names if n)
+
+    @property
     def runs_path(self) -> Path:
         """The runs directory this inventory asks for (absolute)."""
         return self.resolve(self.runs_dir) or (self.path.parent / "runs").resolve()

@@ -93,3 +93,22 @@ def test_token_reaches_flux_under_the_name_the_provider_reads():
         assert env[flux_name] == "t0k" and env["PATH"] == "/bin", provider
     with pytest.raises(KeyError, match="MY_GIT_TOKEN"):
         bootstrap_env(inv, {})
+
+
+def test_flux_and_git_get_no_secret_variable_they_do_not_need():
+    from drtool.flux import bootstrap_env
+    from drtool.gitrepo import git_env
+
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["k3s"]["token"] = {"token_env": "K3S_TOKEN"}
+    data["drill"]["notify"] = [{"name": "chat", "type": "slack", "url_env": "SLACK_URL"}]
+    inv = parse_inventory(data, REPO / "inventory" / "lab.yaml")
+    assert inv.secret_variables == {"GITHUB_TOKEN", "K3S_TOKEN", "SLACK_URL"}
+    environ = {"GITHUB_TOKEN": "ghp_x", "K3S_TOKEN": "K10y", "SLACK_URL": "https://hooks/z", "PATH": "/bin"}
+    # flux bootstrap github reads GITHUB_TOKEN; the K3s token and a webhook URL are not its business.
+    assert bootstrap_env(inv, environ) == {"GITHUB_TOKEN": "ghp_x", "PATH": "/bin"}
+    # git gets the token in an HTTP header (GIT_CONFIG_*), not as a variable it never reads.
+    env = git_env(inv, environ)
+    assert not {"GITHUB_TOKEN", "K3S_TOKEN", "SLACK_URL"} & set(env) and env["PATH"] == "/bin"
+    assert env["GIT_CONFIG_KEY_0"] == "http.https://github.com/.extraHeader"
+    assert env["GIT_CONFIG_VALUE_0"].startswith("Authorization: Basic ")
