@@ -174,7 +174,7 @@ def dry_context(inv: Inventory, options: Options = Options()) -> Context:
     for var in (token.token_env if token is not None else None, inv.flux.token_variable):
         if var and not environ.get(var):
             environ[var] = PLACEHOLDER
-    runner = RecordingRunner(inv, dry_replies(inv))
+    runner = RecordingRunner(inv, dry_replies(inv), sequential=True)
 
     def api_factory(kubeconfig: Path) -> RecordingApiClient:
         from drtool.kube.recording import RecordingApiClient

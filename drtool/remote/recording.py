@@ -59,10 +59,17 @@ class Recorded:
 class RecordingRunner(Runner):
     """A ``Runner`` that records and answers from ``replies``; see the module docstring."""
 
-    def __init__(self, inventory: Inventory, replies: Sequence[Reply] = (), command_log: CommandLog | None = None):
+    def __init__(self, inventory: Inventory, replies: Sequence[Reply] = (), command_log: CommandLog | None = None,
+                 *, sequential: bool = False):
         super().__init__(inventory, command_log)
         self.replies = list(replies)
         self.recorded: list[Recorded] = []
+        self.sequential = sequential
+        """``fan_out`` takes one node after the other, in the order given: a dry run's plan then
+        lists each node's commands together, the same way every time."""
+
+    def fan_out(self, nodes, fn, max_workers: int = 32):
+        return super().fan_out(nodes, fn, 1 if self.sequential else max_workers)
 
     # -- never connects ---------------------------------------------------------
     def connection(self, node: Node):

@@ -215,6 +215,9 @@ def test_backup_goes_on_when_the_old_cluster_does_not_answer(inv):
 def test_dry_run_of_the_backup_is_what_it_reads(inv, tmp_path):
     steps = plan_phase(backup, dry_context(_with_secret_file(inv, tmp_path)))
     assert not any("stops here" in what for _, what in steps), steps
+    # Node by node, in the inventory's order, the same every time (the real run reads them in parallel).
+    first = [target for target, _ in steps[:next(i for i, (t, _) in enumerate(steps) if t.startswith("api "))]]
+    assert first == sorted(first, key=[n.name for n in inv.nodes].index) and set(first) == {"node1", "node2"}
     node1 = [what for target, what in steps if target == "node1"]
     # SQLite (one server): copied with the backup API into a temp file named for the run, fetched, removed.
     tmp = "'\"'\"'/var/tmp/drtool-state-<run-id>.db'\"'\"'"
