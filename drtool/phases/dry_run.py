@@ -31,7 +31,7 @@ import time
 from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
 import yaml
@@ -89,6 +89,8 @@ def dry_replies(inv: Inventory) -> list[Reply]:
         Reply(r"k3s etcd-snapshot save", stdout=f"{srv}/db/snapshots/{PLACEHOLDER}\n"),
         Reply(r"drtool-datastore: none", stdout="drtool-datastore: sqlite3-backup\n"),
         Reply(rf"cat {k3s.KUBECONFIG}", stdout=PLACEHOLDER_K3S_YAML),
+        # The agent join token a runbook's join-agent reads, base64 on the wire.
+        Reply(r"base64 \S*/node-token", stdout=_B64 + "\n"),
         # fluxcd/flux2 cmd/flux/version.go: `flux version --client` prints `flux: <version>`.
         Reply(r" version --client$", node="local", stdout=f"flux: {inv.flux.version}\n"),
         # git ls-remote prints `<sha>\t<ref>` per head; ls-tree names what is under the path;
@@ -212,18 +214,30 @@ def _shown(recorded: list[Recorded]) -> list[tuple[str, str]]:
     return lines
 
 
+def plan_call(ctx: Context, name: str, fn: Callable[[], object]) -> list[tuple[str, str]]:
+    """(target, what) for each command and API request ``fn`` sends when run against the dry
+    context; a ``DrtoolError`` it raises (what would stop the real run) ends the list with a
+    line saying why, and when it sends nothing, a line says what it made of that (its result's
+    message: a phase skipped, an action with nothing to do)."""
+    runner = ctx.runner
+    if not isinstance(runner, RecordingRunner):
+        raise TypeError("plan_call needs a dry_context()")
+    mark = len(runner.recorded)
+    ctx.phase_name = name
+    stopped: list[tuple[str, str]] = []
+    try:
+        result = fn()
+    except DrtoolError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        stopped.append(("local", f"(the dry run of {name} stops here: {first})"))
+    else:
+        if len(runner.recorded) == mark:   # sends nothing: say why (a phase's result, an action's message)
+            said = getattr(result, "message", result)
+            stopped.append(("local", f"(nothing to send: {said})" if isinstance(said, str) and said else "(nothing to send)"))
+    return _shown(runner.recorded[mark:]) + stopped
+
+
 def plan_phase(phase: Phase, ctx: Context) -> list[tuple[str, str]]:
     """(target, what) for each command and API request the phase sends: what it recorded when
     run against the dry context."""
-    runner = ctx.runner
-    if not isinstance(runner, RecordingRunner):
-        raise TypeError("plan_phase needs a dry_context()")
-    mark = len(runner.recorded)
-    ctx.phase_name = phase.NAME
-    stopped: list[tuple[str, str]] = []
-    try:
-        phase.run(ctx)
-    except DrtoolError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        stopped.append(("local", f"(the dry run of {phase.NAME} stops here: {first})"))
-    return _shown(runner.recorded[mark:]) + stopped
+    return plan_call(ctx, phase.NAME, lambda: phase.run(ctx))

@@ -43,8 +43,8 @@ class Action:
     name: str
     summary: str
     run: Callable[..., str]
-    """``run(ctx, args, where) -> message``; ``where`` is (file, field) for bad-input errors."""
-    plan: Callable[..., Plan]
+    """``run(ctx, args, where) -> message``; ``where`` is (file, field) for bad-input errors. A
+    dry run runs it too, against the recording runner and API client (``drtool.runbooks.plan``)."""
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -76,10 +76,6 @@ def _delete_node(ctx, args: Mapping, where: tuple[str, str]) -> str:
     finally:
         api_client.close()
     return f"deleted Node {name}"
-
-
-def _plan_delete_node(ctx, args: Mapping) -> Plan:
-    return [("local", f"DELETE /api/v1/nodes/{args['node']} (with the run's kubeconfig)")]
 
 
 # --- join-agent ----------------------------------------------------------------------
@@ -123,22 +119,6 @@ def _join_agent(ctx, args: Mapping, where: tuple[str, str]) -> str:
 
     ctx.runner.fan_out(nodes, join).raise_on_failure("join")
     return f"joined {', '.join(n.name for n in nodes)} with the server's node-token"
-
-
-def _plan_join_agent(ctx, args: Mapping) -> Plan:
-    from drtool.phases.join import server_url
-    from drtool.remote import k3s
-
-    server = ctx.inv.servers[0]
-    steps = [(server.name, ctx.runner.wrap(server, f"base64 {q(k3s.server_dir(ctx.inv) + '/' + NODE_TOKEN)}", sudo=True)
-              + "   # output kept secret")]
-    for node in _targets(ctx, args.get("on", "agents"), ("<runbook>", "")):
-        if ctx.inv.k3s.install.method == "airgap":
-            steps += [(node.name, f"upload {ctx.inv.resolve(getattr(ctx.inv.k3s.install, a))} -> {r} (mode {m})")
-                      for a, r, m in k3s.airgap_uploads(ctx.inv)]
-        cmd = k3s.install_command(ctx.inv, node, server_url=server_url(ctx))
-        steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + "   # token on stdin: ***"))
-    return steps
 
 
 # --- restore-datastore ---------------------------------------------------------------
@@ -212,33 +192,6 @@ def _restore_one_datastore(ctx, args: Mapping) -> str:
             + (f"; {', '.join(p.name for p in peers)} set their db aside to join again" if peers else ""))
 
 
-def _plan_restore_datastore(ctx, args: Mapping) -> Plan:
-    from drtool.remote import k3s
-
-    first, peers = ctx.inv.servers[0], ctx.inv.servers[1:]
-    if peers:   # embedded etcd: the backup phase took a snapshot
-        snapshot = f"{_db_dir(ctx)}/snapshots/drtool-restore-{args['run']}"
-        return ([("local", f"verify runs/{args['run']}/backup/manifest.json")]
-                + [(p.name, ctx.runner.wrap(p, k3s.restore_prepare_command(ctx.inv, datastore="etcd", peer=True), sudo=True))
-                   for p in peers]
-                + [(first.name, ctx.runner.wrap(first, k3s.restore_prepare_command(ctx.inv, datastore="etcd"), sudo=True)),
-                   (first.name, f"upload runs/{args['run']}/backup/{first.name}/etcd-snapshot -> {snapshot} (mode 0600)"),
-                   (first.name, ctx.runner.wrap(first, k3s.cluster_reset_command(ctx.inv, snapshot), sudo=True)
-                    + "   # token on stdin: ***")]
-                + _plan_node_passwords(ctx, args))
-    return [("local", f"verify runs/{args['run']}/backup/manifest.json"),
-            (first.name, ctx.runner.wrap(first, k3s.restore_prepare_command(ctx.inv, datastore="sqlite"), sudo=True)),
-            (first.name, f"upload runs/{args['run']}/backup/{first.name}/state.db -> {_db_dir(ctx)}/state.db (mode 0600)"),
-            *_plan_node_passwords(ctx, args)]
-
-
-def _plan_node_passwords(ctx, args: Mapping) -> Plan:
-    from drtool.remote import k3s
-
-    return [(n.name, f"upload runs/{args['run']}/backup/{n.name}/node-password -> {k3s.NODE_PASSWORD} (mode 0600), "
-                     "if backed up") for n in ctx.inv.nodes]
-
-
 # --- install-server ------------------------------------------------------------------
 
 
@@ -263,27 +216,11 @@ def _install_server(ctx, args: Mapping, where: tuple[str, str]) -> str:
     return f"{len(servers)} server(s) reinstalled with {source} and answering"
 
 
-def _plan_install_server(ctx, args: Mapping) -> Plan:
-    from drtool.remote import k3s
-
-    servers = ctx.inv.servers
-    source = f"runs/{args['token_from_run']}/backup/{servers[0].name}/token" if args.get("token_from_run") else "the inventory"
-    steps = []
-    for i, node in enumerate(servers):
-        cmd = k3s.install_command(ctx.inv, node, server_url=None, first_server=servers[0] if i else None,
-                                  cluster_init=len(servers) > 1 and i == 0)
-        steps.append((node.name, ctx.runner.wrap(node, cmd, sudo=True) + f"   # token on stdin from {source}: ***"))
-        steps.append((node.name, f"wait for {k3s.KUBECONFIG}, then GET https://{node.address}:6443/readyz"))
-    return steps
-
-
 ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("delete-node", "delete a Node object through the API", _delete_node, _plan_delete_node),
-    Action("join-agent", "join agents with the server's node-token (on stdin)", _join_agent, _plan_join_agent),
-    Action("restore-datastore", "put a backed-up datastore (state.db or etcd snapshot) back", _restore_datastore,
-           _plan_restore_datastore),
-    Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", _install_server,
-           _plan_install_server),
+    Action("delete-node", "delete a Node object through the API", _delete_node),
+    Action("join-agent", "join agents with the server's node-token (on stdin)", _join_agent),
+    Action("restore-datastore", "put a backed-up datastore (state.db or etcd snapshot) back", _restore_datastore),
+    Action("install-server", "reinstall K3s on the servers with a saved or the inventory's token", _install_server),
 )}
 
-ACTIONS.update({name: Action(name, summary, run, plan) for name, summary, run, plan in restore_actions()})
+ACTIONS.update({name: Action(name, summary, run) for name, summary, run in restore_actions()})

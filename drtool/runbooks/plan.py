@@ -102,21 +102,42 @@ def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context
     if step.wait is not None:
         return [("local", f"wait {step.wait.seconds:g}s")]
     assert step.action is not None  # the last kind of part
+    return _action_plan(book, index, params, ctx)
+
+
+def _action_targets(book: Runbook, index: int, args: Mapping, ctx: Context) -> None:
+    """An action's ``on`` resolved against the inventory: an unknown node is bad input naming the step."""
+    from drtool.runbooks.action_support import targets
+
+    if "on" in args:
+        targets(ctx, args["on"], (str(book.path), book.where(index)))
+
+
+def _action_plan(book: Runbook, index: int, params: Mapping[str, str], ctx: Context | None) -> Plan:
+    """What the action sends, recorded from its own ``run`` against the dry context (without an
+    inventory, its one-line summary)."""
+    from drtool.phases.dry_run import plan_call
     from drtool.runbooks.actions import ACTIONS
 
+    step = book.steps[index]
+    assert step.action is not None
     action = ACTIONS[step.action]
     args = substitute_args(step.args, params)
     if ctx is None:
         shown = ", ".join(f"{k}={v}" for k, v in args.items())
         return [("local", f"action {action.name}({shown}): {action.summary}")]
-    return list(action.plan(ctx, args))
+    _action_targets(book, index, args, ctx)
+    return plan_call(ctx, action.name, lambda: action.run(ctx, args, (str(book.path), book.where(index))))
 
 
 def check_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context) -> None:
     """Resolve one step against the inventory (targets, parameter values) without running
-    anything: ``BadInput`` when it cannot run as written. A phase step takes neither, and its
-    dry run (which reports what would stop it, never raises) is skipped."""
-    if book.steps[index].phase is None:
+    anything: ``BadInput`` when it cannot run as written. A phase step takes neither; an action
+    step only has its targets resolved (its dry run reports what would stop it, never raises)."""
+    step = book.steps[index]
+    if step.action is not None:
+        _action_targets(book, index, substitute_args(step.args, params), ctx)
+    elif step.phase is None:
         plan_step(book, index, params, ctx)
 
 

@@ -74,11 +74,6 @@ def _restore_secrets(ctx, args: Mapping, where: tuple[str, str]) -> str:
     return f"restored Secrets {', '.join(restored)} from run {args['run']}"
 
 
-def _plan_restore_secrets(ctx, args: Mapping) -> Plan:
-    return [("local", f"verify runs/{args['run']}/backup/manifest.json"),
-            ("local", f"create or replace each Secret in runs/{args['run']}/backup/flux-secrets/*.json through the API")]
-
-
 def _archives(ctx, args: Mapping, where: tuple[str, str]):
     from drtool.runbooks.action_support import backup_dir as _backup_dir
     from drtool.runbooks.action_support import targets as _targets
@@ -120,17 +115,6 @@ def _restore_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
     return f"restored local-path volumes on {', '.join(sorted(by_name))} from run {args['run']}"
 
 
-def _plan_restore_volumes(ctx, args: Mapping) -> Plan:
-    from drtool.runbooks.action_support import targets as _targets
-
-    steps: Plan = [("local", f"verify runs/{args['run']}/backup/manifest.json")]
-    for node in _targets(ctx, args.get("on", "all"), ("<runbook>", "")):
-        tmp = "/var/tmp/drtool-volumes-<id>.tgz"
-        steps.append((node.name, f"upload runs/{args['run']}/backup/{node.name}/volumes.tgz -> {tmp} (mode 0600), if archived"))
-        steps.append((node.name, ctx.runner.wrap(node, _extract_command(ctx, tmp), sudo=True)))
-    return steps
-
-
 def _guard_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
     from drtool.errors import BadInput
     from drtool.phases.teardown import volume_guard
@@ -144,21 +128,11 @@ def _guard_volumes(ctx, args: Mapping, where: tuple[str, str]) -> str:
     return note.removeprefix("; ") if note else "no local-path volume holds data"
 
 
-def _plan_guard_volumes(ctx, args: Mapping) -> Plan:
-    from drtool.remote.volumes import volumes_with_data_command
-    from drtool.runbooks.action_support import targets
-
-    return [(n.name, ctx.runner.wrap(n, volumes_with_data_command(ctx.inv), sudo=True)
-             + f"   # refuse if a volume holds data (discard: {args.get('discard', 'false')})")
-            for n in targets(ctx, args["on"], ("<runbook>", ""))]
-
-
 def restore_actions():
-    """(name, summary, run, plan) of each restore action; ``actions`` registers them."""
+    """(name, summary, run) of each restore action; ``actions`` registers them."""
     return (
-        ("restore-secrets", "create again the Flux secrets a backup saved", _restore_secrets, _plan_restore_secrets),
-        ("restore-volumes", "extract each node's archived local-path volumes under its data dir",
-         _restore_volumes, _plan_restore_volumes),
+        ("restore-secrets", "create again the Flux secrets a backup saved", _restore_secrets),
+        ("restore-volumes", "extract each node's archived local-path volumes under its data dir", _restore_volumes),
         ("guard-volumes", "refuse to go on while local-path volumes on the nodes hold data (unless discard)",
-         _guard_volumes, _plan_guard_volumes),
+         _guard_volumes),
     )

@@ -24,6 +24,7 @@ from drtool.phases.context import Context, Options, RunProgress
 from drtool.phases.dry_run import dry_context, plan_phase
 from drtool.phases.preflight import flux_cli, run_preflight
 from drtool.pipeline import Pipeline
+from drtool.remote import k3s
 from drtool.remote.recording import RecordingRunner, Reply
 from drtool.run import Run
 from drtool.runbooks.executor import RunbookExecutor, RunOptions
@@ -53,6 +54,7 @@ def inv(tmp_path, monkeypatch):
     monkeypatch.setenv("DRTOOL_RUNS_DIR", str(tmp_path / "runs"))
     data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
     data["k3s"]["install"] = {"method": "online"}  # no local artifacts needed
+    data["flux"].pop("git_config_file")  # the lab's (under .lab/) exists only once the lab has started
     return parse_inventory(data, REPO / "inventory" / "lab.yaml")
 
 
@@ -685,6 +687,56 @@ def test_runbook_check_that_does_not_match_stops_with_the_resume_hint(inv, tmp_p
     rid = executor.ctx.run.record["run_id"]
     assert info.value.code == 1
     assert "step version failed: check failed on node1" in info.value.message and f"--resume {rid}" in info.value.message
+
+
+def _backed_up_run(run_id: str) -> Path:
+    """runs/<run_id>/backup/ as the backup phase writes it for a SQLite server: node1's state.db
+    and token, node2's node password, a verified manifest."""
+    from drtool.run import runs_dir
+
+    dest = runs_dir() / run_id / "backup"
+    for rel, text in (("node1/state.db", "SQLite format 3\0"), ("node1/token", TOKEN + "\n"),
+                      ("node2/node-password", "0123456789abcdef\n")):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text)
+    backup.write_manifest(dest)
+    return dest
+
+
+def _runbook_plan(inv, book: str, step: str, **params) -> list[tuple[str, str]]:
+    from drtool.runbooks.plan import plan_step
+
+    runbook = load_runbook(REPO / "runbooks" / f"{book}.yaml")
+    return plan_step(runbook, runbook.index(step), params, dry_context(inv))
+
+
+def test_no_runbook_action_keeps_a_written_plan():
+    from drtool.runbooks.actions import ACTIONS
+
+    assert [a.name for a in ACTIONS.values() if hasattr(a, "plan")] == []
+
+
+def test_dry_run_of_a_runbook_action_is_what_its_run_sends(inv):
+    dest = _backed_up_run("r1")
+    prepare = RecordingRunner(inv).wrap(inv.node("node1"), k3s.restore_prepare_command(inv, datastore="sqlite"), sudo=True)
+    assert _runbook_plan(inv, "restore-datastore", "restore", run="r1") == [
+        ("node1", prepare),
+        ("node1", f"upload {dest}/node1/state.db -> /var/lib/rancher/k3s/server/db/state.db (mode 0600)"),
+        # Only the node whose password was backed up gets it back (the written plan listed every node).
+        ("node2", "upload <bytes> -> /etc/rancher/node/password (mode 0600)")]
+    # The original token goes on stdin, never in the command; then the wait for the server's API.
+    reinstall = _runbook_plan(inv, "restore-datastore", "reinstall-server", run="r1")
+    [install_line] = [what for target, what in reinstall if what.endswith("   # stdin: ***")]
+    assert "INSTALL_K3S_EXEC=" in install_line and TOKEN not in repr(reinstall)
+    assert reinstall[-1] == (f"api {urlsplit(inv.cluster.api_endpoint).netloc}", "GET /readyz")
+    assert _runbook_plan(inv, "restore-datastore", "restore-volumes", run="r1") == [
+        ("local", "(nothing to send: run r1 archived no volumes (backup.archive_volumes was off); nothing to restore)")]
+
+
+def test_dry_run_of_a_runbook_action_stops_where_its_run_would(inv):
+    assert _runbook_plan(inv, "restore-datastore", "restore", run="r9") == [
+        ("local", "(the dry run of restore-datastore stops here: command line: --param: "
+                  "run 'r9' has no backup directory under " + os.environ["DRTOOL_RUNS_DIR"] + ")")]
 
 
 def test_recorded_secrets_never_show(inv):

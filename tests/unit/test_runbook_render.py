@@ -37,7 +37,9 @@ def test_render_without_inventory_names_groups_and_required_params():
 def test_render_with_inventory_shows_exact_commands_per_node(inv):
     text = render_markdown(load_runbook(REPO / "runbooks" / "agent-replace.yaml"), inv, {"agent": "node2"})
     assert "# on node2\nsudo -n -- sh -c 'if [ -x /usr/local/bin/k3s-agent-uninstall.sh ]" in text
-    assert "--node-taint heavy=true:NoSchedule" in text and "token on stdin: ***" in text
+    # The join-agent action's own commands: the node-token read, then the install, its token on stdin.
+    assert "base64 /var/lib/rancher/k3s/server/node-token" in text
+    assert "--node-taint heavy=true:NoSchedule" in text and "   # stdin: ***" in text
     full = render_markdown(load_runbook(REPO / "runbooks" / "full-rebuild.yaml"), inv)
     assert "> Check the backup listed above" in full and "lab goes down now" in full
 
@@ -46,7 +48,8 @@ def test_dry_run_plan_resolves_targets_and_refuses_unknown_nodes(inv):
     book = load_runbook(REPO / "runbooks" / "agent-replace.yaml")
     plan = RunbookExecutor(inv, book, RunOptions(params={"agent": "node2"})).plan()
     targets = {s.id: [t for t, _ in lines] for s, _, lines in plan}
-    assert targets["wipe"] == ["node2"] and targets["delete-node"] == ["local"]
+    # delete-node goes to the API server (the kubeconfig step before it fetched the run's kubeconfig).
+    assert targets["wipe"] == ["node2"] and targets["delete-node"] == [f"api {inv.cluster.api_endpoint.split('//')[1]}"]
     # A typed parameter is checked before any step resolves it.
     with pytest.raises(BadInput, match=r"command line: --param agent: unknown node 'node7'"):
         RunbookExecutor(inv, book, RunOptions(params={"agent": "node7"})).plan()
