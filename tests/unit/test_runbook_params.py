@@ -42,7 +42,7 @@ def test_agent_replace_refuses_the_server(tmp_path):
         assert res.returncode == 2, res.stdout + res.stderr
         assert "--param agent: node1 is a server; runbook agent-replace needs an agent here (agents: node2 (agent))" \
             in res.stderr
-        assert "DELETE /api/v1/nodes/node1" not in res.stdout and "Traceback" not in res.stderr
+        assert "delete nodes node1" not in res.stdout and "Traceback" not in res.stderr
         assert not (tmp_path / "runs").exists()
 
 
