@@ -35,8 +35,6 @@ from drtool.runbooks.model import ACTION_ARGS
 from drtool.runbooks.restore_actions import restore_actions
 from drtool.secret import Secret
 
-Plan = list[tuple[str, str]]
-
 
 @dataclass(frozen=True)
 class Action:

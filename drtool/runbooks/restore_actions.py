@@ -23,8 +23,6 @@ from typing import Mapping
 from drtool.errors import DrtoolError, PermanentError
 from drtool.remote.runner import q
 
-Plan = list[tuple[str, str]]
-
 
 def _secrets_dir(run_id: str):
     from drtool.runbooks.action_support import backup_dir as _backup_dir
