@@ -72,11 +72,11 @@ def _stable_ids(report: dict) -> set[str]:
 
 
 def _model(scenario_name: str, *, nodes_ready_at_start: bool, repo: Path | None = None,
-           path: str = CLUSTER_PATH) -> float:
+           path: str = CLUSTER_PATH, nudged: bool = False) -> float:
     scenario = load_scenario(builtin_scenario_path(scenario_name))
     if nodes_ready_at_start:
         scenario = scenario.model_copy(update={"nodes": {n: NodeTiming(ready_delay=0) for n in ("node1", "node2")}})
-    return critical_path(scenario, repo or fixture_dir(), path)
+    return critical_path(scenario, repo or fixture_dir(), path, nudged=nudged)
 
 
 # --------------------------------------------------------------------------- fault-free rebuild
@@ -91,9 +91,11 @@ def test_homelab_rebuild_converges_with_no_overhead_beyond_the_critical_path(hom
     Git work are not in it. drtool's ``recovery_s`` runs from teardown start to converge end,
     so it also holds those phases. Like for like:
 
-    - physics: from the start of the ``flux bootstrap`` step (nodes already Ready, checked by
-      nodes_ready) to converge end can never be shorter than the critical path computed with
-      nodes Ready at t=0;
+    - physics: from the start of the ``flux bootstrap`` step to converge end can never be
+      shorter than the critical path computed with nodes Ready at t=0 and every dependency
+      learnt at once (``nudged``): drtool nudges waiting Flux objects once converge runs, and
+      with bootstrap overlapping the agent join converge can start early enough that the
+      chain beats Flux's own requeue timers, so the timer-bound path is no lower bound;
     - drtool's overhead: once bootstrap returns (the ``flux-system`` Kustomization is Ready,
       which bootstrap waits for), drtool reports all-ready no later than the rest of the
       critical path (critical path minus the model's ready time of ``flux-system``) plus 5 %
@@ -120,16 +122,17 @@ def test_homelab_rebuild_converges_with_no_overhead_beyond_the_critical_path(hom
     boot = phases["bootstrap"]["nodes"]["local"][0]
     end = report["recovery_end_at"]
     whole = _model("homelab", nodes_ready_at_start=True)
+    fastest = _model("homelab", nodes_ready_at_start=True, nudged=True)
     (tmp_path / "clusters" / "empty").mkdir(parents=True)  # a repo with nothing under the path
     flux_system_ready = _model("homelab", nodes_ready_at_start=True, repo=tmp_path, path="clusters/empty")
     rest = whole - flux_system_ready
     after_bootstrap = end - boot["ended_at"]
     from_bootstrap = end - boot["started_at"]
     figures = (f"critical path {_model('homelab', nodes_ready_at_start=False):.2f}s "
-               f"(nodes Ready at t=0: {whole:.2f}s, after flux-system Ready: {rest:.2f}s); "
+               f"(nodes Ready at t=0: {whole:.2f}s, nudged {fastest:.2f}s, after flux-system Ready: {rest:.2f}s); "
                f"drtool recovery {report['recovery_s']:.2f}s, bootstrap start→all-ready {from_bootstrap:.2f}s, "
                f"bootstrap end→all-ready {after_bootstrap:.2f}s; phases: {_breakdown(report)}")
-    assert from_bootstrap >= whole - 0.05, figures
+    assert from_bootstrap >= fastest - 0.05, figures
     assert after_bootstrap <= rest + max(0.05 * rest, 1.0), figures
     destructive = [p for p in report["phases"] if p["name"] not in ("preflight", "backup")]
     busy = sum(p["duration_s"] for p in destructive)
