@@ -31,7 +31,7 @@ import time
 from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 from urllib.parse import urlsplit
 
 import yaml
@@ -126,25 +126,31 @@ def _node(node) -> dict:
             "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
 
 
-def dry_api_replies(inv: Inventory) -> list[ApiReply]:
+def dry_api_replies(inv: Inventory, kustomizations: Sequence[str] = (),
+                    helmreleases: Sequence[tuple[str, str, str | None]] = ()) -> list[ApiReply]:
     """What the API answers in a dry run: ready at once, every inventory node Ready with its labels
-    and taints, the expected Kustomizations and HelmReleases Ready, nothing else pending."""
+    and taints, the expected Kustomizations and HelmReleases Ready (the inventory's, and
+    ``kustomizations`` ``namespace/name`` and ``helmreleases`` (namespace, name, version) more),
+    nothing else pending."""
     from drtool.kube.recording import ApiReply
     from drtool.kube.watcher import DEFAULT_KINDS, FLUX_HELM, FLUX_KUSTOMIZE
 
-    kustomizations = [_ready("Kustomization", f"{FLUX_KUSTOMIZE}/v1", *ref.partition("/")[::2])
-                      for ref in inv.expectations.kustomizations]
+    refs = dict.fromkeys([*inv.expectations.kustomizations, *kustomizations])
+    ks = [_ready("Kustomization", f"{FLUX_KUSTOMIZE}/v1", *ref.partition("/")[::2]) for ref in refs]
+    wanted = {(h.namespace, h.name): h.version for h in inv.expectations.helmreleases}
+    for ns, name, version in helmreleases:
+        wanted[(ns, name)] = version or wanted.get((ns, name))
     # helm-controller v2 keeps the released chart version in status.history, newest first.
-    releases = [_ready("HelmRelease", f"{FLUX_HELM}/v2", h.namespace, h.name,
-                       history=[{"chartName": h.name, "chartVersion": h.version, "status": "deployed"}])
-                for h in inv.expectations.helmreleases]
+    releases = [_ready("HelmRelease", f"{FLUX_HELM}/v2", ns, name,
+                       history=[{"chartName": name, "chartVersion": version, "status": "deployed"}])
+                for (ns, name), version in wanted.items()]
     # kube-apiserver's /readyz answers "ok" when every check passes (kubernetes
     # staging/src/k8s.io/apiserver/pkg/server/healthz/healthz.go, handleRootHealth).
     replies = [ApiReply(r"^GET /readyz", body="ok"),
                # A watch the server ends after a while with nothing to report; the watcher reconnects.
                ApiReply(r"[?&]watch=true", body="", delay=0.02),
                ApiReply(r"^GET /api/v1/nodes(\?|$)", body=_listed([_node(n) for n in inv.nodes])),
-               ApiReply(rf"^GET /apis/{FLUX_KUSTOMIZE}/[^/]+/kustomizations(\?|$)", body=_listed(kustomizations)),
+               ApiReply(rf"^GET /apis/{FLUX_KUSTOMIZE}/[^/]+/kustomizations(\?|$)", body=_listed(ks)),
                ApiReply(rf"^GET /apis/{FLUX_HELM}/[^/]+/helmreleases(\?|$)", body=_listed(releases))]
     # API group discovery (meta/v1 APIGroup): the version drtool prefers is served.
     for group, version in {(s.group, s.versions[0]) for s in DEFAULT_KINDS if s.group}:
@@ -166,8 +172,10 @@ def _server_of(kubeconfig: Path, fallback: str) -> str:
         return fallback
 
 
-def dry_context(inv: Inventory, options: Options = Options()) -> Context:
-    """A Context with a recording runner, a recording API client and a throwaway run directory."""
+def dry_context(inv: Inventory, options: Options = Options(), *, kustomizations: Sequence[str] = (),
+                helmreleases: Sequence[tuple[str, str, str | None]] = ()) -> Context:
+    """A Context with a recording runner, a recording API client and a throwaway run directory;
+    ``kustomizations`` and ``helmreleases`` are Ready besides the inventory's expectations."""
     tmp = tempfile.TemporaryDirectory(prefix="drtool-dry-run-")
     run = Run.placeholder(Path(tmp.name))
     run.tmp = tmp  # type: ignore[attr-defined]  # removed with the context's run
@@ -187,7 +195,7 @@ def dry_context(inv: Inventory, options: Options = Options()) -> Context:
         def note(call: ApiCall) -> None:
             runner.recorded.append(Recorded(target, call.summary(), api="read" if call.read_only else "write"))
 
-        return RecordingApiClient(dry_api_replies(inv), host=server, on_call=note)
+        return RecordingApiClient(dry_api_replies(inv, kustomizations, helmreleases), host=server, on_call=note)
 
     return Context(inv, runner, run, replace(options, dry_run=True), RunProgress(quiet=True),
                    environ=environ, api_factory=api_factory)

@@ -21,13 +21,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NodesFailed, NotConverged, Refused
+from drtool.errors import BadInput, DrtoolError, ExitCode, Interrupted, NodesFailed, Refused
 from drtool.inventory import Inventory
 from drtool.phases.result import PhaseResult
 from drtool.runbooks import journal
 from drtool.runbooks.model import ConvergeCheck, Runbook, Step
 from drtool.runbooks.params import resolve_params, resolve_targets, substitute, substitute_args
-from drtool.runbooks.plan import check_step, converge_text, dry_context, phase_module, plan_step
+from drtool.runbooks.converge_check import converge_text, run_converge_check
+from drtool.runbooks.plan import check_step, dry_context, phase_module, plan_step
 from drtool.secret import redact
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class RunbookExecutor:
         """Each selected step with its title (parameters filled in) and (target, what) lines,
         resolved and redacted; changes nothing."""
         params = resolve_params(self.book, self.inv, self.options.params)
-        ctx = dry_context(self.inv, keep_waiting=self.options.keep_waiting)
+        ctx = dry_context(self.inv, keep_waiting=self.options.keep_waiting, book=self.book)
         out = []
         for step in self.selected():
             i = self.book.index(step.id)
@@ -239,7 +240,7 @@ class RunbookExecutor:
         if step.doc and not self.options.quiet:
             self.terminal.say(_indent(substitute(step.doc, self.params, shell=False)))
         if self.options.step_mode:
-            for target, what in plan_step(self.book, i, self.params, dry_context(self.inv)):
+            for target, what in plan_step(self.book, i, self.params, dry_context(self.inv, book=self.book)):
                 self.terminal.say(f"    [{target}] {redact(what)}")
             answer = self.terminal.choose(f"Step {step.id}:", {"r": "run", "s": "skip", "q": "quit"})
             if answer == "s":
@@ -437,40 +438,8 @@ class RunbookExecutor:
         return f"exit {res.exit_code}", output
 
     def _converge(self, step: Step, c: ConvergeCheck) -> str:
-        from drtool.converge import Converger
-        from drtool.phases.converge import options_for
-        from drtool.runbooks.actions import ensure_kubeconfig
-
-        opts = options_for(self.ctx)
-        changes: dict = {}
-        if c.deadline:
-            changes["deadline_s"] = c.deadline
-        if c.kustomizations is not None:
-            changes["expected_kustomizations"] = tuple(c.kustomizations)
-        if c.helmreleases is not None:
-            changes["expected_helmreleases"] = tuple(_release(h) for h in c.helmreleases)
-        if c.ignore_namespaces is not None:
-            changes["ignore_namespaces"] = tuple(c.ignore_namespaces)
-        if c.keep_waiting is not None:
-            changes["keep_waiting"] = c.keep_waiting
-        opts = replace(opts, **changes)
-        ensure_kubeconfig(self.ctx)
         self.progress.print(f"    {converge_text(c, self.inv)}")
-        client = self.ctx.api_client()
-        try:
-            result = Converger(client, opts).run()
-        finally:
-            client.close()
-        self.ctx.check_stop()
-        if not result.converged:
-            raise NotConverged(redact(result.summary()))
-        return result.summary()
-
-
-def _release(text: str) -> tuple[str, str, str | None]:
-    ref, _, version = text.partition("@")
-    ns, _, name = ref.partition("/")
-    return ns, name, version or None
+        return run_converge_check(self.ctx, c)
 
 
 def _indent(text: str) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
-from drtool.runbooks.model import ConvergeCheck, Runbook, Step, Targets
+from drtool.runbooks.converge_check import converge_text
+from drtool.runbooks.model import Runbook, Step, Targets
 from drtool.runbooks.params import resolve_targets, substitute, substitute_args
 
 if TYPE_CHECKING:
@@ -20,12 +21,18 @@ if TYPE_CHECKING:
 Plan = list[tuple[str, str]]
 
 
-def dry_context(inv: Inventory, *, keep_waiting: bool = False) -> Context:
-    """A Context whose runner records instead of running and whose run is a throwaway."""
+def dry_context(inv: Inventory, *, keep_waiting: bool = False, book: Runbook | None = None) -> Context:
+    """A Context whose runner records instead of running and whose run is a throwaway. With
+    ``book``, its scripted cluster also has Ready the Kustomizations and HelmReleases that the
+    book's converge checks name, so those checks end at their first look as the others do."""
     from drtool.phases import dry_run
     from drtool.phases.context import Options
+    from drtool.runbooks.converge_check import release
 
-    return dry_run.dry_context(inv, Options(keep_waiting=keep_waiting))
+    checks = [s.check.converge for s in (book.steps if book is not None else ()) if s.check and s.check.converge]
+    return dry_run.dry_context(inv, Options(keep_waiting=keep_waiting),
+                               kustomizations=[k for c in checks for k in c.kustomizations or ()],
+                               helmreleases=[release(h) for c in checks for h in c.helmreleases or ()])
 
 
 def phase_module(name: str):
@@ -36,18 +43,6 @@ def phase_module(name: str):
 
 def _targets_text(on: str | tuple[str, ...] | list[str]) -> str:
     return on if isinstance(on, str) else ",".join(on)
-
-
-def converge_text(c: ConvergeCheck, inv: Inventory | None) -> str:
-    deadline = c.deadline or (inv.timeouts.converge if inv is not None else None)
-    what = []
-    if c.kustomizations is not None:
-        what.append("Kustomizations " + (", ".join(c.kustomizations) or "-"))
-    if c.helmreleases is not None:
-        what.append("HelmReleases " + (", ".join(c.helmreleases) or "-"))
-    within = f" (≤ {deadline:g}s)" if deadline else ""
-    extra = f"; expect {'; '.join(what)}" if what else ""
-    return f"wait until every Flux object, workload, pod and node is ready{within}{extra}"
 
 
 def _phase_plan(phase: str, args: Mapping, ctx: Context | None) -> Plan:
@@ -89,7 +84,14 @@ def plan_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context
     if step.check is not None:
         check = step.check
         if check.converge is not None:
-            return [("local", converge_text(check.converge, ctx.inv if ctx is not None else None))]
+            said = ("local", converge_text(check.converge, ctx.inv if ctx is not None else None))
+            if ctx is None:
+                return [said]
+            from drtool.phases.dry_run import plan_call
+            from drtool.runbooks.converge_check import run_converge_check
+
+            converge = check.converge
+            return [said, *plan_call(ctx, step.id, lambda: run_converge_check(ctx, converge))]
         assert check.command is not None  # Check._one: a check has exactly one of converge and command
         expect = f"   # expect output matching /{check.expect}/" if check.expect else ""
         if check.on is None:
@@ -132,12 +134,13 @@ def _action_plan(book: Runbook, index: int, params: Mapping[str, str], ctx: Cont
 
 def check_step(book: Runbook, index: int, params: Mapping[str, str], ctx: Context) -> None:
     """Resolve one step against the inventory (targets, parameter values) without running
-    anything: ``BadInput`` when it cannot run as written. A phase step takes neither; an action
-    step only has its targets resolved (its dry run reports what would stop it, never raises)."""
+    anything: ``BadInput`` when it cannot run as written. A phase step and a converge check take
+    neither; an action step only has its targets resolved (a dry run of these reports what would
+    stop them, never raises)."""
     step = book.steps[index]
     if step.action is not None:
         _action_targets(book, index, substitute_args(step.args, params), ctx)
-    elif step.phase is None:
+    elif step.phase is None and not (step.check is not None and step.check.converge is not None):
         plan_step(book, index, params, ctx)
 
 

@@ -21,7 +21,7 @@ KIND_LABEL = {"phase": "rebuild phase", "remote": "command on nodes", "local": "
 def render_markdown(book: Runbook, inv: Inventory | None = None, params: Mapping[str, str] | None = None) -> str:
     """The runbook as Markdown; missing parameter values show as ``<name>``."""
     values = resolve_params(book, inv, params or {}, lenient=True)
-    ctx = dry_context(inv) if inv is not None else None
+    ctx = dry_context(inv, book=book) if inv is not None else None
     out = [f"# Runbook: {book.name}", "", book.description.strip(), ""]
     if inv is not None:
         out += [f"Resolved for cluster `{inv.cluster.name}` (inventory `{inv.path}`): "

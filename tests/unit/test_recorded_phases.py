@@ -739,6 +739,20 @@ def test_dry_run_of_a_runbook_action_stops_where_its_run_would(inv):
                   "run 'r9' has no backup directory under " + os.environ["DRTOOL_RUNS_DIR"] + ")")]
 
 
+def test_runbook_converge_check_is_planned_from_its_own_run(inv, tmp_path):
+    path = tmp_path / "book.yaml"
+    path.write_text(yaml.safe_dump({"name": "probe", "description": "d", "steps": [
+        {"id": "apps", "title": "Apps ready", "check": {"converge": {"kustomizations": ["flux-system/apps"],
+                                                                      "deadline": 5}}}]}))
+    [(_, _, lines)] = RunbookExecutor(inv, load_runbook(path), RunOptions(quiet=True)).plan()
+    assert lines[0] == ("local", "wait until every Flux object, workload, pod and node is ready (≤ 5s); "
+                                 "expect Kustomizations flux-system/apps")
+    # The check's own wait, against a dry cluster where what it names (not in the inventory) is Ready.
+    api = f"api {urlsplit(inv.cluster.api_endpoint).netloc}"
+    assert (api, "list, then watch kustomizations (kustomize.toolkit.fluxcd.io/v1)") in lines
+    assert not any("stops here" in what for _, what in lines), lines
+
+
 def test_recorded_secrets_never_show(inv):
     secret = Secret("s3cr3t-value-xyz", "test")
     runner = RecordingRunner(inv)
