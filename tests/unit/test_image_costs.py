@@ -76,14 +76,27 @@ spec:
 """
 
 
-def test_a_pod_on_a_node_that_kept_its_image_starts_before_one_that_pulls(tmp_path: Path) -> None:
-    files = {**APPS, "apps/kept.yaml": PINNED.format(name="kept", node="node1", image=APP),
-             "apps/pulls.yaml": PINNED.format(name="pulls", node="node2", image=APP)}
-    # 50 MB over 100 Mbit/s: 4 s of the model, 0.4 s played at time_scale 0.1.
-    scenario = {"time_scale": 0.1, "images": {"sizes_mb": {APP: 50}}}
+def _one_keeps_one_pulls(image: str, listed_as: str, mb: int) -> tuple[dict, dict, list]:
+    """Deployments ``kept`` on node1, which lists ``listed_as`` among its images, and ``pulls``
+    on node2, which has none: (repo files, scenario, nodes)."""
+    files = {**APPS, "apps/kept.yaml": PINNED.format(name="kept", node="node1", image=image),
+             "apps/pulls.yaml": PINNED.format(name="pulls", node="node2", image=image)}
+    scenario = {"time_scale": 0.1, "images": {"sizes_mb": {listed_as: mb}}}
     node1 = _node("node1")
-    node1["status"]["images"] = [{"names": [APP], "sizeBytes": 50_000_000}]
-    nodes = [node1, _node("node2", {"hardware": "heavy"}, HEAVY)]
+    node1["status"]["images"] = [{"names": [listed_as], "sizeBytes": mb * 1_000_000}]
+    return files, scenario, [node1, _node("node2", {"hardware": "heavy"}, HEAVY)]
+
+
+def _kubelet_events(store: Store, prefix: str) -> list[tuple[str, str]]:
+    """(reason, message) of the kubelet's Events about the apps pod whose name starts with ``prefix``."""
+    pod = next(p for p in _pods(store, "apps") if p["metadata"]["name"].startswith(prefix))
+    return [(e["reason"], e["message"]) for e in store.list("", "Event", "apps")
+            if e["involvedObject"]["name"] == pod["metadata"]["name"] and e["source"]["component"] == "kubelet"]
+
+
+def test_a_pod_on_a_node_that_kept_its_image_starts_before_one_that_pulls(tmp_path: Path) -> None:
+    # 50 MB over 100 Mbit/s: 4 s of the model, 0.4 s played at time_scale 0.1.
+    files, scenario, nodes = _one_keeps_one_pulls(APP, APP, 50)
 
     async def body(store: Store, repo: Path) -> None:
         store.create(_ks("apps", "./apps"))
@@ -97,15 +110,11 @@ def test_a_pod_on_a_node_that_kept_its_image_starts_before_one_that_pulls(tmp_pa
         await _eventually(both_ready, timeout=10)
         assert ready["pulls"] - ready["kept"] >= 0.3         # the pull's 0.4 s, less polling slack
 
-        def events(prefix: str) -> list[tuple[str, str]]:
-            pod = next(p for p in _pods(store, "apps") if p["metadata"]["name"].startswith(prefix))
-            return [(e["reason"], e["message"]) for e in store.list("", "Event", "apps")
-                    if e["involvedObject"]["name"] == pod["metadata"]["name"] and e["source"]["component"] == "kubelet"]
-        assert ("Pulled", f'Container image "{APP}" already present on machine') in events("kept-")
-        assert [r for r, _ in events("kept-")].count("Pulling") == 0
-        assert ("Pulling", f'Pulling image "{APP}"') in events("pulls-")
+        assert ("Pulled", f'Container image "{APP}" already present on machine') in _kubelet_events(store, "kept-")
+        assert [r for r, _ in _kubelet_events(store, "kept-")].count("Pulling") == 0
+        assert ("Pulling", f'Pulling image "{APP}"') in _kubelet_events(store, "pulls-")
         assert ('Pulled', f'Successfully pulled image "{APP}" in 4s (4s including waiting). '
-                           "Image size: 50000000 bytes.") in events("pulls-")
+                           "Image size: 50000000 bytes.") in _kubelet_events(store, "pulls-")
         # The kubelet lists what it pulled: the next pod there finds it present.
         images = store.get("", "Node", None, "node2")["status"]["images"]
         assert {"names": [APP], "sizeBytes": 50_000_000} in images
@@ -171,12 +180,7 @@ def test_the_kubelet_knows_an_image_by_the_name_containerd_gives_it(tmp_path: Pa
     """A pod's short name (`lab/short:1`) is present when the node lists `docker.io/lab/short:1`
     (containerd's CRI normalizes the reference); a pull is listed under the normalized name."""
     short, full = "lab/short:1", "docker.io/lab/short:1"
-    files = {**APPS, "apps/kept.yaml": PINNED.format(name="kept", node="node1", image=short),
-             "apps/pulls.yaml": PINNED.format(name="pulls", node="node2", image=short)}
-    scenario = {"time_scale": 0.1, "images": {"sizes_mb": {full: 10}}}
-    node1 = _node("node1")
-    node1["status"]["images"] = [{"names": [full], "sizeBytes": 10_000_000}]
-    nodes = [node1, _node("node2", {"hardware": "heavy"}, HEAVY)]
+    files, scenario, nodes = _one_keeps_one_pulls(short, full, 10)
 
     async def body(store: Store, repo: Path) -> None:
         store.create(_ks("apps", "./apps"))
@@ -185,12 +189,8 @@ def test_the_kubelet_knows_an_image_by_the_name_containerd_gives_it(tmp_path: Pa
             return all(health(store.get("apps", "Deployment", "apps", n)).current for n in ("kept", "pulls"))
         await _eventually(both_ready, timeout=10)
 
-        def events(prefix: str) -> list[tuple[str, str]]:
-            pod = next(p for p in _pods(store, "apps") if p["metadata"]["name"].startswith(prefix))
-            return [(e["reason"], e["message"]) for e in store.list("", "Event", "apps")
-                    if e["involvedObject"]["name"] == pod["metadata"]["name"] and e["source"]["component"] == "kubelet"]
-        assert ("Pulled", f'Container image "{short}" already present on machine') in events("kept-")
-        assert ("Pulling", f'Pulling image "{short}"') in events("pulls-")
+        assert ("Pulled", f'Container image "{short}" already present on machine') in _kubelet_events(store, "kept-")
+        assert ("Pulling", f'Pulling image "{short}"') in _kubelet_events(store, "pulls-")
         names = {n for e in store.get("", "Node", None, "node2")["status"]["images"] for n in e["names"]}
         assert full in names and short not in names
 
