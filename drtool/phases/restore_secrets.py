@@ -7,6 +7,7 @@ Existing Secrets are replaced, so a re-run converges on the file's content.
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drtool.errors import BadInput, PermanentError
@@ -38,7 +39,7 @@ def _retrying():
                     retry=retry_if_exception_type(KubeRetryable), reraise=True)
 
 
-def _create_namespace(api: KubeTransport, namespace: str) -> None:
+def create_namespace(api: KubeTransport, namespace: str) -> None:
     """Create a namespace unless it exists (409 AlreadyExists)."""
     from drtool.kube.client import KubePermanent
 
@@ -52,7 +53,7 @@ def _create_namespace(api: KubeTransport, namespace: str) -> None:
             raise PermanentError(f"creating namespace {namespace}: {_http(exc)}") from None
 
 
-def _put(api: KubeTransport, namespace: str, name: str, body: dict) -> None:
+def put_secret(api: KubeTransport, namespace: str, name: str, body: dict) -> None:
     """Create a Secret, or replace it when it exists (409); bounded retries on transient errors."""
     from drtool.kube.client import KubePermanent
 
@@ -78,14 +79,13 @@ def _http(exc: KubePermanent) -> str:
     return text[text.index("HTTP "):] if "HTTP " in text else text
 
 
-def _restore_sealed_secrets_keys(ctx: Context, api: KubeTransport) -> int:
-    """Put back the sealed-secrets controller keys the backup phase saved, before Flux installs the
-    controller: at start it adopts every Secret labelled sealedsecrets.bitnami.com/sealed-secrets-key=active
+def restore_sealed_secrets_keys(api: KubeTransport, saved: Path) -> int:
+    """Put back the sealed-secrets controller keys a backup saved in ``saved`` (a List), before Flux
+    installs the controller: at start it adopts every Secret labelled sealedsecrets.bitnami.com/sealed-secrets-key=active
     in its namespace (bitnami-labs/sealed-secrets pkg/controller/main.go initKeyRegistry) instead of
     generating a new key that cannot decrypt the SealedSecrets in Git."""
     import json
 
-    saved = ctx.run.dir / "backup" / "flux-secrets" / SEALED_SECRETS_FILE
     if not saved.is_file():
         return 0
     items = json.loads(saved.read_text()).get("items") or []
@@ -94,8 +94,8 @@ def _restore_sealed_secrets_keys(ctx: Context, api: KubeTransport) -> int:
         name, namespace = meta.get("name", ""), meta.get("namespace", "kube-system")
         for value in (obj.get("data") or {}).values():
             Secret(value, "sealed-secrets-key")
-        _create_namespace(api, namespace)
-        _put(api, namespace, name, obj)
+        create_namespace(api, namespace)
+        put_secret(api, namespace, name, obj)
     return len(items)
 
 
@@ -109,7 +109,7 @@ def run(ctx: Context) -> PhaseResult:
     created = []
     try:
         for ns in sorted({"flux-system"} | {s.namespace for s in ctx.inv.secrets}):
-            _create_namespace(api, ns)
+            create_namespace(api, ns)
         for i, spec in enumerate(ctx.inv.secrets):
             ctx.check_stop()
             path = ctx.inv.resolve(spec.from_file)
@@ -120,9 +120,9 @@ def run(ctx: Context) -> PhaseResult:
                 raise BadInput(str(ctx.inv.path), f"secrets[{i}].from_file", f"cannot read {path}: {exc.strerror}") from None
             Secret(value.decode(errors="replace").strip(), spec.name)  # registered with the redactor
             body = secret_manifest(spec.name, spec.namespace, spec.data_key, value)
-            _put(api, spec.namespace, spec.name, body)
+            put_secret(api, spec.namespace, spec.name, body)
             created.append(f"{spec.namespace}/{spec.name}")
-        keys = _restore_sealed_secrets_keys(ctx, api)
+        keys = restore_sealed_secrets_keys(api, ctx.run.dir / "backup" / "flux-secrets" / SEALED_SECRETS_FILE)
         if keys:
             created.append(f"{keys} sealed-secrets key(s)")
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from typing import Mapping
 
-from drtool.errors import DrtoolError, PermanentError
 from drtool.remote.runner import q
 
 
@@ -36,37 +35,31 @@ def _secrets_dir(run_id: str):
 
 
 def _restore_secrets(ctx, args: Mapping, where: tuple[str, str]) -> str:
-    from kubernetes import client as kclient
-    from kubernetes.client.exceptions import ApiException
-
+    """The backup's Flux secrets and sealed-secrets keys, created or replaced as the rebuild's
+    restore_secrets phase does it (``drtool.phases.restore_secrets``)."""
+    from drtool.kube.client import KubeTransport
+    from drtool.phases.backup import SEALED_SECRETS_FILE
+    from drtool.phases.restore_secrets import put_secret, restore_sealed_secrets_keys
     from drtool.runbooks.action_support import ensure_kubeconfig
 
-    files = sorted(_secrets_dir(args["run"]).glob("*.json"))
-    if not files:
+    saved = _secrets_dir(args["run"])
+    files = sorted(p for p in saved.glob("*.json") if p.name != SEALED_SECRETS_FILE)
+    if not files and not (saved / SEALED_SECRETS_FILE).is_file():
         return f"run {args['run']} saved no Flux secrets (the old cluster did not answer); nothing to restore"
     ensure_kubeconfig(ctx)
     api_client = ctx.api_client()
-    core = kclient.CoreV1Api(api_client)
+    api = KubeTransport(api_client, timeout=(5, 15))
     restored = []
     try:
         for path in files:
             body = json.loads(path.read_text())
             meta = body.get("metadata", {})
             name, namespace = meta.get("name"), meta.get("namespace", "flux-system")
-            try:
-                try:
-                    core.create_namespaced_secret(namespace, body, _request_timeout=(5, 15))
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-                    core.replace_namespaced_secret(name, namespace, body, _request_timeout=(5, 15))
-            except ApiException as exc:
-                raise PermanentError(f"restoring Secret {namespace}/{name}: HTTP {exc.status} {exc.reason}") from None
+            put_secret(api, namespace, name, body)
             restored.append(f"{namespace}/{name}")
-    except PermanentError:
-        raise
-    except Exception as exc:  # urllib3 connection errors: the API is down
-        raise DrtoolError(f"restoring Flux secrets: API unreachable ({type(exc).__name__})") from None
+        keys = restore_sealed_secrets_keys(api, saved / SEALED_SECRETS_FILE)
+        if keys:
+            restored.append(f"{keys} sealed-secrets key(s)")
     finally:
         api_client.close()
     return f"restored Secrets {', '.join(restored)} from run {args['run']}"

@@ -733,6 +733,30 @@ def test_dry_run_of_a_runbook_action_is_what_its_run_sends(inv):
         ("local", "(nothing to send: run r1 archived no volumes (backup.archive_volumes was off); nothing to restore)")]
 
 
+def test_restore_secrets_action_puts_back_flux_secrets_and_sealed_keys_as_the_phase_does(inv):
+    from drtool.runbooks.restore_actions import _restore_secrets
+
+    dest = _backed_up_run("r2")
+    (dest / "flux-secrets").mkdir()
+    (dest / "flux-secrets" / "sops-age.json").write_text(json.dumps(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-age", "namespace": "flux-system"},
+         "data": {"age.agekey": "T0xES0VZ"}}))
+    (dest / "flux-secrets" / backup.SEALED_SECRETS_FILE).write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"metadata": {"name": "sealed-secrets-key5x2", "namespace": "kube-system"}, "type": "kubernetes.io/tls",
+         "data": {"tls.crt": "Q1JU", "tls.key": "S0VZ"}}]}))
+    backup.write_manifest(dest)
+    api = RecordingApiClient([ApiReply(r"^POST /api/v1/namespaces/flux-system/secrets$", status=409, times=1)])
+    ctx = api_context(inv, api)
+    assert _restore_secrets(ctx, {"run": "r2"}, ("book.yaml", "steps[0]")) == (
+        "restored Secrets flux-system/sops-age, 1 sealed-secrets key(s) from run r2")
+    # An existing Secret is replaced; the keys' List is not sent as a Secret, each key is.
+    assert api.requests() == [
+        "POST /api/v1/namespaces/flux-system/secrets (Secret sops-age)",
+        "PUT /api/v1/namespaces/flux-system/secrets/sops-age (Secret sops-age)",
+        "POST /api/v1/namespaces (Namespace kube-system)",
+        "POST /api/v1/namespaces/kube-system/secrets"]
+
+
 def test_dry_run_of_a_runbook_action_stops_where_its_run_would(inv):
     assert _runbook_plan(inv, "restore-datastore", "restore", run="r9") == [
         ("local", "(the dry run of restore-datastore stops here: command line: --param: "
