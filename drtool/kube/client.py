@@ -13,9 +13,12 @@ handles itself (a CRD that does not exist yet; a resourceVersion too old to resu
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import threading
 from collections import Counter
-from typing import Any, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
 
 import urllib3
 from kubernetes import client as kclient
@@ -67,6 +70,25 @@ def api_client_from_kubeconfig(path: str, context: str | None = None) -> kclient
     configuration.retries = False
     configuration.connection_pool_maxsize = 32
     return kclient.ApiClient(configuration=configuration)
+
+
+def api_client_for_config(cfg: Mapping[str, Any],
+                          make: Callable[[Path], kclient.ApiClient] | None = None) -> kclient.ApiClient:
+    """An ``ApiClient`` for a kubeconfig held in memory (the old cluster's, read from a server).
+
+    ``make`` builds it from a file (a run's ``Context.api_client``, which unit tests and dry runs
+    answer with a recording client); by default the client for the file's current context. The
+    file exists, 0600 (mkstemp), only while the client is made: the loader reads it then.
+    """
+    import yaml
+
+    fd, tmp = tempfile.mkstemp(prefix="drtool-kubeconfig-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(yaml.safe_dump(dict(cfg), sort_keys=False))
+        return (make or (lambda p: api_client_from_kubeconfig(str(p))))(Path(tmp))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _error_for(status: int, body: bytes, what: str) -> Exception:

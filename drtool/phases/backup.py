@@ -127,7 +127,7 @@ def _from_old_cluster(ctx: Context, dest: Path, servers_info: list[dict]) -> lis
     address), so a dry run records these reads like every other request."""
     import yaml
 
-    from drtool.kube.client import KubeTransport, NotFound
+    from drtool.kube.client import KubeTransport, NotFound, api_client_for_config
 
     for info in servers_info:
         kc_file = dest / info["node"] / "k3s.yaml"
@@ -138,15 +138,11 @@ def _from_old_cluster(ctx: Context, dest: Path, servers_info: list[dict]) -> lis
         for cluster in cfg.get("clusters", []):
             server = cluster.get("cluster", {}).get("server", "")
             cluster["cluster"]["server"] = server.replace("127.0.0.1", node.address).replace("localhost", node.address)
-        tmp = dest / ".old-kubeconfig"
-        write_private(tmp, yaml.safe_dump(cfg).encode())
         try:
-            client = ctx.api_client(tmp)
+            client = api_client_for_config(cfg, ctx.api_client)
         except Exception as exc:  # noqa: BLE001 - an unreadable kubeconfig: nothing to save, never fatal
             ctx.progress.print(f"    old cluster's kubeconfig could not be used ({type(exc).__name__}); continuing")
             return []
-        finally:
-            tmp.unlink(missing_ok=True)
         api = KubeTransport(client, timeout=OLD_CLUSTER_TIMEOUT)
         try:
             saved = []

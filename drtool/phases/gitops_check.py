@@ -9,8 +9,6 @@ finding and what was accepted, so the report and the drill's outputs list them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -32,8 +30,8 @@ def live_from_server(inv: Inventory, runner, api_client: Callable[[Path], ApiCli
     a dry run records); by default the kubernetes client for that file's current context.
     """
     from drtool.gitops.check.live import read_live
-    from drtool.kube.client import KubeTransport, api_client_from_kubeconfig
-    from drtool.kubeconfig import dump, rewrite
+    from drtool.kube.client import KubeTransport, api_client_for_config
+    from drtool.kubeconfig import rewrite
     from drtool.remote.k3s import KUBECONFIG
 
     server = inv.servers[0]
@@ -42,15 +40,10 @@ def live_from_server(inv: Inventory, runner, api_client: Callable[[Path], ApiCli
         cfg = rewrite(text, inv.cluster.api_endpoint, inv.cluster.context_name)
     except DrtoolError as exc:
         return None, f"no kubeconfig on {server.name} ({str(exc).splitlines()[0]})"
-    fd, tmp = tempfile.mkstemp(prefix="drtool-live-", suffix=".kubeconfig")
     try:
-        with os.fdopen(fd, "w") as fh:  # mkstemp makes it 0600
-            fh.write(dump(cfg))
-        client = (api_client or (lambda p: api_client_from_kubeconfig(str(p))))(Path(tmp))
+        client = api_client_for_config(cfg, api_client)
     except DrtoolError as exc:
         return None, str(exc).splitlines()[0]
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     try:
         transport = KubeTransport(client, timeout=LIVE_TIMEOUT)
         try:
