@@ -93,8 +93,10 @@ def dry_replies(inv: Inventory) -> list[Reply]:
         Reply(r"base64 \S*/node-token", stdout=_B64 + "\n"),
         # fluxcd/flux2 cmd/flux/version.go: `flux version --client` prints `flux: <version>`.
         Reply(r" version --client$", node="local", stdout=f"flux: {inv.flux.version}\n"),
-        # git ls-remote prints `<sha>\t<ref>` per head; ls-tree names what is under the path;
-        # `git show` of a flux-system file not there yet (bootstrap writes it) exits 128.
+        # git ls-remote prints `<sha>\t<ref>` per head (git-ls-remote(1)); ls-tree names what is
+        # under the path; `git show` of a flux-system file not there yet (bootstrap writes it)
+        # exits 128, git's die() (usage.c). Checked against real git in
+        # tests/unit/test_recorded_phases.py::test_the_dry_runs_git_answers_have_the_shape_of_real_gits.
         Reply(r"^git ls-remote ", node="local", stdout=f"{'0' * 40}\trefs/heads/{inv.flux.branch}\n"),
         Reply(r"^git ls-tree ", node="local", stdout=f"{inv.flux.path.removeprefix('./').strip('/')}/flux-system\n"),
         Reply(r"^git show ", node="local", exit_code=128),

@@ -482,6 +482,38 @@ def test_preflight_looks_up_token_variables_in_the_runs_environment(inv, monkeyp
     assert [c.state for c in checks if c.name == "git token"] == ["fail"]
 
 
+def test_the_dry_runs_git_answers_have_the_shape_of_real_gits(inv, tmp_path):
+    """The dry run scripts git (drtool.phases.dry_run.dry_replies); real git, run here on a local
+    repository, answers the same reads in the same shape: `ls-remote` one `<sha>\t<ref>` line
+    per head (git-ls-remote(1)), `ls-tree --name-only` the names under the path, and `show` of a
+    path the commit lacks exits 128 (git's die(), usage.c)."""
+    import re
+    import subprocess
+
+    from drtool.phases.dry_run import dry_replies
+    from drtool.remote.runner import Runner
+
+    repo = tmp_path / "repo"
+    (repo / "clusters" / "homelab" / "flux-system").mkdir(parents=True)
+    (repo / "clusters" / "homelab" / "flux-system" / "kustomization.yaml").write_text("resources: []\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x"}
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+    runner, url = Runner(inv), f"file://{repo}"
+    real = {
+        "ls-remote": runner.local(["git", "ls-remote", "--heads", url, "refs/heads/main"], cwd=repo).stdout,
+        "ls-tree": runner.local(["git", "ls-tree", "--name-only", "HEAD", "clusters/homelab/"], cwd=repo).stdout,
+        "show": runner.local(["git", "show", "HEAD:clusters/homelab/flux-system/gotk-sync.yaml"], cwd=repo,
+                             check=False).exit_code,
+    }
+    scripted = {name: next(r for r in dry_replies(inv) if r.match == f"^git {name} ") for name in real}
+    shape = r"^[0-9a-f]{40}\trefs/heads/main\n$"
+    assert re.match(shape, real["ls-remote"]) and re.match(shape, scripted["ls-remote"].stdout)
+    assert real["ls-tree"] == scripted["ls-tree"].stdout == "clusters/homelab/flux-system\n"
+    assert real["show"] == scripted["show"].exit_code == 128
+
+
 def test_no_phase_keeps_a_written_plan():
     from drtool.drills.drill import drill_phases
     from drtool.pipeline import PHASES
